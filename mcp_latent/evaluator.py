@@ -1,0 +1,277 @@
+"""Neighbours -> per-label probabilities -> a calibrated verdict, or an honest "unsure".
+
+Fitting uses only a profile's own exemplars: a linear softmax head on the frozen embeddings, its temperature
+fitted on out-of-fold predictions (so `p` means "probability this label is right"), an abstention threshold
+chosen on the same predictions to reach the profile's target answered accuracy, and an out-of-scope cutoff
+on the similarity to the nearest exemplar. kNN over the exemplar HNSW index supplies the evidence.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .profiles import ProfileSpec
+from .vector_index import VectorIndex
+
+log = logging.getLogger(__name__)
+
+FIT_VERSION = "1"  # bump when fitting changes: cached fits keyed by it are then refitted
+MIN_THRESHOLD = 0.5  # never answer with a label the model itself thinks is more likely wrong than right
+OUT_OF_SCOPE_QUANTILE = 0.01  # in-scope texts whose nearest exemplar is this rare are treated as out of scope
+CV_FOLDS = 5
+
+
+@dataclass
+class Verdict:
+    """One profile's answer for one vector."""
+
+    label: str | None
+    p: float
+    unsure: bool
+    score: float | None = None
+    reason: str | None = None
+    candidates: list[tuple[str, float]] = field(default_factory=list)
+    neighbours: list[tuple[str, str, float]] = field(default_factory=list)
+    nearest: float = 0.0
+
+    def compact(self) -> dict[str, Any]:
+        """The model-visible form: label, p, and only what changes the decision."""
+        out: dict[str, Any] = {"label": self.label, "p": round(self.p, 2)}
+        if self.score is not None:
+            out["score"] = round(self.score, 2)
+        if self.unsure:
+            out["unsure"] = True
+        return out
+
+    def detailed(self) -> dict[str, Any]:
+        """The compact form plus an evidence pack for the calling LLM."""
+        out = self.compact()
+        if self.reason:
+            out["reason"] = self.reason
+        out["top"] = [[label, round(p, 3)] for label, p in self.candidates]
+        out["nearest"] = round(self.nearest, 3)
+        out["neighbours"] = [[text, label, round(sim, 3)] for text, label, sim in self.neighbours]
+        return out
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def _fit_head(x: np.ndarray, y: np.ndarray, n_labels: int, c: float) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression; returns (weights d x L, bias L)."""
+    from sklearn.linear_model import LogisticRegression  # imported lazily: only fitting needs it
+
+    clf = LogisticRegression(C=c, max_iter=1000)
+    clf.fit(x, y)
+    weights = np.zeros((x.shape[1], n_labels), dtype=np.float32)
+    bias = np.zeros(n_labels, dtype=np.float32)
+    weights[:, clf.classes_] = clf.coef_.T if n_labels > 2 else np.hstack([-clf.coef_.T, clf.coef_.T]) / 2
+    bias[clf.classes_] = clf.intercept_ if n_labels > 2 else np.array([-clf.intercept_[0], clf.intercept_[0]]) / 2
+    return weights, bias
+
+
+def _fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """Temperature minimizing the negative log-likelihood of held-out logits."""
+    from scipy.optimize import minimize_scalar
+
+    def nll(log_t: float) -> float:
+        z = logits / np.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-log_p[np.arange(len(y)), y].mean())
+
+    result = minimize_scalar(nll, bounds=(-4.0, 4.0), method="bounded")
+    return float(np.exp(result.x))
+
+
+def pick_threshold(p: np.ndarray, correct: np.ndarray, target: float) -> float:
+    """Lowest confidence threshold whose answered accuracy (on held-out predictions) reaches `target`."""
+    order = np.argsort(-p)
+    p_sorted, correct_sorted = p[order], correct[order]
+    accuracy = np.cumsum(correct_sorted) / np.arange(1, len(p) + 1)
+    meeting = np.nonzero(accuracy >= target)[0]
+    if len(meeting) == 0:
+        return 1.0  # the target is out of reach: answer only when certain
+    return float(max(MIN_THRESHOLD, p_sorted[meeting[-1]]))
+
+
+def _folds(y: np.ndarray, n_folds: int, seed: int = 0) -> list[np.ndarray] | None:
+    """Stratified fold assignment; None when some label has too few exemplars to hold any out."""
+    counts = np.bincount(y)
+    n_folds = min(n_folds, int(counts[counts > 0].min()))
+    if n_folds < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(len(y), dtype=np.int64)
+    for label in np.unique(y):
+        members = np.nonzero(y == label)[0]
+        rng.shuffle(members)
+        fold_of[members] = np.arange(len(members)) % n_folds
+    return [np.nonzero(fold_of == f)[0] for f in range(n_folds)]
+
+
+def _nearest_similarity(queries: np.ndarray, pool: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Max cosine similarity of each query to any pool vector (exact; chunked to bound memory)."""
+    best = np.empty(len(queries), dtype=np.float32)
+    for start in range(0, len(queries), chunk):
+        best[start : start + chunk] = (queries[start : start + chunk] @ pool.T).max(axis=1)
+    return best
+
+
+@dataclass
+class Calibration:
+    """What the fit decided, and the held-out evidence it decided on."""
+
+    c: float
+    temperature: float
+    threshold: float
+    min_similarity: float
+    cv_accuracy: float | None
+    cv_coverage: float | None
+    cv_answered_accuracy: float | None
+
+
+def fit_calibration(vectors: np.ndarray, y: np.ndarray, n_labels: int, spec: ProfileSpec, c: float = 10.0) -> Calibration:
+    """Cross-validate the head on the exemplars: temperature, abstention threshold and out-of-scope cutoff."""
+    folds = _folds(y, CV_FOLDS)
+    if folds is None:
+        log.info("profile %s: too few exemplars per label to cross-validate; default calibration", spec.name)
+        return Calibration(c, 1.0, spec.threshold or MIN_THRESHOLD, spec.min_similarity or -1.0, None, None, None)
+    oof_logits = np.zeros((len(y), n_labels), dtype=np.float32)
+    oof_nearest = np.zeros(len(y), dtype=np.float32)
+    for held_out in folds:
+        train = np.setdiff1d(np.arange(len(y)), held_out)
+        weights, bias = _fit_head(vectors[train], y[train], n_labels, c)
+        oof_logits[held_out] = vectors[held_out] @ weights + bias
+        oof_nearest[held_out] = _nearest_similarity(vectors[held_out], vectors[train])
+    temperature = _fit_temperature(oof_logits, y)
+    probs = _softmax(oof_logits / temperature)
+    p, predicted = probs.max(axis=1), probs.argmax(axis=1)
+    correct = predicted == y
+    threshold = spec.threshold if spec.threshold is not None else pick_threshold(p, correct, spec.target_accuracy)
+    if spec.min_similarity is not None:
+        min_similarity = spec.min_similarity
+    else:
+        min_similarity = float(np.quantile(oof_nearest, OUT_OF_SCOPE_QUANTILE))
+    answered = (p >= threshold) & (oof_nearest >= min_similarity)
+    return Calibration(
+        c=c,
+        temperature=temperature,
+        threshold=threshold,
+        min_similarity=min_similarity,
+        cv_accuracy=float(correct.mean()),
+        cv_coverage=float(answered.mean()),
+        cv_answered_accuracy=float(correct[answered].mean()) if answered.any() else None,
+    )
+
+
+class FittedProfile:
+    """A profile ready to judge vectors: exemplar index, linear head and calibration."""
+
+    def __init__(
+        self,
+        spec: ProfileSpec,
+        vectors: np.ndarray,
+        y: np.ndarray,
+        texts: list[str],
+        weights: np.ndarray,
+        bias: np.ndarray,
+        calibration: Calibration,
+        index: VectorIndex,
+    ):
+        self.spec = spec
+        self.labels = [label.name for label in spec.labels]
+        self.values = np.array([label.value for label in spec.labels], dtype=np.float32) if spec.ordinal else None
+        self.vectors = vectors
+        self.y = y
+        self.texts = texts
+        self.weights = weights
+        self.bias = bias
+        self.calibration = calibration
+        self.index = index
+
+    @classmethod
+    def fit(cls, spec: ProfileSpec, vectors: np.ndarray, texts: list[str], y: np.ndarray) -> FittedProfile:
+        n_labels = len(spec.labels)
+        calibration = fit_calibration(vectors, y, n_labels, spec)
+        weights, bias = _fit_head(vectors, y, n_labels, calibration.c)
+        return cls(spec, vectors, y, texts, weights, bias, calibration, cls._build_index(vectors))
+
+    @staticmethod
+    def _build_index(vectors: np.ndarray) -> VectorIndex:
+        index = VectorIndex(vectors.shape[1], capacity=len(vectors))
+        index.add(np.arange(len(vectors)), vectors)
+        return index
+
+    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        """Calibrated per-label probabilities for a batch of vectors."""
+        return _softmax((vectors @ self.weights + self.bias) / self.calibration.temperature)
+
+    def verdict(self, vector: np.ndarray, detail: bool = False, k: int = 10, show: int = 3) -> Verdict:
+        probs = self.probabilities(vector.reshape(1, -1))[0]
+        best = int(probs.argmax())
+        p = float(probs[best])
+        neighbour_ids, similarities = self.index.search(vector, k if detail else 1)
+        nearest = float(similarities[0]) if len(similarities) else -1.0
+        reason = None
+        if nearest < self.calibration.min_similarity:
+            reason = "out_of_scope"
+        elif p < self.calibration.threshold:
+            reason = "low_confidence"
+        score = float(probs @ self.values) if self.values is not None else None
+        verdict = Verdict(
+            label=None if reason else self.labels[best],
+            p=p,
+            unsure=reason is not None,
+            score=score,
+            reason=reason,
+            nearest=nearest,
+        )
+        if detail:
+            top = np.argsort(-probs)[:3]
+            verdict.candidates = [(self.labels[i], float(probs[i])) for i in top]
+            verdict.neighbours = [
+                (self.texts[i], self.labels[self.y[i]], float(s))
+                for i, s in zip(neighbour_ids[:show], similarities[:show], strict=True)
+            ]
+        return verdict
+
+    # --- on-disk cache ---------------------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cal = self.calibration
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(
+            tmp,
+            vectors=self.vectors,
+            y=self.y,
+            weights=self.weights,
+            bias=self.bias,
+            calibration=np.array(
+                [cal.c, cal.temperature, cal.threshold, cal.min_similarity]
+                + [np.nan if v is None else v for v in (cal.cv_accuracy, cal.cv_coverage, cal.cv_answered_accuracy)],
+                dtype=np.float64,
+            ),
+        )
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path, spec: ProfileSpec, texts: list[str]) -> FittedProfile:
+        with np.load(path) as data:
+            c, t, threshold, min_sim, acc, cov, ans = (float(v) for v in data["calibration"])
+            calibration = Calibration(
+                c, t, threshold, min_sim, *(None if np.isnan(v) else v for v in (acc, cov, ans))
+            )
+            vectors = data["vectors"]
+            return cls(
+                spec, vectors, data["y"], texts, data["weights"], data["bias"], calibration, cls._build_index(vectors)
+            )

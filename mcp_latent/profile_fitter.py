@@ -1,0 +1,104 @@
+"""Turns loaded profiles into fitted evaluators, caching exemplar embeddings and fits on disk.
+
+Exemplar vectors are cached per text (so teaching one exemplar embeds one text), and fits are keyed by the
+profile content, the model id and the fit version, so an unchanged profile is never re-embedded or refitted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .embedder import Embedder
+from .evaluator import FIT_VERSION, FittedProfile
+from .profiles import Profile
+
+log = logging.getLogger(__name__)
+
+
+def _slug(model_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", model_id)[-60:]
+
+
+def _text_key(text: str) -> bytes:
+    return hashlib.sha1(text.encode()).digest()
+
+
+class ExemplarVectors:
+    """A per-profile, per-model file of exemplar embeddings keyed by text hash."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def lookup(self, texts: list[str], embedder: Embedder, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        known: dict[bytes, np.ndarray] = {}
+        if self.path.exists():
+            with np.load(self.path) as data:
+                known = dict(zip((bytes(k) for k in data["keys"]), data["vectors"], strict=True))
+        keys = [_text_key(t) for t in texts]
+        missing = sorted({i for i, k in enumerate(keys) if k not in known}, key=lambda i: keys[i])
+        if missing:
+            batch = 256
+            for start in range(0, len(missing), batch):
+                rows = missing[start : start + batch]
+                for i, vector in zip(rows, embedder.embed([texts[i] for i in rows]), strict=True):
+                    known[keys[i]] = vector
+                if progress:
+                    progress(len(rows))
+            self._save(known)
+        return np.stack([known[k] for k in keys]).astype(np.float32)
+
+    def _save(self, known: dict[bytes, np.ndarray]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp.npz")
+        keys = np.array(list(known), dtype="S20")
+        np.savez(tmp, keys=keys, vectors=np.stack(list(known.values())).astype(np.float32))
+        tmp.replace(self.path)
+
+
+class ProfileFitter:
+    """Fits (or loads cached fits of) profiles for one embedder."""
+
+    def __init__(self, cache_dir: Path, embedder: Embedder):
+        self.embedder = embedder
+        self.cache_dir = Path(cache_dir) / _slug(embedder.model_id)
+        self._lock = threading.Lock()  # one fit at a time: fits are CPU-bound and share the cache files
+
+    def fit_key(self, profile: Profile) -> str:
+        material = f"{profile.spec.content_hash()}|{self.embedder.model_id}|{FIT_VERSION}"
+        return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+    def fitted(self, profile: Profile, progress: Callable[[int], None] | None = None) -> FittedProfile:
+        texts, y = flatten(profile)
+        with self._lock:
+            fit_path = self.cache_dir / f"{profile.name}-{self.fit_key(profile)}.fit.npz"
+            if fit_path.exists():
+                try:
+                    return FittedProfile.load(fit_path, profile.spec, texts)
+                except Exception as exc:  # a torn cache file only costs a refit
+                    log.warning("cached fit %s unreadable (%s); refitting", fit_path, exc)
+            vectors = ExemplarVectors(self.cache_dir / f"{profile.name}.exemplars.npz").lookup(
+                texts, self.embedder, progress
+            )
+            fitted = FittedProfile.fit(profile.spec, vectors, texts, y)
+            for stale in self.cache_dir.glob(f"{profile.name}-*.fit.npz"):
+                stale.unlink(missing_ok=True)
+            fitted.save(fit_path)
+            log.info("profile %s fitted: %s", profile.name, fitted.calibration)
+            return fitted
+
+
+def flatten(profile: Profile) -> tuple[list[str], np.ndarray]:
+    """Exemplar texts and their label indexes, in label order."""
+    texts: list[str] = []
+    y: list[int] = []
+    for index, label in enumerate(profile.spec.labels):
+        texts.extend(label.examples)
+        y.extend([index] * len(label.examples))
+    return texts, np.array(y, dtype=np.int64)

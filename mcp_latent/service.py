@@ -1,0 +1,355 @@
+"""The library API: embed, handoff, evaluate, similar, teach as plain Python. The MCP tools wrap these 1:1."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .embedder import Embedder, load_embedder
+from .errors import InvalidInput, LatentError, ModelError, NotAllowed
+from .evaluator import FittedProfile, Verdict
+from .profile_fitter import ProfileFitter
+from .profiles import Profile, ProfileRegistry
+from .settings import Settings
+from .store import Handoff, LatentStore, check_handle, check_namespace
+
+log = logging.getLogger(__name__)
+
+PREVIEW_CHARS = 120  # text shown per `similar` hit: enough to recognise it, cheap in tokens
+
+
+class LatentService:
+    """One latent state: an embedder, a store of handoffs and the fitted profiles."""
+
+    def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None):
+        self.settings = settings or Settings()
+        self._embedder = embedder
+        self._ready = threading.Event()
+        self._start_lock = threading.Lock()
+        self._started = False
+        self._startup_error: LatentError | None = None
+        self._fit_lock = threading.Lock()
+        self._fitted: dict[str, FittedProfile] = {}
+        self.store: LatentStore | None = None
+        self.registry = ProfileRegistry(self.settings.user_profiles_dir, self.settings.builtin_profiles)
+        self.started_at = time.monotonic()
+        self.ready_after: float | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the model, open the store and fit every profile. Safe to run in a background thread."""
+        self._started = True
+        try:
+            s = self.settings
+            if self._embedder is None:
+                self._embedder = load_embedder(
+                    s.model, s.device, s.effective_torch_threads, s.embed_batch_size, s.embed_cache_size
+                )
+            self.store = LatentStore(
+                s.data_dir,
+                self._embedder.dim,
+                self._embedder.model_id,
+                hnsw_m=s.hnsw_m,
+                hnsw_ef_construction=s.hnsw_ef_construction,
+                hnsw_ef_search=s.hnsw_ef_search,
+            )
+            self.registry.load_all()
+            self.fitter = ProfileFitter(s.data_dir / "cache" / "profiles", self._embedder)
+            for profile in self.registry.profiles.values():
+                self._fit(profile)
+            self.ready_after = time.monotonic() - self.started_at
+        except LatentError as exc:
+            self._startup_error = exc
+            log.error("startup failed: %s", exc)
+        except Exception as exc:  # keep the server up to report it on every call
+            self._startup_error = ModelError(f"startup failed: {exc!r}")
+            log.exception("startup failed")
+        finally:
+            self._ready.set()
+
+    def start_in_background(self) -> None:
+        """Start loading once; later calls (one per HTTP session) do nothing."""
+        with self._start_lock:
+            if self._started:
+                return
+            self._started = True
+        threading.Thread(target=self.start, name="mcp-latent-startup", daemon=True).start()
+
+    def wait_ready(self, timeout: float = 300.0) -> None:
+        if not self._ready.wait(timeout):
+            raise ModelError(f"the embedding model is still loading after {timeout:.0f} s; retry shortly.")
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and self._startup_error is None
+
+    @property
+    def embedder(self) -> Embedder:
+        self.wait_ready()
+        assert self._embedder is not None
+        return self._embedder
+
+    def close(self) -> None:
+        """Save indexes and close the store (waits for a startup in progress, so nothing is left half-open)."""
+        if self._started:
+            self._ready.wait(timeout=600)
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    # --- tools -----------------------------------------------------------------------------------------------
+
+    def embed(self, texts: Sequence[str], namespace: str | None = None, return_vectors: bool = False) -> dict[str, Any]:
+        """Embed texts, store each as a handoff, return their handles (and vectors when asked)."""
+        texts = self._check_texts(texts)
+        namespace = self._namespace(namespace)
+        vectors = self.embedder.embed(texts)
+        stored = self._store().add(namespace, vectors, self._texts_to_store(texts))
+        result: dict[str, Any] = {"handles": [r.handle for r in stored]}
+        if return_vectors:
+            result["dim"] = int(vectors.shape[1])
+            result["vectors"] = [[round(float(v), 6) for v in row] for row in vectors]
+        return result
+
+    def handoff(
+        self,
+        text: str,
+        from_agent: str | None = None,
+        namespace: str | None = None,
+        parent: str | None = None,
+        evaluate: Sequence[str] | str | None = None,
+        meta: dict[str, Any] | None = None,
+        detail: bool = False,
+    ) -> dict[str, Any]:
+        """Embed once, store behind a handle, and (optionally) judge it with profiles in the same call."""
+        text = self._check_text(text)
+        namespace = self._namespace(namespace)
+        if parent is not None:
+            check_handle(parent)
+        meta = self._check_meta(meta)
+        if from_agent is not None and (not isinstance(from_agent, str) or len(from_agent) > 200):
+            raise InvalidInput("`from_agent` must be a string of at most 200 characters (an agent's name).")
+        fitted = self._profiles(evaluate, default_all=False)
+        vector = self.embedder.embed([text])
+        record = self._store().add(namespace, vector, self._texts_to_store([text]), from_agent, parent, meta)[0]
+        result: dict[str, Any] = {"handle": record.handle}
+        if fitted:
+            result["verdicts"] = self._verdicts(fitted, vector[0], detail)
+        return result
+
+    def evaluate(
+        self,
+        handle: str | None = None,
+        text: str | None = None,
+        profiles: Sequence[str] | str | None = None,
+        namespace: str | None = None,
+        detail: bool = False,
+        compare_parent: bool = False,
+    ) -> dict[str, Any]:
+        """Judge a stored handoff (by handle) or a new text against profiles."""
+        namespace = self._namespace(namespace)
+        fitted = self._profiles(profiles, default_all=True)
+        record, vector = self._resolve(handle, text, namespace)
+        result: dict[str, Any] = {"verdicts": self._verdicts(fitted, vector, detail)}
+        if compare_parent:
+            result["parent"] = self._compare_parent(record, fitted, result["verdicts"])
+        return result
+
+    def similar(
+        self, handle: str | None = None, text: str | None = None, k: int = 5, namespace: str | None = None
+    ) -> dict[str, Any]:
+        """The nearest earlier handoffs of a namespace, with cosine similarity."""
+        namespace = self._namespace(namespace)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.settings.max_k:
+            raise InvalidInput(f"`k` must be an integer from 1 to {self.settings.max_k} (setting MCP_LATENT_MAX_K).")
+        record, vector = self._resolve(handle, text, namespace)
+        hits = self._store().similar(namespace, vector, k, exclude=record.handle if record else None)
+        return {"similar": [self._hit(h, sim) for h, sim in hits]}
+
+    def teach(
+        self,
+        profile: str,
+        label: str,
+        handle: str | None = None,
+        text: str | None = None,
+        namespace: str | None = None,
+    ) -> dict[str, Any]:
+        """Add one exemplar to a profile (persisted); the next verdict uses it."""
+        self.wait_ready()
+        namespace = self._namespace(namespace)
+        target = self.registry.get(self._check_name(profile, "profile"))
+        if target.builtin and not self.settings.allow_teach_builtin:
+            raise NotAllowed(
+                f"profile {profile!r} is shipped with mcp-latent and teaching it is off; set "
+                "MCP_LATENT_ALLOW_TEACH_BUILTIN=true, or build your own profile in the profiles dir."
+            )
+        labels = [lab.name for lab in target.spec.labels]
+        if label not in labels:
+            raise InvalidInput(f"label {label!r} is not in profile {profile!r}; labels: {', '.join(labels)}.")
+        record, _ = self._resolve(handle, text, namespace)
+        exemplar = text if record is None else record.text
+        if not exemplar:
+            raise InvalidInput(
+                "that handle has no stored text (MCP_LATENT_STORE_TEXT is off); pass the exemplar as `text`."
+            )
+        with self._fit_lock:
+            updated = self.registry.append_taught(target.name, label, exemplar)
+            self._fitted.pop(target.name, None)  # refit lazily, on the next verdict
+        return {"profile": updated.name, "label": label, "exemplars": updated.summary()["exemplars"]}
+
+    def list_profiles(self) -> list[dict[str, Any]]:
+        self.wait_ready()
+        out = []
+        for profile in self.registry.profiles.values():
+            summary = profile.summary()
+            fitted = self._fitted.get(profile.name)
+            if fitted is not None:
+                summary["threshold"] = round(fitted.calibration.threshold, 3)
+            out.append(summary)
+        return out
+
+    def status(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"ready": self.ready, "startup_error": str(self._startup_error or "") or None}
+        if self.ready:
+            info.update(
+                model=self.embedder.model_id,
+                dim=self.embedder.dim,
+                handoffs=self._store().count(),
+                profiles=sorted(self.registry.profiles),
+                ready_after_s=round(self.ready_after or 0.0, 3),
+            )
+        return info
+
+    # --- helpers ---------------------------------------------------------------------------------------------
+
+    def _store(self) -> LatentStore:
+        self.wait_ready()
+        assert self.store is not None
+        return self.store
+
+    def _fit(self, profile: Profile) -> FittedProfile:
+        with self._fit_lock:
+            fitted = self._fitted.get(profile.name)
+            if fitted is None:
+                fitted = self.fitter.fitted(profile)
+                self._fitted[profile.name] = fitted
+            return fitted
+
+    def _profiles(self, names: Sequence[str] | str | None, default_all: bool) -> dict[str, FittedProfile]:
+        self.wait_ready()
+        if names is None or names == []:
+            if not default_all:
+                return {}
+            names = sorted(self.registry.profiles)
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",") if n.strip()]
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+            raise InvalidInput("`profiles` must be a list of profile names, e.g. [\"risk\", \"roi\"].")
+        if len(names) > self.settings.max_profiles_per_call:
+            raise InvalidInput(
+                f"{len(names)} profiles named; at most {self.settings.max_profiles_per_call} per call "
+                "(setting MCP_LATENT_MAX_PROFILES_PER_CALL)."
+            )
+        return {name: self._fit(self.registry.get(name)) for name in dict.fromkeys(names)}
+
+    def _verdicts(self, fitted: dict[str, FittedProfile], vector: np.ndarray, detail: bool) -> dict[str, Any]:
+        k, show = self.settings.neighbours, self.settings.detail_neighbours
+        out = {}
+        for name, profile in fitted.items():
+            verdict: Verdict = profile.verdict(vector, detail=detail, k=k, show=show)
+            out[name] = verdict.detailed() if detail else verdict.compact()
+        return out
+
+    def _compare_parent(
+        self, record: Handoff | None, fitted: dict[str, FittedProfile], verdicts: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """How each verdict moved against the parent handoff's (None without a parent)."""
+        if record is None or record.parent is None:
+            return None
+        parent = self._store().get(record.parent, record.namespace)
+        before = self._verdicts(fitted, parent.vector, detail=False)
+        changes: dict[str, Any] = {}
+        for name, now in verdicts.items():
+            was = before[name]
+            change = {"was": was["label"], "dp": round(now["p"] - was["p"], 2)}
+            if "score" in now:
+                change["dscore"] = round(now["score"] - was["score"], 2)
+            change["changed"] = was["label"] != now["label"]
+            changes[name] = change
+        similarity = float(np.dot(parent.vector, record.vector))
+        return {"handle": parent.handle, "similarity": round(similarity, 3), "delta": changes}
+
+    def _resolve(self, handle: str | None, text: str | None, namespace: str) -> tuple[Handoff | None, np.ndarray]:
+        if (handle is None) == (text is None):
+            raise InvalidInput("pass exactly one of `handle` (from `handoff`/`embed`) or `text`.")
+        if handle is not None:
+            record = self._store().get(handle, namespace)
+            return record, record.vector
+        return None, self.embedder.embed([self._check_text(text)])[0]
+
+    def _hit(self, record: Handoff, similarity: float) -> dict[str, Any]:
+        hit: dict[str, Any] = {"handle": record.handle, "similarity": round(similarity, 3)}
+        if record.from_agent:
+            hit["from_agent"] = record.from_agent
+        if record.text:
+            hit["text"] = record.text[:PREVIEW_CHARS] + ("…" if len(record.text) > PREVIEW_CHARS else "")
+        return hit
+
+    def _texts_to_store(self, texts: list[str]) -> list[str | None]:
+        return list(texts) if self.settings.store_text else [None] * len(texts)
+
+    def _namespace(self, namespace: str | None) -> str:
+        return check_namespace(self.settings.default_namespace if namespace is None else namespace)
+
+    def _check_text(self, text: Any, what: str = "text") -> str:
+        if not isinstance(text, str):
+            raise InvalidInput(f"`{what}` must be a string, got {type(text).__name__}.")
+        if not text.strip():
+            raise InvalidInput(f"`{what}` is empty; pass the proposal or message to embed.")
+        limit = self.settings.max_text_chars
+        if len(text) > limit:
+            raise InvalidInput(
+                f"`{what}` has {len(text):,} characters; the limit is {limit:,} (setting MCP_LATENT_MAX_TEXT_CHARS). "
+                "Summarise or split it."
+            )
+        return text
+
+    def _check_texts(self, texts: Any) -> list[str]:
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, (list, tuple)) or not texts:
+            raise InvalidInput("`texts` must be a non-empty list of strings.")
+        if len(texts) > self.settings.max_batch:
+            raise InvalidInput(
+                f"{len(texts)} texts in one call; the limit is {self.settings.max_batch} "
+                "(setting MCP_LATENT_MAX_BATCH). Split the batch."
+            )
+        return [self._check_text(t, f"texts[{i}]") for i, t in enumerate(texts)]
+
+    def _check_meta(self, meta: Any) -> dict[str, Any] | None:
+        if meta is None:
+            return None
+        if not isinstance(meta, dict):
+            raise InvalidInput("`meta` must be a JSON object (a dict of small values).")
+        size = len(json.dumps(meta, separators=(",", ":"), default=str).encode())
+        if size > self.settings.max_meta_bytes:
+            raise InvalidInput(
+                f"`meta` is {size:,} bytes of JSON; the limit is {self.settings.max_meta_bytes:,} "
+                "(setting MCP_LATENT_MAX_META_BYTES)."
+            )
+        return meta
+
+    @staticmethod
+    def _check_name(value: Any, what: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise InvalidInput(f"`{what}` must be a non-empty string.")
+        return value

