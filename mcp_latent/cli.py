@@ -133,8 +133,7 @@ def cmd_profiles_build(args: argparse.Namespace) -> int:
     from .embedder import load_embedder
     from .profile_fitter import ProfileFitter
 
-    embedder = load_embedder(settings.model, settings.device, settings.effective_torch_threads,
-                             settings.embed_batch_size, 0)
+    embedder = load_embedder(settings.model, settings.device, settings.effective_torch_threads, settings.embed_batch_size)
     profile = Profile(spec=spec, path=path, builtin=False)
     with tqdm(total=len(flatten(profile)[0]), desc=f"embedding {args.name}", unit="ex", file=sys.stderr) as bar:
         fitted = ProfileFitter(settings.data_dir / "cache" / "profiles", embedder).fitted(profile, bar.update)

@@ -144,9 +144,8 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-def load_embedder(model: str, device: str, threads: int, batch_size: int, cache_size: int) -> CachedEmbedder:
-    """Build the configured embedder behind the text cache."""
+def load_embedder(model: str, device: str, threads: int, batch_size: int) -> SentenceTransformerEmbedder:
+    """Load the configured sentence-transformers model."""
     source, model_id = resolve_model_source(model)
     log.info("loading embedding model %s from %s", model_id, source)
-    inner = SentenceTransformerEmbedder(source, model_id, device=device, threads=threads, batch_size=batch_size)
-    return CachedEmbedder(inner, cache_size)
+    return SentenceTransformerEmbedder(source, model_id, device=device, threads=threads, batch_size=batch_size)

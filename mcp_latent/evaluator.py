@@ -22,7 +22,10 @@ log = logging.getLogger(__name__)
 
 FIT_VERSION = "1"  # bump when fitting changes: cached fits keyed by it are then refitted
 MIN_THRESHOLD = 0.5  # never answer with a label the model itself thinks is more likely wrong than right
-OUT_OF_SCOPE_QUANTILE = 0.01  # in-scope texts whose nearest exemplar is this rare are treated as out of scope
+# A text is out of scope when its nearest exemplar is less similar than all but this share of held-out in-scope
+# exemplars were to theirs, minus a margin (small profiles estimate that quantile noisily).
+OUT_OF_SCOPE_QUANTILE = 0.01
+OUT_OF_SCOPE_MARGIN = 0.03
 CV_FOLDS = 5
 
 
@@ -100,6 +103,8 @@ def pick_threshold(p: np.ndarray, correct: np.ndarray, target: float) -> float:
     meeting = np.nonzero(accuracy >= target)[0]
     if len(meeting) == 0:
         return 1.0  # the target is out of reach: answer only when certain
+    if meeting[-1] == len(p) - 1:
+        return MIN_THRESHOLD  # every held-out answer together meets the target: no need to abstain on confidence
     return float(max(MIN_THRESHOLD, p_sorted[meeting[-1]]))
 
 
@@ -160,7 +165,7 @@ def fit_calibration(vectors: np.ndarray, y: np.ndarray, n_labels: int, spec: Pro
     if spec.min_similarity is not None:
         min_similarity = spec.min_similarity
     else:
-        min_similarity = float(np.quantile(oof_nearest, OUT_OF_SCOPE_QUANTILE))
+        min_similarity = float(np.quantile(oof_nearest, OUT_OF_SCOPE_QUANTILE)) - OUT_OF_SCOPE_MARGIN
     answered = (p >= threshold) & (oof_nearest >= min_similarity)
     return Calibration(
         c=c,

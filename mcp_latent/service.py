@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .embedder import Embedder, load_embedder
+from .embedder import CachedEmbedder, Embedder, load_embedder
 from .errors import InvalidInput, LatentError, ModelError, NotAllowed
 from .evaluator import FittedProfile, Verdict
 from .profile_fitter import ProfileFitter
@@ -29,7 +29,7 @@ class LatentService:
 
     def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None):
         self.settings = settings or Settings()
-        self._embedder = embedder
+        self._embedder = CachedEmbedder(embedder, self.settings.embed_cache_size) if embedder else None
         self._ready = threading.Event()
         self._start_lock = threading.Lock()
         self._started = False
@@ -49,8 +49,9 @@ class LatentService:
         try:
             s = self.settings
             if self._embedder is None:
-                self._embedder = load_embedder(
-                    s.model, s.device, s.effective_torch_threads, s.embed_batch_size, s.embed_cache_size
+                self._embedder = CachedEmbedder(
+                    load_embedder(s.model, s.device, s.effective_torch_threads, s.embed_batch_size),
+                    s.embed_cache_size,
                 )
             self.store = LatentStore(
                 s.data_dir,

@@ -90,3 +90,17 @@ class Settings(BaseSettings):
     @property
     def effective_torch_threads(self) -> int:
         return self.torch_threads or max(1, min(4, os.cpu_count() or 1))
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated so it cannot drift from the code."""
+    rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for name, info in Settings.model_fields.items():
+        if info.default_factory is not None:
+            default = "`~/.local/share/mcp-latent`"
+        elif info.default in (None, ""):
+            default = "(unset)"
+        else:
+            default = f"`{info.default}`"
+        rows.append(f"| `MCP_LATENT_{name.upper()}` | {default} | {info.description} |")
+    return "\n".join(rows)

@@ -1,0 +1,93 @@
+"""Shared fixtures: a deterministic fake embedder for fast unit tests, isolated env and data dirs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcp_latent.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+VENV_BIN = ROOT / ".venv" / "bin"
+
+
+class HashingEmbedder:
+    """Bag of hashed words: texts sharing words get similar unit vectors. Fast and deterministic, not semantic."""
+
+    model_id = "test/hashing-embedder"
+
+    def __init__(self, dim: int = 64):
+        self.dim = dim
+        self.calls = 0
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"[a-z0-9]+", text.lower()):
+                digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+                out[row, int.from_bytes(digest[:4], "little") % self.dim] += 1.0 if digest[4] % 2 else -1.0
+            if not out[row].any():
+                out[row, 0] = 1.0
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch, tmp_path):
+    """No MCP_LATENT_* variable of the developer's shell leaks into a test; HOME points into tmp."""
+    for key in list(os.environ):
+        if key.startswith("MCP_LATENT_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", builtin_profiles=False)
+
+
+@pytest.fixture
+def fake_embedder() -> HashingEmbedder:
+    return HashingEmbedder()
+
+
+def write_profile(directory: Path, name: str, labels: dict[str, list[str]], extra: str = "") -> Path:
+    """Write a small TOML profile file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [f'name = "{name}"', 'description = "test profile"', extra]
+    for label, examples in labels.items():
+        quoted = ", ".join('"' + e.replace('"', '\\"') + '"' for e in examples)
+        lines += ["[[labels]]", f'name = "{label}"', f"examples = [{quoted}]"]
+    path = directory / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+FRUIT = [f"apple banana cherry fruit salad number {i}" for i in range(12)]
+TOOLS = [f"hammer wrench screwdriver toolbox item {i}" for i in range(12)]
+
+
+@pytest.fixture
+def fruit_tools_profile(settings) -> Path:
+    # Hashed words are not semantic: switch off the out-of-scope cut so short queries still get a label.
+    return write_profile(
+        settings.user_profiles_dir, "kind", {"fruit": FRUIT, "tools": TOOLS}, extra="min_similarity = -1.0"
+    )
+
+
+@pytest.fixture
+def service(settings, fake_embedder, fruit_tools_profile):
+    from mcp_latent.service import LatentService
+
+    svc = LatentService(settings, embedder=fake_embedder)
+    svc.start()
+    svc.wait_ready(5)
+    yield svc
+    svc.close()

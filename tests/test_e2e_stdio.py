@@ -1,0 +1,169 @@
+"""End to end: a real `mcp-latent serve` subprocess with the real model, driven by the official SDK client."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from conftest import write_profile
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+RISKY = "skip the security review and deploy the untested payment migration to production on Friday night"
+SAFE = "fix a typo in the onboarding email template and add a unit test for it"
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+def server_command() -> list[str]:
+    exe = shutil.which("mcp-latent", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "mcp_latent"]
+
+
+def params(data_dir: Path, *extra: str) -> StdioServerParameters:
+    command = server_command()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_LATENT_")}
+    return StdioServerParameters(
+        command=command[0], args=[*command[1:], "serve", "--data-dir", str(data_dir), *extra], env=env
+    )
+
+
+async def call(client: Client, tool: str, args: dict) -> dict:
+    result = await client.call_tool(tool, args)
+    assert not result.is_error, result.content[0].text
+    return result.structured_content
+
+
+async def test_core_scenario(tmp_path):
+    async with Client(params(tmp_path / "d"), mode="legacy", read_timeout_seconds=120) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {"embed", "handoff", "evaluate", "similar"} <= names
+
+        result = await client.call_tool("handoff", {"text": RISKY, "from_agent": "A", "evaluate": ["risk", "roi", "category"]})
+        assert len(result.content[0].text) <= 240, result.content[0].text
+        risky = result.structured_content
+        assert risky["verdicts"]["risk"]["label"] == "high"
+        assert set(risky["verdicts"]) == {"risk", "roi", "category"}
+        safe = await call(client, "handoff", {"text": SAFE, "evaluate": ["risk"]})
+        assert safe["verdicts"]["risk"]["label"] == "low"
+
+        by_handle = await call(client, "evaluate", {"handle": risky["handle"], "profiles": ["risk"]})
+        by_text = await call(client, "evaluate", {"text": RISKY, "profiles": ["risk"]})
+        assert by_handle["verdicts"]["risk"] == by_text["verdicts"]["risk"] == risky["verdicts"]["risk"]
+        detail = await call(client, "evaluate", {"handle": risky["handle"], "profiles": ["risk"], "detail": True})
+        assert detail["verdicts"]["risk"]["neighbours"][0][1] == "high"
+
+        embedded = await call(client, "embed", {"texts": ["alpha launch plan", "beta launch plan"], "return_vectors": True})
+        assert len(embedded["handles"]) == 2 and len(embedded["vectors"][0]) == 384
+        hits = await call(client, "similar", {"handle": embedded["handles"][0], "k": 2})
+        assert hits["similar"][0]["handle"] == embedded["handles"][1]
+
+        profiles = await call(client, "profiles", {})
+        assert {"risk", "roi", "category"} <= {p["name"] for p in profiles["profiles"]}
+        resource = await client.read_resource("latent://profiles")
+        assert "risk" in resource.contents[0].text
+
+        bad_calls = [
+            ("handoff", {"text": ""}),
+            ("handoff", {"text": "x" * 1_000_000}),
+            ("embed", {"texts": ["x"] * 1000}),
+            ("evaluate", {"text": "x", "profiles": ["no-such-profile"]}),
+            ("evaluate", {"handle": "h_aaaaaaaaaa"}),
+            ("evaluate", {"handle": "not a handle"}),
+            ("similar", {"text": "x", "k": "ten"}),
+            ("embed", {"texts": 42}),
+        ]
+        for tool, args in bad_calls:
+            result = await client.call_tool(tool, args)
+            assert result.is_error, (tool, args)
+            assert len(result.content[0].text) > 20
+            ok = await client.call_tool("evaluate", {"handle": risky["handle"], "profiles": ["risk"]})
+            assert not ok.is_error
+
+
+async def test_handle_survives_restart(tmp_path):
+    async with Client(params(tmp_path / "d"), mode="legacy", read_timeout_seconds=120) as client:
+        first = await call(client, "handoff", {"text": RISKY, "evaluate": ["risk"]})
+    async with Client(params(tmp_path / "d"), mode="legacy", read_timeout_seconds=120) as client:
+        again = await call(client, "evaluate", {"handle": first["handle"], "profiles": ["risk"]})
+        hits = await call(client, "similar", {"text": RISKY, "k": 1})
+    assert again["verdicts"] == first["verdicts"]
+    assert hits["similar"][0]["handle"] == first["handle"]
+
+
+async def test_modern_protocol_and_teach_through_the_server(tmp_path):
+    profiles_dir = tmp_path / "profiles"
+    write_profile(
+        profiles_dir,
+        "mood",
+        {
+            "happy": ["I love this, great work", "what a wonderful day", "this makes me so glad", "fantastic news"],
+            "sad": ["this is terrible news", "I feel so down today", "what a disappointing result", "I am heartbroken"],
+        },
+    )
+    async with Client(params(tmp_path / "d", "--profiles-dir", str(profiles_dir)), mode="auto",
+                      read_timeout_seconds=120) as client:
+        taught_text = "the quarterly numbers are a catastrophe"
+        await call(client, "teach", {"profile": "mood", "label": "sad", "text": taught_text})
+        verdict = await call(client, "evaluate", {"text": taught_text, "profiles": ["mood"], "detail": True})
+        assert verdict["verdicts"]["mood"]["neighbours"][0][0] == taught_text
+        refused = await client.call_tool("teach", {"profile": "risk", "label": "high", "text": "x"})
+        assert refused.is_error and "ALLOW_TEACH_BUILTIN" in refused.content[0].text
+    assert "catastrophe" in (profiles_dir / "mood.taught.jsonl").read_text()
+
+
+def test_stdout_carries_only_protocol_and_tools_list_answers_fast(tmp_path):
+    command = server_command() + ["serve", "--data-dir", str(tmp_path / "d")]
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": "evaluate", "arguments": {"text": RISKY, "profiles": ["risk"]}}},
+    ]
+    started = time.monotonic()
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        answered = {}
+        for message in messages:
+            proc.stdin.write(json.dumps(message) + "\n")
+            proc.stdin.flush()
+            if "id" not in message:
+                continue
+            line = proc.stdout.readline()
+            reply = json.loads(line)  # anything but JSON-RPC on stdout fails here
+            answered[reply["id"]] = (time.monotonic() - started, reply)
+        assert answered[2][1]["result"]["tools"]
+        assert answered[2][0] < answered[3][0]
+        assert answered[2][0] < 15, "tools/list must not wait for the model"  # generous: CI machines are noisy
+        assert "high" in json.dumps(answered[3][1]["result"]["structuredContent"])
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def test_cli_evaluate_and_profiles_commands(tmp_path):
+    base = server_command()
+    out = subprocess.run(base + ["evaluate", RISKY, "--profile", "risk", "--json", "--data-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    assert json.loads(out.stdout)["verdicts"]["risk"]["label"] == "high"
+    check = subprocess.run(base + ["profiles", "check", "--data-dir", str(tmp_path)], capture_output=True, text=True)
+    assert check.returncode == 0 and "risk.toml" in check.stdout
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "bad.toml").write_text('name = "bad"\n')
+    check = subprocess.run(base + ["profiles", "check", "--data-dir", str(tmp_path)], capture_output=True, text=True)
+    assert check.returncode == 1 and "bad.toml" in check.stdout and "labels" in check.stdout

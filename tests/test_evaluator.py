@@ -1,0 +1,98 @@
+"""Calibration and abstention on synthetic cases whose answers are known."""
+
+import numpy as np
+import pytest
+
+from mcp_latent.evaluator import FittedProfile, pick_threshold
+from mcp_latent.profiles import ProfileSpec
+
+DIM = 32
+
+
+def clusters(n_per_label: int, spread: float, seed: int = 0, labels: int = 3):
+    rng = np.random.default_rng(seed)
+    centres = np.eye(DIM, dtype=np.float32)[:labels] * 3
+    x = np.concatenate([c + rng.normal(scale=spread, size=(n_per_label, DIM)) for c in centres]).astype(np.float32)
+    y = np.repeat(np.arange(labels), n_per_label)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), y
+
+
+def spec(labels=3, **kw):
+    return ProfileSpec.model_validate(
+        {"name": "syn", "labels": [{"name": f"l{i}", "examples": ["x"]} for i in range(labels)], **kw}
+    )
+
+
+def fit(x, y, **kw):
+    return FittedProfile.fit(spec(**kw), x, [f"t{i}" for i in range(len(y))], y)
+
+
+def ece(p, correct, bins=10):
+    edges = np.linspace(0, 1, bins + 1)
+    total = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (p > lo) & (p <= hi)
+        if inside.any():
+            total += inside.mean() * abs(correct[inside].mean() - p[inside].mean())
+    return total
+
+
+def test_separable_clusters_are_answered_confidently():
+    x, y = clusters(40, 0.3)
+    fitted = fit(x, y)
+    tx, ty = clusters(30, 0.3, seed=1)
+    verdicts = [fitted.verdict(v) for v in tx]
+    assert sum(v.label == f"l{t}" for v, t in zip(verdicts, ty)) / len(ty) > 0.97
+    assert np.mean([v.p for v in verdicts]) > 0.9
+    assert not any(v.unsure for v in verdicts[:10])
+
+
+def test_overlapping_clusters_are_calibrated():
+    # Heavy overlap: the right answer is only sometimes knowable, so p must track the hit rate.
+    x, y = clusters(300, 1.6)
+    fitted = fit(x, y, target_accuracy=0.9)
+    tx, ty = clusters(400, 1.6, seed=7)
+    probs = fitted.probabilities(tx)
+    p, correct = probs.max(axis=1), probs.argmax(axis=1) == ty
+    assert 0.45 < correct.mean() < 0.95  # a genuinely uncertain task
+    assert ece(p, correct) < 0.06
+    answered = p >= fitted.calibration.threshold
+    assert correct[answered].mean() > correct.mean()  # abstaining removes mistakes
+
+
+def test_far_away_vector_is_out_of_scope():
+    x, y = clusters(40, 0.3)
+    fitted = fit(x, y)
+    far = np.zeros(DIM, dtype=np.float32)
+    far[-1] = 1.0
+    verdict = fitted.verdict(far, detail=True)
+    assert verdict.unsure and verdict.label is None and verdict.reason == "out_of_scope"
+    assert verdict.detailed()["top"][0][0] in {"l0", "l1", "l2"}
+
+
+def test_ordinal_profile_gives_expected_score():
+    x, y = clusters(40, 0.3)
+    s = ProfileSpec.model_validate(
+        {"name": "o", "labels": [{"name": f"l{i}", "value": i, "examples": ["x"]} for i in range(3)]}
+    )
+    fitted = FittedProfile.fit(s, x, ["t"] * len(y), y)
+    verdict = fitted.verdict(x[-1])
+    assert verdict.score == pytest.approx(2.0, abs=0.2)
+
+
+def test_pick_threshold_reaches_target():
+    p = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6])
+    correct = np.array([1, 1, 1, 0, 1, 0], dtype=bool)
+    assert pick_threshold(p, correct, 1.0) == 0.9
+    assert pick_threshold(p, correct, 0.8) == 0.7
+    assert pick_threshold(p, np.zeros(6, dtype=bool), 0.9) == 1.0
+    assert pick_threshold(p, np.ones(6, dtype=bool), 0.9) == 0.5  # all right: no confidence cut needed
+
+
+def test_fit_survives_save_and_load(tmp_path):
+    x, y = clusters(20, 0.5)
+    fitted = fit(x, y)
+    fitted.save(tmp_path / "f.npz")
+    loaded = FittedProfile.load(tmp_path / "f.npz", spec(), ["t"] * len(y))
+    np.testing.assert_allclose(loaded.probabilities(x[:5]), fitted.probabilities(x[:5]), rtol=1e-5)
+    assert loaded.calibration == fitted.calibration

@@ -1,0 +1,68 @@
+"""The MCP layer in memory (fake embedder): tool surface, compact results, errors that keep the server up."""
+
+import json
+import re
+
+import pytest
+from mcp import Client
+
+from mcp_latent.server import build_server
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture(params=["legacy", "auto"])
+async def client(request, service):
+    async with Client(build_server(service=service), mode=request.param) as c:
+        yield c
+
+
+async def test_tool_surface(client):
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert {"embed", "handoff", "evaluate", "similar", "profiles", "teach"} <= set(tools)
+    assert all(re.match(r"^[a-zA-Z][a-zA-Z0-9_-]*$", name) for name in tools)
+    assert tools["evaluate"].annotations.read_only_hint and tools["similar"].annotations.read_only_hint
+    assert not tools["handoff"].annotations.read_only_hint
+    assert all(len(t.description) > 40 for t in tools.values())
+    assert tools["handoff"].output_schema is not None
+
+
+async def test_result_text_is_the_minified_structured_content(client):
+    result = await client.call_tool("handoff", {"text": "apple banana cherry", "evaluate": ["kind"]})
+    assert not result.is_error
+    text = result.content[0].text
+    assert json.loads(text) == result.structured_content
+    assert text == json.dumps(result.structured_content, separators=(",", ":"), ensure_ascii=False)
+    assert result.structured_content["verdicts"]["kind"]["label"] == "fruit"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ({"name": "evaluate", "arguments": {"text": "", "profiles": ["kind"]}}, "is empty"),
+        ({"name": "evaluate", "arguments": {"handle": "h_aaaaaaaaaa"}}, "not found"),
+        ({"name": "evaluate", "arguments": {"text": "x", "profiles": ["nope"]}}, "available: kind"),
+        ({"name": "embed", "arguments": {"texts": "not a list"}}, "valid list"),
+        ({"name": "similar", "arguments": {"text": "x", "k": "many"}}, "k"),
+        ({"name": "handoff", "arguments": {}}, "text"),
+    ],
+)
+async def test_bad_calls_are_tool_errors_and_the_server_stays_up(client, args, expected):
+    result = await client.call_tool(args["name"], args["arguments"])
+    assert result.is_error and expected in result.content[0].text
+    ok = await client.call_tool("evaluate", {"text": "hammer", "profiles": ["kind"]})
+    assert not ok.is_error
+
+
+async def test_profiles_are_discoverable_as_tool_and_resource(client):
+    listed = await client.call_tool("profiles", {})
+    assert listed.structured_content["profiles"][0]["name"] == "kind"
+    resources = {str(r.uri) for r in (await client.list_resources()).resources}
+    assert "latent://profiles" in resources
+    body = await client.read_resource("latent://profiles")
+    assert json.loads(body.contents[0].text)[0]["labels"] == ["fruit", "tools"]

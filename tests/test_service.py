@@ -1,0 +1,117 @@
+"""The library API with a fake embedder: contracts, limits, teach, caching."""
+
+import pytest
+
+from conftest import FRUIT, write_profile
+from mcp_latent.errors import InvalidInput, NotAllowed, NotFound
+from mcp_latent.service import LatentService
+from mcp_latent.settings import Settings
+
+
+def test_handoff_with_inline_verdicts_and_evaluate_by_handle(service):
+    result = service.handoff("apple banana cherry fruit salad", from_agent="A", evaluate=["kind"])
+    assert result["verdicts"]["kind"]["label"] == "fruit"
+    again = service.evaluate(handle=result["handle"], profiles=["kind"])
+    assert again["verdicts"] == result["verdicts"]
+
+
+def test_evaluate_by_text_uses_embedding_cache(service, fake_embedder):
+    service.evaluate(text="hammer wrench", profiles=["kind"])
+    calls = fake_embedder.calls
+    verdict = service.evaluate(text="hammer wrench", profiles=["kind"])["verdicts"]["kind"]
+    assert fake_embedder.calls == calls and verdict["label"] == "tools"
+
+
+def test_detail_adds_evidence(service):
+    verdict = service.evaluate(text="apple banana", profiles=["kind"], detail=True)["verdicts"]["kind"]
+    assert verdict["top"][0][0] == "fruit" and verdict["neighbours"][0][1] == "fruit"
+
+
+def test_embed_returns_handles_and_vectors_on_request(service):
+    plain = service.embed(["a b", "c d"])
+    assert len(plain["handles"]) == 2 and "vectors" not in plain
+    with_vectors = service.embed(["a b"], return_vectors=True)
+    assert with_vectors["dim"] == 64 and len(with_vectors["vectors"][0]) == 64
+
+
+def test_similar_excludes_the_query_handle(service):
+    first = service.handoff("apple banana")["handle"]
+    second = service.handoff("apple banana cherry")["handle"]
+    service.handoff("hammer wrench")
+    hits = service.similar(handle=first, k=2)["similar"]
+    assert hits[0]["handle"] == second and first not in [h["handle"] for h in hits]
+
+
+def test_compare_parent_reports_movement(service):
+    parent = service.handoff("apple banana cherry fruit")["handle"]
+    child = service.handoff("hammer wrench screwdriver", parent=parent)["handle"]
+    result = service.evaluate(handle=child, profiles=["kind"], compare_parent=True)
+    delta = result["parent"]["delta"]["kind"]
+    assert result["parent"]["handle"] == parent and delta["was"] == "fruit" and delta["changed"]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda s: s.handoff(""), "is empty"),
+        (lambda s: s.handoff("x" * 20_001), "limit is 20,000"),
+        (lambda s: s.handoff(123), "must be a string"),
+        (lambda s: s.embed(["x"] * 257), "limit is 256"),
+        (lambda s: s.embed([]), "non-empty list"),
+        (lambda s: s.evaluate(text="x", profiles=["nope"]), "available: kind"),
+        (lambda s: s.evaluate(handle="h_aaaaaaaaaa"), "not found"),
+        (lambda s: s.evaluate(handle="zzz"), "malformed handle"),
+        (lambda s: s.evaluate(), "exactly one of"),
+        (lambda s: s.similar(text="x", k=0), "from 1 to 100"),
+        (lambda s: s.handoff("x", meta={"k": "v" * 5000}), "limit is 4,096"),
+        (lambda s: s.handoff("x", namespace="bad ns!"), "invalid namespace"),
+        (lambda s: s.evaluate(text="x", profiles=["kind"] * 17), "at most 16"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(service, call, message):
+    with pytest.raises((InvalidInput, NotFound), match=message):
+        call(service)
+    assert service.evaluate(text="apple", profiles=["kind"])["verdicts"]["kind"]["label"] == "fruit"
+
+
+def test_teach_persists_and_changes_the_next_verdict(service, settings, fake_embedder):
+    text = "durian rambutan mangosteen"
+    service.teach("kind", "fruit", text=text)
+    assert service.evaluate(text=text, profiles=["kind"], detail=True)["verdicts"]["kind"]["neighbours"][0][0] == text
+    fresh = LatentService(settings, embedder=fake_embedder)
+    fresh.start()
+    assert fresh.list_profiles()[0]["taught"] == 1
+    fresh.close()
+
+
+def test_teach_refuses_builtin_profiles_unless_allowed(tmp_path, fake_embedder):
+    svc = LatentService(Settings(data_dir=tmp_path / "d"), embedder=fake_embedder)
+    svc.start()
+    with pytest.raises(NotAllowed, match="ALLOW_TEACH_BUILTIN"):
+        svc.teach("risk", "high", text="drop the prod database")
+    svc.close()
+    allowed = LatentService(Settings(data_dir=tmp_path / "d", allow_teach_builtin=True), embedder=fake_embedder)
+    allowed.start()
+    with pytest.raises(InvalidInput, match="labels: low, medium, high"):
+        allowed.teach("risk", "extreme", text="x")
+    assert allowed.teach("risk", "high", text="drop the prod database")["label"] == "high"
+    allowed.close()
+
+
+def test_fit_is_cached_on_disk(settings, fake_embedder, fruit_tools_profile):
+    first = LatentService(settings, embedder=fake_embedder)
+    first.start()
+    first.close()
+    calls = fake_embedder.calls
+    second = LatentService(settings, embedder=fake_embedder)
+    second.start()
+    assert fake_embedder.calls == calls  # nothing re-embedded
+    second.close()
+
+
+def test_invalid_profile_is_reported_on_every_call(settings, fake_embedder):
+    write_profile(settings.user_profiles_dir, "broken", {"only": ["one"]})
+    svc = LatentService(settings, embedder=fake_embedder)
+    svc.start()
+    with pytest.raises(Exception, match="broken.toml"):
+        svc.evaluate(text="x")

@@ -1,0 +1,126 @@
+"""The latent store: durable records, namespaces, the derived HNSW index, several processes on one dir."""
+
+import numpy as np
+import pytest
+
+from mcp_latent.errors import InvalidInput, NotFound, StoreError
+from mcp_latent.store import HANDLE_RE, LatentStore
+
+DIM = 16
+
+
+def unit(rows: int, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(rows, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = LatentStore(tmp_path, DIM, "m")
+    yield s
+    s.close()
+
+
+def test_add_and_get_round_trip(store):
+    vectors = unit(3)
+    records = store.add("ns", vectors, ["a", "b", None], from_agent="A", meta={"k": 1})
+    assert all(HANDLE_RE.match(r.handle) for r in records)
+    got = store.get(records[1].handle, "ns")
+    assert got.text == "b" and got.from_agent == "A" and got.meta == {"k": 1}
+    np.testing.assert_array_equal(got.vector, vectors[1])
+
+
+def test_handles_are_invisible_across_namespaces(store):
+    handle = store.add("a", unit(1), ["x"])[0].handle
+    with pytest.raises(NotFound, match="not found in namespace 'b'"):
+        store.get(handle, "b")
+
+
+def test_malformed_handle_is_invalid_input(store):
+    with pytest.raises(InvalidInput, match="malformed handle"):
+        store.get("not-a-handle", "ns")
+
+
+def test_parent_must_exist_in_same_namespace(store):
+    parent = store.add("a", unit(1), ["p"])[0].handle
+    child = store.add("a", unit(1, 1), ["c"], parent=parent)[0]
+    assert child.parent == parent
+    with pytest.raises(NotFound):
+        store.add("b", unit(1), ["c"], parent=parent)
+
+
+def test_similar_finds_exact_vector_first_and_respects_namespace(store):
+    vectors = unit(50)
+    records = store.add("ns", vectors, [str(i) for i in range(50)])
+    store.add("other", vectors[:5], ["o"] * 5)
+    hits = store.similar("ns", vectors[7], k=3)
+    assert hits[0][0].handle == records[7].handle
+    assert hits[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert all(h.namespace == "ns" for h, _ in hits)
+    excluded = store.similar("ns", vectors[7], k=3, exclude=records[7].handle)
+    assert records[7].handle not in [h.handle for h, _ in excluded] and len(excluded) == 3
+
+
+def test_similar_with_k_larger_than_namespace(store):
+    store.add("ns", unit(2), ["a", "b"])
+    assert len(store.similar("ns", unit(1, 9)[0], k=10)) == 2
+    assert store.similar("empty", unit(1)[0], k=3) == []
+
+
+def test_index_saved_on_close_and_caught_up_on_reopen(tmp_path):
+    first = LatentStore(tmp_path, DIM, "m")
+    vectors = unit(20)
+    first.add("ns", vectors[:10], ["x"] * 10)
+    first.similar("ns", vectors[0], 1)  # loads the index
+    first.close()
+    second = LatentStore(tmp_path, DIM, "m")
+    late = second.add("ns", vectors[10:], ["y"] * 10)
+    assert second.similar("ns", vectors[15], 1)[0][0].handle == late[5].handle
+    assert second.count("ns") == 20
+    second.close()
+
+
+def test_crash_without_close_rebuilds_from_record(tmp_path):
+    crashed = LatentStore(tmp_path, DIM, "m")
+    records = crashed.add("ns", unit(30), ["z"] * 30)
+    # no close(): the index was never saved, like after kill -9
+    reopened = LatentStore(tmp_path, DIM, "m")
+    assert reopened.similar("ns", records[29].vector, 1)[0][0].handle == records[29].handle
+    reopened.close()
+
+
+def test_two_stores_on_one_dir_see_each_others_writes(tmp_path):
+    a = LatentStore(tmp_path, DIM, "m")
+    b = LatentStore(tmp_path, DIM, "m")
+    vectors = unit(4)
+    a.similar("ns", vectors[0], 1)  # a holds an index before b writes
+    written_by_b = b.add("ns", vectors, ["b"] * 4)
+    assert a.get(written_by_b[2].handle, "ns").text == "b"
+    assert a.similar("ns", vectors[3], 1)[0][0].handle == written_by_b[3].handle
+    a.close()
+    b.close()
+
+
+def test_compaction_drops_oldest_from_record_and_index(store):
+    records = store.add("ns", unit(10), [str(i) for i in range(10)])
+    store.similar("ns", records[0].vector, 1)
+    assert store.compact("ns", max_records=4) == 6
+    assert store.count("ns") == 4
+    with pytest.raises(NotFound):
+        store.get(records[0].handle, "ns")
+    handles = [h.handle for h, _ in store.similar("ns", records[0].vector, 10)]
+    assert set(handles) == {r.handle for r in records[6:]}
+
+
+def test_drop_and_export(store):
+    store.add("ns", unit(3), ["a", "b", "c"])
+    assert [r.text for r in store.export("ns")] == ["a", "b", "c"]
+    assert store.namespaces()[0]["count"] == 3
+    assert store.drop("ns") == 3
+    assert store.count("ns") == 0
+
+
+def test_other_model_is_refused(tmp_path):
+    LatentStore(tmp_path, DIM, "model-a").close()
+    with pytest.raises(StoreError, match="use another --data-dir"):
+        LatentStore(tmp_path, DIM, "model-b")

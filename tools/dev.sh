@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine: set up .venv (idempotent), then serve or test.
+#   tools/dev.sh setup          make .venv: torch 2.13.0 (CPU) first, then mcp-latent and its test extras
+#   tools/dev.sh serve [ARGS]   set up, then run `mcp-latent serve ARGS` (stdio by default)
+#   tools/dev.sh test [ARGS]    set up, then run the test suite (pytest ARGS)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.mcp-latent-installed
+
+setup() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        echo "creating $VENV" >&2
+        "$PYTHON" -m venv "$VENV"
+    fi
+    # Reinstall only when the dependency list changed: a warm setup costs well under a second.
+    local want
+    want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+        return
+    fi
+    echo "installing into $VENV (torch 2.13.0 CPU first; an unpinned torch would pull a multi-GB CUDA build)" >&2
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
+    "$VENV/bin/python" -m pip install --quiet "torch==2.13.0" >&2
+    "$VENV/bin/python" -m pip install --quiet -e ".[test]" >&2
+    echo "$want" > "$STAMP"
+}
+
+command=${1:-}
+shift || true
+case "$command" in
+    setup) setup ;;
+    serve) setup; exec "$VENV/bin/mcp-latent" serve "$@" ;;
+    test)  setup; exec "$VENV/bin/python" -m pytest "$@" ;;
+    *) echo "usage: tools/dev.sh setup|serve [ARGS]|test [ARGS]" >&2; exit 2 ;;
+esac
