@@ -175,6 +175,22 @@ def cmd_profiles_teach(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_namespaces(args: argparse.Namespace) -> int:
+    service = _service(args)
+    try:
+        if args.action == "list":
+            for entry in service.namespaces()["namespaces"]:
+                print(f"{entry['namespace']:<32} {entry['count']:>8} handoffs")
+        elif args.action == "export":
+            for record in service.export_namespace(args.namespace):
+                print(json.dumps(record, separators=(",", ":"), ensure_ascii=False))
+        else:
+            _print_json(service.drop_namespace(args.namespace))
+    finally:
+        service.close()
+    return 0
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="data directory (MCP_LATENT_DATA_DIR)")
     parser.add_argument("--profiles-dir", help="user profiles directory (MCP_LATENT_PROFILES_DIR)")
@@ -241,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default="eval-out", help="directory for summary.json, summary.md and PNG plots")
     ev.add_argument("--no-baselines", action="store_true")
     ev.set_defaults(func=cmd_profiles_eval)
+
+    ns = commands.add_parser("namespaces", help="list, export (JSONL on stdout) or drop namespaces")
+    _add_common(ns)
+    ns.add_argument("action", choices=["list", "export", "drop"])
+    ns.add_argument("namespace", nargs="?", default="default")
+    ns.set_defaults(func=cmd_namespaces)
 
     teach = sub.add_parser("teach", help="add one labeled exemplar to a profile")
     _add_common(teach)

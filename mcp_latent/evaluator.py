@@ -20,13 +20,17 @@ from .vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
 
-FIT_VERSION = "1"  # bump when fitting changes: cached fits keyed by it are then refitted
+FIT_VERSION = "3"  # bump when fitting changes: cached fits keyed by it are then refitted
 MIN_THRESHOLD = 0.5  # never answer with a label the model itself thinks is more likely wrong than right
 # A text is out of scope when its nearest exemplar is less similar than all but this share of held-out in-scope
 # exemplars were to theirs, minus a margin (small profiles estimate that quantile noisily).
 OUT_OF_SCOPE_QUANTILE = 0.01
 OUT_OF_SCOPE_MARGIN = 0.03
 CV_FOLDS = 5
+KNN_K = 10  # neighbours voting in the ensemble
+KNN_TAU = 0.05  # vote weight exp(similarity / tau): closer exemplars count much more
+KNN_FLOOR = 1e-4  # vote share given to labels with no neighbour, so their log stays finite
+KNN_WEIGHTS = (0.0, 0.5, 1.0)  # candidate weights of the kNN expert, chosen per profile by held-out log-loss
 
 
 @dataclass
@@ -85,13 +89,7 @@ def _fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     """Temperature minimizing the negative log-likelihood of held-out logits."""
     from scipy.optimize import minimize_scalar
 
-    def nll(log_t: float) -> float:
-        z = logits / np.exp(log_t)
-        z = z - z.max(axis=1, keepdims=True)
-        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return float(-log_p[np.arange(len(y)), y].mean())
-
-    result = minimize_scalar(nll, bounds=(-4.0, 4.0), method="bounded")
+    result = minimize_scalar(lambda log_t: _nll(logits / np.exp(log_t), y), bounds=(-4.0, 4.0), method="bounded")
     return float(np.exp(result.x))
 
 
@@ -123,12 +121,41 @@ def _folds(y: np.ndarray, n_folds: int, seed: int = 0) -> list[np.ndarray] | Non
     return [np.nonzero(fold_of == f)[0] for f in range(n_folds)]
 
 
-def _nearest_similarity(queries: np.ndarray, pool: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """Max cosine similarity of each query to any pool vector (exact; chunked to bound memory)."""
-    best = np.empty(len(queries), dtype=np.float32)
+def knn_votes(similarities: np.ndarray, neighbour_labels: np.ndarray, n_labels: int) -> np.ndarray:
+    """Similarity-weighted label shares of each row's neighbours: (n, k) similarities/labels -> (n, L)."""
+    weights = np.exp((similarities - similarities[:, :1]) / KNN_TAU)  # shifted by the best: no overflow
+    votes = np.zeros((len(similarities), n_labels), dtype=np.float64)
+    np.add.at(votes, (np.repeat(np.arange(len(similarities)), similarities.shape[1]), neighbour_labels.ravel()),
+              weights.ravel())
+    return votes / votes.sum(axis=1, keepdims=True)
+
+
+def ensemble_logits(head_logits: np.ndarray, votes: np.ndarray, knn_weight: float) -> np.ndarray:
+    """Product of experts: the linear head's log-probabilities plus the weighted kNN vote log-shares."""
+    shifted = head_logits - head_logits.max(axis=1, keepdims=True)
+    log_head = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return log_head + knn_weight * np.log(votes + KNN_FLOOR)
+
+
+def _nll(logits: np.ndarray, y: np.ndarray) -> float:
+    z = logits - logits.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(y)), y].mean())
+
+
+def exact_neighbours(queries: np.ndarray, pool: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k (indexes, similarities) of each query in pool, best first (chunked to bound memory)."""
+    k = min(k, len(pool))
+    ids = np.empty((len(queries), k), dtype=np.int64)
+    sims = np.empty((len(queries), k), dtype=np.float32)
     for start in range(0, len(queries), chunk):
-        best[start : start + chunk] = (queries[start : start + chunk] @ pool.T).max(axis=1)
-    return best
+        block = queries[start : start + chunk] @ pool.T
+        top = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        top_sims = np.take_along_axis(block, top, axis=1)
+        order = np.argsort(-top_sims, axis=1)
+        ids[start : start + chunk] = np.take_along_axis(top, order, axis=1)
+        sims[start : start + chunk] = np.take_along_axis(top_sims, order, axis=1)
+    return ids, sims
 
 
 @dataclass
@@ -136,6 +163,7 @@ class Calibration:
     """What the fit decided, and the held-out evidence it decided on."""
 
     c: float
+    knn_weight: float
     temperature: float
     threshold: float
     min_similarity: float
@@ -149,15 +177,25 @@ def fit_calibration(vectors: np.ndarray, y: np.ndarray, n_labels: int, spec: Pro
     folds = _folds(y, CV_FOLDS)
     if folds is None:
         log.info("profile %s: too few exemplars per label to cross-validate; default calibration", spec.name)
-        return Calibration(c, 1.0, spec.threshold or MIN_THRESHOLD, spec.min_similarity or -1.0, None, None, None)
-    oof_logits = np.zeros((len(y), n_labels), dtype=np.float32)
+        return Calibration(c, 0.0, 1.0, spec.threshold or MIN_THRESHOLD, spec.min_similarity or -1.0, None, None, None)
+    oof_head = np.zeros((len(y), n_labels), dtype=np.float32)
+    oof_votes = np.zeros((len(y), n_labels), dtype=np.float64)
     oof_nearest = np.zeros(len(y), dtype=np.float32)
     for held_out in folds:
         train = np.setdiff1d(np.arange(len(y)), held_out)
         weights, bias = _fit_head(vectors[train], y[train], n_labels, c)
-        oof_logits[held_out] = vectors[held_out] @ weights + bias
-        oof_nearest[held_out] = _nearest_similarity(vectors[held_out], vectors[train])
-    temperature = _fit_temperature(oof_logits, y)
+        ids, sims = exact_neighbours(vectors[held_out], vectors[train], KNN_K)
+        oof_votes[held_out] = knn_votes(sims, y[train][ids], n_labels)
+        oof_head[held_out] = vectors[held_out] @ weights + bias
+        oof_nearest[held_out] = sims[:, 0]
+    # Pick the kNN expert's weight (and the temperature) that best predict held-out labels: large, clean
+    # profiles gain from the neighbours, small noisy ones are better served by the linear head alone.
+    fits = []
+    for knn_weight in KNN_WEIGHTS:
+        logits = ensemble_logits(oof_head, oof_votes, knn_weight)
+        temperature = _fit_temperature(logits, y)
+        fits.append((_nll(logits / temperature, y), knn_weight, temperature, logits))
+    _, knn_weight, temperature, oof_logits = min(fits, key=lambda fit: fit[0])
     probs = _softmax(oof_logits / temperature)
     p, predicted = probs.max(axis=1), probs.argmax(axis=1)
     correct = predicted == y
@@ -169,6 +207,7 @@ def fit_calibration(vectors: np.ndarray, y: np.ndarray, n_labels: int, spec: Pro
     answered = (p >= threshold) & (oof_nearest >= min_similarity)
     return Calibration(
         c=c,
+        knn_weight=knn_weight,
         temperature=temperature,
         threshold=threshold,
         min_similarity=min_similarity,
@@ -216,15 +255,22 @@ class FittedProfile:
         index.add(np.arange(len(vectors)), vectors)
         return index
 
-    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
-        """Calibrated per-label probabilities for a batch of vectors."""
-        return _softmax((vectors @ self.weights + self.bias) / self.calibration.temperature)
+    def probabilities(
+        self, vectors: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Calibrated per-label probabilities for a batch of vectors (neighbours: exact search when not given)."""
+        ids, sims = neighbours if neighbours is not None else exact_neighbours(vectors, self.vectors, KNN_K)
+        votes = knn_votes(sims, self.y[ids], len(self.labels))
+        logits = ensemble_logits(vectors @ self.weights + self.bias, votes, self.calibration.knn_weight)
+        return _softmax(logits / self.calibration.temperature)
 
-    def verdict(self, vector: np.ndarray, detail: bool = False, k: int = 10, show: int = 3) -> Verdict:
-        probs = self.probabilities(vector.reshape(1, -1))[0]
+    def verdict(self, vector: np.ndarray, detail: bool = False, k: int = KNN_K, show: int = 3) -> Verdict:
+        neighbour_ids, similarities = self.index.search(vector, max(k, KNN_K))
+        probs = self.probabilities(
+            vector.reshape(1, -1), (neighbour_ids[None, :KNN_K], similarities[None, :KNN_K])
+        )[0]
         best = int(probs.argmax())
         p = float(probs[best])
-        neighbour_ids, similarities = self.index.search(vector, k if detail else 1)
         nearest = float(similarities[0]) if len(similarities) else -1.0
         reason = None
         if nearest < self.calibration.min_similarity:
@@ -262,7 +308,7 @@ class FittedProfile:
             weights=self.weights,
             bias=self.bias,
             calibration=np.array(
-                [cal.c, cal.temperature, cal.threshold, cal.min_similarity]
+                [cal.c, cal.knn_weight, cal.temperature, cal.threshold, cal.min_similarity]
                 + [np.nan if v is None else v for v in (cal.cv_accuracy, cal.cv_coverage, cal.cv_answered_accuracy)],
                 dtype=np.float64,
             ),
@@ -272,9 +318,9 @@ class FittedProfile:
     @classmethod
     def load(cls, path: Path, spec: ProfileSpec, texts: list[str]) -> FittedProfile:
         with np.load(path) as data:
-            c, t, threshold, min_sim, acc, cov, ans = (float(v) for v in data["calibration"])
+            c, w, t, threshold, min_sim, acc, cov, ans = (float(v) for v in data["calibration"])
             calibration = Calibration(
-                c, t, threshold, min_sim, *(None if np.isnan(v) else v for v in (acc, cov, ans))
+                c, w, t, threshold, min_sim, *(None if np.isnan(v) else v for v in (acc, cov, ans))
             )
             vectors = data["vectors"]
             return cls(

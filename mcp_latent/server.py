@@ -81,6 +81,15 @@ class ProfilesOut(BaseModel):
     profiles: list[dict[str, Any]]
 
 
+class NamespacesOut(BaseModel):
+    namespaces: list[dict[str, Any]]
+
+
+class DropOut(BaseModel):
+    namespace: str
+    dropped: int
+
+
 class TeachOut(BaseModel):
     profile: str
     label: str
@@ -200,6 +209,21 @@ def build_server(settings: Settings | None = None, service: LatentService | None
         """Add a labeled exemplar to a profile (persisted); the next verdict takes it into account. Use it after
         resolving an unsure verdict, so the next similar case is decided by vector math."""
         return await call(lambda: service.teach(profile, label, handle, text, namespace))
+
+    @server.tool(annotations=READ_ONLY, title="List namespaces")
+    async def namespaces() -> Annotated[CallToolResult, NamespacesOut]:
+        """Namespaces of the shared latent state with their handoff counts and age range (unix seconds)."""
+        return await call(service.namespaces)
+
+    @server.tool(
+        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False),
+        title="Drop a namespace",
+    )
+    async def drop_namespace(
+        namespace: Annotated[str, Field(description="The namespace to delete, with all its handoffs.")],
+    ) -> Annotated[CallToolResult, DropOut]:
+        """Delete every handoff of a namespace (irreversible). Export it first with `mcp-latent namespaces export`."""
+        return await call(lambda: service.drop_namespace(namespace))
 
     @server.resource("latent://profiles", name="profiles", mime_type="application/json")
     async def profiles_resource() -> str:

@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from .store import Handoff, LatentStore, check_handle, check_namespace
 log = logging.getLogger(__name__)
 
 PREVIEW_CHARS = 120  # text shown per `similar` hit: enough to recognise it, cheap in tokens
+RETENTION_EVERY = 50  # writes between retention passes (a namespace may exceed its cap by this much meanwhile)
 
 
 class LatentService:
@@ -39,6 +40,7 @@ class LatentService:
         self.store: LatentStore | None = None
         self.registry = ProfileRegistry(self.settings.user_profiles_dir, self.settings.builtin_profiles)
         self.started_at = time.monotonic()
+        self._writes_since_compaction = 0
         self.ready_after: float | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -115,6 +117,7 @@ class LatentService:
         namespace = self._namespace(namespace)
         vectors = self.embedder.embed(texts)
         stored = self._store().add(namespace, vectors, self._texts_to_store(texts))
+        self._apply_retention(namespace)
         result: dict[str, Any] = {"handles": [r.handle for r in stored]}
         if return_vectors:
             result["dim"] = int(vectors.shape[1])
@@ -142,6 +145,7 @@ class LatentService:
         fitted = self._profiles(evaluate, default_all=False)
         vector = self.embedder.embed([text])
         record = self._store().add(namespace, vector, self._texts_to_store([text]), from_agent, parent, meta)[0]
+        self._apply_retention(namespace)
         result: dict[str, Any] = {"handle": record.handle}
         if fitted:
             result["verdicts"] = self._verdicts(fitted, vector[0], detail)
@@ -206,6 +210,33 @@ class LatentService:
             updated = self.registry.append_taught(target.name, label, exemplar)
             self._fitted.pop(target.name, None)  # refit lazily, on the next verdict
         return {"profile": updated.name, "label": label, "exemplars": updated.summary()["exemplars"]}
+
+    def namespaces(self) -> dict[str, Any]:
+        """Every namespace with its handoff count and age range."""
+        return {"namespaces": self._store().namespaces()}
+
+    def export_namespace(self, namespace: str) -> Iterator[dict[str, Any]]:
+        """Every record of a namespace as JSON-able dicts (vectors included), oldest first."""
+        for record in self._store().export(check_namespace(namespace)):
+            yield {**record.public(), "vector": [round(float(v), 6) for v in record.vector]}
+
+    def drop_namespace(self, namespace: str) -> dict[str, Any]:
+        """Delete a namespace's handoffs and index."""
+        return {"namespace": namespace, "dropped": self._store().drop(check_namespace(namespace))}
+
+    def _apply_retention(self, namespace: str) -> None:
+        s = self.settings
+        if not (s.retention_max_records or s.retention_ttl_seconds):
+            return
+        self._writes_since_compaction += 1
+        # Compaction is a DELETE plus index marks: amortise it over writes instead of paying it every call.
+        if self._writes_since_compaction >= RETENTION_EVERY or (
+            s.retention_max_records and self._writes_since_compaction >= s.retention_max_records
+        ):
+            self._writes_since_compaction = 0
+            self._store().compact(
+                namespace, s.retention_max_records or None, s.retention_ttl_seconds or None
+            )
 
     def list_profiles(self) -> list[dict[str, Any]]:
         self.wait_ready()

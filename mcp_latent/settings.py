@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     store_text: bool = Field(True, description="keep each handoff's text beside its vector (needed for `detail` and export)")
     default_namespace: str = Field("default", description="namespace used when a call names none")
 
+    retention_max_records: int = Field(
+        0, ge=0, description="per-namespace cap on stored handoffs, oldest dropped first; 0 = unlimited"
+    )
+    retention_ttl_seconds: float = Field(0, ge=0, description="drop handoffs older than this; 0 = keep forever")
+
     # --- HNSW (handoff index) -----------------------------------------------------------------------------------
     hnsw_m: int = Field(16, ge=4, le=96, description="HNSW graph degree M: recall and memory grow with it")
     hnsw_ef_construction: int = Field(200, ge=16, description="HNSW build-time candidate list: better graph, slower insert")

@@ -1,0 +1,221 @@
+"""Measure a profile on labeled data: accuracy, coverage, answered accuracy, out-of-scope recall, calibration.
+
+Baselines run in the same call on the same embeddings (1-NN, nearest centroid, the linear head alone), so
+every figure has its anchor beside it. Rows whose label the profile lacks count as out of scope.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .evaluator import KNN_K, FittedProfile, _softmax, exact_neighbours
+from .profile_builder import read_rows
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def expected_calibration_error(p: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """Weighted mean |accuracy - confidence| over equal-width confidence bins."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    total = 0.0
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        inside = (p > low) & (p <= high)
+        if inside.any():
+            total += inside.mean() * abs(correct[inside].mean() - p[inside].mean())
+    return float(total)
+
+
+def decide(fitted: FittedProfile, vectors: np.ndarray) -> dict[str, np.ndarray]:
+    """The server's decision for each vector (exact neighbours): predicted label index, p, nearest, answered."""
+    ids, sims = exact_neighbours(vectors, fitted.vectors, KNN_K)
+    probs = fitted.probabilities(vectors, (ids, sims))
+    cal = fitted.calibration
+    p = probs.max(axis=1)
+    nearest = sims[:, 0]
+    answered = (p >= cal.threshold) & (nearest >= cal.min_similarity)
+    return {"pred": probs.argmax(axis=1), "p": p, "nearest": nearest, "answered": answered, "probs": probs}
+
+
+def baselines(fitted: FittedProfile, vectors: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Closed-set accuracy of simple methods on the same embeddings (in-scope rows only)."""
+    ids, _ = exact_neighbours(vectors, fitted.vectors, 1)
+    one_nn = fitted.y[ids[:, 0]]
+    centroids = np.stack([fitted.vectors[fitted.y == i].mean(axis=0) for i in range(len(fitted.labels))])
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    head = _softmax(vectors @ fitted.weights + fitted.bias).argmax(axis=1)
+    return {
+        "1-NN": float((one_nn == y).mean()),
+        "nearest centroid": float(((vectors @ centroids.T).argmax(axis=1) == y).mean()),
+        "linear head alone": float((head == y).mean()),
+    }
+
+
+def metrics(fitted: FittedProfile, vectors: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """All figures for one evaluation set."""
+    index = {name: i for i, name in enumerate(fitted.labels)}
+    in_scope = np.array([label in index for label in labels])
+    y = np.array([index.get(label, -1) for label in labels])
+    d = decide(fitted, vectors)
+    correct = d["pred"] == y
+    result: dict[str, Any] = {
+        "rows": len(labels),
+        "in_scope_rows": int(in_scope.sum()),
+        "out_of_scope_rows": int((~in_scope).sum()),
+        "threshold": fitted.calibration.threshold,
+        "min_similarity": fitted.calibration.min_similarity,
+    }
+    ins = in_scope
+    result["accuracy"] = float(correct[ins].mean()) if ins.any() else None
+    result["coverage"] = float(d["answered"][ins].mean()) if ins.any() else None
+    answered_ins = d["answered"] & ins
+    result["answered_accuracy"] = float(correct[answered_ins].mean()) if answered_ins.any() else None
+    answered_all = d["answered"]
+    result["answered_precision_all_rows"] = float(correct[answered_all].mean()) if answered_all.any() else None
+    result["out_of_scope_recall"] = float((~d["answered"][~ins]).mean()) if (~ins).any() else None
+    result["ece"] = expected_calibration_error(d["p"][ins], correct[ins]) if ins.any() else None
+    result["baselines"] = baselines(fitted, vectors[ins], y[ins]) if ins.any() else {}
+    # Curves for the plots: answered accuracy vs coverage as the confidence threshold moves.
+    order = np.argsort(-d["p"][ins])
+    hits = correct[ins][order]
+    result["_curve"] = {
+        "coverage": (np.arange(1, len(hits) + 1) / len(hits)).tolist(),
+        "accuracy": (np.cumsum(hits) / np.arange(1, len(hits) + 1)).tolist(),
+    }
+    result["_reliability"] = {"p": d["p"][ins].tolist(), "correct": correct[ins].astype(int).tolist()}
+    confusion: dict[str, int] = {}
+    for true, pred in zip(y[ins & ~correct], d["pred"][ins & ~correct], strict=True):
+        pair = f"{fitted.labels[true]} -> {fitted.labels[pred]}"
+        confusion[pair] = confusion.get(pair, 0) + 1
+    result["most_confused"] = sorted(confusion.items(), key=lambda kv: -kv[1])[:12]
+    return result
+
+
+def markdown(name: str, m: dict[str, Any]) -> str:
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.2f}%"
+
+    rows = [
+        f"### {name}",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        f"| rows (in scope / out of scope) | {m['in_scope_rows']} / {m['out_of_scope_rows']} |",
+        f"| closed-set accuracy | {pct(m['accuracy'])} |",
+        f"| coverage (in-scope rows answered) | {pct(m['coverage'])} |",
+        f"| answered accuracy (in scope) | {pct(m['answered_accuracy'])} |",
+        f"| answered precision (all rows; answering out-of-scope counts as wrong) | {pct(m['answered_precision_all_rows'])} |",
+        f"| out-of-scope recall | {pct(m['out_of_scope_recall'])} |",
+        f"| ECE (15 bins, in scope) | {'n/a' if m['ece'] is None else round(m['ece'], 4)} |",
+        f"| threshold / min similarity | {m['threshold']:.3f} / {m['min_similarity']:.3f} |",
+    ]
+    rows += [f"| baseline: {k} (closed-set) | {pct(v)} |" for k, v in m["baselines"].items()]
+    return "\n".join(rows)
+
+
+def plots(m: dict[str, Any], out_dir: Path, title: str) -> list[Path]:
+    """Reliability diagram, coverage-vs-answered-accuracy curve, most confused pairs (PNG)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed; no plots (pip install 'mcp-latent[plots]')")
+        return []
+    paths = []
+    p = np.array(m["_reliability"]["p"])
+    correct = np.array(m["_reliability"]["correct"])
+    edges = np.linspace(0, 1, 16)
+    centres, accuracy, counts = [], [], []
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        inside = (p > low) & (p <= high)
+        if inside.any():
+            centres.append(p[inside].mean())
+            accuracy.append(correct[inside].mean())
+            counts.append(inside.sum())
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    ax.scatter(centres, accuracy, s=[20 + 200 * c / max(counts) for c in counts], label="bins (size = rows)")
+    ax.plot(centres, accuracy)
+    ax.set(xlabel="confidence p", ylabel="accuracy", title=f"{title}: reliability (ECE {m['ece']:.3f})")
+    ax.legend(loc="upper left")
+    paths.append(out_dir / "reliability.png")
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(m["_curve"]["coverage"], m["_curve"]["accuracy"])
+    ax.scatter([m["coverage"]], [m["answered_accuracy"]], color="red", zorder=3, label="default threshold")
+    ax.set(xlabel="coverage (share answered)", ylabel="answered accuracy", title=f"{title}: abstention trade-off")
+    ax.set_ylim(max(0.5, min(m["_curve"]["accuracy"]) - 0.02), 1.001)
+    ax.legend()
+    paths.append(out_dir / "coverage.png")
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+    if m["most_confused"]:
+        pairs, counts = zip(*m["most_confused"], strict=True)
+        fig, ax = plt.subplots(figsize=(7, 0.35 * len(pairs) + 1))
+        ax.barh(range(len(pairs)), counts)
+        ax.set_yticks(range(len(pairs)), pairs, fontsize=8)
+        ax.invert_yaxis()
+        ax.set(xlabel="test rows", title=f"{title}: most confused (true -> predicted)")
+        paths.append(out_dir / "confusion.png")
+        fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+        plt.close(fig)
+    return paths
+
+
+def run_evaluation(
+    settings: Settings,
+    profile_name: str,
+    source: Path,
+    split: str | None,
+    text_field: str = "text",
+    label_field: str = "label",
+    split_field: str | None = "split",
+    out_dir: Path = Path("eval-out"),
+    baselines: bool = True,
+) -> dict[str, Any]:
+    """Evaluate one profile on a labeled file and write summary.json, summary.md and PNG plots to out_dir."""
+    from tqdm import tqdm
+
+    from .service import LatentService
+
+    service = LatentService(settings)
+    service.start()
+    try:
+        fitted = service._fit(service.registry.get(profile_name))
+        rows = [r for r in read_rows(source) if split is None or str(r.get(split_field or "")) == split]
+        texts = [str(r[text_field]) for r in rows]
+        labels = [str(r[label_field]) for r in rows]
+        vectors = []
+        for start in tqdm(range(0, len(texts), 256), desc="embedding test rows", unit="batch"):
+            vectors.append(service.embedder.embed(texts[start : start + 256]))
+        m = metrics(fitted, np.concatenate(vectors), labels)
+    finally:
+        service.close()
+    if not baselines:
+        m["baselines"] = {}
+    cal = fitted.calibration
+    m["fit"] = {
+        "model": service.embedder.model_id,
+        "temperature": cal.temperature,
+        "cv_accuracy": cal.cv_accuracy,
+        "cv_coverage": cal.cv_coverage,
+        "cv_answered_accuracy": cal.cv_answered_accuracy,
+        "target_accuracy": fitted.spec.target_accuracy,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    m["markdown"] = markdown(f"{profile_name} on {Path(source).name} ({split or 'all rows'})", m)
+    m["plots"] = [str(p) for p in plots(m, out_dir, profile_name)]
+    public = {k: v for k, v in m.items() if not k.startswith("_")}
+    (out_dir / "summary.json").write_text(json.dumps(public, indent=2))
+    (out_dir / "summary.md").write_text(m["markdown"] + "\n")
+    return public

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Measure verdict quality on the shared intent data (issue protocol) and write one markdown table + plots.
+
+    .venv/bin/python tools/quality_report.py [--shared ../shared/data] [--out eval-out]
+
+Protocols: BANKING77 and HWU64 closed set (profile from `train`, evaluated on `test`), and BANKING77
+out-of-scope (sorted labels[3::4] held out of the profile; their test rows count as out of scope).
+Everything is chosen on train (cross-validation); the test split is read once per protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mcp_latent.profile_builder import build_profile, read_rows  # noqa: E402
+from mcp_latent.quality import run_evaluation  # noqa: E402
+from mcp_latent.settings import Settings  # noqa: E402
+
+
+def protocols(shared: Path) -> list[tuple[str, Path, set[str]]]:
+    banking = shared / "banking77" / "banking77.jsonl"
+    labels = sorted({r["label"] for r in read_rows(banking)})
+    return [
+        ("banking77", banking, set()),
+        ("hwu64", shared / "hwu64" / "hwu64.jsonl", set()),
+        ("banking77_oos", banking, set(labels[3::4])),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=ROOT / "eval-out")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "eval-out" / "data")
+    args = parser.parse_args()
+    profiles_dir = args.out / "profiles"
+    settings = Settings(data_dir=args.data_dir, profiles_dir=profiles_dir, builtin_profiles=False)
+    sections, results = [], {}
+    for name, source, held_out in protocols(args.shared):
+        build_profile(source, name, profiles_dir, split="train", exclude_labels=held_out, target_accuracy=0.98)
+        summary = run_evaluation(settings, name, source, "test", out_dir=args.out / name)
+        results[name] = summary
+        sections.append(summary["markdown"])
+        print(summary["markdown"], flush=True)
+    (args.out / "quality.md").write_text("\n\n".join(sections) + "\n")
+    (args.out / "quality.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
