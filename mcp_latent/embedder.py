@@ -77,6 +77,9 @@ class CachedEmbedder:
     def dim(self) -> int:
         return self.inner.dim
 
+    def is_cached(self, text: str) -> bool:
+        return text in self._cache
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         missing: dict[str, list[int]] = {}

@@ -132,10 +132,14 @@ def build_server(settings: Settings | None = None, service: LatentService | None
         "mcp-latent", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, log_level=settings.log_level
     )
 
-    async def call(fn: Callable[[], dict[str, Any]]) -> CallToolResult:
-        """Run engine work off the event loop and turn engine errors into tool errors the model can act on."""
+    async def call(fn: Callable[[], dict[str, Any]], quick: bool = False) -> CallToolResult:
+        """Run engine work and turn engine errors into tool errors the model can act on.
+
+        Work that may embed, fit or wait for the model runs in a worker thread so the event loop stays free;
+        `quick` reads (a stored vector or cached text against fitted profiles: tens of microseconds) run
+        inline, because the thread hop would cost more than the work."""
         try:
-            return compact_result(await anyio.to_thread.run_sync(fn))
+            return compact_result(fn() if quick else await anyio.to_thread.run_sync(fn))
         except LatentError as exc:
             raise ToolError(str(exc)) from exc
 
@@ -170,7 +174,10 @@ def build_server(settings: Settings | None = None, service: LatentService | None
     ) -> Annotated[CallToolResult, EvaluateOut]:
         """Score a handoff (by handle, preferred) or a text against evaluator profiles such as risk, roi and
         category. Returns {"verdicts": {profile: {"label", "p"}}}; "unsure": true means escalate to reasoning."""
-        return await call(lambda: service.evaluate(handle, text, profiles, namespace, detail, compare_parent))
+        return await call(
+            lambda: service.evaluate(handle, text, profiles, namespace, detail, compare_parent),
+            quick=service.is_quick(text, profiles),
+        )
 
     @server.tool(annotations=WRITES, title="Embed texts into handles")
     async def embed(
@@ -189,7 +196,7 @@ def build_server(settings: Settings | None = None, service: LatentService | None
         namespace: Namespace | None = None,
     ) -> Annotated[CallToolResult, SimilarOut]:
         """Nearest earlier handoffs in the namespace, with cosine similarity in [-1, 1] and a text preview."""
-        return await call(lambda: service.similar(handle, text, k, namespace))
+        return await call(lambda: service.similar(handle, text, k, namespace), quick=service.is_quick(text, []))
 
     @server.tool(annotations=READ_ONLY, title="List evaluator profiles")
     async def profiles() -> Annotated[CallToolResult, ProfilesOut]:

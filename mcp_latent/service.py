@@ -261,6 +261,13 @@ class LatentService:
             )
         return info
 
+    def is_quick(self, text: Any = None, profiles: Any = None) -> bool:
+        """True when a read needs no model call and no fit (tens of microseconds): safe to run inline."""
+        if not self.ready or (text is not None and not (isinstance(text, str) and self._embedder.is_cached(text))):
+            return False
+        names = self.registry.profiles if profiles is None else profiles
+        return isinstance(names, (list, tuple, dict)) and all(name in self._fitted for name in names)
+
     # --- helpers ---------------------------------------------------------------------------------------------
 
     def _store(self) -> LatentStore:
