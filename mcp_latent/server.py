@@ -110,10 +110,10 @@ READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotent
 WRITES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
 
 
-def compact_result(data: dict[str, Any]) -> CallToolResult:
-    """Structured content plus the same JSON, minified, as text (what text-only clients show the model)."""
+def compact_result(data: dict[str, Any], structured: bool = True) -> CallToolResult:
+    """The result as minified JSON text, plus the same data as structured content unless switched off."""
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data if structured else None)
 
 
 def build_server(settings: Settings | None = None, service: LatentService | None = None) -> MCPServer:
@@ -132,6 +132,9 @@ def build_server(settings: Settings | None = None, service: LatentService | None
         "mcp-latent", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, log_level=settings.log_level
     )
 
+    # None = derive the output schema from the return annotation; False = plain text tools, no schema.
+    structured = None if settings.structured_content else False
+
     async def call(fn: Callable[[], dict[str, Any]], quick: bool = False) -> CallToolResult:
         """Run engine work and turn engine errors into tool errors the model can act on.
 
@@ -139,11 +142,12 @@ def build_server(settings: Settings | None = None, service: LatentService | None
         `quick` reads (a stored vector or cached text against fitted profiles: tens of microseconds) run
         inline, because the thread hop would cost more than the work."""
         try:
-            return compact_result(fn() if quick else await anyio.to_thread.run_sync(fn))
+            data = fn() if quick else await anyio.to_thread.run_sync(fn)
+            return compact_result(data, settings.structured_content)
         except LatentError as exc:
             raise ToolError(str(exc)) from exc
 
-    @server.tool(annotations=WRITES, title="Hand off a text (embed once, optionally judge)")
+    @server.tool(structured_output=structured, annotations=WRITES, title="Hand off a text (embed once, optionally judge)")
     async def handoff(
         text: Text,
         from_agent: Annotated[str | None, Field(description="Name of the agent handing off.")] = None,
@@ -159,7 +163,7 @@ def build_server(settings: Settings | None = None, service: LatentService | None
         the text. Name profiles in `evaluate` to get their verdicts in the same call."""
         return await call(lambda: service.handoff(text, from_agent, namespace, parent, evaluate, meta, detail))
 
-    @server.tool(annotations=READ_ONLY, title="Judge a handle or text with evaluator profiles")
+    @server.tool(structured_output=structured, annotations=READ_ONLY, title="Judge a handle or text with evaluator profiles")
     async def evaluate(
         handle: Handle | None = None,
         text: Annotated[str | None, Field(description="Text to judge when you have no handle.")] = None,
@@ -179,7 +183,7 @@ def build_server(settings: Settings | None = None, service: LatentService | None
             quick=service.is_quick(text, profiles),
         )
 
-    @server.tool(annotations=WRITES, title="Embed texts into handles")
+    @server.tool(structured_output=structured, annotations=WRITES, title="Embed texts into handles")
     async def embed(
         texts: Annotated[list[str], Field(description="Texts to embed; each becomes a stored handoff.")],
         namespace: Namespace | None = None,
@@ -188,7 +192,7 @@ def build_server(settings: Settings | None = None, service: LatentService | None
         """Embed a batch of texts and return one handle per text (vectors only when asked: they are large)."""
         return await call(lambda: service.embed(texts, namespace, return_vectors))
 
-    @server.tool(annotations=READ_ONLY, title="Find similar earlier handoffs")
+    @server.tool(structured_output=structured, annotations=READ_ONLY, title="Find similar earlier handoffs")
     async def similar(
         handle: Handle | None = None,
         text: Annotated[str | None, Field(description="Text to search with when you have no handle.")] = None,
@@ -198,14 +202,14 @@ def build_server(settings: Settings | None = None, service: LatentService | None
         """Nearest earlier handoffs in the namespace, with cosine similarity in [-1, 1] and a text preview."""
         return await call(lambda: service.similar(handle, text, k, namespace), quick=service.is_quick(text, []))
 
-    @server.tool(annotations=READ_ONLY, title="List evaluator profiles")
+    @server.tool(structured_output=structured, annotations=READ_ONLY, title="List evaluator profiles")
     async def profiles() -> Annotated[CallToolResult, ProfilesOut]:
         """The evaluator profiles this server can apply, with their labels."""
         return await call(
             lambda: {"profiles": [{k: p[k] for k in ("name", "description", "labels")} for p in service.list_profiles()]}
         )
 
-    @server.tool(annotations=WRITES, title="Teach a profile one labeled example")
+    @server.tool(structured_output=structured, annotations=WRITES, title="Teach a profile one labeled example")
     async def teach(
         profile: Annotated[str, Field(description="Profile to teach, e.g. 'risk'.")],
         label: Annotated[str, Field(description="The correct label for this example.")],
@@ -217,12 +221,13 @@ def build_server(settings: Settings | None = None, service: LatentService | None
         resolving an unsure verdict, so the next similar case is decided by vector math."""
         return await call(lambda: service.teach(profile, label, handle, text, namespace))
 
-    @server.tool(annotations=READ_ONLY, title="List namespaces")
+    @server.tool(structured_output=structured, annotations=READ_ONLY, title="List namespaces")
     async def namespaces() -> Annotated[CallToolResult, NamespacesOut]:
         """Namespaces of the shared latent state with their handoff counts and age range (unix seconds)."""
         return await call(service.namespaces)
 
     @server.tool(
+        structured_output=structured,
         annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False),
         title="Drop a namespace",
     )

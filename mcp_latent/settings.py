@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="HTTP bind address; anything but loopback requires `token`")
     port: int = Field(8765, ge=0, le=65535, description="HTTP port")
     token: str | None = Field(None, description="bearer token required on every HTTP request when set")
+    structured_content: bool = Field(
+        True,
+        description="send `structuredContent` (and output schemas) beside the minified text; set false for clients "
+        "that show the model both (OpenClaw prints structuredContent pretty-printed and then the text)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("WARNING", description="log level (logs go to stderr)")
 
     @model_validator(mode="after")

@@ -66,3 +66,18 @@ async def test_profiles_are_discoverable_as_tool_and_resource(client):
     assert "latent://profiles" in resources
     body = await client.read_resource("latent://profiles")
     assert json.loads(body.contents[0].text)[0]["labels"] == ["fruit", "tools"]
+
+
+async def test_text_only_mode_sends_no_structured_content(settings, fake_embedder, fruit_tools_profile):
+    from mcp_latent.service import LatentService
+
+    text_only = settings.model_copy(update={"structured_content": False})
+    service = LatentService(text_only, embedder=fake_embedder)
+    service.start()
+    async with Client(build_server(service=service), mode="legacy") as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert tools["evaluate"].output_schema is None
+        result = await client.call_tool("evaluate", {"text": "apple banana", "profiles": ["kind"]})
+        assert result.structured_content is None
+        assert json.loads(result.content[0].text)["verdicts"]["kind"]["label"] == "fruit"
+    service.close()
