@@ -47,17 +47,17 @@ class Verdict:
     nearest: float = 0.0
 
     def compact(self) -> dict[str, Any]:
-        """The model-visible form: label, p, and only what changes the decision."""
+        """The model-visible default: label, p, and `unsure` when abstaining (three verdicts fit ~55 tokens)."""
         out: dict[str, Any] = {"label": self.label, "p": round(self.p, 2)}
-        if self.score is not None:
-            out["score"] = round(self.score, 2)
         if self.unsure:
             out["unsure"] = True
         return out
 
     def detailed(self) -> dict[str, Any]:
-        """The compact form plus an evidence pack for the calling LLM."""
+        """The compact form plus the expected score (ordinal profiles) and an evidence pack for the calling LLM."""
         out = self.compact()
+        if self.score is not None:
+            out["score"] = round(self.score, 2)
         if self.reason:
             out["reason"] = self.reason
         out["top"] = [[label, round(p, 3)] for label, p in self.candidates]
@@ -259,13 +259,18 @@ class FittedProfile:
         self, vectors: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray] | None = None
     ) -> np.ndarray:
         """Calibrated per-label probabilities for a batch of vectors (neighbours: exact search when not given)."""
-        ids, sims = neighbours if neighbours is not None else exact_neighbours(vectors, self.vectors, KNN_K)
-        votes = knn_votes(sims, self.y[ids], len(self.labels))
-        logits = ensemble_logits(vectors @ self.weights + self.bias, votes, self.calibration.knn_weight)
+        logits = vectors @ self.weights + self.bias
+        if self.calibration.knn_weight:
+            ids, sims = neighbours if neighbours is not None else exact_neighbours(vectors, self.vectors, KNN_K)
+            votes = knn_votes(sims, self.y[ids], len(self.labels))
+            logits = ensemble_logits(logits, votes, self.calibration.knn_weight)
         return _softmax(logits / self.calibration.temperature)
 
     def verdict(self, vector: np.ndarray, detail: bool = False, k: int = KNN_K, show: int = 3) -> Verdict:
-        neighbour_ids, similarities = self.index.search(vector, max(k, KNN_K))
+        # Neighbours feed the kNN expert (when the fit uses it), the evidence (detail) and the out-of-scope
+        # check (nearest only): fetch just as many as needed.
+        wanted = max(k, KNN_K) if detail else (KNN_K if self.calibration.knn_weight else 1)
+        neighbour_ids, similarities = self.index.search(vector, wanted)
         probs = self.probabilities(
             vector.reshape(1, -1), (neighbour_ids[None, :KNN_K], similarities[None, :KNN_K])
         )[0]

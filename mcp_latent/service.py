@@ -315,14 +315,13 @@ class LatentService:
         if record is None or record.parent is None:
             return None
         parent = self._store().get(record.parent, record.namespace)
-        before = self._verdicts(fitted, parent.vector, detail=False)
         changes: dict[str, Any] = {}
-        for name, now in verdicts.items():
-            was = before[name]
-            change = {"was": was["label"], "dp": round(now["p"] - was["p"], 2)}
-            if "score" in now:
-                change["dscore"] = round(now["score"] - was["score"], 2)
-            change["changed"] = was["label"] != now["label"]
+        for name, profile in fitted.items():
+            was, now = profile.verdict(parent.vector), profile.verdict(record.vector)
+            change: dict[str, Any] = {"was": was.label, "dp": round(now.p - was.p, 2)}
+            if now.score is not None and was.score is not None:
+                change["dscore"] = round(now.score - was.score, 2)
+            change["changed"] = was.label != now.label
             changes[name] = change
         similarity = float(np.dot(parent.vector, record.vector))
         return {"handle": parent.handle, "similarity": round(similarity, 3), "delta": changes}

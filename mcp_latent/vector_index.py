@@ -24,8 +24,12 @@ class VectorIndex:
         self._lock = threading.Lock()
         self._index = hnswlib.Index(space="cosine", dim=dim)
         self._index.init_index(max_elements=max(capacity, 16), M=m, ef_construction=ef_construction)
-        self._index.set_ef(ef_search)
+        self._set_ef(ef_search)
         self._deleted: set[int] = set()
+
+    def _set_ef(self, ef: int) -> None:
+        self._index.set_ef(ef)
+        self._ef = ef  # hnswlib has no getter; remembering it saves two calls per query
 
     def __len__(self) -> int:
         return self._index.get_current_count() - len(self._deleted)
@@ -69,9 +73,11 @@ class VectorIndex:
                 return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
             ef = max(self.ef_search, k)
             while True:
-                self._index.set_ef(ef)
+                if ef != self._ef:
+                    self._set_ef(ef)
                 try:
-                    labels, distances = self._index.knn_query(query, k=k)
+                    # One query: a single thread (hnswlib would otherwise dispatch to a thread pool per call).
+                    labels, distances = self._index.knn_query(query, k=k, num_threads=1)
                     break
                 except RuntimeError:
                     # Raised when the graph walk finds fewer than k live items (deletions, tiny graphs):
@@ -82,7 +88,8 @@ class VectorIndex:
                         k -= max(1, k // 4)
                     else:
                         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-            self._index.set_ef(self.ef_search)
+            if self._ef != self.ef_search:
+                self._set_ef(self.ef_search)
         # hnswlib's cosine distance is 1 - cos and can dip slightly below 0: clip into [-1, 1].
         similarities = np.clip(1.0 - distances[0], -1.0, 1.0).astype(np.float32)
         return labels[0].astype(np.int64), similarities
@@ -103,7 +110,7 @@ class VectorIndex:
             index._index.load_index(str(path), allow_replace_deleted=False)
         except Exception as exc:
             raise StoreError(f"index file {path} is unreadable: {exc}") from exc
-        index._index.set_ef(ef_search)  # load_index resets ef to 10
+        index._set_ef(ef_search)  # load_index resets ef to 10
         deleted_path = path.with_suffix(path.suffix + ".deleted.json")
         if deleted_path.exists():
             index._deleted = set(json.loads(deleted_path.read_text()))

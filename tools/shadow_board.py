@@ -30,6 +30,8 @@ REVISIONS = [
     "with automated health checks and instant rollback.",
     "Migrate payments behind a feature flag: canary 1% of traffic in a staffed window after a full load test, "
     "with automated health checks and instant rollback, then widen over two weeks.",
+    "Migrate payments behind a feature flag: canary 1% of traffic in a staffed window after a full load test, "
+    "with automated health checks and instant rollback, then widen to all traffic over two weeks.",
 ]
 EVALUATORS = {"pessimist": "risk", "optimist": "roi"}
 CONVERGED_DSCORE = 0.1  # a round whose labels hold and whose expected scores move less than this is settled
@@ -58,14 +60,14 @@ async def run(max_rounds: int) -> int:
             made = await call("handoff", {"text": text, "from_agent": "author", "namespace": "shadow-board",
                                           **({"parent": parent} if parent else {})})
             judged = await call("evaluate", {"handle": made["handle"], "namespace": "shadow-board",
-                                             "profiles": list(EVALUATORS.values()), "compare_parent": True})
+                                             "profiles": list(EVALUATORS.values()), "compare_parent": True,
+                                             "detail": True})
             verdicts, moved = judged["verdicts"], judged.get("parent")
             print(f"\nround {round_number}  {made['handle']}  \"{text[:88]}{'…' if len(text) > 88 else ''}\"")
             for role, profile in EVALUATORS.items():
                 print(f"  {role:<9} {profile:<5} {describe(verdicts[profile])}")
-            quant = sum(v.get("score", 0.0) for v in verdicts.values())
-            print(f"  quant     net   risk score {verdicts['risk']['score']:.2f}, roi score {verdicts['roi']['score']:.2f}"
-                  f" (roi - risk = {verdicts['roi']['score'] - verdicts['risk']['score']:+.2f}; sum {quant:.2f})")
+            edge = verdicts["roi"]["score"] - verdicts["risk"]["score"]
+            print(f"  quant     edge  roi score - risk score = {edge:+.2f}")
             if moved:
                 changes = ", ".join(
                     f"{name}: {d['was'] or 'unsure'} -> {verdicts[name]['label'] or 'unsure'} "
