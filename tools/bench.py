@@ -52,15 +52,6 @@ def summary(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": 1000 * statistics.median(samples), "p99_ms": 1000 * percentile(samples, 0.99), "n": len(samples)}
 
 
-async def timed(n: int, fn) -> list[float]:
-    samples = []
-    for i in range(n):
-        start = time.perf_counter()
-        await fn(i)
-        samples.append(time.perf_counter() - start)
-    return samples
-
-
 def count_tokens(text: str) -> int:
     """Tokens by the shipped model's WordPiece tokenizer (offline). GPT-style BPE counts are similar for JSON."""
     from transformers import AutoTokenizer
@@ -102,8 +93,8 @@ async def run(quick: bool) -> dict:
 
         handoff = await call("handoff", {"text": PROPOSAL, "evaluate": ["risk", "roi", "category"]})
         handle = handoff.structured_content["handle"]
-        results["ping"] = summary(await timed(n, lambda i: client.send_ping()))
         scenarios = {
+            "ping (protocol floor)": lambda i: client.send_ping(),
             "evaluate handle, 1 profile": lambda i: call("evaluate", {"handle": handle, "profiles": ["risk"]}),
             "evaluate handle, 3 profiles": lambda i: call(
                 "evaluate", {"handle": handle, "profiles": ["risk", "roi", "category"]}
@@ -113,15 +104,26 @@ async def run(quick: bool) -> dict:
             "handoff + 3 verdicts": lambda i: call(
                 "handoff", {"text": f"{PROPOSAL} rev {i}", "evaluate": ["risk", "roi", "category"]}
             ),
-            "embed 1": lambda i: call("embed", {"texts": [f"note {i}"]}),
+            # Same length as the texts above, so "evaluate new text" can be compared with one embedding.
+            "embed 1": lambda i: call("embed", {"texts": [f"{PROPOSAL} note {i}"]}),
             "embed 64": lambda i: call("embed", {"texts": [f"note {i} {j}" for j in range(64)]}),
             "similar k=5": lambda i: call("similar", {"handle": handle, "k": 5}),
         }
+        # Interleaved: every scenario is sampled in each round, so the floor and the tools see the same machine
+        # state (this box's timings drift by tens of percent over a minute).
+        samples: dict[str, list[float]] = {name: [] for name in scenarios}
+        for i in range(n):
+            for name, fn in scenarios.items():
+                if name == "embed 64" and i % 10:
+                    continue  # the heaviest call: a tenth as many samples
+                start = time.perf_counter()
+                await fn(i)
+                samples[name].append(time.perf_counter() - start)
+        results["ping"] = summary(samples.pop("ping (protocol floor)"))
         floor = results["ping"]["p50_ms"]
         results["tools"] = {}
-        for name, fn in scenarios.items():
-            count = max(10, n // 10) if "embed 64" in name else n
-            stats = summary(await timed(count, fn))
+        for name, values in samples.items():
+            stats = summary(values)
             stats["x_floor"] = stats["p50_ms"] / floor
             results["tools"][name] = stats
 
