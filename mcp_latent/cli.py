@@ -84,8 +84,10 @@ def cmd_profiles_list(args: argparse.Namespace) -> int:
         return 0
     for p in profiles:
         origin = "shipped" if p["builtin"] else "user"
-        print(f"{p['name']:<16} {origin:<7} {p['exemplars']:>6} exemplars  labels: {', '.join(p['labels'][:8])}"
-              + (" ..." if len(p["labels"]) > 8 else ""))
+        print(
+            f"{p['name']:<16} {origin:<7} {p['exemplars']:>6} exemplars  labels: {', '.join(p['labels'][:8])}"
+            + (" ..." if len(p["labels"]) > 8 else "")
+        )
     return 0
 
 
@@ -133,7 +135,9 @@ def cmd_profiles_build(args: argparse.Namespace) -> int:
     from .embedder import load_embedder
     from .profile_fitter import ProfileFitter
 
-    embedder = load_embedder(settings.model, settings.device, settings.effective_torch_threads, settings.embed_batch_size)
+    embedder = load_embedder(
+        settings.model, settings.device, settings.effective_torch_threads, settings.embed_batch_size
+    )
     profile = Profile(spec=spec, path=path, builtin=False)
     with tqdm(total=len(flatten(profile)[0]), desc=f"embedding {args.name}", unit="ex", file=sys.stderr) as bar:
         fitted = ProfileFitter(settings.data_dir / "cache" / "profiles", embedder).fitted(profile, bar.update)
@@ -141,7 +145,8 @@ def cmd_profiles_build(args: argparse.Namespace) -> int:
     print(
         f"fitted: cross-validated accuracy {cal.cv_accuracy:.4f}, threshold {cal.threshold:.3f} "
         f"(target answered accuracy {spec.target_accuracy}), out-of-scope below similarity {cal.min_similarity:.3f}"
-        if cal.cv_accuracy is not None else "fitted with default calibration (too few exemplars per label)",
+        if cal.cv_accuracy is not None
+        else "fitted with default calibration (too few exemplars per label)",
         file=sys.stderr,
     )
     return 0

@@ -125,8 +125,11 @@ def knn_votes(similarities: np.ndarray, neighbour_labels: np.ndarray, n_labels: 
     """Similarity-weighted label shares of each row's neighbours: (n, k) similarities/labels -> (n, L)."""
     weights = np.exp((similarities - similarities[:, :1]) / KNN_TAU)  # shifted by the best: no overflow
     votes = np.zeros((len(similarities), n_labels), dtype=np.float64)
-    np.add.at(votes, (np.repeat(np.arange(len(similarities)), similarities.shape[1]), neighbour_labels.ravel()),
-              weights.ravel())
+    np.add.at(
+        votes,
+        (np.repeat(np.arange(len(similarities)), similarities.shape[1]), neighbour_labels.ravel()),
+        weights.ravel(),
+    )
     return votes / votes.sum(axis=1, keepdims=True)
 
 
@@ -172,7 +175,9 @@ class Calibration:
     cv_answered_accuracy: float | None
 
 
-def fit_calibration(vectors: np.ndarray, y: np.ndarray, n_labels: int, spec: ProfileSpec, c: float = 10.0) -> Calibration:
+def fit_calibration(
+    vectors: np.ndarray, y: np.ndarray, n_labels: int, spec: ProfileSpec, c: float = 10.0
+) -> Calibration:
     """Cross-validate the head on the exemplars: temperature, abstention threshold and out-of-scope cutoff."""
     folds = _folds(y, CV_FOLDS)
     if folds is None:
@@ -255,9 +260,7 @@ class FittedProfile:
         index.add(np.arange(len(vectors)), vectors)
         return index
 
-    def probabilities(
-        self, vectors: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray] | None = None
-    ) -> np.ndarray:
+    def probabilities(self, vectors: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """Calibrated per-label probabilities for a batch of vectors (neighbours: exact search when not given)."""
         logits = vectors @ self.weights + self.bias
         if self.calibration.knn_weight:
@@ -271,9 +274,7 @@ class FittedProfile:
         # check (nearest only): fetch just as many as needed.
         wanted = max(k, KNN_K) if detail else (KNN_K if self.calibration.knn_weight else 1)
         neighbour_ids, similarities = self.index.search(vector, wanted)
-        probs = self.probabilities(
-            vector.reshape(1, -1), (neighbour_ids[None, :KNN_K], similarities[None, :KNN_K])
-        )[0]
+        probs = self.probabilities(vector.reshape(1, -1), (neighbour_ids[None, :KNN_K], similarities[None, :KNN_K]))[0]
         best = int(probs.argmax())
         p = float(probs[best])
         nearest = float(similarities[0]) if len(similarities) else -1.0

@@ -67,7 +67,9 @@ def read_rows(path: Path) -> list[dict]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{path}:{number}: not valid JSON ({exc.msg}); each line must be one JSON object.") from exc
+            raise InvalidInput(
+                f"{path}:{number}: not valid JSON ({exc.msg}); each line must be one JSON object."
+            ) from exc
         if not isinstance(row, dict):
             raise InvalidInput(f"{path}:{number}: expected a JSON object, got {type(row).__name__}.")
         rows.append(row)

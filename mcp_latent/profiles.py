@@ -54,7 +54,9 @@ class ProfileSpec(BaseModel):
     target_accuracy: float = Field(
         0.9, gt=0, le=1, description="answered accuracy the abstention threshold is fitted to reach"
     )
-    threshold: float | None = Field(None, ge=0, le=1, description="fixed confidence threshold; overrides the fitted one")
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="fixed confidence threshold; overrides the fitted one"
+    )
     min_similarity: float | None = Field(
         None, ge=-1, le=1, description="nearest-exemplar similarity below which a text is out of scope; default fitted"
     )

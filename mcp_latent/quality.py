@@ -109,7 +109,7 @@ def markdown(name: str, m: dict[str, Any]) -> str:
         f"| closed-set accuracy | {pct(m['accuracy'])} |",
         f"| coverage (in-scope rows answered) | {pct(m['coverage'])} |",
         f"| answered accuracy (in scope) | {pct(m['answered_accuracy'])} |",
-        f"| answered precision (all rows; answering out-of-scope counts as wrong) | {pct(m['answered_precision_all_rows'])} |",
+        f"| answered precision (all rows; out of scope answered = wrong) | {pct(m['answered_precision_all_rows'])} |",
         f"| out-of-scope recall | {pct(m['out_of_scope_recall'])} |",
         f"| ECE (15 bins, in scope) | {'n/a' if m['ece'] is None else round(m['ece'], 4)} |",
         f"| threshold / min similarity | {m['threshold']:.3f} / {m['min_similarity']:.3f} |",

@@ -31,7 +31,7 @@ T = TypeVar("T")
 INSTRUCTIONS = (
     "Latent handoffs: call `handoff` once with a proposal (optionally `evaluate`=[profiles]) to get a short handle "
     "and verdicts; pass the handle, not the text, to other agents; they call `evaluate` with the handle. "
-    "A verdict with \"unsure\": true means vector math could not decide: reason it out yourself (detail=true "
+    'A verdict with "unsure": true means vector math could not decide: reason it out yourself (detail=true '
     "gives the evidence). `profiles` lists the evaluators."
 )
 
@@ -100,20 +100,20 @@ class TeachOut(BaseModel):
 
 Text = Annotated[str, Field(description="The proposal or message, as plain text.")]
 Handle = Annotated[str, Field(description="A handle from `handoff` or `embed`, e.g. 'h_k3v9x2m4qp'.")]
-ProfileNames = Annotated[
-    list[str], Field(description="Profile names, e.g. [\"risk\", \"roi\", \"category\"]; see the `profiles` tool.")
-]
 Namespace = Annotated[str, Field(description="Shared-state namespace; handles are visible only inside their own.")]
 Detail = Annotated[bool, Field(description="Add evidence: top labels with p, nearest exemplars, similarity.")]
 
 READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 WRITES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
+DESTROYS = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False)
 
 
 def compact_result(data: dict[str, Any], structured: bool = True) -> CallToolResult:
     """The result as minified JSON text, plus the same data as structured content unless switched off."""
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data if structured else None)
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=data if structured else None
+    )
 
 
 def build_server(settings: Settings | None = None, service: LatentService | None = None) -> MCPServer:
@@ -135,6 +135,18 @@ def build_server(settings: Settings | None = None, service: LatentService | None
     # None = derive the output schema from the return annotation; False = plain text tools, no schema.
     structured = None if settings.structured_content else False
 
+    def tool(annotations: ToolAnnotations, title: str) -> Callable[[T], T]:
+        """Register a tool; its docstring, on one line, is the description the calling model reads."""
+
+        def register(fn: T) -> T:
+            description = " ".join((fn.__doc__ or "").split())
+            server.add_tool(
+                fn, title=title, description=description, annotations=annotations, structured_output=structured
+            )
+            return fn
+
+        return register
+
     async def call(fn: Callable[[], dict[str, Any]], quick: bool = False) -> CallToolResult:
         """Run engine work and turn engine errors into tool errors the model can act on.
 
@@ -147,7 +159,7 @@ def build_server(settings: Settings | None = None, service: LatentService | None
         except LatentError as exc:
             raise ToolError(str(exc)) from exc
 
-    @server.tool(structured_output=structured, annotations=WRITES, title="Hand off a text (embed once, optionally judge)")
+    @tool(WRITES, "Hand off a text (embed once, optionally judge)")
     async def handoff(
         text: Text,
         from_agent: Annotated[str | None, Field(description="Name of the agent handing off.")] = None,
@@ -163,7 +175,7 @@ def build_server(settings: Settings | None = None, service: LatentService | None
         the text. Name profiles in `evaluate` to get their verdicts in the same call."""
         return await call(lambda: service.handoff(text, from_agent, namespace, parent, evaluate, meta, detail))
 
-    @server.tool(structured_output=structured, annotations=READ_ONLY, title="Judge a handle or text with evaluator profiles")
+    @tool(READ_ONLY, "Judge a handle or text with evaluator profiles")
     async def evaluate(
         handle: Handle | None = None,
         text: Annotated[str | None, Field(description="Text to judge when you have no handle.")] = None,
@@ -183,7 +195,7 @@ def build_server(settings: Settings | None = None, service: LatentService | None
             quick=service.is_quick(text, profiles),
         )
 
-    @server.tool(structured_output=structured, annotations=WRITES, title="Embed texts into handles")
+    @tool(WRITES, "Embed texts into handles")
     async def embed(
         texts: Annotated[list[str], Field(description="Texts to embed; each becomes a stored handoff.")],
         namespace: Namespace | None = None,
@@ -192,7 +204,7 @@ def build_server(settings: Settings | None = None, service: LatentService | None
         """Embed a batch of texts and return one handle per text (vectors only when asked: they are large)."""
         return await call(lambda: service.embed(texts, namespace, return_vectors))
 
-    @server.tool(structured_output=structured, annotations=READ_ONLY, title="Find similar earlier handoffs")
+    @tool(READ_ONLY, "Find similar earlier handoffs")
     async def similar(
         handle: Handle | None = None,
         text: Annotated[str | None, Field(description="Text to search with when you have no handle.")] = None,
@@ -202,14 +214,16 @@ def build_server(settings: Settings | None = None, service: LatentService | None
         """Nearest earlier handoffs in the namespace, with cosine similarity in [-1, 1] and a text preview."""
         return await call(lambda: service.similar(handle, text, k, namespace), quick=service.is_quick(text, []))
 
-    @server.tool(structured_output=structured, annotations=READ_ONLY, title="List evaluator profiles")
+    @tool(READ_ONLY, "List evaluator profiles")
     async def profiles() -> Annotated[CallToolResult, ProfilesOut]:
         """The evaluator profiles this server can apply, with their labels."""
         return await call(
-            lambda: {"profiles": [{k: p[k] for k in ("name", "description", "labels")} for p in service.list_profiles()]}
+            lambda: {
+                "profiles": [{k: p[k] for k in ("name", "description", "labels")} for p in service.list_profiles()]
+            }
         )
 
-    @server.tool(structured_output=structured, annotations=WRITES, title="Teach a profile one labeled example")
+    @tool(WRITES, "Teach a profile one labeled example")
     async def teach(
         profile: Annotated[str, Field(description="Profile to teach, e.g. 'risk'.")],
         label: Annotated[str, Field(description="The correct label for this example.")],
@@ -221,16 +235,12 @@ def build_server(settings: Settings | None = None, service: LatentService | None
         resolving an unsure verdict, so the next similar case is decided by vector math."""
         return await call(lambda: service.teach(profile, label, handle, text, namespace))
 
-    @server.tool(structured_output=structured, annotations=READ_ONLY, title="List namespaces")
+    @tool(READ_ONLY, "List namespaces")
     async def namespaces() -> Annotated[CallToolResult, NamespacesOut]:
         """Namespaces of the shared latent state with their handoff counts and age range (unix seconds)."""
         return await call(service.namespaces)
 
-    @server.tool(
-        structured_output=structured,
-        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False),
-        title="Drop a namespace",
-    )
+    @tool(DESTROYS, "Drop a namespace")
     async def drop_namespace(
         namespace: Annotated[str, Field(description="The namespace to delete, with all its handoffs.")],
     ) -> Annotated[CallToolResult, DropOut]:
@@ -290,8 +300,7 @@ def http_app(server: MCPServer, settings: Settings) -> Any:
     """The streamable HTTP app at /mcp, with DNS-rebinding checks and the optional bearer token."""
     if not is_loopback(settings.host) and not settings.token:
         raise InvalidInput(
-            f"refusing to bind {settings.host} without a token: set --token or MCP_LATENT_TOKEN, "
-            "or bind 127.0.0.1."
+            f"refusing to bind {settings.host} without a token: set --token or MCP_LATENT_TOKEN, or bind 127.0.0.1."
         )
     if is_loopback(settings.host):
         security = TransportSecuritySettings(

@@ -234,9 +234,7 @@ class LatentService:
             s.retention_max_records and self._writes_since_compaction >= s.retention_max_records
         ):
             self._writes_since_compaction = 0
-            self._store().compact(
-                namespace, s.retention_max_records or None, s.retention_ttl_seconds or None
-            )
+            self._store().compact(namespace, s.retention_max_records or None, s.retention_ttl_seconds or None)
 
     def list_profiles(self) -> list[dict[str, Any]]:
         self.wait_ready()
@@ -292,7 +290,7 @@ class LatentService:
         if isinstance(names, str):
             names = [n.strip() for n in names.split(",") if n.strip()]
         if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-            raise InvalidInput("`profiles` must be a list of profile names, e.g. [\"risk\", \"roi\"].")
+            raise InvalidInput('`profiles` must be a list of profile names, e.g. ["risk", "roi"].')
         if len(names) > self.settings.max_profiles_per_call:
             raise InvalidInput(
                 f"{len(names)} profiles named; at most {self.settings.max_profiles_per_call} per call "

@@ -45,7 +45,9 @@ class Settings(BaseSettings):
         None, description="the user's profile files (`*.toml`); default `<data_dir>/profiles`"
     )
     builtin_profiles: bool = Field(True, description="also load the profiles shipped with mcp-latent")
-    store_text: bool = Field(True, description="keep each handoff's text beside its vector (needed for `detail` and export)")
+    store_text: bool = Field(
+        True, description="keep each handoff's text beside its vector (needed for `detail` and export)"
+    )
     default_namespace: str = Field("default", description="namespace used when a call names none")
 
     retention_max_records: int = Field(
@@ -55,7 +57,9 @@ class Settings(BaseSettings):
 
     # --- HNSW (handoff index) -----------------------------------------------------------------------------------
     hnsw_m: int = Field(16, ge=4, le=96, description="HNSW graph degree M: recall and memory grow with it")
-    hnsw_ef_construction: int = Field(200, ge=16, description="HNSW build-time candidate list: better graph, slower insert")
+    hnsw_ef_construction: int = Field(
+        200, ge=16, description="HNSW build-time candidate list: better graph, slower insert"
+    )
     hnsw_ef_search: int = Field(64, ge=8, description="HNSW query-time candidate list (always raised to at least k)")
 
     # --- verdicts -----------------------------------------------------------------------------------------------
@@ -73,7 +77,9 @@ class Settings(BaseSettings):
     max_meta_bytes: int = Field(4096, ge=0, description="largest `meta` object on a handoff, as JSON bytes")
 
     # --- server ------------------------------------------------------------------------------------------------
-    transport: Literal["stdio", "http"] = Field("stdio", description="`stdio` for spawned servers, `http` for streamable HTTP")
+    transport: Literal["stdio", "http"] = Field(
+        "stdio", description="`stdio` for spawned servers, `http` for streamable HTTP"
+    )
     host: str = Field("127.0.0.1", description="HTTP bind address; anything but loopback requires `token`")
     port: int = Field(8765, ge=0, le=65535, description="HTTP port")
     token: str | None = Field(None, description="bearer token required on every HTTP request when set")
@@ -82,7 +88,9 @@ class Settings(BaseSettings):
         description="send `structuredContent` (and output schemas) beside the minified text; set false for clients "
         "that show the model both (OpenClaw prints structuredContent pretty-printed and then the text)",
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("WARNING", description="log level (logs go to stderr)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING", description="log level (logs go to stderr)"
+    )
 
     @model_validator(mode="after")
     def _fill_derived_defaults(self) -> Settings:

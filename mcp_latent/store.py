@@ -203,7 +203,8 @@ class LatentStore:
                     for vector, text in zip(vectors, texts, strict=True):
                         handle = new_handle()
                         cursor = self._db.execute(
-                            "INSERT INTO handoffs(handle, namespace, from_agent, created_at, parent, meta, text, vector)"
+                            "INSERT INTO handoffs"
+                            "(handle, namespace, from_agent, created_at, parent, meta, text, vector)"
                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             (handle, namespace, from_agent, now, parent, meta_json, text, vector.tobytes()),
                         )
@@ -347,7 +348,9 @@ class LatentStore:
                 if len(entry.index) == self.count(namespace):
                     log.info("index of namespace %r loaded from disk; %d rows caught up", namespace, caught_up)
                     return entry
-                log.warning("index of namespace %r disagrees with the record (compaction or crash); rebuilding", namespace)
+                log.warning(
+                    "index of namespace %r disagrees with the record (compaction or crash); rebuilding", namespace
+                )
             except (StoreError, ValueError, KeyError, OSError) as exc:
                 log.warning("index of namespace %r is unreadable (%s); rebuilding", namespace, exc)
         entry = _NamespaceIndex(VectorIndex(self.dim, capacity=max(1024, self.count(namespace)), **self._hnsw), 0)

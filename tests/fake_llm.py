@@ -1,6 +1,7 @@
 """A scripted OpenAI-compatible chat model on 127.0.0.1 for client tests: it calls the latent tools in order.
 
-Turn 1 asks for `<server>__handoff` with three profiles (directly, or through OpenClaw's `tool_call` bridge), turn 2 for `<server>__evaluate` on the returned handle,
+Turn 1 asks for `<server>__handoff` with three profiles (directly, or through OpenClaw's `tool_call` bridge),
+turn 2 for `<server>__evaluate` on the returned handle,
 turn 3 answers in text quoting the verdicts it received. Every request body is appended to --log (JSONL), so a
 test can check what the agent runtime passed back to the model.
 
@@ -35,12 +36,16 @@ def next_step(messages: list[dict], server: str) -> dict:
     """Either a tool call {"tool", "arguments"} or a final {"text"}."""
     results = tool_results(messages)
     if not results:
-        return {"tool": f"{server}__handoff",
-                "arguments": {"text": PROPOSAL, "from_agent": "A", "evaluate": ["risk", "roi", "category"]}}
+        return {
+            "tool": f"{server}__handoff",
+            "arguments": {"text": PROPOSAL, "from_agent": "A", "evaluate": ["risk", "roi", "category"]},
+        }
     if len(results) == 1:
         match = HANDLE_RE.search(results[0])
-        return {"tool": f"{server}__evaluate",
-                "arguments": {"handle": match.group(0) if match else "h_missing000", "profiles": ["risk"]}}
+        return {
+            "tool": f"{server}__evaluate",
+            "arguments": {"handle": match.group(0) if match else "h_missing000", "profiles": ["risk"]},
+        }
     return {"text": "VERDICTS RECEIVED: " + " | ".join(results)}
 
 
@@ -74,23 +79,45 @@ class Handler(BaseHTTPRequestHandler):
     def _message(self, step: dict) -> dict:
         if "text" in step:
             return {"role": "assistant", "content": step["text"]}
-        return {"role": "assistant", "content": None, "tool_calls": [{
-            "id": "call_" + uuid.uuid4().hex[:12], "type": "function",
-            "function": {"name": step["tool"], "arguments": json.dumps(step["arguments"])}}]}
+        return {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_" + uuid.uuid4().hex[:12],
+                    "type": "function",
+                    "function": {"name": step["tool"], "arguments": json.dumps(step["arguments"])},
+                }
+            ],
+        }
 
     def _completion(self, step: dict, model: str) -> dict:
-        return {"id": "chatcmpl-" + uuid.uuid4().hex[:8], "object": "chat.completion", "created": int(time.time()),
-                "model": model, "choices": [{"index": 0, "message": self._message(step),
-                                             "finish_reason": "stop" if "text" in step else "tool_calls"}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}}
+        return {
+            "id": "chatcmpl-" + uuid.uuid4().hex[:8],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": self._message(step),
+                    "finish_reason": "stop" if "text" in step else "tool_calls",
+                }
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+        }
 
     def _stream(self, step: dict, model: str) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
         self.end_headers()
-        base = {"id": "chatcmpl-" + uuid.uuid4().hex[:8], "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": model}
+        base = {
+            "id": "chatcmpl-" + uuid.uuid4().hex[:8],
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
         message = self._message(step)
         if "text" in step:
             delta = {"role": "assistant", "content": message["content"]}
@@ -101,8 +128,11 @@ class Handler(BaseHTTPRequestHandler):
             finish = "tool_calls"
         chunks = [
             {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
-            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}],
-             "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}},
+            {
+                **base,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": finish}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+            },
         ]
         for chunk in chunks:
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())

@@ -5,15 +5,18 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 
 
 def test_bench_quick_writes_table_json_and_plot(tmp_path):
-    subprocess.run([sys.executable, str(ROOT / "tools" / "bench.py"), "--quick", "--out", str(tmp_path)],
-                   check=True, timeout=600, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "bench.py"), "--quick", "--out", str(tmp_path)],
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
     results = json.loads((tmp_path / "bench.json").read_text())
     assert results["tools"]["evaluate handle, 1 profile"]["n"] == 100 and results["ping"]["n"] == 100
     assert results["tokens"]["handoff_3_verdicts_chars"] <= 240

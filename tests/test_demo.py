@@ -4,15 +4,19 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 
 
 def test_shadow_board_runs_rounds_with_server_side_deltas():
-    out = subprocess.run([sys.executable, str(ROOT / "tools" / "shadow_board.py")], capture_output=True, text=True,
-                         timeout=600, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "shadow_board.py")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
     assert "round 1" in out and "round 2" in out
     assert "vs parent h_" in out  # deltas come from evaluate(compare_parent=true)
     assert "pessimist risk  high" in out  # the Friday-night proposal is judged high risk

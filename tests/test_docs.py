@@ -1,6 +1,7 @@
 """The README stays true: its configuration table is the one generated from the settings."""
 
 from conftest import ROOT
+
 from mcp_latent.settings import markdown_table
 
 

@@ -10,12 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import anyio
 import pytest
+from conftest import write_profile
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-
-from conftest import write_profile
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -52,7 +50,9 @@ async def test_core_scenario(tmp_path):
         names = {t.name for t in (await client.list_tools()).tools}
         assert {"embed", "handoff", "evaluate", "similar"} <= names
 
-        result = await client.call_tool("handoff", {"text": RISKY, "from_agent": "A", "evaluate": ["risk", "roi", "category"]})
+        result = await client.call_tool(
+            "handoff", {"text": RISKY, "from_agent": "A", "evaluate": ["risk", "roi", "category"]}
+        )
         assert len(result.content[0].text) <= 240, result.content[0].text
         risky = result.structured_content
         assert risky["verdicts"]["risk"]["label"] == "high"
@@ -66,7 +66,9 @@ async def test_core_scenario(tmp_path):
         detail = await call(client, "evaluate", {"handle": risky["handle"], "profiles": ["risk"], "detail": True})
         assert detail["verdicts"]["risk"]["neighbours"][0][1] == "high"
 
-        embedded = await call(client, "embed", {"texts": ["alpha launch plan", "beta launch plan"], "return_vectors": True})
+        embedded = await call(
+            client, "embed", {"texts": ["alpha launch plan", "beta launch plan"], "return_vectors": True}
+        )
         assert len(embedded["handles"]) == 2 and len(embedded["vectors"][0]) == 384
         hits = await call(client, "similar", {"handle": embedded["handles"][0], "k": 2})
         assert hits["similar"][0]["handle"] == embedded["handles"][1]
@@ -114,8 +116,9 @@ async def test_modern_protocol_and_teach_through_the_server(tmp_path):
             "sad": ["this is terrible news", "I feel so down today", "what a disappointing result", "I am heartbroken"],
         },
     )
-    async with Client(params(tmp_path / "d", "--profiles-dir", str(profiles_dir)), mode="auto",
-                      read_timeout_seconds=120) as client:
+    async with Client(
+        params(tmp_path / "d", "--profiles-dir", str(profiles_dir)), mode="auto", read_timeout_seconds=120
+    ) as client:
         taught_text = "the quarterly numbers are a catastrophe"
         await call(client, "teach", {"profile": "mood", "label": "sad", "text": taught_text})
         verdict = await call(client, "evaluate", {"text": taught_text, "profiles": ["mood"], "detail": True})
@@ -128,12 +131,24 @@ async def test_modern_protocol_and_teach_through_the_server(tmp_path):
 def test_stdout_carries_only_protocol_and_tools_list_answers_fast(tmp_path):
     command = server_command() + ["serve", "--data-dir", str(tmp_path / "d")]
     messages = [
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}},
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"},
+            },
+        },
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
-            "name": "evaluate", "arguments": {"text": RISKY, "profiles": ["risk"]}}},
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "evaluate", "arguments": {"text": RISKY, "profiles": ["risk"]}},
+        },
     ]
     started = time.monotonic()
     proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -158,8 +173,13 @@ def test_stdout_carries_only_protocol_and_tools_list_answers_fast(tmp_path):
 
 def test_cli_evaluate_and_profiles_commands(tmp_path):
     base = server_command()
-    out = subprocess.run(base + ["evaluate", RISKY, "--profile", "risk", "--json", "--data-dir", str(tmp_path)],
-                         capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run(
+        base + ["evaluate", RISKY, "--profile", "risk", "--json", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     assert json.loads(out.stdout)["verdicts"]["risk"]["label"] == "high"
     check = subprocess.run(base + ["profiles", "check", "--data-dir", str(tmp_path)], capture_output=True, text=True)
     assert check.returncode == 0 and "risk.toml" in check.stdout

@@ -30,7 +30,7 @@ def fit(x, y, **kw):
 def ece(p, correct, bins=10):
     edges = np.linspace(0, 1, bins + 1)
     total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         inside = (p > lo) & (p <= hi)
         if inside.any():
             total += inside.mean() * abs(correct[inside].mean() - p[inside].mean())
@@ -42,7 +42,7 @@ def test_separable_clusters_are_answered_confidently():
     fitted = fit(x, y)
     tx, ty = clusters(30, 0.3, seed=1)
     verdicts = [fitted.verdict(v) for v in tx]
-    assert sum(v.label == f"l{t}" for v, t in zip(verdicts, ty)) / len(ty) > 0.97
+    assert sum(v.label == f"l{t}" for v, t in zip(verdicts, ty, strict=True)) / len(ty) > 0.97
     assert np.mean([v.p for v in verdicts]) > 0.9
     assert not any(v.unsure for v in verdicts[:10])
 

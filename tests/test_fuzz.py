@@ -1,7 +1,6 @@
 """Property-based: generated arguments of every shape to every tool never crash or hang the server."""
 
 import anyio
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client
@@ -9,10 +8,25 @@ from mcp import Client
 from mcp_latent.server import build_server
 
 TOOLS = ["handoff", "evaluate", "embed", "similar", "profiles", "teach", "namespaces", "drop_namespace"]
-NAMES = ["text", "texts", "handle", "profiles", "evaluate", "namespace", "detail", "k", "meta", "parent",
-         "from_agent", "return_vectors", "profile", "label", "compare_parent"]
+NAMES = [
+    "text",
+    "texts",
+    "handle",
+    "profiles",
+    "evaluate",
+    "namespace",
+    "detail",
+    "k",
+    "meta",
+    "parent",
+    "from_agent",
+    "return_vectors",
+    "profile",
+    "label",
+    "compare_parent",
+]
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=60),
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=False) | st.text(max_size=60),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=8,
 )

@@ -1,8 +1,8 @@
 """Profile files: validation errors name the file and field; taught exemplars merge in."""
 
 import pytest
-
 from conftest import write_profile
+
 from mcp_latent.errors import NotFound, ProfileError
 from mcp_latent.profiles import ProfileRegistry, builtin_profiles_dir, read_profile_file
 
@@ -13,7 +13,11 @@ def test_shipped_profiles_are_valid_and_rich():
     assert {"risk", "roi", "category"} <= set(profiles)
     for profile in profiles.values():
         assert all(len(label.examples) >= 25 for label in profile.spec.labels), profile.name
-    assert profiles["risk"].spec.ordinal and [lab.name for lab in profiles["risk"].spec.labels] == ["low", "medium", "high"]
+    assert profiles["risk"].spec.ordinal and [lab.name for lab in profiles["risk"].spec.labels] == [
+        "low",
+        "medium",
+        "high",
+    ]
 
 
 def test_missing_field_names_file_and_field(tmp_path):
@@ -49,8 +53,9 @@ def test_name_must_match_file_and_values_all_or_none(tmp_path):
     with pytest.raises(ProfileError, match="must match the file name"):
         read_profile_file(tmp_path / "other.toml")
     path = tmp_path / "v.toml"
-    path.write_text('name = "v"\n[[labels]]\nname = "a"\nvalue = 1\nexamples = ["x"]\n'
-                    '[[labels]]\nname = "b"\nexamples = ["y"]\n')
+    path.write_text(
+        'name = "v"\n[[labels]]\nname = "a"\nvalue = 1\nexamples = ["x"]\n[[labels]]\nname = "b"\nexamples = ["y"]\n'
+    )
     with pytest.raises(ProfileError, match="every label has a `value`"):
         read_profile_file(path)
 

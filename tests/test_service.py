@@ -1,8 +1,8 @@
 """The library API with a fake embedder: contracts, limits, teach, caching."""
 
 import pytest
+from conftest import write_profile
 
-from conftest import FRUIT, write_profile
 from mcp_latent.errors import InvalidInput, NotAllowed, NotFound
 from mcp_latent.service import LatentService
 from mcp_latent.settings import Settings

@@ -15,7 +15,6 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-
 from test_e2e_stdio import RISKY, call, params, server_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -56,8 +55,9 @@ def start_http(data_dir: Path, port: int, token: str | None = None) -> subproces
 async def http_client(port: int, token: str | None = None):
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
-        async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http),
-                          mode="legacy") as client:
+        async with Client(
+            streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http), mode="legacy"
+        ) as client:
             yield client
 
 
@@ -67,7 +67,9 @@ async def test_two_http_clients_share_handles_tokens_and_namespaces(tmp_path):
     try:
         async with http_client(port, token) as writer, http_client(port, token) as reader:
             made = await call(writer, "handoff", {"text": RISKY, "namespace": "team-a"})
-            read = await call(reader, "evaluate", {"handle": made["handle"], "namespace": "team-a", "profiles": ["risk"]})
+            read = await call(
+                reader, "evaluate", {"handle": made["handle"], "namespace": "team-a", "profiles": ["risk"]}
+            )
             assert read["verdicts"]["risk"]["label"] == "high"
             hidden = await reader.call_tool("evaluate", {"handle": made["handle"], "namespace": "team-b"})
             assert hidden.is_error and "not found" in hidden.content[0].text
@@ -84,9 +86,11 @@ async def test_two_http_clients_share_handles_tokens_and_namespaces(tmp_path):
 
 def test_non_loopback_bind_without_token_refuses_to_start(tmp_path):
     result = subprocess.run(
-        server_command() + ["serve", "--transport", "http", "--host", "0.0.0.0", "--port", "0",
-                            "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60,
+        server_command()
+        + ["serve", "--transport", "http", "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0 and "without a token" in result.stderr
 
@@ -132,12 +136,15 @@ async def test_concurrent_clients_mixed_calls_zero_errors(tmp_path):
     errors: list[str] = []
     handles: list[str] = []
     try:
+
         async def agent(n: int):
             async with http_client(port) as client:
                 mine = []
                 for i in range(250):
                     if i % 5 == 0 or not mine:
-                        result = await client.call_tool("handoff", {"text": f"agent {n} idea {i}", "evaluate": ["risk"]})
+                        result = await client.call_tool(
+                            "handoff", {"text": f"agent {n} idea {i}", "evaluate": ["risk"]}
+                        )
                         if not result.is_error:
                             mine.append(result.structured_content["handle"])
                     elif i % 5 in (1, 2):
@@ -166,8 +173,10 @@ async def test_concurrent_clients_mixed_calls_zero_errors(tmp_path):
 
 
 async def test_two_stdio_servers_on_one_data_dir(tmp_path):
-    async with Client(params(tmp_path / "d"), mode="legacy", read_timeout_seconds=120) as a, \
-            Client(params(tmp_path / "d"), mode="legacy", read_timeout_seconds=120) as b:
+    async with (
+        Client(params(tmp_path / "d"), mode="legacy", read_timeout_seconds=120) as a,
+        Client(params(tmp_path / "d"), mode="legacy", read_timeout_seconds=120) as b,
+    ):
         await call(b, "similar", {"text": "warm up b's index", "k": 1})
         made = await call(a, "handoff", {"text": RISKY})
         seen = await call(b, "evaluate", {"handle": made["handle"], "profiles": ["risk"]})

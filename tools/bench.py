@@ -141,7 +141,9 @@ async def run(quick: bool) -> dict:
         "token_space_loop_chars": len(token_loop),
         "token_space_loop_tokens": count_tokens(token_loop),
     }
-    results["tokens"]["reduction_x"] = results["tokens"]["token_space_loop_tokens"] / results["tokens"]["latent_loop_tokens"]
+    results["tokens"]["reduction_x"] = (
+        results["tokens"]["token_space_loop_tokens"] / results["tokens"]["latent_loop_tokens"]
+    )
     results["handoff_example"] = visible_handoff
     return results
 

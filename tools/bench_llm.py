@@ -65,8 +65,11 @@ def token_space_step(llm, proposal: str) -> dict:
         )
         prompt_tokens += reply["usage"]["prompt_tokens"]
         completion_tokens += reply["usage"]["completion_tokens"]
-    return {"seconds": time.perf_counter() - started, "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens}
+    return {
+        "seconds": time.perf_counter() - started,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+    }
 
 
 async def latent_steps(proposals: list[str], rounds: int, llm) -> list[dict]:
@@ -93,13 +96,15 @@ async def latent_steps(proposals: list[str], rounds: int, llm) -> list[dict]:
                     await client.call_tool("evaluate", {"handle": handle, "profiles": [profile]})
                 bc_seconds = time.perf_counter() - started
                 verdicts = await client.call_tool("evaluate", {"handle": handle, "profiles": THREE_PROFILES})
-                out.append({
-                    "seconds": seconds,
-                    "bc_seconds": bc_seconds,
-                    "visible_tokens": count(llm, result.content[0].text),
-                    "verdicts_only_tokens": count(llm, verdicts.content[0].text),
-                    "visible_chars": len(result.content[0].text),
-                })
+                out.append(
+                    {
+                        "seconds": seconds,
+                        "bc_seconds": bc_seconds,
+                        "visible_tokens": count(llm, result.content[0].text),
+                        "verdicts_only_tokens": count(llm, verdicts.content[0].text),
+                        "visible_chars": len(result.content[0].text),
+                    }
+                )
     return out
 
 
@@ -131,17 +136,19 @@ def main() -> int:
         "three_verdicts_by_handle_tokens_p50": lt_verdict_tokens,
         "samples": len(latent),
     }
-    table = "\n".join([
-        "| B+C step | wall time p50 | tokens p50 |",
-        "| --- | ---: | ---: |",
-        f"| token space (2 LLM verdicts) | {ts_s * 1000:,.0f} ms | {ts_tokens:,.0f} ({ts_generated:,.0f} generated) |",
-        f"| latent B+C (2 `evaluate` calls by handle) | {lt_s * 1000:,.1f} ms | {lt_verdict_tokens:,.0f} for all 3 verdicts |",
-        f"| latent A+B+C (1 `handoff` embedding a new text, 3 inline verdicts) | {handoff_s * 1000:,.1f} ms | {lt_tokens:,.0f} (model-visible) |",
-        "",
-        f"Latent B+C is {ts_s / lt_s:,.0f}x faster ({ts_s / handoff_s:,.0f}x counting A's embedding) and uses "
-        f"{ts_tokens / lt_tokens:.1f}x fewer tokens "
-        f"({summary['model']}; tokens counted with the LLM's own tokenizer; {len(latent)} samples each).",
-    ])
+    table = "\n".join(
+        [
+            "| B+C step | wall time p50 | tokens p50 |",
+            "| --- | ---: | ---: |",
+            f"| token space (2 LLM verdicts) | {ts_s * 1000:,.0f} ms | {ts_tokens:,.0f} ({ts_generated:,.0f} generated) |",
+            f"| latent B+C (2 `evaluate` calls by handle) | {lt_s * 1000:,.1f} ms | {lt_verdict_tokens:,.0f} for all 3 verdicts |",
+            f"| latent A+B+C (1 `handoff` embedding a new text, 3 inline verdicts) | {handoff_s * 1000:,.1f} ms | {lt_tokens:,.0f} (model-visible) |",
+            "",
+            f"Latent B+C is {ts_s / lt_s:,.0f}x faster ({ts_s / handoff_s:,.0f}x counting A's embedding) and uses "
+            f"{ts_tokens / lt_tokens:.1f}x fewer tokens "
+            f"({summary['model']}; tokens counted with the LLM's own tokenizer; {len(latent)} samples each).",
+        ]
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_llm.json").write_text(json.dumps(summary, indent=2))
     (args.out / "bench_llm.md").write_text(table + "\n")

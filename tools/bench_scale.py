@@ -125,7 +125,10 @@ def main() -> int:
             f"{r['search_p99_ms']:.3f} | {r['similar_tool_path_ms']:.3f} | {r['recall_at_10']:.3f} | "
             f"{r['memory_mb']:,.0f} | {r['disk_mb']:,.0f} |"
         )
-    table = "\n".join(lines) + f"\n\nHNSW M={Settings().hnsw_m}, ef_construction={Settings().hnsw_ef_construction}, ef_search={args.ef}."
+    table = (
+        "\n".join(lines)
+        + f"\n\nHNSW M={Settings().hnsw_m}, ef_construction={Settings().hnsw_ef_construction}, ef_search={args.ef}."
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scale.json").write_text(json.dumps(rows, indent=2))
     (args.out / "scale.md").write_text(table + "\n")

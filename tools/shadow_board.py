@@ -57,13 +57,27 @@ async def run(max_rounds: int) -> int:
 
         parent = None
         for round_number, text in enumerate(REVISIONS[:max_rounds], start=1):
-            made = await call("handoff", {"text": text, "from_agent": "author", "namespace": "shadow-board",
-                                          **({"parent": parent} if parent else {})})
-            judged = await call("evaluate", {"handle": made["handle"], "namespace": "shadow-board",
-                                             "profiles": list(EVALUATORS.values()), "compare_parent": True,
-                                             "detail": True})
+            made = await call(
+                "handoff",
+                {
+                    "text": text,
+                    "from_agent": "author",
+                    "namespace": "shadow-board",
+                    **({"parent": parent} if parent else {}),
+                },
+            )
+            judged = await call(
+                "evaluate",
+                {
+                    "handle": made["handle"],
+                    "namespace": "shadow-board",
+                    "profiles": list(EVALUATORS.values()),
+                    "compare_parent": True,
+                    "detail": True,
+                },
+            )
             verdicts, moved = judged["verdicts"], judged.get("parent")
-            print(f"\nround {round_number}  {made['handle']}  \"{text[:88]}{'…' if len(text) > 88 else ''}\"")
+            print(f'\nround {round_number}  {made["handle"]}  "{text[:88]}{"…" if len(text) > 88 else ""}"')
             for role, profile in EVALUATORS.items():
                 print(f"  {role:<9} {profile:<5} {describe(verdicts[profile])}")
             edge = verdicts["roi"]["score"] - verdicts["risk"]["score"]
@@ -75,8 +89,9 @@ async def run(max_rounds: int) -> int:
                     for name, d in moved["delta"].items()
                 )
                 print(f"  vs parent {moved['handle']} (similarity {moved['similarity']:.2f}): {changes}")
-                settled = all(not d["changed"] and abs(d.get("dscore", 0)) < CONVERGED_DSCORE
-                              for d in moved["delta"].values())
+                settled = all(
+                    not d["changed"] and abs(d.get("dscore", 0)) < CONVERGED_DSCORE for d in moved["delta"].values()
+                )
                 if settled:
                     print(f"\nconverged after round {round_number}: no verdict moved.")
                     return 0
