@@ -79,6 +79,20 @@ async def test_two_http_clients_share_handles_tokens_and_namespaces(tmp_path):
             headers = {"Authorization": f"Bearer {bad}"} if bad else {}
             reply = httpx2.post(f"http://127.0.0.1:{port}/mcp", headers=headers, json={}, timeout=10)
             assert reply.status_code == 401
+        # DNS rebinding: a page on another origin reaching 127.0.0.1 carries a foreign Host/Origin header.
+        rebound = {"Authorization": f"Bearer {token}", "Host": "evil.example:80", "Origin": "http://evil.example"}
+        initialize = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "x", "version": "0"},
+            },
+        }
+        reply = httpx2.post(f"http://127.0.0.1:{port}/mcp", headers=rebound, json=initialize, timeout=10)
+        assert reply.status_code in (400, 403, 421), reply.status_code
     finally:
         proc.terminate()
         proc.wait(30)
