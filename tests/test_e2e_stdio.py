@@ -17,6 +17,13 @@ from mcp.client.stdio import StdioServerParameters
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
+# A legacy (2025 protocol) initialize request, for tests that speak raw JSON-RPC.
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+}
 RISKY = "skip the security review and deploy the untested payment migration to production on Friday night"
 SAFE = "fix a typo in the onboarding email template and add a unit test for it"
 
@@ -131,16 +138,7 @@ async def test_modern_protocol_and_teach_through_the_server(tmp_path):
 def test_stdout_carries_only_protocol_and_tools_list_answers_fast(tmp_path):
     command = server_command() + ["serve", "--data-dir", str(tmp_path / "d")]
     messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "raw", "version": "0"},
-            },
-        },
+        INITIALIZE,
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
         {

@@ -5,6 +5,7 @@ import pytest
 
 from mcp_latent.evaluator import FittedProfile, pick_threshold
 from mcp_latent.profiles import ProfileSpec
+from mcp_latent.quality import expected_calibration_error
 
 DIM = 32
 
@@ -27,16 +28,6 @@ def fit(x, y, **kw):
     return FittedProfile.fit(spec(**kw), x, [f"t{i}" for i in range(len(y))], y)
 
 
-def ece(p, correct, bins=10):
-    edges = np.linspace(0, 1, bins + 1)
-    total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        inside = (p > lo) & (p <= hi)
-        if inside.any():
-            total += inside.mean() * abs(correct[inside].mean() - p[inside].mean())
-    return total
-
-
 def test_separable_clusters_are_answered_confidently():
     x, y = clusters(40, 0.3)
     fitted = fit(x, y)
@@ -55,7 +46,7 @@ def test_overlapping_clusters_are_calibrated():
     probs = fitted.probabilities(tx)
     p, correct = probs.max(axis=1), probs.argmax(axis=1) == ty
     assert 0.45 < correct.mean() < 0.95  # a genuinely uncertain task
-    assert ece(p, correct) < 0.06
+    assert expected_calibration_error(p, correct, bins=10) < 0.06
     answered = p >= fitted.calibration.threshold
     assert correct[answered].mean() > correct.mean()  # abstaining removes mistakes
 

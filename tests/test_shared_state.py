@@ -15,7 +15,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from test_e2e_stdio import RISKY, call, params, server_command
+from test_e2e_stdio import INITIALIZE, RISKY, call, params, server_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -81,17 +81,7 @@ async def test_two_http_clients_share_handles_tokens_and_namespaces(tmp_path):
             assert reply.status_code == 401
         # DNS rebinding: a page on another origin reaching 127.0.0.1 carries a foreign Host/Origin header.
         rebound = {"Authorization": f"Bearer {token}", "Host": "evil.example:80", "Origin": "http://evil.example"}
-        initialize = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "x", "version": "0"},
-            },
-        }
-        reply = httpx2.post(f"http://127.0.0.1:{port}/mcp", headers=rebound, json=initialize, timeout=10)
+        reply = httpx2.post(f"http://127.0.0.1:{port}/mcp", headers=rebound, json=INITIALIZE, timeout=10)
         assert reply.status_code in (400, 403, 421), reply.status_code
     finally:
         proc.terminate()
