@@ -42,7 +42,11 @@ class ExemplarVectors:
             with np.load(self.path) as data:
                 known = dict(zip((bytes(k) for k in data["keys"]), data["vectors"], strict=True))
         keys = [_text_key(t) for t in texts]
-        missing = sorted({i for i, k in enumerate(keys) if k not in known}, key=lambda i: keys[i])
+        first_row: dict[bytes, int] = {}  # each distinct uncached text once, in file order
+        for i, key in enumerate(keys):
+            if key not in known:
+                first_row.setdefault(key, i)
+        missing = list(first_row.values())
         if missing:
             batch = 256
             for start in range(0, len(missing), batch):

@@ -6,7 +6,8 @@ import hashlib
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,6 @@ class Profile:
     path: Path
     builtin: bool
     taught: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -183,31 +183,32 @@ class ProfileRegistry:
         self.builtin_dir = builtin_profiles_dir() if include_builtin else None
         self._profiles: dict[str, Profile] = {}
 
+    def _files(self) -> Iterator[tuple[Path, bool]]:
+        """Every profile file with whether it is shipped; user files come last, so they shadow shipped ones."""
+        for directory, builtin in ((self.builtin_dir, True), (self.user_dir, False)):
+            if directory is not None and directory.is_dir():
+                for path in sorted(directory.glob("*.toml")):
+                    yield path, builtin
+
     def load_all(self) -> dict[str, Profile]:
         """(Re)read every profile file; raises ProfileError for the first invalid one."""
         found: dict[str, Profile] = {}
-        for directory, builtin in ((self.builtin_dir, True), (self.user_dir, False)):
-            if directory is None or not directory.is_dir():
-                continue
-            for path in sorted(directory.glob("*.toml")):
-                spec = read_profile_file(path)
-                spec, taught = _merge_taught(spec, self.taught_path(spec.name))
-                found[spec.name] = Profile(spec=spec, path=path, builtin=builtin, taught=taught)
+        for path, builtin in self._files():
+            spec = read_profile_file(path)
+            spec, taught = _merge_taught(spec, self.taught_path(spec.name))
+            found[spec.name] = Profile(spec=spec, path=path, builtin=builtin, taught=taught)
         self._profiles = found
         return found
 
     def check_all(self) -> list[tuple[Path, str | None]]:
         """Validate every file without stopping at the first error: (path, error or None)."""
-        results = []
-        for directory in (self.builtin_dir, self.user_dir):
-            if directory is None or not directory.is_dir():
-                continue
-            for path in sorted(directory.glob("*.toml")):
-                try:
-                    read_profile_file(path)
-                    results.append((path, None))
-                except ProfileError as exc:
-                    results.append((path, str(exc)))
+        results: list[tuple[Path, str | None]] = []
+        for path, _ in self._files():
+            try:
+                read_profile_file(path)
+                results.append((path, None))
+            except ProfileError as exc:
+                results.append((path, str(exc)))
         return results
 
     @property

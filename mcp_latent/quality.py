@@ -39,7 +39,7 @@ def decide(fitted: FittedProfile, vectors: np.ndarray) -> dict[str, np.ndarray]:
     p = probs.max(axis=1)
     nearest = sims[:, 0]
     answered = (p >= cal.threshold) & (nearest >= cal.min_similarity)
-    return {"pred": probs.argmax(axis=1), "p": p, "nearest": nearest, "answered": answered, "probs": probs}
+    return {"pred": probs.argmax(axis=1), "p": p, "nearest": nearest, "answered": answered}
 
 
 def baselines(fitted: FittedProfile, vectors: np.ndarray, y: np.ndarray) -> dict[str, float]:

@@ -116,10 +116,6 @@ class VectorIndex:
             index._deleted = set(json.loads(deleted_path.read_text()))
         return index
 
-    def get_vectors(self, labels: list[int]) -> np.ndarray:
-        with self._lock:
-            return np.asarray(self._index.get_items(labels), dtype=np.float32)
-
     def _check(self, vectors: np.ndarray) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
