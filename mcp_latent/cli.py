@@ -124,6 +124,7 @@ def cmd_profiles_build(args: argparse.Namespace) -> int:
         split_field=args.split_field,
         split=args.split,
         target_accuracy=args.target_accuracy,
+        target_out_of_scope_recall=args.target_oos_recall,
         exclude_labels=set(args.exclude_label or []),
     )
     for line in report.lines():
@@ -145,6 +146,12 @@ def cmd_profiles_build(args: argparse.Namespace) -> int:
     print(
         f"fitted: cross-validated accuracy {cal.cv_accuracy:.4f}, threshold {cal.threshold:.3f} "
         f"(target answered accuracy {spec.target_accuracy}), out-of-scope below similarity {cal.min_similarity:.3f}"
+        + (
+            f" (simulated out-of-scope recall {cal.cv_out_of_scope_recall:.3f}, target "
+            f"{spec.target_out_of_scope_recall})"
+            if cal.cv_out_of_scope_recall is not None
+            else ""
+        )
         if cal.cv_accuracy is not None
         else "fitted with default calibration (too few exemplars per label)",
         file=sys.stderr,
@@ -250,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--split", help="use only rows whose split field has this value (e.g. train)")
     build.add_argument("--description")
     build.add_argument("--target-accuracy", type=float, default=0.98, help="answered-accuracy target (abstention)")
+    build.add_argument(
+        "--target-oos-recall", type=float, default=0.8, help="share of out-of-scope texts to flag (simulated)"
+    )
     build.add_argument("--exclude-label", action="append", help="leave a label out (repeatable)")
     build.add_argument("--no-fit", action="store_true", help="write the file only; fit on first use")
     build.set_defaults(func=cmd_profiles_build)

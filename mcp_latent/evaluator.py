@@ -1,9 +1,11 @@
 """Neighbours -> per-label probabilities -> a calibrated verdict, or an honest "unsure".
 
-Fitting uses only a profile's own exemplars: a linear softmax head on the frozen embeddings, its temperature
-fitted on out-of-fold predictions (so `p` means "probability this label is right"), an abstention threshold
-chosen on the same predictions to reach the profile's target answered accuracy, and an out-of-scope cutoff
-on the similarity to the nearest exemplar. kNN over the exemplar HNSW index supplies the evidence.
+Fitting uses only a profile's own exemplars: a linear softmax head on the frozen embeddings combined with a
+kNN vote (its strength and the head's regularization chosen by out-of-fold accuracy), a temperature fitted on
+out-of-fold predictions (so `p` means "probability this label is right"), an abstention threshold chosen on
+the same predictions to reach the profile's target answered accuracy, and an out-of-scope cutoff on the
+similarity to the nearest exemplar, chosen on a simulation: labels hidden from the fit play the out-of-scope
+texts. kNN over the exemplar HNSW index supplies the evidence.
 """
 
 from __future__ import annotations
@@ -20,17 +22,28 @@ from .vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
 
-FIT_VERSION = "3"  # bump when fitting changes: cached fits keyed by it are then refitted
+FIT_VERSION = "4"  # bump when fitting changes: cached fits keyed by it are then refitted
 MIN_THRESHOLD = 0.5  # never answer with a label the model itself thinks is more likely wrong than right
-# A text is out of scope when its nearest exemplar is less similar than all but this share of held-out in-scope
-# exemplars were to theirs, minus a margin (small profiles estimate that quantile noisily).
+# The out-of-scope cutoff never goes below this: the similarity that all but this share of held-out in-scope
+# exemplars reach to their nearest exemplar, minus a margin (small profiles estimate that quantile noisily).
 OUT_OF_SCOPE_QUANTILE = 0.01
 OUT_OF_SCOPE_MARGIN = 0.03
+# ...and never above the similarity that this share of held-out in-scope exemplars falls below: an unreachable
+# out-of-scope target must not silence the profile.
+MAX_IN_SCOPE_FLAGGED = 0.2
+# The simulation hides one of this many groups of labels at a time; it needs enough labels that the hidden
+# ones are a fair stand-in for unseen topics (a 3-label profile has no "other topics" to learn from).
+SIMULATION_GROUPS = 4
+MIN_LABELS_TO_SIMULATE = 8
 CV_FOLDS = 5
 KNN_K = 10  # neighbours voting in the ensemble
 KNN_TAU = 0.05  # vote weight exp(similarity / tau): closer exemplars count much more
 KNN_FLOOR = 1e-4  # vote share given to labels with no neighbour, so their log stays finite
-KNN_WEIGHTS = (0.0, 0.5, 1.0)  # candidate weights of the kNN expert, chosen per profile by held-out log-loss
+# Candidates chosen per profile by out-of-fold accuracy (log-loss breaks ties): the head's inverse
+# regularization, and the kNN expert's weight (large clean profiles gain from neighbours, small noisy ones less).
+HEAD_CS = (3.0, 10.0, 30.0)
+KNN_WEIGHTS = (0.0, 0.15, 0.3, 0.5, 0.75, 1.0)
+ABSENT_LABEL_BIAS = -1e4  # a label with no training rows (hidden in the simulation) can never win
 
 
 @dataclass
@@ -79,9 +92,10 @@ def _fit_head(x: np.ndarray, y: np.ndarray, n_labels: int, c: float) -> tuple[np
     clf = LogisticRegression(C=c, max_iter=1000)
     clf.fit(x, y)
     weights = np.zeros((x.shape[1], n_labels), dtype=np.float32)
-    bias = np.zeros(n_labels, dtype=np.float32)
-    weights[:, clf.classes_] = clf.coef_.T if n_labels > 2 else np.hstack([-clf.coef_.T, clf.coef_.T]) / 2
-    bias[clf.classes_] = clf.intercept_ if n_labels > 2 else np.array([-clf.intercept_[0], clf.intercept_[0]]) / 2
+    bias = np.full(n_labels, ABSENT_LABEL_BIAS, dtype=np.float32)
+    binary = len(clf.classes_) == 2  # sklearn then fits one weight vector: split it symmetrically over the two
+    weights[:, clf.classes_] = np.hstack([-clf.coef_.T, clf.coef_.T]) / 2 if binary else clf.coef_.T
+    bias[clf.classes_] = np.array([-clf.intercept_[0], clf.intercept_[0]]) / 2 if binary else clf.intercept_
     return weights, bias
 
 
@@ -173,43 +187,111 @@ class Calibration:
     cv_accuracy: float | None
     cv_coverage: float | None
     cv_answered_accuracy: float | None
+    cv_out_of_scope_recall: float | None = None  # on the simulation; None when the profile has too few labels
 
 
-def fit_calibration(
-    vectors: np.ndarray, y: np.ndarray, n_labels: int, spec: ProfileSpec, c: float = 10.0
-) -> Calibration:
-    """Cross-validate the head on the exemplars: temperature, abstention threshold and out-of-scope cutoff."""
+def _ensemble_on(
+    train_x: np.ndarray, train_y: np.ndarray, queries: np.ndarray, n_labels: int, cs: tuple[float, ...]
+) -> tuple[dict[float, np.ndarray], np.ndarray, np.ndarray]:
+    """Fit on (train_x, train_y), predict queries: head logits per C, kNN votes, nearest-exemplar similarity."""
+    ids, sims = exact_neighbours(queries, train_x, KNN_K)
+    votes = knn_votes(sims, train_y[ids], n_labels)
+    head = {}
+    for c in cs:
+        weights, bias = _fit_head(train_x, train_y, n_labels, c)
+        head[c] = queries @ weights + bias
+    return head, votes, sims[:, 0]
+
+
+def _select_head(
+    oof_head: dict[float, np.ndarray], oof_votes: np.ndarray, y: np.ndarray
+) -> tuple[float, float, float, np.ndarray]:
+    """(C, kNN weight, temperature, scaled logits) with the best out-of-fold accuracy; log-loss breaks ties."""
+    fits = []
+    for c, head in oof_head.items():
+        for knn_weight in KNN_WEIGHTS:
+            logits = ensemble_logits(head, oof_votes, knn_weight)
+            temperature = _fit_temperature(logits, y)
+            accuracy = float((logits.argmax(axis=1) == y).mean())
+            fits.append((accuracy, -_nll(logits / temperature, y), c, knn_weight, temperature, logits / temperature))
+    _, _, c, knn_weight, temperature, logits = max(fits, key=lambda fit: fit[:2])
+    return c, knn_weight, temperature, logits
+
+
+def simulate_out_of_scope(
+    vectors: np.ndarray, y: np.ndarray, n_labels: int, c: float, knn_weight: float, temperature: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(p, nearest similarity) of exemplars judged by a fit that never saw their label: how texts about none of
+    the profile's labels look to it. Labels are split into groups and each group is hidden in turn. None when
+    the profile has too few labels for that to mean anything."""
+    present = np.unique(y)
+    if len(present) < MIN_LABELS_TO_SIMULATE:
+        return None
+    group_of = np.zeros(n_labels, dtype=np.int64)
+    group_of[np.random.default_rng(0).permutation(present)] = np.arange(len(present)) % SIMULATION_GROUPS
+    p = np.zeros(len(y), dtype=np.float64)
+    nearest = np.zeros(len(y), dtype=np.float32)
+    for group in range(SIMULATION_GROUPS):
+        hidden = group_of[y] == group
+        head, votes, nearest[hidden] = _ensemble_on(vectors[~hidden], y[~hidden], vectors[hidden], n_labels, (c,))
+        p[hidden] = _softmax(ensemble_logits(head[c], votes, knn_weight) / temperature).max(axis=1)
+    return p, nearest
+
+
+def pick_min_similarity(
+    in_scope_nearest: np.ndarray,
+    out_of_scope_p: np.ndarray,
+    out_of_scope_nearest: np.ndarray,
+    threshold: float,
+    target_recall: float,
+) -> float:
+    """Lowest nearest-exemplar cutoff that, with the confidence threshold, flags `target_recall` of the
+    simulated out-of-scope texts; kept between the floor and ceiling set by the held-out in-scope exemplars."""
+    floor = float(np.quantile(in_scope_nearest, OUT_OF_SCOPE_QUANTILE)) - OUT_OF_SCOPE_MARGIN
+    ceiling = float(np.quantile(in_scope_nearest, MAX_IN_SCOPE_FLAGGED))
+    still_answered = np.sort(out_of_scope_nearest[out_of_scope_p >= threshold])
+    already_flagged = len(out_of_scope_p) - len(still_answered)
+    missing = int(np.ceil(target_recall * len(out_of_scope_p))) - already_flagged
+    if missing <= 0:
+        return floor
+    cutoff = float(np.nextafter(still_answered[missing - 1], np.float32(2)))  # flags exactly the `missing` lowest
+    return min(max(cutoff, floor), ceiling)
+
+
+def fit_calibration(vectors: np.ndarray, y: np.ndarray, n_labels: int, spec: ProfileSpec) -> Calibration:
+    """Cross-validate the ensemble on the exemplars: head, temperature, abstention threshold, out-of-scope cutoff."""
     folds = _folds(y, CV_FOLDS)
     if folds is None:
         log.info("profile %s: too few exemplars per label to cross-validate; default calibration", spec.name)
-        return Calibration(c, 0.0, 1.0, spec.threshold or MIN_THRESHOLD, spec.min_similarity or -1.0, None, None, None)
-    oof_head = np.zeros((len(y), n_labels), dtype=np.float32)
+        return Calibration(
+            HEAD_CS[1], 0.0, 1.0, spec.threshold or MIN_THRESHOLD, spec.min_similarity or -1.0, None, None, None
+        )
+    oof_head = {c: np.zeros((len(y), n_labels), dtype=np.float32) for c in HEAD_CS}
     oof_votes = np.zeros((len(y), n_labels), dtype=np.float64)
     oof_nearest = np.zeros(len(y), dtype=np.float32)
     for held_out in folds:
         train = np.setdiff1d(np.arange(len(y)), held_out)
-        weights, bias = _fit_head(vectors[train], y[train], n_labels, c)
-        ids, sims = exact_neighbours(vectors[held_out], vectors[train], KNN_K)
-        oof_votes[held_out] = knn_votes(sims, y[train][ids], n_labels)
-        oof_head[held_out] = vectors[held_out] @ weights + bias
-        oof_nearest[held_out] = sims[:, 0]
-    # Pick the kNN expert's weight (and the temperature) that best predict held-out labels: large, clean
-    # profiles gain from the neighbours, small noisy ones are better served by the linear head alone.
-    fits = []
-    for knn_weight in KNN_WEIGHTS:
-        logits = ensemble_logits(oof_head, oof_votes, knn_weight)
-        temperature = _fit_temperature(logits, y)
-        fits.append((_nll(logits / temperature, y), knn_weight, temperature, logits))
-    _, knn_weight, temperature, oof_logits = min(fits, key=lambda fit: fit[0])
-    probs = _softmax(oof_logits / temperature)
+        head, oof_votes[held_out], oof_nearest[held_out] = _ensemble_on(
+            vectors[train], y[train], vectors[held_out], n_labels, HEAD_CS
+        )
+        for c in HEAD_CS:
+            oof_head[c][held_out] = head[c]
+    c, knn_weight, temperature, oof_logits = _select_head(oof_head, oof_votes, y)
+    probs = _softmax(oof_logits)
     p, predicted = probs.max(axis=1), probs.argmax(axis=1)
     correct = predicted == y
     threshold = spec.threshold if spec.threshold is not None else pick_threshold(p, correct, spec.target_accuracy)
+    simulated = simulate_out_of_scope(vectors, y, n_labels, c, knn_weight, temperature)
     if spec.min_similarity is not None:
         min_similarity = spec.min_similarity
+    elif simulated is not None:
+        min_similarity = pick_min_similarity(oof_nearest, *simulated, threshold, spec.target_out_of_scope_recall)
     else:
         min_similarity = float(np.quantile(oof_nearest, OUT_OF_SCOPE_QUANTILE)) - OUT_OF_SCOPE_MARGIN
     answered = (p >= threshold) & (oof_nearest >= min_similarity)
+    out_of_scope_recall = None
+    if simulated is not None:
+        out_of_scope_recall = float(((simulated[0] < threshold) | (simulated[1] < min_similarity)).mean())
     return Calibration(
         c=c,
         knn_weight=knn_weight,
@@ -219,6 +301,7 @@ def fit_calibration(
         cv_accuracy=float(correct.mean()),
         cv_coverage=float(answered.mean()),
         cv_answered_accuracy=float(correct[answered].mean()) if answered.any() else None,
+        cv_out_of_scope_recall=out_of_scope_recall,
     )
 
 
@@ -315,7 +398,10 @@ class FittedProfile:
             bias=self.bias,
             calibration=np.array(
                 [cal.c, cal.knn_weight, cal.temperature, cal.threshold, cal.min_similarity]
-                + [np.nan if v is None else v for v in (cal.cv_accuracy, cal.cv_coverage, cal.cv_answered_accuracy)],
+                + [
+                    np.nan if v is None else v
+                    for v in (cal.cv_accuracy, cal.cv_coverage, cal.cv_answered_accuracy, cal.cv_out_of_scope_recall)
+                ],
                 dtype=np.float64,
             ),
         )
@@ -324,10 +410,8 @@ class FittedProfile:
     @classmethod
     def load(cls, path: Path, spec: ProfileSpec, texts: list[str]) -> FittedProfile:
         with np.load(path) as data:
-            c, w, t, threshold, min_sim, acc, cov, ans = (float(v) for v in data["calibration"])
-            calibration = Calibration(
-                c, w, t, threshold, min_sim, *(None if np.isnan(v) else v for v in (acc, cov, ans))
-            )
+            c, w, t, threshold, min_sim, *evidence = (float(v) for v in data["calibration"])
+            calibration = Calibration(c, w, t, threshold, min_sim, *(None if np.isnan(v) else v for v in evidence))
             vectors = data["vectors"]
             return cls(
                 spec, vectors, data["y"], texts, data["weights"], data["bias"], calibration, cls._build_index(vectors)

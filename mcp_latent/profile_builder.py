@@ -141,6 +141,7 @@ def build_profile(
     split_field: str | None = "split",
     split: str | None = None,
     target_accuracy: float = 0.98,
+    target_out_of_scope_recall: float = 0.8,
     exclude_labels: set[str] | None = None,
 ) -> tuple[ProfileSpec, Path, BuildReport]:
     """Read labeled rows and write `<out_dir>/<name>.toml`; returns the spec, its path and the report."""
@@ -151,6 +152,7 @@ def build_profile(
             "name": name,
             "description": description or f"Built from {Path(source).name} ({report.kept} exemplars).",
             "target_accuracy": target_accuracy,
+            "target_out_of_scope_recall": target_out_of_scope_recall,
             "labels": [{"name": label, "examples": texts} for label, texts in examples.items()],
         }
     )

@@ -55,6 +55,12 @@ class ProfileSpec(BaseModel):
     target_accuracy: float = Field(
         0.9, gt=0, le=1, description="answered accuracy the abstention threshold is fitted to reach"
     )
+    target_out_of_scope_recall: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="share of out-of-scope texts to flag, on a simulation that hides labels from the fit",
+    )
     threshold: float | None = Field(
         None, ge=0, le=1, description="fixed confidence threshold; overrides the fitted one"
     )

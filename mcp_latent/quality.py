@@ -206,11 +206,15 @@ def run_evaluation(
     cal = fitted.calibration
     m["fit"] = {
         "model": service.embedder.model_id,
+        "c": cal.c,
+        "knn_weight": cal.knn_weight,
         "temperature": cal.temperature,
         "cv_accuracy": cal.cv_accuracy,
         "cv_coverage": cal.cv_coverage,
         "cv_answered_accuracy": cal.cv_answered_accuracy,
+        "cv_out_of_scope_recall": cal.cv_out_of_scope_recall,
         "target_accuracy": fitted.spec.target_accuracy,
+        "target_out_of_scope_recall": fitted.spec.target_out_of_scope_recall,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     m["markdown"] = markdown(f"{profile_name} on {Path(source).name} ({split or 'all rows'})", m)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mcp_latent.evaluator import FittedProfile, pick_threshold
+from mcp_latent.evaluator import FittedProfile, pick_min_similarity, pick_threshold
 from mcp_latent.profiles import ProfileSpec
 from mcp_latent.quality import expected_calibration_error
 
@@ -87,3 +87,52 @@ def test_fit_survives_save_and_load(tmp_path):
     loaded = FittedProfile.load(tmp_path / "f.npz", spec(), ["t"] * len(y))
     np.testing.assert_allclose(loaded.probabilities(x[:5]), fitted.probabilities(x[:5]), rtol=1e-5)
     assert loaded.calibration == fitted.calibration
+
+
+def test_pick_min_similarity_flags_the_target_share_of_simulated_out_of_scope():
+    in_scope = np.linspace(0.5, 1.0, 101)  # floor: 0.505 - 0.03; ceiling: 0.6 (flags at most 20% of in-scope)
+    oos_nearest = np.arange(10) * 0.02 + 0.40  # 0.40 ... 0.58
+    confident = np.full(10, 0.9)
+    cutoff = pick_min_similarity(in_scope, confident, oos_nearest, 0.8, 0.5)
+    assert 0.48 < cutoff < 0.50 and (oos_nearest < cutoff).sum() == 5
+    # Rows the confidence threshold already flags count towards the target.
+    unsure_two = confident.copy()
+    unsure_two[[8, 9]] = 0.3
+    shifted = oos_nearest + 0.08  # 0.48 ... 0.66: above the floor, so only the cutoff and confidence flag
+    cutoff = pick_min_similarity(in_scope, unsure_two, shifted, 0.8, 0.5)
+    assert 0.52 < cutoff < 0.54 and ((shifted < cutoff) | (unsure_two < 0.8)).sum() == 5
+    assert pick_min_similarity(in_scope, confident, oos_nearest, 0.8, 0.0) == pytest.approx(0.475)  # the floor
+    assert pick_min_similarity(in_scope, confident, oos_nearest + 0.2, 0.8, 1.0) == pytest.approx(0.6)  # ceiling
+
+
+def test_unseen_topics_are_flagged_at_the_target_rate():
+    # 16 topics on a sphere; 12 go into the profile, 4 stay unseen. Neighbouring topics overlap a little, so the
+    # in-scope floor alone (target 0) misses many unseen texts; the simulated cutoff must catch them while the
+    # profile's own topics are still answered.
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(16, DIM))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+
+    def sample(topics, n):
+        x = np.concatenate([c + rng.normal(scale=0.18, size=(n, DIM)) for c in centres[topics]])
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), np.repeat(np.arange(len(topics)), n)
+
+    x, y = sample(np.arange(12), 40)
+    unseen, _ = sample(np.arange(12, 16), 50)
+    seen, seen_y = sample(np.arange(12), 20)
+    flagged = {}
+    for target in (0.0, 0.9):
+        fitted = fit(x, y, labels=12, target_out_of_scope_recall=target)
+        flagged[target] = np.mean([fitted.verdict(v).unsure for v in unseen])
+    assert fitted.calibration.cv_out_of_scope_recall >= 0.9
+    assert flagged[0.9] >= 0.8 and flagged[0.9] >= flagged[0.0] + 0.1
+    verdicts = [fitted.verdict(v) for v in seen]
+    answered = [(v.label, f"l{t}") for v, t in zip(verdicts, seen_y, strict=True) if not v.unsure]
+    assert len(answered) / len(verdicts) >= 0.95
+    assert np.mean([got == want for got, want in answered]) >= 0.98
+
+
+def test_few_labels_keep_the_in_scope_cutoff():
+    x, y = clusters(40, 0.3)  # 3 labels: too few to hide some and call them "other topics"
+    cal = fit(x, y).calibration
+    assert cal.cv_out_of_scope_recall is None
