@@ -88,6 +88,16 @@ def metrics(fitted: FittedProfile, vectors: np.ndarray, labels: list[str]) -> di
         "accuracy": (np.cumsum(hits) / np.arange(1, len(hits) + 1)).tolist(),
     }
     result["_reliability"] = {"p": d["p"][ins].tolist(), "correct": correct[ins].astype(int).tolist()}
+    if ins.any() and (~ins).any():
+        # Out-of-scope trade-off as the nearest-exemplar cutoff moves (confidence threshold fixed): a picture
+        # of the test set, for choosing `target_out_of_scope_recall`; nothing is fitted on it.
+        confident = d["p"] >= fitted.calibration.threshold
+        cutoffs = np.quantile(d["nearest"], np.linspace(0.0, 0.6, 61))
+        answered = [confident & (d["nearest"] >= cutoff) for cutoff in cutoffs]
+        result["_oos_curve"] = {
+            "coverage": [float(a[ins].mean()) for a in answered],
+            "out_of_scope_recall": [float((~a[~ins]).mean()) for a in answered],
+        }
     confusion: dict[str, int] = {}
     for true, pred in zip(y[ins & ~correct], d["pred"][ins & ~correct], strict=True):
         pair = f"{fitted.labels[true]} -> {fitted.labels[pred]}"
@@ -158,6 +168,20 @@ def plots(m: dict[str, Any], out_dir: Path, title: str) -> list[Path]:
     paths.append(out_dir / "coverage.png")
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close(fig)
+
+    if "_oos_curve" in m:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(m["_oos_curve"]["coverage"], m["_oos_curve"]["out_of_scope_recall"])
+        ax.scatter([m["coverage"]], [m["out_of_scope_recall"]], color="red", zorder=3, label="fitted cutoff")
+        ax.set(
+            xlabel="coverage (in-scope rows answered)",
+            ylabel="out-of-scope recall",
+            title=f"{title}: out-of-scope trade-off",
+        )
+        ax.legend()
+        paths.append(out_dir / "out_of_scope.png")
+        fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+        plt.close(fig)
 
     if m["most_confused"]:
         pairs, counts = zip(*m["most_confused"], strict=True)
