@@ -48,6 +48,7 @@ async def test_built_profile_abstains_on_unseen_intents_through_the_server(tmp_p
     async with Client(
         params(tmp_path / "d", "--profiles-dir", str(tmp_path / "profiles")), read_timeout_seconds=300
     ) as client:
+
         async def verdict(text):
             return (await call(client, "evaluate", {"text": text, "profiles": ["hwu16"]}))["verdicts"]["hwu16"]
 
