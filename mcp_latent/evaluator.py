@@ -251,7 +251,7 @@ def pick_min_similarity(
     ceiling = float(np.quantile(in_scope_nearest, MAX_IN_SCOPE_FLAGGED))
     still_answered = np.sort(out_of_scope_nearest[out_of_scope_p >= threshold])
     already_flagged = len(out_of_scope_p) - len(still_answered)
-    missing = int(np.ceil(target_recall * len(out_of_scope_p))) - already_flagged
+    missing = int(np.ceil(target_recall * len(out_of_scope_p) - 1e-9)) - already_flagged  # 0.8 * 10 is 8, not 9
     if missing <= 0:
         return floor
     cutoff = float(np.nextafter(still_answered[missing - 1], np.float32(2)))  # flags exactly the `missing` lowest
