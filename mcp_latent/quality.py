@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import semantic_router_baseline
 from .evaluator import KNN_K, FittedProfile, _softmax, exact_neighbours
 from .profile_builder import read_rows
 from .settings import Settings
@@ -42,22 +43,58 @@ def decide(fitted: FittedProfile, vectors: np.ndarray) -> dict[str, np.ndarray]:
     return {"pred": probs.argmax(axis=1), "p": p, "nearest": nearest, "answered": answered}
 
 
-def baselines(fitted: FittedProfile, vectors: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Closed-set accuracy of simple methods on the same embeddings (in-scope rows only)."""
+def operating_point(answered: np.ndarray, correct: np.ndarray, in_scope: np.ndarray) -> dict[str, float | None]:
+    """Coverage, answered accuracy (in scope) and out-of-scope recall of one answer/abstain rule."""
+
+    def mean(values: np.ndarray) -> float | None:
+        return float(values.mean()) if len(values) else None
+
+    return {
+        "coverage": mean(answered[in_scope]),
+        "answered_accuracy": mean(correct[answered & in_scope]),
+        "out_of_scope_recall": mean(~answered[~in_scope]),
+    }
+
+
+def baselines(
+    fitted: FittedProfile, vectors: np.ndarray, y: np.ndarray, texts: list[str] | None = None
+) -> tuple[dict[str, float], dict[str, dict[str, float | None]]]:
+    """Anchors on the same embeddings: closed-set accuracy of simple methods (in-scope rows), and the
+    answer/abstain operating points of the issue's anchors (linear head at p >= 0.7; semantic-router at
+    confidence >= 0.8 when it is installed and the query texts are known)."""
+    in_scope = y >= 0
     ids, _ = exact_neighbours(vectors, fitted.vectors, 1)
     one_nn = fitted.y[ids[:, 0]]
     centroids = np.stack([fitted.vectors[fitted.y == i].mean(axis=0) for i in range(len(fitted.labels))])
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-    head = _softmax(vectors @ fitted.weights + fitted.bias).argmax(axis=1)
-    return {
-        "1-NN": float((one_nn == y).mean()),
-        "nearest centroid": float(((vectors @ centroids.T).argmax(axis=1) == y).mean()),
-        "linear head alone": float((head == y).mean()),
+    head = _softmax(vectors @ fitted.weights + fitted.bias)
+    head_pred = head.argmax(axis=1)
+    accuracy = {
+        "1-NN": float((one_nn == y)[in_scope].mean()),
+        "nearest centroid": float(((vectors @ centroids.T).argmax(axis=1) == y)[in_scope].mean()),
+        "linear head alone": float((head_pred == y)[in_scope].mean()),
     }
+    points = {"linear head alone, p >= 0.7": operating_point(head.max(axis=1) >= 0.7, head_pred == y, in_scope)}
+    if texts is not None and semantic_router_baseline.available():
+        routed = semantic_router_baseline.run(fitted.labels, fitted.texts, fitted.y, fitted.vectors, texts, vectors)
+        name = "semantic-router 1.1.1 (Platt)"
+        correct = routed["predicted"] == y
+        accuracy[name] = float(correct[in_scope].mean())
+        confident = routed["confidence"] >= semantic_router_baseline.CONFIDENCE
+        points[f"{name}, confidence >= {semantic_router_baseline.CONFIDENCE}"] = operating_point(
+            confident, correct, in_scope
+        )
+    return accuracy, points
 
 
-def metrics(fitted: FittedProfile, vectors: np.ndarray, labels: list[str]) -> dict[str, Any]:
-    """All figures for one evaluation set."""
+def metrics(
+    fitted: FittedProfile,
+    vectors: np.ndarray,
+    labels: list[str],
+    texts: list[str] | None = None,
+    with_baselines: bool = True,
+) -> dict[str, Any]:
+    """All figures for one evaluation set (texts: only for baselines that need them, e.g. semantic-router)."""
     index = {name: i for i, name in enumerate(fitted.labels)}
     in_scope = np.array([label in index for label in labels])
     y = np.array([index.get(label, -1) for label in labels])
@@ -79,7 +116,9 @@ def metrics(fitted: FittedProfile, vectors: np.ndarray, labels: list[str]) -> di
     result["answered_precision_all_rows"] = float(correct[answered_all].mean()) if answered_all.any() else None
     result["out_of_scope_recall"] = float((~d["answered"][~ins]).mean()) if (~ins).any() else None
     result["ece"] = expected_calibration_error(d["p"][ins], correct[ins]) if ins.any() else None
-    result["baselines"] = baselines(fitted, vectors[ins], y[ins]) if ins.any() else {}
+    result["baselines"], result["anchor_points"] = ({}, {})
+    if with_baselines and ins.any():
+        result["baselines"], result["anchor_points"] = baselines(fitted, vectors, y, texts)
     # Curves for the plots: answered accuracy vs coverage as the confidence threshold moves.
     order = np.argsort(-d["p"][ins])
     hits = correct[ins][order]
@@ -125,6 +164,11 @@ def markdown(name: str, m: dict[str, Any]) -> str:
         f"| threshold / min similarity | {m['threshold']:.3f} / {m['min_similarity']:.3f} |",
     ]
     rows += [f"| baseline: {k} (closed-set) | {pct(v)} |" for k, v in m["baselines"].items()]
+    rows += [
+        f"| anchor: {k}: coverage / answered accuracy / out-of-scope recall | "
+        f"{pct(v['coverage'])} / {pct(v['answered_accuracy'])} / {pct(v['out_of_scope_recall'])} |"
+        for k, v in m.get("anchor_points", {}).items()
+    ]
     return "\n".join(rows)
 
 
@@ -222,11 +266,9 @@ def run_evaluation(
         vectors = []
         for start in tqdm(range(0, len(texts), 256), desc="embedding test rows", unit="batch"):
             vectors.append(service.embedder.embed(texts[start : start + 256]))
-        m = metrics(fitted, np.concatenate(vectors), labels)
+        m = metrics(fitted, np.concatenate(vectors), labels, texts, with_baselines=baselines)
     finally:
         service.close()
-    if not baselines:
-        m["baselines"] = {}
     cal = fitted.calibration
     m["fit"] = {
         "model": service.embedder.model_id,

@@ -59,3 +59,17 @@ async def test_built_profile_abstains_on_unseen_intents_through_the_server(tmp_p
     assert flagged >= 0.6, f"only {flagged:.0%} of unseen-intent texts were flagged"
     assert len(answered) / len(on_topic) >= 0.5
     assert sum(got == want for got, want in answered) / len(answered) >= 0.9
+
+    # The evaluation harness on the same profile: every figure, the anchors beside it, and the plots.
+    evaluate = [*server_command(), "profiles", "eval", "--profile", "hwu16", "--from", str(subset), "--split", "test"]
+    evaluate += ["--out", str(tmp_path / "eval"), "--profiles-dir", str(tmp_path / "profiles")]
+    subprocess.run([*evaluate, "--data-dir", str(tmp_path / "d")], capture_output=True, timeout=600, check=True)
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert 0 < summary["out_of_scope_rows"] < summary["in_scope_rows"]
+    assert summary["accuracy"] > 0.85 and summary["answered_accuracy"] >= summary["accuracy"]
+    assert summary["out_of_scope_recall"] >= 0.6 and summary["ece"] < 0.1
+    assert {"1-NN", "nearest centroid", "linear head alone"} <= set(summary["baselines"])
+    assert "linear head alone, p >= 0.7" in summary["anchor_points"]
+    assert summary["fit"]["cv_out_of_scope_recall"] is not None
+    for plot in ("reliability", "coverage", "out_of_scope", "confusion"):
+        assert (tmp_path / "eval" / f"{plot}.png").stat().st_size > 5000
