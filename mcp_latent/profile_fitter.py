@@ -26,8 +26,15 @@ def _slug(model_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", model_id)[-60:]
 
 
-def _text_key(text: str) -> bytes:
-    return hashlib.sha1(text.encode()).digest()
+def _text_key(text: str) -> str:
+    # Hex, not the raw digest: numpy's fixed-width bytes drop trailing NULs, so a raw digest ending in 0x00
+    # (1 text in 256) would never be found again and be re-embedded on every load.
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _stored_key(key: bytes | str) -> str:
+    """A key as read back from a cache file; files written before hex keys hold raw 20-byte digests."""
+    return key if isinstance(key, str) else bytes(key).ljust(20, b"\0").hex()
 
 
 class ExemplarVectors:
@@ -37,12 +44,12 @@ class ExemplarVectors:
         self.path = path
 
     def lookup(self, texts: list[str], embedder: Embedder, progress: Callable[[int], None] | None = None) -> np.ndarray:
-        known: dict[bytes, np.ndarray] = {}
+        known: dict[str, np.ndarray] = {}
         if self.path.exists():
             with np.load(self.path) as data:
-                known = dict(zip((bytes(k) for k in data["keys"]), data["vectors"], strict=True))
+                known = dict(zip((_stored_key(k) for k in data["keys"].tolist()), data["vectors"], strict=True))
         keys = [_text_key(t) for t in texts]
-        first_row: dict[bytes, int] = {}  # each distinct uncached text once, in file order
+        first_row: dict[str, int] = {}  # each distinct uncached text once, in file order
         for i, key in enumerate(keys):
             if key not in known:
                 first_row.setdefault(key, i)
@@ -58,10 +65,10 @@ class ExemplarVectors:
             self._save(known)
         return np.stack([known[k] for k in keys]).astype(np.float32)
 
-    def _save(self, known: dict[bytes, np.ndarray]) -> None:
+    def _save(self, known: dict[str, np.ndarray]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp.npz")
-        keys = np.array(list(known), dtype="S20")
+        keys = np.array(list(known), dtype="U40")
         np.savez(tmp, keys=keys, vectors=np.stack(list(known.values())).astype(np.float32))
         tmp.replace(self.path)
 
