@@ -329,13 +329,27 @@ class FittedProfile:
         self.bias = bias
         self.calibration = calibration
         self.index = index
+        # True for a quick refit that reused an earlier calibration (after `teach`): good to answer with, to be
+        # replaced by a full cross-validated fit.
+        self.provisional = False
 
     @classmethod
-    def fit(cls, spec: ProfileSpec, vectors: np.ndarray, texts: list[str], y: np.ndarray) -> FittedProfile:
+    def fit(
+        cls,
+        spec: ProfileSpec,
+        vectors: np.ndarray,
+        texts: list[str],
+        y: np.ndarray,
+        reuse_calibration: Calibration | None = None,
+    ) -> FittedProfile:
+        """Cross-validate and fit; with `reuse_calibration`, fit only the head and index (seconds, not minutes
+        for a large profile) and mark the result provisional."""
         n_labels = len(spec.labels)
-        calibration = fit_calibration(vectors, y, n_labels, spec)
+        calibration = reuse_calibration or fit_calibration(vectors, y, n_labels, spec)
         weights, bias = _fit_head(vectors, y, n_labels, calibration.c)
-        return cls(spec, vectors, y, texts, weights, bias, calibration, cls._build_index(vectors))
+        fitted = cls(spec, vectors, y, texts, weights, bias, calibration, cls._build_index(vectors))
+        fitted.provisional = reuse_calibration is not None
+        return fitted
 
     @staticmethod
     def _build_index(vectors: np.ndarray) -> VectorIndex:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .embedder import Embedder
-from .evaluator import FIT_VERSION, FittedProfile
+from .evaluator import FIT_VERSION, Calibration, FittedProfile
 from .profiles import Profile
 
 log = logging.getLogger(__name__)
@@ -79,16 +79,23 @@ class ProfileFitter:
     def __init__(self, cache_dir: Path, embedder: Embedder):
         self.embedder = embedder
         self.cache_dir = Path(cache_dir) / _slug(embedder.model_id)
-        self._lock = threading.Lock()  # one fit at a time: fits are CPU-bound and share the cache files
+        self._lock = threading.Lock()  # guards the cache files (fitting itself runs outside it)
 
     def fit_key(self, profile: Profile) -> str:
         material = f"{profile.spec.content_hash()}|{self.embedder.model_id}|{FIT_VERSION}"
         return hashlib.sha256(material.encode()).hexdigest()[:16]
 
-    def fitted(self, profile: Profile, progress: Callable[[int], None] | None = None) -> FittedProfile:
+    def fitted(
+        self,
+        profile: Profile,
+        progress: Callable[[int], None] | None = None,
+        reuse_calibration: Calibration | None = None,
+    ) -> FittedProfile:
+        """The profile's cached fit, else a new one. With `reuse_calibration` and no cached fit: a provisional
+        quick refit (head and index only), not cached, so a full fit still follows."""
         texts, y = flatten(profile)
+        fit_path = self.cache_dir / f"{profile.name}-{self.fit_key(profile)}.fit.npz"
         with self._lock:
-            fit_path = self.cache_dir / f"{profile.name}-{self.fit_key(profile)}.fit.npz"
             if fit_path.exists():
                 try:
                     return FittedProfile.load(fit_path, profile.spec, texts)
@@ -97,12 +104,16 @@ class ProfileFitter:
             vectors = ExemplarVectors(self.cache_dir / f"{profile.name}.exemplars.npz").lookup(
                 texts, self.embedder, progress
             )
-            fitted = FittedProfile.fit(profile.spec, vectors, texts, y)
+        # Fitting runs outside the lock: a minute-long full fit in the background must not hold up a quick one.
+        if reuse_calibration is not None:
+            return FittedProfile.fit(profile.spec, vectors, texts, y, reuse_calibration)
+        fitted = FittedProfile.fit(profile.spec, vectors, texts, y)
+        with self._lock:
             for stale in self.cache_dir.glob(f"{profile.name}-*.fit.npz"):
                 stale.unlink(missing_ok=True)
             fitted.save(fit_path)
-            log.info("profile %s fitted: %s", profile.name, fitted.calibration)
-            return fitted
+        log.info("profile %s fitted: %s", profile.name, fitted.calibration)
+        return fitted
 
 
 def flatten(profile: Profile) -> tuple[list[str], np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import threading
@@ -37,6 +38,11 @@ class LatentService:
         self._startup_error: LatentError | None = None
         self._fit_lock = threading.Lock()
         self._fitted: dict[str, FittedProfile] = {}
+        # Fits replaced by `teach`: their calibration carries the next (quick) refit until the full one is done.
+        self._superseded: dict[str, FittedProfile] = {}
+        self._recalibration_lock = threading.Lock()
+        self._recalibration_pending: set[str] = set()
+        self._recalibration_thread: threading.Thread | None = None
         self.store: LatentStore | None = None
         self.registry = ProfileRegistry(self.settings.user_profiles_dir, self.settings.builtin_profiles)
         self.started_at = time.monotonic()
@@ -208,7 +214,9 @@ class LatentService:
             )
         with self._fit_lock:
             updated = self.registry.append_taught(target.name, label, exemplar)
-            self._fitted.pop(target.name, None)  # refit lazily, on the next verdict
+            previous = self._fitted.pop(target.name, None)  # refit lazily, on the next verdict
+            if previous is not None:
+                self._superseded[target.name] = previous
         return {"profile": updated.name, "label": label, "exemplars": updated.summary()["exemplars"]}
 
     def namespaces(self) -> dict[str, Any]:
@@ -274,12 +282,63 @@ class LatentService:
         return self.store
 
     def _fit(self, profile: Profile) -> FittedProfile:
+        """The profile's fit. Right after `teach` that is a quick refit reusing the last calibration (a full
+        cross-validated fit of 10,000 exemplars takes about a minute), with the full fit done in the background."""
         with self._fit_lock:
             fitted = self._fitted.get(profile.name)
             if fitted is None:
-                fitted = self.fitter.fitted(profile)
+                previous = self._superseded.pop(profile.name, None)
+                same_labels = previous is not None and previous.labels == [lab.name for lab in profile.spec.labels]
+                reuse = previous.calibration if same_labels else None
+                fitted = self.fitter.fitted(profile, reuse_calibration=reuse)
                 self._fitted[profile.name] = fitted
+                if fitted.provisional:
+                    self._schedule_recalibration(profile.name)
             return fitted
+
+    def _schedule_recalibration(self, name: str) -> None:
+        with self._recalibration_lock:
+            self._recalibration_pending.add(name)
+            if self._recalibration_thread is None:
+                self._recalibration_thread = threading.Thread(
+                    target=self._recalibrate_pending, name="mcp-latent-recalibrate", daemon=True
+                )
+                self._recalibration_thread.start()
+
+    def _recalibrate_pending(self) -> None:
+        """Full fits for provisional profiles, one at a time; each replaces the quick fit unless the profile has
+        changed again meanwhile (then its own recalibration is already queued)."""
+        while True:
+            with self._recalibration_lock:
+                if not self._recalibration_pending:
+                    self._recalibration_thread = None
+                    return
+                name = self._recalibration_pending.pop()
+            live = self.registry.profiles.get(name)
+            if live is None:
+                continue
+            snapshot = copy.copy(live)  # `teach` swaps in a new spec; this fit works on today's
+            try:
+                full = self.fitter.fitted(snapshot)
+            except Exception:
+                log.exception("background recalibration of profile %s failed; keeping the quick fit", name)
+                continue
+            with self._fit_lock:
+                current = self._fitted.get(name)
+                unchanged = live.spec.content_hash() == snapshot.spec.content_hash()
+                if current is not None and current.provisional and unchanged:
+                    self._fitted[name] = full
+                    log.info("profile %s recalibrated after teach", name)
+
+    def wait_recalibrated(self, timeout: float = 300.0) -> bool:
+        """Block until no background recalibration is queued or running (tests, benchmarks, the CLI)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._recalibration_lock:
+                if self._recalibration_thread is None:
+                    return True
+            time.sleep(0.02)
+        return False
 
     def _profiles(self, names: Sequence[str] | str | None, default_all: bool) -> dict[str, FittedProfile]:
         self.wait_ready()

@@ -84,6 +84,21 @@ def test_teach_persists_and_changes_the_next_verdict(service, settings, fake_emb
     fresh.close()
 
 
+def test_teach_answers_from_a_quick_refit_then_recalibrates_in_the_background(service, settings):
+    before = service._fit(service.registry.get("kind"))
+    for text in ("durian rambutan", "lychee longan"):
+        service.teach("kind", "fruit", text=text)
+        quick = service._fit(service.registry.get("kind"))
+        assert quick.provisional and quick.calibration is before.calibration  # no cross-validation yet
+        assert text in quick.texts
+    assert service.wait_recalibrated(60)
+    full = service._fit(service.registry.get("kind"))
+    assert not full.provisional and {"durian rambutan", "lychee longan"} <= set(full.texts)
+    fits = [path.name for path in settings.data_dir.glob("cache/profiles/*/kind-*.fit.npz")]
+    assert fits == [f"kind-{service.fitter.fit_key(service.registry.get('kind'))}.fit.npz"]  # latest content only
+    assert service.evaluate(text="lychee longan", profiles=["kind"])["verdicts"]["kind"]["label"] == "fruit"
+
+
 def test_teach_refuses_builtin_profiles_unless_allowed(tmp_path, fake_embedder):
     svc = LatentService(Settings(data_dir=tmp_path / "d"), embedder=fake_embedder)
     svc.start()
