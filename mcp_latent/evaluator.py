@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic_files import replacing
 from .profiles import ProfileSpec
 from .vector_index import VectorIndex
 
@@ -401,25 +402,28 @@ class FittedProfile:
     # --- on-disk cache ---------------------------------------------------------------------------------------
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         cal = self.calibration
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(
-            tmp,
-            vectors=self.vectors,
-            y=self.y,
-            weights=self.weights,
-            bias=self.bias,
-            calibration=np.array(
-                [cal.c, cal.knn_weight, cal.temperature, cal.threshold, cal.min_similarity]
-                + [
-                    np.nan if v is None else v
-                    for v in (cal.cv_accuracy, cal.cv_coverage, cal.cv_answered_accuracy, cal.cv_out_of_scope_recall)
-                ],
-                dtype=np.float64,
-            ),
-        )
-        tmp.replace(path)
+        with replacing(path) as tmp, tmp.open("wb") as out:
+            np.savez(
+                out,
+                vectors=self.vectors,
+                y=self.y,
+                weights=self.weights,
+                bias=self.bias,
+                calibration=np.array(
+                    [cal.c, cal.knn_weight, cal.temperature, cal.threshold, cal.min_similarity]
+                    + [
+                        np.nan if v is None else v
+                        for v in (
+                            cal.cv_accuracy,
+                            cal.cv_coverage,
+                            cal.cv_answered_accuracy,
+                            cal.cv_out_of_scope_recall,
+                        )
+                    ],
+                    dtype=np.float64,
+                ),
+            )
 
     @classmethod
     def load(cls, path: Path, spec: ProfileSpec, texts: list[str]) -> FittedProfile:

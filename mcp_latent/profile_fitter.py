@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic_files import replacing
 from .embedder import Embedder
 from .evaluator import FIT_VERSION, Calibration, FittedProfile
 from .profiles import Profile
@@ -66,11 +67,9 @@ class ExemplarVectors:
         return np.stack([known[k] for k in keys]).astype(np.float32)
 
     def _save(self, known: dict[str, np.ndarray]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp.npz")
         keys = np.array(list(known), dtype="U40")
-        np.savez(tmp, keys=keys, vectors=np.stack(list(known.values())).astype(np.float32))
-        tmp.replace(self.path)
+        with replacing(self.path) as tmp, tmp.open("wb") as out:
+            np.savez(out, keys=keys, vectors=np.stack(list(known.values())).astype(np.float32))
 
 
 class ProfileFitter:

@@ -14,6 +14,7 @@ from typing import Any
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .atomic_files import replacing
 from .errors import NotFound, ProfileError
 
 PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -154,10 +155,8 @@ def write_profile_file(spec: ProfileSpec, path: Path) -> None:
     for label in data["labels"]:
         if not label.get("description"):
             label.pop("description", None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
 
 
 def _merge_taught(spec: ProfileSpec, taught_path: Path) -> tuple[ProfileSpec, int]:

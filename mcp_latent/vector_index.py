@@ -9,6 +9,7 @@ from pathlib import Path
 import hnswlib
 import numpy as np
 
+from .atomic_files import replacing
 from .errors import StoreError
 
 
@@ -97,9 +98,8 @@ class VectorIndex:
     def save(self, path: Path) -> None:
         """Write the graph and, beside it, the deleted labels (hnswlib keeps their marks but not a list)."""
         with self._lock:
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            self._index.save_index(str(tmp))
-            tmp.replace(path)  # atomic: a crash mid-save leaves the previous file intact
+            with replacing(path) as tmp:  # a crash mid-save leaves the previous file intact
+                self._index.save_index(str(tmp))
             deleted_path = path.with_suffix(path.suffix + ".deleted.json")
             deleted_path.write_text(json.dumps(sorted(self._deleted)))
 
