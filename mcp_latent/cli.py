@@ -195,7 +195,7 @@ def cmd_namespaces(args: argparse.Namespace) -> int:
                 print(f"{entry['namespace']:<32} {entry['count']:>8} handoffs")
         elif args.action == "export":
             for record in service.export_namespace(args.namespace):
-                print(json.dumps(record, separators=(",", ":"), ensure_ascii=False))
+                _print_json(record)
         else:
             _print_json(service.drop_namespace(args.namespace))
     finally:

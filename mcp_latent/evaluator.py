@@ -11,7 +11,7 @@ texts. kNN over the exemplar HNSW index supplies the evidence.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,11 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
 def _fit_head(x: np.ndarray, y: np.ndarray, n_labels: int, c: float) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression; returns (weights d x L, bias L)."""
     from sklearn.linear_model import LogisticRegression  # imported lazily: only fitting needs it
@@ -150,15 +155,11 @@ def knn_votes(similarities: np.ndarray, neighbour_labels: np.ndarray, n_labels: 
 
 def ensemble_logits(head_logits: np.ndarray, votes: np.ndarray, knn_weight: float) -> np.ndarray:
     """Product of experts: the linear head's log-probabilities plus the weighted kNN vote log-shares."""
-    shifted = head_logits - head_logits.max(axis=1, keepdims=True)
-    log_head = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return log_head + knn_weight * np.log(votes + KNN_FLOOR)
+    return _log_softmax(head_logits) + knn_weight * np.log(votes + KNN_FLOOR)
 
 
 def _nll(logits: np.ndarray, y: np.ndarray) -> float:
-    z = logits - logits.max(axis=1, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return float(-log_p[np.arange(len(y)), y].mean())
+    return float(-_log_softmax(logits)[np.arange(len(y)), y].mean())
 
 
 def exact_neighbours(queries: np.ndarray, pool: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -208,14 +209,15 @@ def _select_head(
     oof_head: dict[float, np.ndarray], oof_votes: np.ndarray, y: np.ndarray
 ) -> tuple[float, float, float, np.ndarray]:
     """(C, kNN weight, temperature, scaled logits) with the best out-of-fold accuracy; log-loss breaks ties."""
-    fits = []
+    best = None  # only the best candidate's logits are kept: 18 copies of a large profile's would be ~100 MB
     for c, head in oof_head.items():
         for knn_weight in KNN_WEIGHTS:
             logits = ensemble_logits(head, oof_votes, knn_weight)
             temperature = _fit_temperature(logits, y)
-            accuracy = float((logits.argmax(axis=1) == y).mean())
-            fits.append((accuracy, -_nll(logits / temperature, y), c, knn_weight, temperature, logits / temperature))
-    _, _, c, knn_weight, temperature, logits = max(fits, key=lambda fit: fit[:2])
+            score = (float((logits.argmax(axis=1) == y).mean()), -_nll(logits / temperature, y))
+            if best is None or score > best[0]:
+                best = (score, c, knn_weight, temperature, logits / temperature)
+    _, c, knn_weight, temperature, logits = best
     return c, knn_weight, temperature, logits
 
 
@@ -239,6 +241,11 @@ def simulate_out_of_scope(
     return p, nearest
 
 
+def in_scope_floor(in_scope_nearest: np.ndarray) -> float:
+    """The lowest out-of-scope cutoff: all but OUT_OF_SCOPE_QUANTILE of held-out in-scope exemplars reach it."""
+    return float(np.quantile(in_scope_nearest, OUT_OF_SCOPE_QUANTILE)) - OUT_OF_SCOPE_MARGIN
+
+
 def pick_min_similarity(
     in_scope_nearest: np.ndarray,
     out_of_scope_p: np.ndarray,
@@ -248,7 +255,7 @@ def pick_min_similarity(
 ) -> float:
     """Lowest nearest-exemplar cutoff that, with the confidence threshold, flags `target_recall` of the
     simulated out-of-scope texts; kept between the floor and ceiling set by the held-out in-scope exemplars."""
-    floor = float(np.quantile(in_scope_nearest, OUT_OF_SCOPE_QUANTILE)) - OUT_OF_SCOPE_MARGIN
+    floor = in_scope_floor(in_scope_nearest)
     ceiling = float(np.quantile(in_scope_nearest, MAX_IN_SCOPE_FLAGGED))
     still_answered = np.sort(out_of_scope_nearest[out_of_scope_p >= threshold])
     already_flagged = len(out_of_scope_p) - len(still_answered)
@@ -288,7 +295,7 @@ def fit_calibration(vectors: np.ndarray, y: np.ndarray, n_labels: int, spec: Pro
     elif simulated is not None:
         min_similarity = pick_min_similarity(oof_nearest, *simulated, threshold, spec.target_out_of_scope_recall)
     else:
-        min_similarity = float(np.quantile(oof_nearest, OUT_OF_SCOPE_QUANTILE)) - OUT_OF_SCOPE_MARGIN
+        min_similarity = in_scope_floor(oof_nearest)
     answered = (p >= threshold) & (oof_nearest >= min_similarity)
     out_of_scope_recall = None
     if simulated is not None:
@@ -402,7 +409,7 @@ class FittedProfile:
     # --- on-disk cache ---------------------------------------------------------------------------------------
 
     def save(self, path: Path) -> None:
-        cal = self.calibration
+        cal = self.calibration  # stored in field order; None (no evidence) as NaN
         with replacing(path) as tmp, tmp.open("wb") as out:
             np.savez(
                 out,
@@ -410,26 +417,13 @@ class FittedProfile:
                 y=self.y,
                 weights=self.weights,
                 bias=self.bias,
-                calibration=np.array(
-                    [cal.c, cal.knn_weight, cal.temperature, cal.threshold, cal.min_similarity]
-                    + [
-                        np.nan if v is None else v
-                        for v in (
-                            cal.cv_accuracy,
-                            cal.cv_coverage,
-                            cal.cv_answered_accuracy,
-                            cal.cv_out_of_scope_recall,
-                        )
-                    ],
-                    dtype=np.float64,
-                ),
+                calibration=np.array([np.nan if v is None else v for v in astuple(cal)], dtype=np.float64),
             )
 
     @classmethod
     def load(cls, path: Path, spec: ProfileSpec, texts: list[str]) -> FittedProfile:
         with np.load(path) as data:
-            c, w, t, threshold, min_sim, *evidence = (float(v) for v in data["calibration"])
-            calibration = Calibration(c, w, t, threshold, min_sim, *(None if np.isnan(v) else v for v in evidence))
+            calibration = Calibration(*(None if np.isnan(v) else float(v) for v in data["calibration"]))
             vectors = data["vectors"]
             return cls(
                 spec, vectors, data["y"], texts, data["weights"], data["bias"], calibration, cls._build_index(vectors)

@@ -109,12 +109,9 @@ def metrics(
     }
     ins = in_scope
     result["accuracy"] = float(correct[ins].mean()) if ins.any() else None
-    result["coverage"] = float(d["answered"][ins].mean()) if ins.any() else None
-    answered_ins = d["answered"] & ins
-    result["answered_accuracy"] = float(correct[answered_ins].mean()) if answered_ins.any() else None
+    result.update(operating_point(d["answered"], correct, ins))
     answered_all = d["answered"]
     result["answered_precision_all_rows"] = float(correct[answered_all].mean()) if answered_all.any() else None
-    result["out_of_scope_recall"] = float((~d["answered"][~ins]).mean()) if (~ins).any() else None
     result["ece"] = expected_calibration_error(d["p"][ins], correct[ins]) if ins.any() else None
     result["baselines"], result["anchor_points"] = ({}, {})
     if with_baselines and ins.any():
@@ -132,11 +129,8 @@ def metrics(
         # of the test set, for choosing `target_out_of_scope_recall`; nothing is fitted on it.
         confident = d["p"] >= fitted.calibration.threshold
         cutoffs = np.quantile(d["nearest"], np.linspace(0.0, 0.6, 61))
-        answered = [confident & (d["nearest"] >= cutoff) for cutoff in cutoffs]
-        result["_oos_curve"] = {
-            "coverage": [float(a[ins].mean()) for a in answered],
-            "out_of_scope_recall": [float((~a[~ins]).mean()) for a in answered],
-        }
+        points = [operating_point(confident & (d["nearest"] >= cutoff), correct, ins) for cutoff in cutoffs]
+        result["_oos_curve"] = {key: [point[key] for point in points] for key in ("coverage", "out_of_scope_recall")}
     confusion: dict[str, int] = {}
     for true, pred in zip(y[ins & ~correct], d["pred"][ins & ~correct], strict=True):
         pair = f"{fitted.labels[true]} -> {fitted.labels[pred]}"

@@ -108,11 +108,14 @@ WRITES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHi
 DESTROYS = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False)
 
 
+def minified(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
 def compact_result(data: dict[str, Any], structured: bool = True) -> CallToolResult:
     """The result as minified JSON text, plus the same data as structured content unless switched off."""
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     return CallToolResult(
-        content=[TextContent(type="text", text=text)], structured_content=data if structured else None
+        content=[TextContent(type="text", text=minified(data))], structured_content=data if structured else None
     )
 
 
@@ -250,12 +253,12 @@ def build_server(settings: Settings | None = None, service: LatentService | None
     @server.resource("latent://profiles", name="profiles", mime_type="application/json")
     async def profiles_resource() -> str:
         """All evaluator profiles with labels, exemplar counts and fitted thresholds."""
-        return json.dumps(await anyio.to_thread.run_sync(service.list_profiles), separators=(",", ":"))
+        return minified(await anyio.to_thread.run_sync(service.list_profiles))
 
     @server.resource("latent://status", name="status", mime_type="application/json")
     async def status_resource() -> str:
         """Model, readiness, handoff count and profiles."""
-        return json.dumps(await anyio.to_thread.run_sync(service.status), separators=(",", ":"))
+        return minified(await anyio.to_thread.run_sync(service.status))
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> Response:

@@ -154,7 +154,7 @@ class LatentService:
         self._apply_retention(namespace)
         result: dict[str, Any] = {"handle": record.handle}
         if fitted:
-            result["verdicts"] = self._verdicts(fitted, vector[0], detail)
+            result["verdicts"] = self._shown(self._judge(fitted, vector[0], detail), detail)
         return result
 
     def evaluate(
@@ -170,9 +170,10 @@ class LatentService:
         namespace = self._namespace(namespace)
         fitted = self._profiles(profiles, default_all=True)
         record, vector = self._resolve(handle, text, namespace)
-        result: dict[str, Any] = {"verdicts": self._verdicts(fitted, vector, detail)}
+        verdicts = self._judge(fitted, vector, detail)
+        result: dict[str, Any] = {"verdicts": self._shown(verdicts, detail)}
         if compare_parent:
-            result["parent"] = self._compare_parent(record, fitted, result["verdicts"])
+            result["parent"] = self._compare_parent(record, fitted, verdicts)
         return result
 
     def similar(
@@ -331,14 +332,16 @@ class LatentService:
                     log.info("profile %s recalibrated after teach", name)
 
     def wait_recalibrated(self, timeout: float = 300.0) -> bool:
-        """Block until no background recalibration is queued or running (tests, benchmarks, the CLI)."""
+        """Block until no background recalibration is queued or running; False on timeout."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             with self._recalibration_lock:
-                if self._recalibration_thread is None:
-                    return True
-            time.sleep(0.02)
-        return False
+                thread = self._recalibration_thread
+            if thread is None:
+                return True
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                return False
 
     def _profiles(self, names: Sequence[str] | str | None, default_all: bool) -> dict[str, FittedProfile]:
         self.wait_ready()
@@ -357,16 +360,16 @@ class LatentService:
             )
         return {name: self._fit(self.registry.get(name)) for name in dict.fromkeys(names)}
 
-    def _verdicts(self, fitted: dict[str, FittedProfile], vector: np.ndarray, detail: bool) -> dict[str, Any]:
+    def _judge(self, fitted: dict[str, FittedProfile], vector: np.ndarray, detail: bool) -> dict[str, Verdict]:
         k, show = self.settings.neighbours, self.settings.detail_neighbours
-        out = {}
-        for name, profile in fitted.items():
-            verdict: Verdict = profile.verdict(vector, detail=detail, k=k, show=show)
-            out[name] = verdict.detailed() if detail else verdict.compact()
-        return out
+        return {name: profile.verdict(vector, detail=detail, k=k, show=show) for name, profile in fitted.items()}
+
+    @staticmethod
+    def _shown(verdicts: dict[str, Verdict], detail: bool) -> dict[str, Any]:
+        return {name: verdict.detailed() if detail else verdict.compact() for name, verdict in verdicts.items()}
 
     def _compare_parent(
-        self, record: Handoff | None, fitted: dict[str, FittedProfile], verdicts: dict[str, Any]
+        self, record: Handoff | None, fitted: dict[str, FittedProfile], verdicts: dict[str, Verdict]
     ) -> dict[str, Any] | None:
         """How each verdict moved against the parent handoff's (None without a parent)."""
         if record is None or record.parent is None:
@@ -374,7 +377,7 @@ class LatentService:
         parent = self._store().get(record.parent, record.namespace)
         changes: dict[str, Any] = {}
         for name, profile in fitted.items():
-            was, now = profile.verdict(parent.vector), profile.verdict(record.vector)
+            was, now = profile.verdict(parent.vector), verdicts[name]
             change: dict[str, Any] = {"was": was.label, "dp": round(now.p - was.p, 2)}
             if now.score is not None and was.score is not None:
                 change["dscore"] = round(now.score - was.score, 2)
