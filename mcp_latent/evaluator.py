@@ -271,9 +271,9 @@ def fit_calibration(vectors: np.ndarray, y: np.ndarray, n_labels: int, spec: Pro
     folds = _folds(y, CV_FOLDS)
     if folds is None:
         log.info("profile %s: too few exemplars per label to cross-validate; default calibration", spec.name)
-        return Calibration(
-            HEAD_CS[1], 0.0, 1.0, spec.threshold or MIN_THRESHOLD, spec.min_similarity or -1.0, None, None, None
-        )
+        threshold = MIN_THRESHOLD if spec.threshold is None else spec.threshold  # 0.0 is a valid setting
+        min_similarity = -1.0 if spec.min_similarity is None else spec.min_similarity
+        return Calibration(HEAD_CS[1], 0.0, 1.0, threshold, min_similarity, None, None, None)
     oof_head = {c: np.zeros((len(y), n_labels), dtype=np.float32) for c in HEAD_CS}
     oof_votes = np.zeros((len(y), n_labels), dtype=np.float64)
     oof_nearest = np.zeros(len(y), dtype=np.float32)

@@ -136,3 +136,9 @@ def test_few_labels_keep_the_in_scope_cutoff():
     x, y = clusters(40, 0.3)  # 3 labels: too few to hide some and call them "other topics"
     cal = fit(x, y).calibration
     assert cal.cv_out_of_scope_recall is None
+
+
+def test_fixed_settings_of_zero_are_kept_when_too_small_to_cross_validate():
+    x, y = clusters(1, 0.3)  # one exemplar per label: no held-out folds, so the default calibration applies
+    cal = fit(x, y, threshold=0.0, min_similarity=0.0).calibration
+    assert cal.cv_accuracy is None and (cal.threshold, cal.min_similarity) == (0.0, 0.0)
