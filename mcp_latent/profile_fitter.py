@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from .atomic_files import replacing
+from .calibration import FIT_VERSION, Calibration
 from .embedder import Embedder
-from .evaluator import FIT_VERSION, Calibration, FittedProfile
+from .evaluator import FittedProfile
 from .profiles import Profile
 
 log = logging.getLogger(__name__)

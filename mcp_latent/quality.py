@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from . import semantic_router_baseline
-from .evaluator import KNN_K, FittedProfile, _softmax, exact_neighbours
+from .ensemble import KNN_K, exact_neighbours, softmax
+from .evaluator import FittedProfile
 from .profile_builder import read_rows
 from .settings import Settings
 
@@ -67,7 +68,7 @@ def baselines(
     one_nn = fitted.y[ids[:, 0]]
     centroids = np.stack([fitted.vectors[fitted.y == i].mean(axis=0) for i in range(len(fitted.labels))])
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-    head = _softmax(vectors @ fitted.weights + fitted.bias)
+    head = softmax(vectors @ fitted.weights + fitted.bias)
     head_pred = head.argmax(axis=1)
     accuracy = {
         "1-NN": float((one_nn == y)[in_scope].mean()),

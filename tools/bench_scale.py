@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mcp_latent.embedder import load_embedder  # noqa: E402
-from mcp_latent.evaluator import exact_neighbours  # noqa: E402
+from mcp_latent.ensemble import exact_neighbours  # noqa: E402
 from mcp_latent.settings import Settings  # noqa: E402
 from mcp_latent.store import LatentStore  # noqa: E402
 

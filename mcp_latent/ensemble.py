@@ -1,0 +1,80 @@
+"""The ensemble's arithmetic: a linear softmax head on frozen embeddings, a similarity-weighted kNN vote, and
+their product. Pure numpy (scikit-learn and scipy are imported only by the fitting functions)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+KNN_K = 10  # neighbours voting in the ensemble
+KNN_TAU = 0.05  # vote weight exp(similarity / tau): closer exemplars count much more
+KNN_FLOOR = 1e-4  # vote share given to labels with no neighbour, so their log stays finite
+ABSENT_LABEL_BIAS = -1e4  # a label with no training rows (hidden in the simulation) can never win
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, n_labels: int, c: float) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression; returns (weights d x L, bias L)."""
+    from sklearn.linear_model import LogisticRegression  # imported lazily: only fitting needs it
+
+    clf = LogisticRegression(C=c, max_iter=1000)
+    clf.fit(x, y)
+    weights = np.zeros((x.shape[1], n_labels), dtype=np.float32)
+    bias = np.full(n_labels, ABSENT_LABEL_BIAS, dtype=np.float32)
+    binary = len(clf.classes_) == 2  # sklearn then fits one weight vector: split it symmetrically over the two
+    weights[:, clf.classes_] = np.hstack([-clf.coef_.T, clf.coef_.T]) / 2 if binary else clf.coef_.T
+    bias[clf.classes_] = np.array([-clf.intercept_[0], clf.intercept_[0]]) / 2 if binary else clf.intercept_
+    return weights, bias
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """Temperature minimizing the negative log-likelihood of held-out logits."""
+    from scipy.optimize import minimize_scalar
+
+    result = minimize_scalar(lambda log_t: nll(logits / np.exp(log_t), y), bounds=(-4.0, 4.0), method="bounded")
+    return float(np.exp(result.x))
+
+
+def knn_votes(similarities: np.ndarray, neighbour_labels: np.ndarray, n_labels: int) -> np.ndarray:
+    """Similarity-weighted label shares of each row's neighbours: (n, k) similarities/labels -> (n, L)."""
+    weights = np.exp((similarities - similarities[:, :1]) / KNN_TAU)  # shifted by the best: no overflow
+    votes = np.zeros((len(similarities), n_labels), dtype=np.float64)
+    np.add.at(
+        votes,
+        (np.repeat(np.arange(len(similarities)), similarities.shape[1]), neighbour_labels.ravel()),
+        weights.ravel(),
+    )
+    return votes / votes.sum(axis=1, keepdims=True)
+
+
+def ensemble_logits(head_logits: np.ndarray, votes: np.ndarray, knn_weight: float) -> np.ndarray:
+    """Product of experts: the linear head's log-probabilities plus the weighted kNN vote log-shares."""
+    return log_softmax(head_logits) + knn_weight * np.log(votes + KNN_FLOOR)
+
+
+def nll(logits: np.ndarray, y: np.ndarray) -> float:
+    return float(-log_softmax(logits)[np.arange(len(y)), y].mean())
+
+
+def exact_neighbours(queries: np.ndarray, pool: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k (indexes, similarities) of each query in pool, best first (chunked to bound memory)."""
+    k = min(k, len(pool))
+    ids = np.empty((len(queries), k), dtype=np.int64)
+    sims = np.empty((len(queries), k), dtype=np.float32)
+    for start in range(0, len(queries), chunk):
+        block = queries[start : start + chunk] @ pool.T
+        top = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        top_sims = np.take_along_axis(block, top, axis=1)
+        order = np.argsort(-top_sims, axis=1)
+        ids[start : start + chunk] = np.take_along_axis(top, order, axis=1)
+        sims[start : start + chunk] = np.take_along_axis(top_sims, order, axis=1)
+    return ids, sims
