@@ -18,7 +18,7 @@ from .evaluator import FittedProfile, Verdict
 from .profile_fitter import ProfileFitter
 from .profiles import Profile, ProfileRegistry
 from .settings import Settings
-from .store import Handoff, LatentStore, check_handle, check_namespace
+from .store import Handoff, LatentStore, check_handle, check_namespace, open_store
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +61,7 @@ class LatentService:
                     load_embedder(s.model, s.device, s.effective_torch_threads, s.embed_batch_size),
                     s.embed_cache_size,
                 )
-            self.store = LatentStore(
-                s.data_dir,
-                self._embedder.dim,
-                self._embedder.model_id,
-                hnsw_m=s.hnsw_m,
-                hnsw_ef_construction=s.hnsw_ef_construction,
-                hnsw_ef_search=s.hnsw_ef_search,
-            )
+            self.store = open_store(s, self._embedder.dim, self._embedder.model_id)
             self.registry.load_all()
             self.fitter = ProfileFitter(s.data_dir / "cache" / "profiles", self._embedder)
             for profile in self.registry.profiles.values():

@@ -1,31 +1,26 @@
-"""The latent store: handoff records in SQLite (the durable truth) plus per-namespace HNSW indexes derived from it.
+"""The storage interface the engine owns: what any backend of the latent state must promise, and how one is opened.
 
-A handoff is acknowledged only after its SQLite transaction commits, so a crash never loses one. The HNSW
-indexes are caches: saved on close, and on open checked against the record and caught up or rebuilt.
-Several processes may share one data dir: each catches up on rows the others wrote before it searches.
+The engine (service, fitter, learning loop) talks only to `LatentStore`. The embedded default is
+`SqliteStore` (SQLite in WAL mode + per-namespace hnswlib indexes, `sqlite_store.py`); a shared backend
+(PostgreSQL + pgvector) implements the same protocol and is chosen by a setting in `open_store`.
+The contract is written in `LatentStore`'s docstring; `tests/test_store_contract.py` checks it against every backend.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import re
 import secrets
-import sqlite3
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .errors import InvalidInput, NotFound, StoreError
-from .vector_index import VectorIndex
+from .errors import InvalidInput
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from .settings import Settings
 
 HANDLE_PREFIX = "h_"
 _HANDLE_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o/1/l: handles get read aloud and retyped
@@ -33,22 +28,9 @@ _HANDLE_BODY = 10  # 32**10 = 2**50 possibilities: short, and unguessable enough
 HANDLE_RE = re.compile(rf"^{HANDLE_PREFIX}[{_HANDLE_ALPHABET}]{{{_HANDLE_BODY}}}$")
 NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS handoffs (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,  -- also the HNSW label
-    handle     TEXT NOT NULL UNIQUE,
-    namespace  TEXT NOT NULL,
-    from_agent TEXT,
-    created_at REAL NOT NULL,
-    parent     TEXT,
-    meta       TEXT,                               -- JSON object or NULL
-    text       TEXT,
-    vector     BLOB NOT NULL                       -- float32, unit length
-);
-CREATE INDEX IF NOT EXISTS handoffs_by_namespace ON handoffs(namespace, seq);
-CREATE TABLE IF NOT EXISTS store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-_COLUMNS = "seq, handle, namespace, from_agent, created_at, parent, meta, text, vector"
+# Change scopes (see `LatentStore.changes`): one generation per namespace's handoffs and per profile's taught set.
+HANDOFFS_SCOPE = "handoffs:"
+TAUGHT_SCOPE = "taught:"
 
 
 def new_handle() -> str:
@@ -77,7 +59,7 @@ def check_namespace(namespace: str) -> str:
 class Handoff:
     """One stored handoff."""
 
-    seq: int
+    seq: int  # store-wide, increasing with commit order within a namespace's writer; the index label
     handle: str
     namespace: str
     from_agent: str | None
@@ -86,21 +68,6 @@ class Handoff:
     meta: dict[str, Any] | None
     text: str | None
     vector: np.ndarray = field(repr=False)
-
-    @classmethod
-    def from_row(cls, row: tuple) -> Handoff:
-        seq, handle, namespace, from_agent, created_at, parent, meta, text, blob = row
-        return cls(
-            seq=seq,
-            handle=handle,
-            namespace=namespace,
-            from_agent=from_agent,
-            created_at=created_at,
-            parent=parent,
-            meta=json.loads(meta) if meta else None,
-            text=text,
-            vector=np.frombuffer(blob, dtype=np.float32),
-        )
 
     def public(self) -> dict[str, Any]:
         """The record as JSON-able data (no vector)."""
@@ -115,69 +82,76 @@ class Handoff:
         }
 
 
-@dataclass
-class _NamespaceIndex:
-    index: VectorIndex
-    last_seq: int  # highest seq already in the index: rows above it are caught up from SQLite
+@dataclass(frozen=True)
+class TaughtExemplar:
+    """One exemplar taught to a profile at run time (the profile file itself is never rewritten)."""
+
+    id: int  # store-wide and increasing: the cursor for `taught(after=...)`
+    profile: str
+    label: str
+    text: str
+    source: str | None  # who or what taught it: "teach", "import:<file>", an agent or host name
+    created_at: float
 
 
-class LatentStore:
-    """Durable handoff records and their nearest-neighbour indexes."""
+@dataclass(frozen=True)
+class Changes:
+    """What changed in the shared state after a cursor: each changed scope with its new generation."""
 
-    def __init__(
-        self,
-        data_dir: Path,
-        dim: int,
-        model_id: str,
-        hnsw_m: int = 16,
-        hnsw_ef_construction: int = 200,
-        hnsw_ef_search: int = 64,
-    ):
-        self.data_dir = Path(data_dir)
-        self.dim = dim
-        self.model_id = model_id
-        self._hnsw = {"m": hnsw_m, "ef_construction": hnsw_ef_construction, "ef_search": hnsw_ef_search}
-        self.index_dir = self.data_dir / "index"
-        self.index_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._indexes: dict[str, _NamespaceIndex] = {}
-        try:
-            self._db = sqlite3.connect(self.data_dir / "latent.db", check_same_thread=False, timeout=30.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a commit survives a process crash (kill -9); only a power cut may drop the last one.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            self._check_model()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the latent store in {self.data_dir}: {exc}") from exc
+    cursor: int  # pass it to the next `changes()` call
+    scopes: dict[str, int]
 
-    # --- lifecycle -------------------------------------------------------------------------------------------
+    @property
+    def namespaces(self) -> set[str]:
+        """Namespaces whose records were removed (compaction, retention or drop): indexes must be repaired."""
+        return {s[len(HANDOFFS_SCOPE) :] for s in self.scopes if s.startswith(HANDOFFS_SCOPE)}
 
-    def _check_model(self) -> None:
-        with self._db:
-            self._db.execute(
-                "INSERT OR IGNORE INTO store_info(key, value) VALUES ('model_id', ?), ('dim', ?)",
-                (self.model_id, str(self.dim)),
-            )
-        stored = dict(self._db.execute("SELECT key, value FROM store_info").fetchall())
-        if stored["model_id"] != self.model_id or int(stored["dim"]) != self.dim:
-            raise StoreError(
-                f"the data dir {self.data_dir} holds vectors from model {stored['model_id']!r} "
-                f"(dim {stored['dim']}), but this server embeds with {self.model_id!r} (dim {self.dim}); "
-                "use another --data-dir or the same model."
-            )
+    @property
+    def profiles(self) -> set[str]:
+        """Profiles that were taught something: their fits are stale."""
+        return {s[len(TAUGHT_SCOPE) :] for s in self.scopes if s.startswith(TAUGHT_SCOPE)}
 
-    def close(self) -> None:
-        """Save every loaded index (so the next start only catches up) and close the database."""
-        with self._lock:
-            for namespace, entry in self._indexes.items():
-                try:
-                    self._save_index(namespace, entry)
-                except Exception:  # a failed save only costs a rebuild on next start
-                    log.exception("could not save the index of namespace %r", namespace)
-            self._db.close()
 
-    # --- writes ----------------------------------------------------------------------------------------------
+@runtime_checkable
+class LatentStore(Protocol):
+    """The durable latent state shared by every server on one data dir (or one database).
+
+    Contract (every backend; `tests/test_store_contract.py`):
+
+    Handoffs
+    - `add` stores one record per vector in ONE transaction and returns them only after it commits: a returned
+      record is acknowledged and survives kill -9 of any process. A parent is checked inside that transaction
+      (it must exist in the same namespace, else NotFound and nothing is written). Once committed, `add` never
+      raises: a failure of a derived structure (an index) is logged and repaired on the next read.
+    - `get` returns the record behind a handle in that namespace, or raises NotFound (a handle of another
+      namespace is as absent as a made-up one); a malformed handle raises InvalidInput.
+    - `similar` returns up to `k` records of one namespace nearest to a unit vector, best first, with cosine
+      similarity in [-1, 1], never a record another process removed, and every committed record of the namespace
+      (by any process) as a candidate.
+    - `count`, `namespaces` (name, count, oldest, newest), `export` (oldest first, streamed).
+    - `drop` removes a namespace; `compact` applies a cap (keep the newest `max_records`) and/or a TTL to one
+      namespace; `retention` applies them to every namespace. Each bumps the namespace's generation when it
+      removed something, in the same transaction.
+
+    Taught exemplars
+    - `add_taught` appends one exemplar for (profile, label) and bumps the profile's generation in the same
+      transaction. With an `import_key` it is idempotent: a key already stored returns None and adds nothing.
+    - `taught(after=cursor, profile=None)` returns exemplars with `id > after`, in id order (all profiles or one).
+
+    Changes
+    - `changes(after=cursor)` is a cheap poll (one indexed read): the scopes (`handoffs:<ns>`, `taught:<profile>`)
+      whose generation moved after the cursor, and the new cursor. Plain inserts do not move a generation:
+      readers find new records by their own means (`seq`), so the poll stays quiet under normal write load.
+
+    Errors: every method raises only the project's errors (errors.py): StoreError for the backend failing (the
+    message says what to do; nothing acknowledged was lost), NotFound, InvalidInput. Lower-layer errors are
+    logged and translated at this boundary.
+
+    Threads: every method may be called from any thread at once; the backend owns its connections and locks.
+    """
+
+    dim: int
+    model_id: str
 
     def add(
         self,
@@ -187,188 +161,46 @@ class LatentStore:
         from_agent: str | None = None,
         parent: str | None = None,
         meta: dict[str, Any] | None = None,
-    ) -> list[Handoff]:
-        """Store one record per vector in a single transaction; returns them once committed (= acknowledged)."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise StoreError(f"vectors of shape {vectors.shape} do not fit this store (dim {self.dim})")
-        if parent is not None:
-            self.get(parent, namespace)  # the parent must exist, in the same namespace
-        now = time.time()
-        meta_json = json.dumps(meta, separators=(",", ":")) if meta else None
-        records = []
-        with self._lock:
-            try:
-                with self._db:
-                    for vector, text in zip(vectors, texts, strict=True):
-                        handle = new_handle()
-                        cursor = self._db.execute(
-                            "INSERT INTO handoffs"
-                            "(handle, namespace, from_agent, created_at, parent, meta, text, vector)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            (handle, namespace, from_agent, now, parent, meta_json, text, vector.tobytes()),
-                        )
-                        records.append(
-                            Handoff(cursor.lastrowid, handle, namespace, from_agent, now, parent, meta, text, vector)
-                        )
-            except sqlite3.Error as exc:
-                raise StoreError(f"could not store the handoff: {exc}; nothing was written, retry the call.") from exc
-            entry = self._indexes.get(namespace)
-            if entry is not None:
-                self._catch_up(namespace, entry)  # in seq order, with any rows another process wrote meanwhile
-        return records
+    ) -> list[Handoff]: ...
 
-    def drop(self, namespace: str) -> int:
-        """Delete a namespace's records and index; returns how many records went."""
-        with self._lock:
-            with self._db:
-                count = self._db.execute("DELETE FROM handoffs WHERE namespace = ?", (namespace,)).rowcount
-            self._indexes.pop(namespace, None)
-            for path in self._index_paths(namespace):
-                path.unlink(missing_ok=True)
-        return count
-
-    def compact(self, namespace: str, max_records: int | None = None, ttl_seconds: float | None = None) -> int:
-        """Apply retention to one namespace (oldest first); the index drops the same records. Returns how many."""
-        conditions, params = [], [namespace]
-        if ttl_seconds is not None:
-            conditions.append("created_at < ?")
-            params.append(time.time() - ttl_seconds)
-        if max_records is not None:
-            conditions.append(
-                "seq <= (SELECT seq FROM handoffs WHERE namespace = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)"
-            )
-            params += [namespace, max_records]
-        if not conditions:
-            return 0
-        where = "namespace = ? AND (" + " OR ".join(conditions) + ")"
-        with self._lock:
-            with self._db:
-                doomed = [r[0] for r in self._db.execute(f"SELECT seq FROM handoffs WHERE {where}", params)]
-                self._db.execute(f"DELETE FROM handoffs WHERE {where}", params)
-            entry = self._indexes.get(namespace)
-            if entry is not None and doomed:
-                entry.index.delete(doomed)
-        return len(doomed)
-
-    # --- reads -----------------------------------------------------------------------------------------------
-
-    def get(self, handle: str, namespace: str) -> Handoff:
-        """The record behind a handle, or NotFound: a handle of another namespace is as absent as a made-up one."""
-        check_handle(handle)
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {_COLUMNS} FROM handoffs WHERE handle = ? AND namespace = ?", (handle, namespace)
-            ).fetchone()
-        if row is None:
-            raise NotFound(
-                f"handle {handle!r} not found in namespace {namespace!r}; use a handle returned by `handoff`/`embed` "
-                "in this namespace, or pass `text` instead."
-            )
-        return Handoff.from_row(row)
+    def get(self, handle: str, namespace: str) -> Handoff: ...
 
     def similar(
         self, namespace: str, vector: np.ndarray, k: int, exclude: str | None = None
-    ) -> list[tuple[Handoff, float]]:
-        """The `k` nearest handoffs of a namespace to `vector`, best first, with cosine similarity."""
-        with self._lock:
-            entry = self._sync_index(namespace)
-            labels, similarities = entry.index.search(vector, k + (1 if exclude else 0))
-            if len(labels) == 0:
-                return []
-            placeholders = ",".join("?" * len(labels))
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM handoffs WHERE seq IN ({placeholders})", [int(x) for x in labels]
-            ).fetchall()
-        by_seq = {row[0]: Handoff.from_row(row) for row in rows}
-        hits = [
-            (by_seq[int(label)], float(sim))
-            for label, sim in zip(labels, similarities, strict=True)
-            if int(label) in by_seq and by_seq[int(label)].handle != exclude
-        ]
-        return hits[:k]
+    ) -> list[tuple[Handoff, float]]: ...
 
-    def count(self, namespace: str | None = None) -> int:
-        with self._lock:
-            if namespace is None:
-                return self._db.execute("SELECT COUNT(*) FROM handoffs").fetchone()[0]
-            return self._db.execute("SELECT COUNT(*) FROM handoffs WHERE namespace = ?", (namespace,)).fetchone()[0]
+    def count(self, namespace: str | None = None) -> int: ...
 
-    def namespaces(self) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT namespace, COUNT(*), MIN(created_at), MAX(created_at) FROM handoffs GROUP BY namespace"
-                " ORDER BY namespace"
-            ).fetchall()
-        return [{"namespace": n, "count": c, "oldest": lo, "newest": hi} for n, c, lo, hi in rows]
+    def namespaces(self) -> list[dict[str, Any]]: ...
 
-    def export(self, namespace: str) -> Iterator[Handoff]:
-        """Every record of a namespace, oldest first (read in pages so a large namespace streams)."""
-        last = 0
-        while True:
-            with self._lock:
-                rows = self._db.execute(
-                    f"SELECT {_COLUMNS} FROM handoffs WHERE namespace = ? AND seq > ? ORDER BY seq LIMIT 500",
-                    (namespace, last),
-                ).fetchall()
-            if not rows:
-                return
-            for row in rows:
-                yield Handoff.from_row(row)
-            last = rows[-1][0]
+    def export(self, namespace: str) -> Iterator[Handoff]: ...
 
-    # --- the derived index -------------------------------------------------------------------------------------
+    def drop(self, namespace: str) -> int: ...
 
-    def _index_paths(self, namespace: str) -> tuple[Path, Path, Path]:
-        stem = hashlib.sha256(namespace.encode()).hexdigest()[:20]
-        base = self.index_dir / f"{stem}.hnsw"
-        return base, base.with_suffix(".hnsw.json"), base.with_suffix(".hnsw.deleted.json")
+    def compact(self, namespace: str, max_records: int | None = None, ttl_seconds: float | None = None) -> int: ...
 
-    def _save_index(self, namespace: str, entry: _NamespaceIndex) -> None:
-        graph, info, _ = self._index_paths(namespace)
-        entry.index.save(graph)
-        info.write_text(json.dumps({"namespace": namespace, "last_seq": entry.last_seq, "count": len(entry.index)}))
+    def retention(self, max_records: int | None = None, ttl_seconds: float | None = None) -> dict[str, int]: ...
 
-    def _sync_index(self, namespace: str) -> _NamespaceIndex:
-        """Load (or build) the namespace's index, then add any rows written since (by us or another process)."""
-        entry = self._indexes.get(namespace)
-        if entry is None:
-            entry = self._open_index(namespace)
-            self._indexes[namespace] = entry
-        self._catch_up(namespace, entry)
-        return entry
+    def add_taught(
+        self, profile: str, label: str, text: str, source: str | None = None, import_key: str | None = None
+    ) -> TaughtExemplar | None: ...
 
-    def _open_index(self, namespace: str) -> _NamespaceIndex:
-        graph, info, _ = self._index_paths(namespace)
-        if graph.exists() and info.exists():
-            try:
-                saved = json.loads(info.read_text())
-                entry = _NamespaceIndex(VectorIndex.load(graph, self.dim, **self._hnsw), saved["last_seq"])
-                caught_up = self._catch_up(namespace, entry)
-                if len(entry.index) == self.count(namespace):
-                    log.info("index of namespace %r loaded from disk; %d rows caught up", namespace, caught_up)
-                    return entry
-                log.warning(
-                    "index of namespace %r disagrees with the record (compaction or crash); rebuilding", namespace
-                )
-            except (StoreError, ValueError, KeyError, OSError) as exc:
-                log.warning("index of namespace %r is unreadable (%s); rebuilding", namespace, exc)
-        entry = _NamespaceIndex(VectorIndex(self.dim, capacity=max(1024, self.count(namespace)), **self._hnsw), 0)
-        rebuilt = self._catch_up(namespace, entry)
-        if rebuilt:
-            log.info("index of namespace %r rebuilt from the record: %d vectors", namespace, rebuilt)
-        return entry
+    def taught(self, after: int = 0, profile: str | None = None) -> list[TaughtExemplar]: ...
 
-    def _catch_up(self, namespace: str, entry: _NamespaceIndex) -> int:
-        added = 0
-        while True:
-            rows = self._db.execute(
-                "SELECT seq, vector FROM handoffs WHERE namespace = ? AND seq > ? ORDER BY seq LIMIT 10000",
-                (namespace, entry.last_seq),
-            ).fetchall()
-            if not rows:
-                return added
-            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
-            entry.index.add([r[0] for r in rows], vectors)
-            entry.last_seq = rows[-1][0]
-            added += len(rows)
+    def changes(self, after: int = 0) -> Changes: ...
+
+    def close(self) -> None: ...
+
+
+def open_store(settings: Settings, dim: int, model_id: str) -> LatentStore:
+    """The backend the settings name (the embedded SQLite store by default), opened and migrated."""
+    from .sqlite_store import SqliteStore  # backends import lazily: the default install needs no database client
+
+    return SqliteStore(
+        Path(settings.data_dir),
+        dim,
+        model_id,
+        hnsw_m=settings.hnsw_m,
+        hnsw_ef_construction=settings.hnsw_ef_construction,
+        hnsw_ef_search=settings.hnsw_ef_search,
+    )

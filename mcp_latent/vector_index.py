@@ -36,6 +36,11 @@ class VectorIndex:
         return self._index.get_current_count() - len(self._deleted)
 
     @property
+    def deleted(self) -> int:
+        """Labels marked deleted: they still take room in the graph until it is rebuilt."""
+        return len(self._deleted)
+
+    @property
     def labels(self) -> set[int]:
         """Live labels (for audits against the durable record)."""
         with self._lock:
@@ -100,8 +105,8 @@ class VectorIndex:
         with self._lock:
             with replacing(path) as tmp:  # a crash mid-save leaves the previous file intact
                 self._index.save_index(str(tmp))
-            deleted_path = path.with_suffix(path.suffix + ".deleted.json")
-            deleted_path.write_text(json.dumps(sorted(self._deleted)))
+            with replacing(path.with_suffix(path.suffix + ".deleted.json")) as tmp:
+                tmp.write_text(json.dumps(sorted(self._deleted)))
 
     @classmethod
     def load(cls, path: Path, dim: int, m: int, ef_construction: int, ef_search: int) -> VectorIndex:

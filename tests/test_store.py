@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from mcp_latent.errors import InvalidInput, NotFound, StoreError
-from mcp_latent.store import HANDLE_RE, LatentStore
+from mcp_latent.sqlite_store import SqliteStore as LatentStore
+from mcp_latent.store import HANDLE_RE
 
 DIM = 16
 

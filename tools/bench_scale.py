@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from mcp_latent.embedder import load_embedder  # noqa: E402
 from mcp_latent.ensemble import exact_neighbours  # noqa: E402
 from mcp_latent.settings import Settings  # noqa: E402
-from mcp_latent.store import LatentStore  # noqa: E402
+from mcp_latent.sqlite_store import SqliteStore  # noqa: E402
 
 NOISE = 0.025  # per-dimension sigma: |noise| ~ 0.49 in 384 dims, cosine to the source ~ 0.9
 
@@ -62,7 +62,7 @@ def measure(n: int, base: np.ndarray, queries: int, ef: int) -> dict:
     vectors = derived(base, n, seed=n)
     data_dir = Path(tempfile.mkdtemp(prefix="latent-scale-"))
     rss_before = rss_mb()
-    store = LatentStore(data_dir, base.shape[1], "scale-bench", hnsw_ef_search=ef)
+    store = SqliteStore(data_dir, base.shape[1], "scale-bench", hnsw_ef_search=ef)
     started = time.perf_counter()
     for start in range(0, n, 5000):
         store.add("bench", vectors[start : start + 5000], [None] * len(vectors[start : start + 5000]))

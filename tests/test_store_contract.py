@@ -1,0 +1,138 @@
+"""The `LatentStore` contract (store.py), checked against every backend.
+
+A backend joins by adding a parameter to `open_backend`: a factory that opens a new store instance on ONE
+shared state each time it is called (two instances stand for two processes or two hosts).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+
+from mcp_latent.errors import InvalidInput, NotFound
+from mcp_latent.sqlite_store import SqliteStore
+from mcp_latent.store import LatentStore
+
+DIM = 16
+
+
+def unit(rows: int, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(rows, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.fixture(params=["sqlite"])
+def open_backend(request, tmp_path) -> Iterator[Callable[[], LatentStore]]:
+    opened: list[LatentStore] = []
+
+    def factory() -> LatentStore:
+        if request.param == "sqlite":
+            store = SqliteStore(tmp_path / "state", DIM, "m")
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(open_backend) -> LatentStore:
+    return open_backend()
+
+
+def test_backend_implements_the_protocol(store):
+    assert isinstance(store, LatentStore) and store.dim == DIM
+
+
+def test_add_get_and_namespaces(store):
+    records = store.add("ns", unit(3), ["a", "b", None], from_agent="A", meta={"k": 1})
+    got = store.get(records[1].handle, "ns")
+    assert (got.text, got.from_agent, got.meta) == ("b", "A", {"k": 1})
+    np.testing.assert_allclose(got.vector, unit(3)[1])
+    with pytest.raises(NotFound):
+        store.get(records[0].handle, "other")
+    with pytest.raises(InvalidInput):
+        store.get("h_nope", "ns")
+    assert [r.text for r in store.export("ns")] == ["a", "b", None]
+    listed = store.namespaces()[0]
+    assert (listed["namespace"], listed["count"]) == ("ns", 3) and listed["oldest"] <= listed["newest"]
+
+
+def test_parent_in_another_namespace_is_refused_and_nothing_written(store):
+    parent = store.add("a", unit(1), ["p"])[0].handle
+    assert store.add("a", unit(1, 1), ["c"], parent=parent)[0].parent == parent
+    with pytest.raises(NotFound, match="parent"):
+        store.add("b", unit(1), ["c"], parent=parent)
+    assert store.count("b") == 0
+
+
+def test_compaction_by_another_instance_reaches_this_ones_index(open_backend):
+    """Issue #12: after another process compacted a namespace to 5 records, similar(k=5) returned 1 hit."""
+    first, second = open_backend(), open_backend()
+    vectors = unit(40)
+    records = first.add("ns", vectors, [str(i) for i in range(40)])
+    assert len(first.similar("ns", vectors[0], 5)) == 5  # first now holds an index of all 40
+    assert second.compact("ns", max_records=5) == 35
+    hits = first.similar("ns", vectors[0], 5)
+    assert {h.handle for h, _ in hits} == {r.handle for r in records[-5:]}
+
+
+def test_drop_by_another_instance_reaches_this_ones_index(open_backend):
+    first, second = open_backend(), open_backend()
+    first.add("ns", unit(20), ["old"] * 20)
+    first.similar("ns", unit(1, 5)[0], 3)
+    assert second.drop("ns") == 20
+    fresh = second.add("ns", unit(3, 7), ["new"] * 3)
+    hits = first.similar("ns", unit(1, 5)[0], 10)
+    assert {h.handle for h, _ in hits} == {r.handle for r in fresh}
+
+
+def test_retention_caps_every_namespace_and_ages_out_idle_ones(store):
+    """Issue #12: cap 2 with writes alternating A and B (40 each) left A with 40 records."""
+    for i in range(40):
+        store.add("A", unit(1, i), ["a"])
+        store.add("B", unit(1, 100 + i), ["b"])
+    assert store.retention(max_records=2) == {"A": 38, "B": 38}
+    assert store.count("A") == store.count("B") == 2
+    store.add("idle", unit(3), ["x"] * 3)
+    time.sleep(0.05)
+    assert store.retention(ttl_seconds=0.01) == {"A": 2, "B": 2, "idle": 3}
+    assert store.count() == 0
+
+
+def test_taught_exemplars_append_and_read_since_a_cursor(open_backend):
+    first, second = open_backend(), open_backend()
+    one = first.add_taught("risk", "high", "drop the prod database", source="teach")
+    two = first.add_taught("mood", "sad", "a catastrophe")
+    assert one is not None and two is not None and one.id < two.id
+    assert [(t.profile, t.label, t.text, t.source) for t in second.taught()] == [
+        ("risk", "high", "drop the prod database", "teach"),
+        ("mood", "sad", "a catastrophe", None),
+    ]
+    assert [t.text for t in second.taught(after=one.id)] == ["a catastrophe"]
+    assert [t.text for t in second.taught(profile="risk")] == ["drop the prod database"]
+
+
+def test_taught_import_key_is_idempotent(store):
+    assert store.add_taught("p", "a", "x", source="import:p.taught.jsonl", import_key="p.taught.jsonl:1") is not None
+    assert store.add_taught("p", "a", "x", source="import:p.taught.jsonl", import_key="p.taught.jsonl:1") is None
+    assert len(store.taught(profile="p")) == 1
+
+
+def test_changes_name_removals_and_teaches_but_not_inserts(open_backend):
+    first, second = open_backend(), open_backend()
+    cursor = second.changes().cursor
+    first.add("ns", unit(5), ["x"] * 5)
+    quiet = second.changes(cursor)
+    assert quiet.scopes == {} and quiet.cursor == cursor
+    first.compact("ns", max_records=2)
+    first.add_taught("risk", "high", "rm -rf /")
+    changed = second.changes(cursor)
+    assert changed.namespaces == {"ns"} and changed.profiles == {"risk"} and changed.cursor > cursor
+    assert second.changes(changed.cursor).scopes == {}
+    first.drop("ns")
+    assert second.changes(changed.cursor).namespaces == {"ns"}
