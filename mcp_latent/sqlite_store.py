@@ -21,7 +21,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,8 @@ from .store import (
     TAUGHT_SCOPE,
     Changes,
     Handoff,
+    LatentStore,
+    NewHandoffs,
     TaughtExemplar,
     check_handle,
     new_handle,
@@ -82,7 +84,7 @@ class _NamespaceIndex:
     generation: int  # the namespace's generation whose removals the index reflects
 
 
-class SqliteStore:
+class SqliteStore(LatentStore):
     """Durable handoff records, taught exemplars and generation counters in one SQLite file; HNSW beside it."""
 
     def __init__(
@@ -203,21 +205,8 @@ class SqliteStore:
 
     # --- handoff writes ------------------------------------------------------------------------------------
 
-    def add(
-        self,
-        namespace: str,
-        vectors: np.ndarray,
-        texts: Sequence[str | None],
-        from_agent: str | None = None,
-        parent: str | None = None,
-        meta: dict[str, Any] | None = None,
-    ) -> list[Handoff]:
-        """Store one record per vector in a single transaction; returns them once committed (= acknowledged)."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise StoreError(f"vectors of shape {vectors.shape} do not fit this store (dim {self.dim})")
-        if parent is not None:
-            check_handle(parent)
+    def _insert(self, new: NewHandoffs) -> list[Handoff]:
+        namespace, parent, meta = new.namespace, new.parent, new.meta
         now = time.time()
         meta_json = json.dumps(meta, separators=(",", ":")) if meta else None
         records = []
@@ -225,15 +214,15 @@ class SqliteStore:
             parent_row = "SELECT 1 FROM handoffs WHERE handle = ? AND namespace = ?"
             if parent is not None and not db.execute(parent_row, (parent, namespace)).fetchone():
                 raise self._not_found(parent, namespace, what="parent handle")
-            for vector, text in zip(vectors, texts, strict=True):
+            for vector, text in zip(new.vectors, new.texts, strict=True):
                 handle = new_handle()
                 cursor = db.execute(
                     "INSERT INTO handoffs(handle, namespace, from_agent, created_at, parent, meta, text, vector)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (handle, namespace, from_agent, now, parent, meta_json, text, vector.tobytes()),
+                    (handle, namespace, new.from_agent, now, parent, meta_json, text, vector.tobytes()),
                 )
                 records.append(
-                    Handoff(cursor.lastrowid, handle, namespace, from_agent, now, parent, meta, text, vector)
+                    Handoff(cursor.lastrowid, handle, namespace, new.from_agent, now, parent, meta, text, vector)
                 )
         # Committed: acknowledged. From here on nothing may fail the call; the index repairs itself on next read.
         try:

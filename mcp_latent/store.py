@@ -3,21 +3,23 @@
 The engine (service, fitter, learning loop) talks only to `LatentStore`. The embedded default is
 `SqliteStore` (SQLite in WAL mode + per-namespace hnswlib indexes, `sqlite_store.py`); a shared backend
 (PostgreSQL + pgvector) implements the same protocol and is chosen by a setting in `open_store`.
-The contract is written in `LatentStore`'s docstring; `tests/test_store_contract.py` checks it against every backend.
+The contract is written in `LatentStore`'s docstring (an ABC: arguments common to every backend are checked
+once, in its concrete methods); `tests/test_store_contract.py` checks it against every backend.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InvalidInput
+from .errors import InvalidInput, StoreError
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -112,8 +114,19 @@ class Changes:
         return {s[len(TAUGHT_SCOPE) :] for s in self.scopes if s.startswith(TAUGHT_SCOPE)}
 
 
-@runtime_checkable
-class LatentStore(Protocol):
+@dataclass(frozen=True)
+class NewHandoffs:
+    """Checked arguments of one `add` call, handed to the backend's `_insert`."""
+
+    namespace: str
+    vectors: np.ndarray  # float32, C-contiguous, shape (n, dim)
+    texts: list[str | None]
+    from_agent: str | None
+    parent: str | None
+    meta: dict[str, Any] | None
+
+
+class LatentStore(ABC):
     """The durable latent state shared by every server on one data dir (or one database).
 
     Contract (every backend; `tests/test_store_contract.py`):
@@ -161,34 +174,59 @@ class LatentStore(Protocol):
         from_agent: str | None = None,
         parent: str | None = None,
         meta: dict[str, Any] | None = None,
-    ) -> list[Handoff]: ...
+    ) -> list[Handoff]:
+        """Store one record per vector in a single transaction; returns them once committed (= acknowledged)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim or len(texts) != len(vectors):
+            raise StoreError(
+                f"{len(texts)} texts with vectors of shape {vectors.shape} do not fit this store (dim {self.dim})"
+            )
+        if parent is not None:
+            check_handle(parent)
+        return self._insert(NewHandoffs(namespace, vectors, list(texts), from_agent, parent, meta))
 
+    @abstractmethod
+    def _insert(self, new: NewHandoffs) -> list[Handoff]:
+        """`add` after its arguments are checked."""
+
+    @abstractmethod
     def get(self, handle: str, namespace: str) -> Handoff: ...
 
+    @abstractmethod
     def similar(
         self, namespace: str, vector: np.ndarray, k: int, exclude: str | None = None
     ) -> list[tuple[Handoff, float]]: ...
 
+    @abstractmethod
     def count(self, namespace: str | None = None) -> int: ...
 
+    @abstractmethod
     def namespaces(self) -> list[dict[str, Any]]: ...
 
+    @abstractmethod
     def export(self, namespace: str) -> Iterator[Handoff]: ...
 
+    @abstractmethod
     def drop(self, namespace: str) -> int: ...
 
+    @abstractmethod
     def compact(self, namespace: str, max_records: int | None = None, ttl_seconds: float | None = None) -> int: ...
 
+    @abstractmethod
     def retention(self, max_records: int | None = None, ttl_seconds: float | None = None) -> dict[str, int]: ...
 
+    @abstractmethod
     def add_taught(
         self, profile: str, label: str, text: str, source: str | None = None, import_key: str | None = None
     ) -> TaughtExemplar | None: ...
 
+    @abstractmethod
     def taught(self, after: int = 0, profile: str | None = None) -> list[TaughtExemplar]: ...
 
+    @abstractmethod
     def changes(self, after: int = 0) -> Changes: ...
 
+    @abstractmethod
     def close(self) -> None: ...
 
 

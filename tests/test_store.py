@@ -1,9 +1,12 @@
 """The latent store: durable records, namespaces, the derived HNSW index, several processes on one dir."""
 
+import sqlite3
+
 import numpy as np
 import pytest
 
 from mcp_latent.errors import InvalidInput, NotFound, StoreError
+from mcp_latent.sqlite_schema import SCHEMA_VERSION
 from mcp_latent.sqlite_store import SqliteStore as LatentStore
 from mcp_latent.store import HANDLE_RE
 
@@ -125,3 +128,57 @@ def test_other_model_is_refused(tmp_path):
     LatentStore(tmp_path, DIM, "model-a").close()
     with pytest.raises(StoreError, match="use another --data-dir"):
         LatentStore(tmp_path, DIM, "model-b")
+
+
+# The schema of mcp-latent before versioning, verbatim: a data dir it wrote must migrate in place.
+UNVERSIONED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS handoffs (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,  -- also the HNSW label
+    handle     TEXT NOT NULL UNIQUE,
+    namespace  TEXT NOT NULL,
+    from_agent TEXT,
+    created_at REAL NOT NULL,
+    parent     TEXT,
+    meta       TEXT,                               -- JSON object or NULL
+    text       TEXT,
+    vector     BLOB NOT NULL                       -- float32, unit length
+);
+CREATE INDEX IF NOT EXISTS handoffs_by_namespace ON handoffs(namespace, seq);
+CREATE TABLE IF NOT EXISTS store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def test_unversioned_data_dir_migrates_in_place(tmp_path):
+    db = sqlite3.connect(tmp_path / "latent.db")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(UNVERSIONED_SCHEMA)
+    vectors = unit(3)
+    with db:
+        db.execute("INSERT INTO store_info VALUES ('model_id', 'm'), ('dim', ?)", (str(DIM),))
+        for i, vector in enumerate(vectors):
+            db.execute(
+                "INSERT INTO handoffs(handle, namespace, created_at, meta, text, vector)"
+                " VALUES (?, 'ns', 1.0, ?, ?, ?)",
+                (f"h_aaaaaaaaa{'abc'[i]}", '{"k":1}', f"old {i}", vector.tobytes()),
+            )
+    db.close()
+    store = LatentStore(tmp_path, DIM, "m")
+    assert store.get("h_aaaaaaaaab", "ns").text == "old 1" and store.get("h_aaaaaaaaab", "ns").meta == {"k": 1}
+    assert store.similar("ns", vectors[2], 1)[0][0].handle == "h_aaaaaaaaac"
+    fresh = store.add("ns", unit(1, 5), ["new"])[0]
+    assert fresh.seq == 4
+    store.close()
+    check = sqlite3.connect(tmp_path / "latent.db")
+    versions = [row[0] for row in check.execute("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == list(range(1, SCHEMA_VERSION + 1))
+    check.close()
+
+
+def test_schema_from_a_newer_version_is_refused(tmp_path):
+    LatentStore(tmp_path, DIM, "m").close()
+    db = sqlite3.connect(tmp_path / "latent.db")
+    with db:
+        db.execute("INSERT INTO schema_migrations VALUES (?, 'from the future', 0)", (SCHEMA_VERSION + 1,))
+    db.close()
+    with pytest.raises(StoreError, match="newer than this mcp-latent knows"):
+        LatentStore(tmp_path, DIM, "m")
