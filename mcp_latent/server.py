@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hmac
 import ipaddress
 import json
@@ -12,10 +13,11 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.tools.base import Tool
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -32,7 +34,12 @@ INSTRUCTIONS = (
     "Latent handoffs: call `handoff` once with a proposal (optionally `evaluate`=[profiles]) to get a short handle "
     "and verdicts; pass the handle, not the text, to other agents; they call `evaluate` with the handle. "
     'A verdict with "unsure": true means vector math could not decide: reason it out yourself (detail=true '
-    "gives the evidence). `profiles` lists the evaluators."
+    "gives the evidence). `profiles` lists the evaluators. A handle is visible only in its `namespace` (optional)."
+)
+READ_ONLY_INSTRUCTIONS = (
+    "Latent handoffs (read-only): call `evaluate` with a handle you were given (or a text) to get verdicts; "
+    '"unsure": true means decide it yourself (detail=true gives the evidence). `profiles` lists the evaluators. '
+    "A handle is visible only in its `namespace` (optional)."
 )
 
 # --- output models: they become each tool's outputSchema -------------------------------------------------------
@@ -96,16 +103,19 @@ class TeachOut(BaseModel):
     exemplars: int
 
 
-# --- argument types (their descriptions are what the calling model reads) -------------------------------------
+# --- argument types (their descriptions are what the calling model reads: short, no repeats) --------------------
 
-Text = Annotated[str, Field(description="The proposal or message, as plain text.")]
-Handle = Annotated[str, Field(description="A handle from `handoff` or `embed`, e.g. 'h_k3v9x2m4qp'.")]
-Namespace = Annotated[str, Field(description="Shared-state namespace; handles are visible only inside their own.")]
-Detail = Annotated[bool, Field(description="Add evidence: top labels with p, nearest exemplars, similarity.")]
+# Self-explanatory names (handle, text, namespace, k) carry no description; INSTRUCTIONS explain the concepts once.
+Text = Annotated[str, Field(description="The proposal or message.")]
+Handle = str
+Namespace = str
+Detail = Annotated[bool, Field(description="Add evidence (top labels, nearest exemplars).")]
 
-READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
-WRITES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
-DESTROYS = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False)
+# Only the hints clients act on (permission prompts), where they differ from the spec's defaults (readOnly false,
+# destructive true, idempotent false). openWorldHint is left out: 22 bytes per tool to say "no web access".
+READ_ONLY = ToolAnnotations(readOnlyHint=True)
+WRITES = ToolAnnotations(destructiveHint=False)
+DESTROYS = ToolAnnotations(idempotentHint=True)
 
 
 def minified(data: Any) -> str:
@@ -117,6 +127,175 @@ def compact_result(data: dict[str, Any], structured: bool = True) -> CallToolRes
     return CallToolResult(
         content=[TextContent(type="text", text=minified(data))], structured_content=data if structured else None
     )
+
+
+# --- the published tool manifest: every byte is carried in every agent's context --------------------------------
+
+
+def compact_input_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """An argument schema without what the calling model doesn't need: titles, the `null` branch of optional
+    arguments (leaving one out is how to send none), defaults of null or false, `additionalProperties: true`."""
+    properties = {}
+    for name, prop in schema.get("properties", {}).items():
+        prop = {
+            key: value
+            for key, value in prop.items()
+            if key != "title" and (key, value) != ("additionalProperties", True)
+        }
+        branches = [branch for branch in prop.pop("anyOf", []) if branch != {"type": "null"}]
+        if len(branches) == 1:
+            prop = {**branches[0], **prop}
+        elif branches:
+            prop["anyOf"] = branches
+        if prop.get("default", True) in (None, False):
+            del prop["default"]
+        properties[name] = prop
+    compact: dict[str, Any] = {"type": "object", "properties": properties}
+    if schema.get("required"):
+        compact["required"] = schema["required"]
+    return compact
+
+
+def compact_output_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """An output schema cut to its first level: each field's JSON type and which fields are always there.
+
+    Still true (clients validate structured content against it), and the shape below that level is in the
+    tool's description, where the calling model reads it anyway."""
+    properties = {}
+    for name, prop in schema.get("properties", {}).items():
+        types = [branch.get("type") for branch in prop.get("anyOf", [prop])]
+        if not all(isinstance(kind, str) for kind in types):
+            types = []  # a $ref or a nested union: any JSON value
+        properties[name] = {"type": types[0] if len(types) == 1 else types} if types else {}
+    compact: dict[str, Any] = {"type": "object", "properties": properties}
+    if schema.get("required"):
+        compact["required"] = schema["required"]
+    return compact
+
+
+# --- argument errors: one sentence that says what to send ----------------------------------------------------------
+
+TYPE_WORDS = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a JSON object",
+    "array": "a list",
+}
+
+
+def describe_type(schema: dict[str, Any]) -> str:
+    """`{"type": "array", "items": {"type": "string"}}` -> 'a list of strings'."""
+    if "anyOf" in schema:
+        return " or ".join(describe_type(branch) for branch in schema["anyOf"])
+    kind = schema.get("type")
+    if kind == "array" and isinstance(schema.get("items"), dict) and schema["items"].get("type") == "string":
+        return "a list of strings"
+    return TYPE_WORDS.get(kind, "a JSON value") if isinstance(kind, str) else "a JSON value"
+
+
+def argument_names(schema: dict[str, Any]) -> str:
+    required = set(schema.get("required", []))
+    names = [f"`{name}`" + ("" if name in required else "?") for name in schema.get("properties", {})]
+    return ", ".join(names) or "none"
+
+
+def unknown_arguments_error(tool: str, unknown: list[str], schema: dict[str, Any]) -> str:
+    valid = list(schema.get("properties", {}))
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+        hints.append(f"`{name}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
+    return (
+        f"{tool} takes no argument {', '.join(hints)}; send only {argument_names(schema)} (? = optional)."
+        if valid
+        else f"{tool} takes no arguments; send {{}}."
+    )
+
+
+def invalid_arguments_error(tool: str, error: ValidationError, schema: dict[str, Any]) -> str:
+    """The pydantic error as one sentence per argument: which argument, what it must be (never pydantic's text)."""
+    properties = schema.get("properties", {})
+    problems: dict[str, str] = {}
+    for item in error.errors():
+        name = str(item["loc"][0]) if item["loc"] else ""
+        if name in problems:
+            continue
+        expected = describe_type(properties.get(name, {}))
+        if item["type"] == "missing":
+            problems[name] = f"`{name}` is required ({expected})"
+        elif len(item["loc"]) > 1:  # inside a list or object: name the element that is wrong
+            where = name + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in item["loc"][1:])
+            problems[name] = f"`{name}` must be {expected}, but `{where}` is {type_name(item['input'])}"
+        else:
+            problems[name] = f"`{name}` must be {expected}, not {type_name(item['input'])}"
+    return f"{tool}: {'; '.join(problems.values())}."
+
+
+def type_name(value: Any) -> str:
+    for kind, words in (
+        (bool, "true/false"),
+        (int, "an integer"),
+        (float, "a number"),
+        (str, "a string"),
+        (list, "a list"),
+        (dict, "an object"),
+    ):
+        if isinstance(value, kind):
+            return words
+    return "null" if value is None else type(value).__name__
+
+
+class LatentTool(Tool):
+    """A tool that refuses unknown arguments and reports bad ones in one sentence.
+
+    MCPServer validates arguments inside `Tool.run` (the pydantic model of the function's signature) and would
+    quietly drop names it does not know and return pydantic's multi-line text with links. This is the one place
+    where arguments meet the schema, so both checks live here."""
+
+    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
+        unknown = [name for name in arguments if name not in self.parameters.get("properties", {})]
+        if unknown:
+            raise ToolError(unknown_arguments_error(self.name, unknown, self.parameters))
+        try:
+            return await super().run(arguments, context, convert_result)
+        except UnexpectedToolError:
+            raise
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):  # the arguments failed the schema; nothing ran
+                raise ToolError(invalid_arguments_error(self.name, exc.__cause__, self.parameters)) from exc.__cause__
+            raise
+
+
+class LatentServer(MCPServer):
+    """MCPServer whose unknown-tool error lists the tools this server offers (read-only mode and the allow-list
+    hide some)."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        offered = [tool.name for tool in await self.list_tools()]
+        if name not in offered:
+            raise ToolError(f"no tool {name!r} on this server; tools: {', '.join(offered)}.")
+        return await super().call_tool(name, arguments, context)
+
+
+def selected_tools(settings: Settings, tools: list[LatentTool]) -> list[LatentTool]:
+    """The tools this server publishes: all, or those of the allow-list; only read-only ones in read-only mode."""
+    known = {tool.name: tool for tool in tools}
+    wanted = settings.tools or list(known)
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise InvalidInput(f"MCP_LATENT_TOOLS names unknown tool(s) {', '.join(unknown)}; tools: {', '.join(known)}.")
+    chosen = [known[name] for name in dict.fromkeys(wanted)]
+    if settings.read_only:
+        writing = [tool.name for tool in chosen if not (tool.annotations and tool.annotations.read_only_hint)]
+        if settings.tools and writing:
+            raise InvalidInput(
+                f"MCP_LATENT_TOOLS names writing tool(s) {', '.join(writing)} but MCP_LATENT_READ_ONLY is on; "
+                "drop them from the list or switch read-only mode off."
+            )
+        chosen = [tool for tool in chosen if tool.name not in writing]
+    return chosen
 
 
 def build_server(settings: Settings | None = None, service: LatentService | None = None) -> MCPServer:
@@ -131,21 +310,25 @@ def build_server(settings: Settings | None = None, service: LatentService | None
         service.start_in_background()
         yield service
 
-    server: MCPServer = MCPServer(
-        "mcp-latent", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, log_level=settings.log_level
-    )
-
     # None = derive the output schema from the return annotation; False = plain text tools, no schema.
     structured = None if settings.structured_content else False
+    tools: list[LatentTool] = []
 
-    def tool(annotations: ToolAnnotations, title: str) -> Callable[[T], T]:
+    def tool(annotations: ToolAnnotations) -> Callable[[T], T]:
         """Register a tool; its docstring, on one line, is the description the calling model reads."""
 
         def register(fn: T) -> T:
-            description = " ".join((fn.__doc__ or "").split())
-            server.add_tool(
-                fn, title=title, description=description, annotations=annotations, structured_output=structured
+            built = LatentTool.from_function(
+                fn,  # type: ignore[arg-type]
+                description=" ".join((fn.__doc__ or "").split()),
+                annotations=annotations,
+                structured_output=structured,
             )
+            built.parameters = compact_input_schema(built.parameters)
+            if built.fn_metadata.output_schema is not None:  # read live by the SDK (also for list_tools)
+                built.fn_metadata.output_schema = compact_output_schema(built.fn_metadata.output_schema)
+                built.__dict__.pop("output_schema", None)  # a cached_property over it
+            tools.append(built)
             return fn
 
         return register
@@ -162,93 +345,92 @@ def build_server(settings: Settings | None = None, service: LatentService | None
         except LatentError as exc:
             raise ToolError(str(exc)) from exc
 
-    @tool(WRITES, "Hand off a text (embed once, optionally judge)")
+    @tool(WRITES)
     async def handoff(
         text: Text,
-        from_agent: Annotated[str | None, Field(description="Name of the agent handing off.")] = None,
+        from_agent: Annotated[str | None, Field(description="Your agent name.")] = None,
         namespace: Namespace | None = None,
-        parent: Annotated[str | None, Field(description="Handle this text revises (builds a chain).")] = None,
-        evaluate: Annotated[
-            list[str] | None, Field(description="Profiles to judge the text with in this same call.")
-        ] = None,
-        meta: Annotated[dict[str, Any] | None, Field(description="Small JSON object stored with the handoff.")] = None,
+        parent: Annotated[str | None, Field(description="Handle this text revises.")] = None,
+        evaluate: Annotated[list[str] | None, Field(description="Profiles to judge it with now.")] = None,
+        meta: Annotated[dict[str, Any] | None, Field(description="Small JSON object kept with it.")] = None,
         detail: Detail = False,
     ) -> Annotated[CallToolResult, HandoffOut]:
-        """Embed a text once and store it behind a short handle that other agents can pass around instead of
-        the text. Name profiles in `evaluate` to get their verdicts in the same call."""
+        """Embed a text once and store it behind a short handle; pass the handle, not the text, to other agents."""
         return await call(lambda: service.handoff(text, from_agent, namespace, parent, evaluate, meta, detail))
 
-    @tool(READ_ONLY, "Judge a handle or text with evaluator profiles")
+    @tool(READ_ONLY)
     async def evaluate(
         handle: Handle | None = None,
-        text: Annotated[str | None, Field(description="Text to judge when you have no handle.")] = None,
-        profiles: Annotated[
-            list[str] | None, Field(description="Profiles to apply (default: all); see the `profiles` tool.")
-        ] = None,
+        text: str | None = None,
+        profiles: Annotated[list[str] | None, Field(description="Default: all (see `profiles`).")] = None,
         namespace: Namespace | None = None,
         detail: Detail = False,
-        compare_parent: Annotated[
-            bool, Field(description="Also report how each verdict moved against the handle's parent handoff.")
-        ] = False,
+        compare_parent: Annotated[bool, Field(description="Also show how verdicts moved from the parent.")] = False,
     ) -> Annotated[CallToolResult, EvaluateOut]:
-        """Score a handoff (by handle, preferred) or a text against evaluator profiles such as risk, roi and
-        category. Returns {"verdicts": {profile: {"label", "p"}}}; "unsure": true means escalate to reasoning."""
+        """Judge a handle (preferred) or a text with evaluator profiles. Verdicts are {label, p}; "unsure": true
+        means decide it yourself."""
         return await call(
             lambda: service.evaluate(handle, text, profiles, namespace, detail, compare_parent),
             quick=service.is_quick(text, profiles),
         )
 
-    @tool(WRITES, "Embed texts into handles")
+    @tool(WRITES)
     async def embed(
-        texts: Annotated[list[str], Field(description="Texts to embed; each becomes a stored handoff.")],
+        texts: Annotated[list[str], Field(description="Each becomes a stored handoff.")],
         namespace: Namespace | None = None,
-        return_vectors: Annotated[bool, Field(description="Also return the float vectors (large).")] = False,
+        return_vectors: Annotated[bool, Field(description="Also return the vectors (large).")] = False,
     ) -> Annotated[CallToolResult, EmbedOut]:
-        """Embed a batch of texts and return one handle per text (vectors only when asked: they are large)."""
+        """Embed a batch of texts; one handle per text."""
         return await call(lambda: service.embed(texts, namespace, return_vectors))
 
-    @tool(READ_ONLY, "Find similar earlier handoffs")
+    @tool(READ_ONLY)
     async def similar(
         handle: Handle | None = None,
-        text: Annotated[str | None, Field(description="Text to search with when you have no handle.")] = None,
-        k: Annotated[int, Field(description="How many neighbours to return.")] = 5,
+        text: str | None = None,
+        k: int = 5,
         namespace: Namespace | None = None,
     ) -> Annotated[CallToolResult, SimilarOut]:
-        """Nearest earlier handoffs in the namespace, with cosine similarity in [-1, 1] and a text preview."""
+        """Nearest earlier handoffs, with cosine similarity and a text preview."""
         return await call(lambda: service.similar(handle, text, k, namespace), quick=service.is_quick(text, []))
 
-    @tool(READ_ONLY, "List evaluator profiles")
+    @tool(READ_ONLY)
     async def profiles() -> Annotated[CallToolResult, ProfilesOut]:
-        """The evaluator profiles this server can apply, with their labels."""
+        """List the evaluator profiles and their labels."""
         return await call(
             lambda: {
                 "profiles": [{k: p[k] for k in ("name", "description", "labels")} for p in service.list_profiles()]
             }
         )
 
-    @tool(WRITES, "Teach a profile one labeled example")
+    @tool(WRITES)
     async def teach(
-        profile: Annotated[str, Field(description="Profile to teach, e.g. 'risk'.")],
-        label: Annotated[str, Field(description="The correct label for this example.")],
+        profile: str,
+        label: str,
         handle: Handle | None = None,
-        text: Annotated[str | None, Field(description="Example text when you have no handle.")] = None,
+        text: str | None = None,
         namespace: Namespace | None = None,
     ) -> Annotated[CallToolResult, TeachOut]:
-        """Add a labeled exemplar to a profile (persisted); the next verdict takes it into account. Use it after
-        resolving an unsure verdict, so the next similar case is decided by vector math."""
+        """Add a labeled example to a profile (kept); use it after resolving an unsure verdict."""
         return await call(lambda: service.teach(profile, label, handle, text, namespace))
 
-    @tool(READ_ONLY, "List namespaces")
+    @tool(READ_ONLY)
     async def namespaces() -> Annotated[CallToolResult, NamespacesOut]:
-        """Namespaces of the shared latent state with their handoff counts and age range (unix seconds)."""
+        """Namespaces with handoff counts and age range (unix seconds)."""
         return await call(service.namespaces)
 
-    @tool(DESTROYS, "Drop a namespace")
-    async def drop_namespace(
-        namespace: Annotated[str, Field(description="The namespace to delete, with all its handoffs.")],
-    ) -> Annotated[CallToolResult, DropOut]:
-        """Delete every handoff of a namespace (irreversible). Export it first with `mcp-latent namespaces export`."""
+    @tool(DESTROYS)
+    async def drop_namespace(namespace: str) -> Annotated[CallToolResult, DropOut]:
+        """Delete a namespace and all its handoffs (irreversible)."""
         return await call(lambda: service.drop_namespace(namespace))
+
+    server = LatentServer(
+        "mcp-latent",
+        version=__version__,
+        instructions=READ_ONLY_INSTRUCTIONS if settings.read_only else INSTRUCTIONS,
+        lifespan=lifespan,
+        log_level=settings.log_level,
+        tools=selected_tools(settings, tools),
+    )
 
     @server.resource("latent://profiles", name="profiles", mime_type="application/json")
     async def profiles_resource() -> str:

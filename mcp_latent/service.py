@@ -339,9 +339,10 @@ class LatentService:
     def _profiles(self, names: Sequence[str] | str | None, default_all: bool) -> dict[str, FittedProfile]:
         self.wait_ready()
         if names is None or names == []:
+            # "All" is the operator's choice of profiles, not the caller's list: the per-call cap does not apply.
             if not default_all:
                 return {}
-            names = sorted(self.registry.profiles)
+            return {name: self._fit(self.registry.get(name)) for name in sorted(self.registry.profiles)}
         if isinstance(names, str):
             names = [n.strip() for n in names.split(",") if n.strip()]
         if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):

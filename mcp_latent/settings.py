@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def default_data_dir() -> Path:
@@ -73,7 +73,12 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(20_000, ge=1, description="longest text accepted, in characters")
     max_batch: int = Field(256, ge=1, description="most texts in one `embed` call")
     max_k: int = Field(100, ge=1, description="largest `k` for `similar`")
-    max_profiles_per_call: int = Field(16, ge=1, description="most profiles one `evaluate`/`handoff` call may name")
+    max_profiles_per_call: int = Field(
+        16,
+        ge=1,
+        description="most profiles one `evaluate`/`handoff` call may name (without `profiles`, every loaded "
+        "profile is applied)",
+    )
     max_meta_bytes: int = Field(4096, ge=0, description="largest `meta` object on a handoff, as JSON bytes")
 
     # --- server ------------------------------------------------------------------------------------------------
@@ -88,9 +93,26 @@ class Settings(BaseSettings):
         description="send `structuredContent` (and output schemas) beside the minified text; set false for clients "
         "that show the model both (OpenClaw prints structuredContent pretty-printed and then the text)",
     )
+    read_only: bool = Field(
+        False,
+        description="publish only the tools that read (`evaluate`, `similar`, `profiles`, ...); writing tools "
+        "are not registered at all",
+    )
+    tools: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="comma-separated allow-list of tools to publish, e.g. `evaluate,profiles`; empty = every tool "
+        "(each published tool's schema is carried in every agent's context)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "WARNING", description="log level (logs go to stderr)"
     )
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _split_tool_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
     @model_validator(mode="after")
     def _fill_derived_defaults(self) -> Settings:
@@ -116,7 +138,7 @@ def markdown_table() -> str:
     for name, info in Settings.model_fields.items():
         if info.default_factory is not None:
             default = "`~/.local/share/mcp-latent`"
-        elif info.default in (None, ""):
+        elif info.default in (None, "", []):
             default = "(unset)"
         else:
             default = f"`{info.default}`"

@@ -47,7 +47,7 @@ async def test_result_text_is_the_minified_structured_content(client):
         ({"name": "evaluate", "arguments": {"text": "", "profiles": ["kind"]}}, "is empty"),
         ({"name": "evaluate", "arguments": {"handle": "h_aaaaaaaaaa"}}, "not found"),
         ({"name": "evaluate", "arguments": {"text": "x", "profiles": ["nope"]}}, "available: kind"),
-        ({"name": "embed", "arguments": {"texts": "not a list"}}, "valid list"),
+        ({"name": "embed", "arguments": {"texts": "not a list"}}, "must be a list"),
         ({"name": "similar", "arguments": {"text": "x", "k": "many"}}, "k"),
         ({"name": "handoff", "arguments": {}}, "text"),
     ],
