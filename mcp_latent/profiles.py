@@ -6,19 +6,22 @@ import hashlib
 import json
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .atomic_files import replacing
-from .errors import NotFound, ProfileError
+from .errors import NotFound, ProfileError, StoreError
+
+if TYPE_CHECKING:
+    from .store import LatentStore, TaughtExemplar
 
 PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-TAUGHT_SUFFIX = ".taught.jsonl"
+TAUGHT_SUFFIX = ".taught.jsonl"  # where versions before the store kept taught exemplars (imported once)
 
 
 def builtin_profiles_dir() -> Path:
@@ -159,32 +162,44 @@ def write_profile_file(spec: ProfileSpec, path: Path) -> None:
         tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
 
 
-def _merge_taught(spec: ProfileSpec, taught_path: Path) -> tuple[ProfileSpec, int]:
-    """Add exemplars from the profile's taught log (one JSON object per line: {"label", "text"})."""
-    if not taught_path.exists():
-        return spec, 0
+def _merge_taught(spec: ProfileSpec, taught: Sequence[TaughtExemplar]) -> tuple[ProfileSpec, int]:
+    """Add taught exemplars (from the store) to their labels; one whose label the file no longer has is skipped."""
     extra: dict[str, list[str]] = {}
-    count = 0
-    for line in taught_path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-            extra.setdefault(entry["label"], []).append(entry["text"])
-            count += 1
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue  # a torn last line after a crash: the rest still counts
+    for exemplar in taught:
+        extra.setdefault(exemplar.label, []).append(exemplar.text)
     labels = [
         label.model_copy(update={"examples": label.examples + extra.get(label.name, [])}) for label in spec.labels
     ]
-    return spec.model_copy(update={"labels": labels}), count
+    return spec.model_copy(update={"labels": labels}), sum(len(extra.get(label.name, [])) for label in spec.labels)
+
+
+def import_taught_logs(store: LatentStore, directory: Path) -> int:
+    """Move taught exemplars of older versions (`<profile>.taught.jsonl` files) into the store; returns how many
+    were new. Safe to repeat and to race: each line's import key makes a second import add nothing, and lines an
+    older server appends later are picked up by the next import. The files are left in place."""
+    imported = 0
+    for path in sorted(Path(directory).glob(f"*{TAUGHT_SUFFIX}")):
+        profile = path.name[: -len(TAUGHT_SUFFIX)]
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            try:
+                entry = json.loads(line)
+                label, text = entry["label"], entry["text"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # blank, or a torn last line after a crash
+            key = f"{path.name}:{number}:{hashlib.sha256(line.encode()).hexdigest()[:16]}"
+            if store.add_taught(profile, label, text, source=f"import:{path.name}", import_key=key) is not None:
+                imported += 1
+    return imported
 
 
 class ProfileRegistry:
     """Finds profiles: the user's directory first (it may shadow a shipped profile), then the shipped ones."""
 
-    def __init__(self, user_dir: Path, include_builtin: bool = True):
+    def __init__(self, user_dir: Path, include_builtin: bool = True, store: LatentStore | None = None):
         self.user_dir = Path(user_dir)
+        self.store = store  # where taught exemplars live; without one, profiles load with none
+        self.taught_cursor = 0  # the newest taught exemplar (store id) the loaded profiles include
+        self._merged: set[int] = set()  # ids merged since the load: a teach is seen here and again from the store
         self.builtin_dir = builtin_profiles_dir() if include_builtin else None
         self._profiles: dict[str, Profile] = {}
 
@@ -198,10 +213,15 @@ class ProfileRegistry:
     def load_all(self) -> dict[str, Profile]:
         """(Re)read every profile file; raises ProfileError for the first invalid one."""
         found: dict[str, Profile] = {}
+        taught: dict[str, list[TaughtExemplar]] = {}
+        stored = self.store.taught() if self.store is not None else []
+        for exemplar in stored:
+            taught.setdefault(exemplar.profile, []).append(exemplar)
+        self.taught_cursor, self._merged = (stored[-1].id if stored else 0), set()
         for path, builtin in self._files():
             spec = read_profile_file(path)
-            spec, taught = _merge_taught(spec, self.taught_path(spec.name))
-            found[spec.name] = Profile(spec=spec, path=path, builtin=builtin, taught=taught)
+            spec, taught_count = _merge_taught(spec, taught.get(spec.name, []))
+            found[spec.name] = Profile(spec=spec, path=path, builtin=builtin, taught=taught_count)
         self._profiles = found
         return found
 
@@ -227,20 +247,21 @@ class ProfileRegistry:
             available = ", ".join(sorted(self._profiles)) or "none"
             raise NotFound(f"profile {name!r} not found; available: {available}.") from None
 
-    def taught_path(self, name: str) -> Path:
-        return self.user_dir / f"{name}{TAUGHT_SUFFIX}"
-
     def append_taught(self, name: str, label: str, text: str) -> Profile:
-        """Persist one taught exemplar and update the in-memory profile."""
-        profile = self.get(name)
-        self.user_dir.mkdir(parents=True, exist_ok=True)
-        with self.taught_path(name).open("a", encoding="utf-8") as log:
-            log.write(json.dumps({"label": label, "text": text}, ensure_ascii=False) + "\n")
-            log.flush()
-        labels = [
-            lab.model_copy(update={"examples": lab.examples + [text]}) if lab.name == label else lab
-            for lab in profile.spec.labels
-        ]
-        profile.spec = profile.spec.model_copy(update={"labels": labels})
-        profile.taught += 1
+        """Persist one taught exemplar in the store (every server on it sees it) and update the in-memory profile."""
+        self.get(name)
+        if self.store is None:
+            raise StoreError("taught exemplars need the latent store, which is not open; retry once the server is up.")
+        exemplar = self.store.add_taught(name, label, text, source="teach")
+        assert exemplar is not None  # only imports (with an import key) can be refused as already stored
+        return self.merge_taught(exemplar)
+
+    def merge_taught(self, exemplar: TaughtExemplar) -> Profile:
+        """Add a stored exemplar (taught here or by another server on the store) to the in-memory profile, once."""
+        profile = self.get(exemplar.profile)
+        if exemplar.id <= self.taught_cursor or exemplar.id in self._merged:
+            return profile
+        self._merged.add(exemplar.id)
+        profile.spec, added = _merge_taught(profile.spec, [exemplar])
+        profile.taught += added
         return profile

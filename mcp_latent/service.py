@@ -13,17 +13,17 @@ from typing import Any
 import numpy as np
 
 from .embedder import CachedEmbedder, Embedder, load_embedder
-from .errors import InvalidInput, LatentError, ModelError, NotAllowed
+from .errors import InvalidInput, LatentError, ModelError, NotAllowed, NotFound
 from .evaluator import FittedProfile, Verdict
 from .profile_fitter import ProfileFitter
-from .profiles import Profile, ProfileRegistry
+from .profiles import Profile, ProfileRegistry, import_taught_logs
 from .settings import Settings
-from .store import Handoff, LatentStore, check_handle, check_namespace, open_store
+from .store import Handoff, LatentStore, TaughtExemplar, check_handle, check_namespace, open_store
+from .store_maintenance import StoreMaintenance
 
 log = logging.getLogger(__name__)
 
 PREVIEW_CHARS = 120  # text shown per `similar` hit: enough to recognise it, cheap in tokens
-RETENTION_EVERY = 50  # writes between retention passes (a namespace may exceed its cap by this much meanwhile)
 
 
 class LatentService:
@@ -46,7 +46,7 @@ class LatentService:
         self.store: LatentStore | None = None
         self.registry = ProfileRegistry(self.settings.user_profiles_dir, self.settings.builtin_profiles)
         self.started_at = time.monotonic()
-        self._writes_since_compaction = 0
+        self.maintenance: StoreMaintenance | None = None  # retention and other servers' teaches; owns a thread
         self.ready_after: float | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -62,10 +62,24 @@ class LatentService:
                     s.embed_cache_size,
                 )
             self.store = open_store(s, self._embedder.dim, self._embedder.model_id)
+            self.registry.store = self.store
+            imported = import_taught_logs(self.store, self.registry.user_dir)
+            if imported:
+                log.info("imported %d taught exemplars from .taught.jsonl files into the store", imported)
             self.registry.load_all()
             self.fitter = ProfileFitter(s.data_dir / "cache" / "profiles", self._embedder)
             for profile in self.registry.profiles.values():
                 self._fit(profile)
+            self.maintenance = StoreMaintenance(
+                self.store,
+                self._learn_taught,
+                taught_after=self.registry.taught_cursor,
+                max_records=s.retention_max_records,
+                ttl_seconds=s.retention_ttl_seconds,
+                retention_interval_seconds=s.retention_interval_seconds,
+                poll_seconds=s.store_poll_seconds,
+            )
+            self.maintenance.start()
             self.ready_after = time.monotonic() - self.started_at
         except LatentError as exc:
             self._startup_error = exc
@@ -104,6 +118,9 @@ class LatentService:
         """Save indexes and close the store (waits for a startup in progress, so nothing is left half-open)."""
         if self._started:
             self._ready.wait(timeout=600)
+        if self.maintenance is not None:
+            self.maintenance.stop()
+            self.maintenance = None
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -116,7 +133,6 @@ class LatentService:
         namespace = self._namespace(namespace)
         vectors = self.embedder.embed(texts)
         stored = self._store().add(namespace, vectors, self._texts_to_store(texts))
-        self._apply_retention(namespace)
         result: dict[str, Any] = {"handles": [r.handle for r in stored]}
         if return_vectors:
             result["dim"] = int(vectors.shape[1])
@@ -144,7 +160,6 @@ class LatentService:
         fitted = self._profiles(evaluate, default_all=False)
         vector = self.embedder.embed([text])
         record = self._store().add(namespace, vector, self._texts_to_store([text]), from_agent, parent, meta)[0]
-        self._apply_retention(namespace)
         result: dict[str, Any] = {"handle": record.handle}
         if fitted:
             result["verdicts"] = self._shown(self._judge(fitted, vector[0], detail), detail)
@@ -226,17 +241,19 @@ class LatentService:
         """Delete a namespace's handoffs and index."""
         return {"namespace": namespace, "dropped": self._store().drop(check_namespace(namespace))}
 
-    def _apply_retention(self, namespace: str) -> None:
-        s = self.settings
-        if not (s.retention_max_records or s.retention_ttl_seconds):
-            return
-        self._writes_since_compaction += 1
-        # Compaction is a DELETE plus index marks: amortise it over writes instead of paying it every call.
-        if self._writes_since_compaction >= RETENTION_EVERY or (
-            s.retention_max_records and self._writes_since_compaction >= s.retention_max_records
-        ):
-            self._writes_since_compaction = 0
-            self._store().compact(namespace, s.retention_max_records or None, s.retention_ttl_seconds or None)
+    def _learn_taught(self, exemplars: list[TaughtExemplar]) -> None:
+        """Exemplars that other servers on the store taught (from the maintenance thread): merged into the
+        profiles, whose next verdict refits like after a local `teach`."""
+        with self._fit_lock:
+            for exemplar in exemplars:
+                profile = self.registry.profiles.get(exemplar.profile)
+                if profile is None:
+                    continue
+                before = profile.taught
+                if self.registry.merge_taught(exemplar).taught != before:
+                    previous = self._fitted.pop(profile.name, None)
+                    if previous is not None:
+                        self._superseded[profile.name] = previous
 
     def list_profiles(self) -> list[dict[str, Any]]:
         self.wait_ready()
@@ -368,7 +385,10 @@ class LatentService:
         """How each verdict moved against the parent handoff's (None without a parent)."""
         if record is None or record.parent is None:
             return None
-        parent = self._store().get(record.parent, record.namespace)
+        try:
+            parent = self._store().get(record.parent, record.namespace)
+        except NotFound:  # retention or a drop removed it since: say so instead of failing the whole call
+            return {"handle": record.parent, "stored": False, "note": "the parent is no longer stored (retention)"}
         changes: dict[str, Any] = {}
         for name, profile in fitted.items():
             was, now = profile.verdict(parent.vector), verdicts[name]

@@ -51,9 +51,23 @@ class Settings(BaseSettings):
     default_namespace: str = Field("default", description="namespace used when a call names none")
 
     retention_max_records: int = Field(
-        0, ge=0, description="per-namespace cap on stored handoffs, oldest dropped first; 0 = unlimited"
+        0,
+        ge=0,
+        description="per-namespace cap on stored handoffs, oldest dropped first; 0 = unlimited (applied to every "
+        "namespace every `retention_interval_seconds`, so a busy namespace may pass it briefly)",
     )
-    retention_ttl_seconds: float = Field(0, ge=0, description="drop handoffs older than this; 0 = keep forever")
+    retention_ttl_seconds: float = Field(
+        0, ge=0, description="drop handoffs older than this, in every namespace (written to or not); 0 = keep forever"
+    )
+    retention_interval_seconds: float = Field(
+        60.0, gt=0, description="how often the cap and TTL are applied to every namespace (a background thread)"
+    )
+    store_poll_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="how often a server looks for exemplars taught by other servers on the same store (one indexed "
+        "read); a teach reaches every server's next verdict within about this delay",
+    )
 
     # --- HNSW (handoff index) -----------------------------------------------------------------------------------
     hnsw_m: int = Field(16, ge=4, le=96, description="HNSW graph degree M: recall and memory grow with it")

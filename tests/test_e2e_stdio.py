@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -132,7 +134,8 @@ async def test_modern_protocol_and_teach_through_the_server(tmp_path):
         assert verdict["verdicts"]["mood"]["neighbours"][0][0] == taught_text
         refused = await client.call_tool("teach", {"profile": "risk", "label": "high", "text": "x"})
         assert refused.is_error and "ALLOW_TEACH_BUILTIN" in refused.content[0].text
-    assert "catastrophe" in (profiles_dir / "mood.taught.jsonl").read_text()
+    with closing(sqlite3.connect(tmp_path / "d" / "latent.db")) as db:  # taught exemplars live in the store
+        assert db.execute("SELECT label, text FROM taught WHERE profile = 'mood'").fetchall() == [("sad", taught_text)]
 
 
 def test_stdout_carries_only_protocol_and_tools_list_answers_fast(tmp_path):

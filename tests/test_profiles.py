@@ -1,10 +1,13 @@
 """Profile files: validation errors name the file and field; taught exemplars merge in."""
 
+import json
+
 import pytest
 from conftest import write_profile
 
 from mcp_latent.errors import NotFound, ProfileError
-from mcp_latent.profiles import ProfileRegistry, builtin_profiles_dir, read_profile_file
+from mcp_latent.profiles import ProfileRegistry, builtin_profiles_dir, import_taught_logs, read_profile_file
+from mcp_latent.sqlite_store import SqliteStore
 
 
 def test_shipped_profiles_are_valid_and_rich():
@@ -60,16 +63,38 @@ def test_name_must_match_file_and_values_all_or_none(tmp_path):
         read_profile_file(path)
 
 
-def test_taught_exemplars_persist_and_merge(tmp_path):
+def test_taught_exemplars_persist_in_the_store_and_merge(tmp_path):
     write_profile(tmp_path, "p", {"a": ["x"], "b": ["y"]})
-    registry = ProfileRegistry(tmp_path, include_builtin=False)
+    store = SqliteStore(tmp_path / "data", 4, "m")
+    registry = ProfileRegistry(tmp_path, include_builtin=False, store=store)
     registry.load_all()
     registry.append_taught("p", "a", "new text")
-    again = ProfileRegistry(tmp_path, include_builtin=False)
+    assert registry.get("p").spec.labels[0].examples == ["x", "new text"]
+    again = ProfileRegistry(tmp_path, include_builtin=False, store=store)
     profile = again.load_all()["p"]
     assert profile.spec.labels[0].examples == ["x", "new text"] and profile.taught == 1
+    assert not list(tmp_path.glob("*.taught.jsonl"))  # the store is the only place taught exemplars go
     with pytest.raises(NotFound, match="available: p"):
         again.get("nope")
+    store.close()
+
+
+def test_taught_logs_of_older_versions_are_imported_once_without_loss(tmp_path):
+    write_profile(tmp_path, "p", {"a": ["x"], "b": ["y"]})
+    log = tmp_path / "p.taught.jsonl"
+    lines = [{"label": "a", "text": "first"}, {"label": "b", "text": "second"}, {"label": "a", "text": "first"}]
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"label": "a", "te', encoding="utf-8")
+    store = SqliteStore(tmp_path / "data", 4, "m")
+    assert import_taught_logs(store, tmp_path) == 3  # the torn last line of a crash is skipped, repeats are kept
+    assert import_taught_logs(store, tmp_path) == 0
+    with log.open("a", encoding="utf-8") as more:  # an older server still appending
+        more.write('\n{"label": "b", "text": "third"}\n')
+    assert import_taught_logs(store, tmp_path) == 1
+    registry = ProfileRegistry(tmp_path, include_builtin=False, store=store)
+    profile = registry.load_all()["p"]
+    assert profile.spec.labels[0].examples == ["x", "first", "first"] and profile.taught == 4
+    assert {t.source for t in store.taught()} == {"import:p.taught.jsonl"}
+    store.close()
 
 
 def test_user_profile_shadows_builtin(tmp_path):

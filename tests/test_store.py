@@ -1,6 +1,7 @@
 """The latent store: durable records, namespaces, the derived HNSW index, several processes on one dir."""
 
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from mcp_latent.errors import InvalidInput, NotFound, StoreError
 from mcp_latent.sqlite_schema import SCHEMA_VERSION
 from mcp_latent.sqlite_store import SqliteStore as LatentStore
 from mcp_latent.store import HANDLE_RE
+from mcp_latent.vector_index import VectorIndex
 
 DIM = 16
 
@@ -182,3 +184,129 @@ def test_schema_from_a_newer_version_is_refused(tmp_path):
     db.close()
     with pytest.raises(StoreError, match="newer than this mcp-latent knows"):
         LatentStore(tmp_path, DIM, "m")
+
+
+def test_a_committed_write_is_never_reported_failed_and_the_index_repairs(store, monkeypatch, caplog):
+    """Issue #12: `add` committed, then failed in the index step: an acknowledged write reported as an error."""
+    first = store.add("ns", unit(5), ["x"] * 5)
+    store.similar("ns", first[0].vector, 1)  # the namespace's index is loaded: the next add updates it
+    real_add = VectorIndex.add
+    failures = iter([RuntimeError("hnswlib: cannot allocate")])
+
+    def flaky_add(self, labels, vectors):
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        real_add(self, labels, vectors)
+
+    monkeypatch.setattr(VectorIndex, "add", flaky_add)
+    late = store.add("ns", unit(1, 9), ["late"])[0]  # must not raise: the row is committed
+    assert "rebuilding it on next read" in caplog.text
+    assert store.similar("ns", late.vector, 1)[0][0].handle == late.handle
+    assert store.count("ns") == 6
+
+
+def test_write_lock_held_elsewhere_is_a_store_error_for_every_writer(store, monkeypatch, caplog):
+    """Issue #12: only __init__ and add translated sqlite3 errors; compact and drop leaked 'database is locked'."""
+    monkeypatch.setattr("mcp_latent.sqlite_store._BUSY_TIMEOUT_S", 0.05)
+    store.close()
+    store = LatentStore(store.data_dir, DIM, "m")  # reopened with the short busy timeout
+    handle = store.add("ns", unit(1), ["x"])[0].handle
+    other = sqlite3.connect(store.data_dir / "latent.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        for call in (
+            lambda: store.add("ns", unit(1), ["y"]),
+            lambda: store.compact("ns", max_records=0, ttl_seconds=1e-9),
+            lambda: store.retention(ttl_seconds=1e-9),
+            lambda: store.drop("ns"),
+            lambda: store.add_taught("p", "a", "t"),
+        ):
+            with pytest.raises(StoreError, match="database is locked.*retry"):
+                call()
+        assert store.get(handle, "ns").text == "x"  # WAL: reads go on while another process writes
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert "database is locked" in caplog.text
+    assert store.count("ns") == 1 and store.add("ns", unit(1), ["z"])  # the writer is usable again
+    store.close()
+
+
+class BrokenConnection:
+    """A connection whose every statement fails like a corrupted or vanished database file."""
+
+    def execute(self, *args, **kwargs):
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+
+def test_every_read_translates_database_errors(store, monkeypatch, caplog):
+    """Issue #12: get, similar, count, namespaces leaked raw sqlite3 errors."""
+    record = store.add("ns", unit(1), ["x"])[0]
+    monkeypatch.setattr(store, "_reader", lambda: BrokenConnection())
+    for call in (
+        lambda: store.get(record.handle, "ns"),
+        lambda: store.similar("ns", record.vector, 1),
+        lambda: store.count("ns"),
+        lambda: store.count(),
+        lambda: store.namespaces(),
+        lambda: list(store.export("ns")),
+        lambda: store.taught(),
+        lambda: store.changes(),
+    ):
+        with pytest.raises(StoreError, match="malformed"):
+            call()
+    assert caplog.text.count("malformed") >= 8
+
+
+def test_index_errors_are_store_errors(store, monkeypatch):
+    store.add("ns", unit(3), ["x"] * 3)
+
+    def broken_search(self, vector, k):
+        raise RuntimeError("Cannot return the results in a contiguous 2D array")
+
+    monkeypatch.setattr(VectorIndex, "search", broken_search)
+    with pytest.raises(StoreError, match="contiguous"):
+        store.similar("ns", unit(1)[0], 2)
+
+
+def test_parent_is_checked_inside_the_insert_transaction(store):
+    """Issue #12: the parent was checked before the transaction, so a removal in between left an orphan."""
+    parent = store.add("ns", unit(1), ["p"])[0].handle
+    statements: list[str] = []
+    store._writer.set_trace_callback(statements.append)
+    store.add("ns", unit(1, 1), ["c"], parent=parent)
+    store._writer.set_trace_callback(None)
+    begin = statements.index("BEGIN IMMEDIATE")
+    check = next(i for i, s in enumerate(statements) if s.startswith("SELECT 1 FROM handoffs WHERE handle"))
+    insert = next(i for i, s in enumerate(statements) if s.startswith("INSERT INTO handoffs"))
+    assert begin < check < insert < statements.index("COMMIT")
+
+
+def test_index_sidecars_are_replaced_atomically(tmp_path, monkeypatch):
+    """Issue #12: the index sidecar files were written in place: a crash mid-write left them torn."""
+    store = LatentStore(tmp_path, DIM, "m")
+    records = store.add("ns", unit(6), ["x"] * 6)
+    store.similar("ns", records[0].vector, 1)
+    store.compact("ns", max_records=3)
+    store.similar("ns", records[0].vector, 1)  # the index now has deleted labels: the deleted sidecar is non-empty
+    store.close()
+    sidecars = sorted((tmp_path / "index").glob("*.json"))
+    before = {path: path.read_bytes() for path in sidecars}
+    assert len(before) == 2
+    real_write = Path.write_text
+
+    def torn_write(self, data, *args, **kwargs):  # a crash half-way through writing
+        real_write(self, data[: len(data) // 2], *args, **kwargs)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", torn_write)
+    again = LatentStore(tmp_path, DIM, "m")
+    again.add("ns", unit(2, 3), ["y"] * 2)
+    again.similar("ns", records[0].vector, 1)
+    again.close()  # logs the failed save; must leave the previous sidecars whole
+    assert {path: path.read_bytes() for path in sidecars} == before
+    monkeypatch.undo()
+    reopened = LatentStore(tmp_path, DIM, "m")
+    assert len(reopened.similar("ns", records[5].vector, 10)) == 5
+    reopened.close()
