@@ -24,7 +24,8 @@ class VectorIndex:
         # hnswlib is not safe for add and query at once ("Cannot return the results in a contiguous 2D array").
         self._lock = threading.Lock()
         self._index = hnswlib.Index(space="cosine", dim=dim)
-        self._index.init_index(max_elements=max(capacity, 16), M=m, ef_construction=ef_construction)
+        if capacity:  # 0: `load` fills it (hnswlib warns on stderr when loading over an initialised index)
+            self._index.init_index(max_elements=max(capacity, 16), M=m, ef_construction=ef_construction)
         self._set_ef(ef_search)
         self._deleted: set[int] = set()
 
@@ -110,7 +111,7 @@ class VectorIndex:
 
     @classmethod
     def load(cls, path: Path, dim: int, m: int, ef_construction: int, ef_search: int) -> VectorIndex:
-        index = cls(dim, m=m, ef_construction=ef_construction, ef_search=ef_search, capacity=16)
+        index = cls(dim, m=m, ef_construction=ef_construction, ef_search=ef_search, capacity=0)
         try:
             index._index.load_index(str(path), allow_replace_deleted=False)
         except Exception as exc:
