@@ -90,14 +90,14 @@ class SqliteStore(LatentStore):
     def __init__(
         self,
         data_dir: Path,
-        dim: int,
-        model_id: str,
+        dim: int | None,
+        model_id: str | None,
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 200,
         hnsw_ef_search: int = 64,
     ):
         self.data_dir = Path(data_dir)
-        self.dim = dim
+        self.dim = dim or 0
         self.model_id = model_id
         self._hnsw = {"m": hnsw_m, "ef_construction": hnsw_ef_construction, "ef_search": hnsw_ef_search}
         self.index_dir = self.data_dir / "index"
@@ -172,6 +172,10 @@ class SqliteStore(LatentStore):
             ) from exc
 
     def _check_model(self) -> None:
+        if self.model_id is None:  # opened without a model: adopt the data dir's (0 / None while it holds none)
+            stored = dict(self._writer.execute("SELECT key, value FROM store_info").fetchall())
+            self.model_id, self.dim = stored.get("model_id"), int(stored.get("dim", 0))
+            return
         with self._write() as db:
             db.execute(
                 "INSERT OR IGNORE INTO store_info(key, value) VALUES ('model_id', ?), ('dim', ?)",

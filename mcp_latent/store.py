@@ -163,8 +163,8 @@ class LatentStore(ABC):
     Threads: every method may be called from any thread at once; the backend owns its connections and locks.
     """
 
-    dim: int
-    model_id: str
+    dim: int  # 0 when opened without a model on a data dir that holds none yet
+    model_id: str | None
 
     def add(
         self,
@@ -230,8 +230,11 @@ class LatentStore(ABC):
     def close(self) -> None: ...
 
 
-def open_store(settings: Settings, dim: int, model_id: str) -> LatentStore:
-    """The backend the settings name (the embedded SQLite store by default), opened and migrated."""
+def open_store(settings: Settings, dim: int | None = None, model_id: str | None = None) -> LatentStore:
+    """The backend the settings name (the embedded SQLite store by default), opened and migrated.
+
+    Without `model_id` the store adopts the model its data already holds: enough for commands that only read
+    (taught exemplars, namespaces, export) without loading the model; writing vectors then fails with StoreError."""
     from .sqlite_store import SqliteStore  # backends import lazily: the default install needs no database client
 
     return SqliteStore(

@@ -310,3 +310,20 @@ def test_index_sidecars_are_replaced_atomically(tmp_path, monkeypatch):
     reopened = LatentStore(tmp_path, DIM, "m")
     assert len(reopened.similar("ns", records[5].vector, 10)) == 5
     reopened.close()
+
+
+def test_opened_without_a_model_it_reads_and_adopts_the_data_dirs_model(tmp_path):
+    """Commands that only read (taught exemplars, namespaces) open the store without loading the model."""
+    writer = LatentStore(tmp_path / "state", DIM, "m")
+    record = writer.add("ns", unit(1), ["x"])[0]
+    writer.add_taught("p", "a", "taught")
+    reader = LatentStore(tmp_path / "state", None, None)
+    assert (reader.model_id, reader.dim) == ("m", DIM)
+    assert reader.get(record.handle, "ns").text == "x" and [t.text for t in reader.taught()] == ["taught"]
+    reader.close()
+    writer.close()
+    empty = LatentStore(tmp_path / "empty", None, None)
+    assert (empty.model_id, empty.dim, empty.taught()) == (None, 0, [])
+    with pytest.raises(StoreError, match="do not fit"):
+        empty.add("ns", unit(1), ["x"])
+    empty.close()
