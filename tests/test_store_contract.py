@@ -1,7 +1,8 @@
 """The `LatentStore` contract (store.py), checked against every backend.
 
 A backend joins by adding a parameter to `open_backend`: a factory that opens a new store instance on ONE
-shared state each time it is called (two instances stand for two processes or two hosts).
+shared state each time it is called (two instances stand for two processes or two hosts). The PostgreSQL
+backend runs against a real PostgreSQL + pgvector (the session's `postgres` fixture), one schema per test.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from mcp_latent.errors import InvalidInput, NotFound
+from mcp_latent.errors import InvalidInput, NotFound, StoreError
 from mcp_latent.sqlite_store import SqliteStore
 from mcp_latent.store import LatentStore
 
@@ -24,13 +25,19 @@ def unit(rows: int, seed: int = 0) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def open_backend(request, tmp_path) -> Iterator[Callable[[], LatentStore]]:
     opened: list[LatentStore] = []
+    if request.param == "postgres":
+        from mcp_latent.postgres_store import PostgresStore
+
+        url, schema = request.getfixturevalue("postgres").url, request.getfixturevalue("pg_schema")
 
     def factory() -> LatentStore:
         if request.param == "sqlite":
             store = SqliteStore(tmp_path / "state", DIM, "m")
+        else:
+            store = PostgresStore(url, DIM, "m", schema=schema)
         opened.append(store)
         return store
 
@@ -136,3 +143,40 @@ def test_changes_name_removals_and_teaches_but_not_inserts(open_backend):
     assert second.changes(changed.cursor).scopes == {}
     first.drop("ns")
     assert second.changes(changed.cursor).namespaces == {"ns"}
+
+
+def test_similar_is_best_first_complete_and_per_namespace(store):
+    """A small namespace beside a large one still gets its full top-k (a filtered HNSW walk can come up short)."""
+    big = unit(3000, seed=1)
+    for start in range(0, len(big), 1000):
+        store.add("big", big[start : start + 1000], [None] * 1000)
+    small = store.add("small", unit(30, seed=2), [f"s{i}" for i in range(30)])
+    query = unit(1, seed=3)[0]
+    hits = store.similar("small", query, 10)
+    assert len(hits) == 10 and all(h.namespace == "small" for h, _ in hits)
+    similarities = [s for _, s in hits]
+    assert similarities == sorted(similarities, reverse=True) and all(-1 <= s <= 1 for s in similarities)
+    exact = sorted(small, key=lambda r: -float(r.vector @ query))[:10]
+    assert [h.handle for h, _ in hits] == [r.handle for r in exact]
+    np.testing.assert_allclose(similarities, [float(r.vector @ query) for r in exact], atol=1e-5)
+
+
+def test_similar_k_beyond_the_search_list_and_exclude(store):
+    records = store.add("ns", unit(150, seed=4), [None] * 150)
+    hits = store.similar("ns", records[0].vector, 120, exclude=records[0].handle)
+    assert len(hits) == 120 and records[0].handle not in {h.handle for h, _ in hits}
+    assert len(store.similar("empty", records[0].vector, 5)) == 0
+
+
+def test_export_streams_every_record_in_order(store):
+    made = store.add("ns", unit(1200, seed=5), [str(i) for i in range(1200)])
+    assert [r.handle for r in store.export("ns")] == [r.handle for r in made]
+
+
+def test_a_closed_store_refuses_with_a_store_error(open_backend):
+    store = open_backend()
+    store.add("ns", unit(1), ["x"])
+    store.close()
+    store.close()  # idempotent
+    with pytest.raises(StoreError, match="closed"):
+        store.add("ns", unit(1), ["y"])
