@@ -1,6 +1,7 @@
 """The latent store: durable records, namespaces, the derived HNSW index, several processes on one dir."""
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -327,3 +328,39 @@ def test_opened_without_a_model_it_reads_and_adopts_the_data_dirs_model(tmp_path
     with pytest.raises(StoreError, match="do not fit"):
         empty.add("ns", unit(1), ["x"])
     empty.close()
+
+
+def test_threads_of_two_instances_writing_searching_and_compacting_at_once(tmp_path):
+    """One writer connection, per-thread readers and the index lock hold under mixed load from two processes; the
+    index is rebuilt once removed records outnumber live ones (before: live records among 400 removed went missing)."""
+    stores = [LatentStore(tmp_path, DIM, "m"), LatentStore(tmp_path, DIM, "m")]
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        store, rng = stores[n % 2], np.random.default_rng(n)
+        try:
+            for i in range(150):
+                vector = unit(1, 1000 * n + i)
+                if i % 10 == 9:
+                    store.compact("ns", max_records=40)
+                elif i % 3:
+                    store.add("ns", vector, [f"{n}-{i}"])
+                else:
+                    store.similar("ns", vector[0], int(rng.integers(1, 8)))
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    stores[0].compact("ns", max_records=40)
+    live = list(stores[0].export("ns"))
+    assert len(live) == 40
+    for store in stores:
+        for record in live:
+            assert store.similar("ns", record.vector, 1)[0][0].handle == record.handle
+        assert len(store.similar("ns", live[0].vector, 50)) == 40
+        store.close()
