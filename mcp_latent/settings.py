@@ -68,6 +68,12 @@ class Settings(BaseSettings):
         description="how often a server looks for exemplars taught by other servers on the same store (one indexed "
         "read); a teach reaches every server's next verdict within about this delay",
     )
+    sqlite_busy_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="how long a write to the embedded store waits for another process's write lock on the same data "
+        "dir before the call fails with a tool error saying to retry",
+    )
 
     # --- HNSW (handoff index) -----------------------------------------------------------------------------------
     hnsw_m: int = Field(16, ge=4, le=96, description="HNSW graph degree M: recall and memory grow with it")

@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 _COLUMNS = "seq, handle, namespace, from_agent, created_at, parent, meta, text, vector"
 _TAUGHT_COLUMNS = "id, profile, label, text, source, created_at"
-_BUSY_TIMEOUT_S = 30.0  # how long a statement waits for another process's write lock before failing
 _PAGE = 10_000  # rows read per query when building or catching up an index
 
 T = TypeVar("T")
@@ -92,6 +91,7 @@ class SqliteStore(LatentStore):
         data_dir: Path,
         dim: int | None,
         model_id: str | None,
+        busy_timeout_s: float = 30.0,
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 200,
         hnsw_ef_search: int = 64,
@@ -102,6 +102,7 @@ class SqliteStore(LatentStore):
         self._hnsw = {"m": hnsw_m, "ef_construction": hnsw_ef_construction, "ef_search": hnsw_ef_search}
         self.index_dir = self.data_dir / "index"
         self._path = self.data_dir / "latent.db"
+        self._busy_timeout_s = busy_timeout_s  # how long a statement waits for another process's write lock
         self._write_lock = threading.Lock()
         self._index_lock = threading.RLock()
         self._indexes: dict[str, _NamespaceIndex] = {}
@@ -121,7 +122,7 @@ class SqliteStore(LatentStore):
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: autocommit; write transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
-        db = sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self._path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)
         # NORMAL in WAL mode: a commit survives a process crash (kill -9); only a power cut may drop the last one.
         db.execute("PRAGMA synchronous=NORMAL")
         return db

@@ -267,6 +267,7 @@ def open_store(settings: Settings, dim: int | None = None, model_id: str | None 
         Path(settings.data_dir),
         dim,
         model_id,
+        busy_timeout_s=settings.sqlite_busy_timeout_seconds,
         hnsw_m=settings.hnsw_m,
         hnsw_ef_construction=settings.hnsw_ef_construction,
         hnsw_ef_search=settings.hnsw_ef_search,

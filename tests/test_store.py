@@ -207,11 +207,10 @@ def test_a_committed_write_is_never_reported_failed_and_the_index_repairs(store,
     assert store.count("ns") == 6
 
 
-def test_write_lock_held_elsewhere_is_a_store_error_for_every_writer(store, monkeypatch, caplog):
+def test_write_lock_held_elsewhere_is_a_store_error_for_every_writer(store, caplog):
     """Issue #12: only __init__ and add translated sqlite3 errors; compact and drop leaked 'database is locked'."""
-    monkeypatch.setattr("mcp_latent.sqlite_store._BUSY_TIMEOUT_S", 0.05)
     store.close()
-    store = LatentStore(store.data_dir, DIM, "m")  # reopened with the short busy timeout
+    store = LatentStore(store.data_dir, DIM, "m", busy_timeout_s=0.05)  # reopened with a short busy timeout
     handle = store.add("ns", unit(1), ["x"])[0].handle
     other = sqlite3.connect(store.data_dir / "latent.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
