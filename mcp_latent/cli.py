@@ -1,4 +1,6 @@
-"""The `mcp-latent` command line: serve, evaluate, profiles list/check/build/eval/teach. No logic of its own."""
+"""The `mcp-latent` command line: serve, evaluate, profiles list/check/build/eval/teach, namespaces. No logic of its
+own. Commands that only read files (`profiles list`, `profiles check`, `--help`, `--version`) never import the
+embedding stack: engine modules are imported inside the commands that need them."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import LatentError
+from . import __version__
+from .errors import InvalidInput, LatentError
 
 
 def _quiet_libraries() -> None:
@@ -21,14 +24,22 @@ def _quiet_libraries() -> None:
 
 
 def _settings(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
     from .settings import Settings
 
     overrides = {
         key: getattr(args, key)
-        for key in ("data_dir", "profiles_dir", "model", "transport", "host", "port", "token", "log_level")
+        for key in getattr(args, "setting_flags", ())  # the options that mirror a setting (see _setting_option)
         if getattr(args, key, None) is not None
     }
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:  # a bad flag or MCP_LATENT_* variable: name it, no traceback
+        problems = "; ".join(
+            f"MCP_LATENT_{'_'.join(map(str, err['loc'])).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise InvalidInput(f"invalid setting: {problems}.") from exc
     logging.basicConfig(
         level=settings.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -74,11 +85,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles_list(args: argparse.Namespace) -> int:
-    service = _service(args)
-    try:
-        profiles = service.list_profiles()
-    finally:
-        service.close()
+    from .profiles import ProfileRegistry
+
+    settings = _settings(args)  # reads the profile files only: no model, no store, no fit
+    registry = ProfileRegistry(settings.user_profiles_dir, settings.builtin_profiles)
+    profiles = [profile.summary() for profile in registry.load_all().values()]
     if args.json:
         _print_json(profiles)
         return 0
@@ -187,62 +198,104 @@ def cmd_profiles_teach(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_namespaces(args: argparse.Namespace) -> int:
+def cmd_namespaces_list(args: argparse.Namespace) -> int:
     service = _service(args)
     try:
-        if args.action == "list":
-            for entry in service.namespaces()["namespaces"]:
-                print(f"{entry['namespace']:<32} {entry['count']:>8} handoffs")
-        elif args.action == "export":
-            for record in service.export_namespace(args.namespace):
-                _print_json(record)
-        else:
-            _print_json(service.drop_namespace(args.namespace))
+        for entry in service.namespaces()["namespaces"]:
+            print(f"{entry['namespace']:<32} {entry['count']:>8} handoffs")
     finally:
         service.close()
     return 0
 
 
+def cmd_namespaces_export(args: argparse.Namespace) -> int:
+    service = _service(args)
+    try:
+        for record in service.export_namespace(args.namespace):  # NotFound (exit 2) for an unknown namespace
+            _print_json(record)
+    finally:
+        service.close()
+    return 0
+
+
+def cmd_namespaces_drop(args: argparse.Namespace) -> int:
+    if not args.yes:  # checked before anything is loaded or opened
+        raise InvalidInput(
+            f"`namespaces drop {args.namespace}` deletes every handoff of that namespace for good; add --yes to "
+            f"confirm (keep a copy first: mcp-latent namespaces export {args.namespace} > {args.namespace}.jsonl)."
+        )
+    service = _service(args)
+    try:
+        service._existing_namespace(args.namespace)  # a mistyped name is an error, not "dropped 0"
+        _print_json(service.drop_namespace(args.namespace))
+    finally:
+        service.close()
+    return 0
+
+
+# --- options: the ones that mirror a setting take their help from it and name its environment variable ------------
+
+
+def _setting_option(parser: argparse.ArgumentParser, flag: str, field: str, **kwargs: Any) -> None:
+    """An option that overrides setting `field`; its help is the setting's description plus its variable."""
+    from .settings import Settings
+
+    info = Settings.model_fields[field]
+    default = "" if info.default in (None, "") or info.default_factory else f"default {info.default}; "
+    help_text = f"{info.description} ({default}env MCP_LATENT_{field.upper()})"
+    parser.add_argument(flag, dest=field, help=help_text.replace("%", "%%"), **kwargs)
+    flags = parser.get_default("setting_flags") or ()
+    parser.set_defaults(setting_flags=(*flags, field))
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", help="data directory (MCP_LATENT_DATA_DIR)")
-    parser.add_argument("--profiles-dir", help="user profiles directory (MCP_LATENT_PROFILES_DIR)")
-    parser.add_argument("--model", help="sentence-transformers model name or path (MCP_LATENT_MODEL)")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="(MCP_LATENT_LOG_LEVEL)")
+    _setting_option(parser, "--data-dir", "data_dir", metavar="DIR")
+    _setting_option(parser, "--profiles-dir", "profiles_dir", metavar="DIR")
+    _setting_option(parser, "--model", "model", metavar="NAME_OR_PATH")
+    _setting_option(parser, "--log-level", "log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
 def _add_data_fields(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="source", required=True, help="labeled data: .jsonl or .csv")
-    parser.add_argument("--text-field", default="text")
-    parser.add_argument("--label-field", default="label")
-    parser.add_argument("--split-field", default="split")
+    parser.add_argument("--from", dest="source", required=True, metavar="FILE", help="labeled data: .jsonl or .csv")
+    parser.add_argument("--text-field", default="text", help="field (column) holding the text (default: text)")
+    parser.add_argument("--label-field", default="label", help="field (column) holding the label (default: label)")
+    parser.add_argument(
+        "--split-field", default="split", help="field (column) naming each row's split (default: split)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mcp-latent", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="mcp-latent",
+        description=__doc__.split("\n")[0] if __doc__ else None,
+        epilog="Every setting is also an environment variable MCP_LATENT_<NAME>; see the README's configuration table.",
+    )
+    parser.add_argument("--version", action="version", version=f"mcp-latent {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the MCP server (stdio by default)")
     _add_common(serve)
-    serve.add_argument("--transport", choices=["stdio", "http"])
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--token", help="bearer token for HTTP (MCP_LATENT_TOKEN); required off loopback")
+    _setting_option(serve, "--transport", "transport", choices=["stdio", "http"])
+    _setting_option(serve, "--host", "host")
+    _setting_option(serve, "--port", "port", type=int)
+    _setting_option(serve, "--token-file", "token_file", metavar="FILE")
+    _setting_option(serve, "--token", "token")
     serve.set_defaults(func=cmd_serve)
 
     evaluate = commands.add_parser("evaluate", help="print verdicts for a text")
     _add_common(evaluate)
-    evaluate.add_argument("text")
+    evaluate.add_argument("text", help="the text to judge")
     evaluate.add_argument("--profile", action="append", help="profile to apply (repeatable; default all)")
     evaluate.add_argument("--detail", action="store_true", help="show evidence")
     evaluate.add_argument("--json", action="store_true", help="print the JSON result")
     evaluate.set_defaults(func=cmd_evaluate)
 
     profiles = commands.add_parser("profiles", help="list, check, build, evaluate and teach profiles")
-    sub = profiles.add_subparsers(dest="profiles_command", required=True)
+    sub = profiles.add_subparsers(dest="profiles_command", required=True, metavar="ACTION")
 
-    listing = sub.add_parser("list", help="list available profiles")
+    listing = sub.add_parser("list", help="list available profiles (reads the files only)")
     _add_common(listing)
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(func=cmd_profiles_list)
 
     check = sub.add_parser("check", help="validate every profile file")
@@ -252,10 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build", help="build a profile from labeled JSONL/CSV")
     _add_common(build)
     _add_data_fields(build)
-    build.add_argument("--name", required=True)
+    build.add_argument("--name", required=True, help="profile name: letters, digits, '.', '_', '-' (the file name)")
     build.add_argument("--out", help="directory for the profile file (default: the user profiles dir)")
     build.add_argument("--split", help="use only rows whose split field has this value (e.g. train)")
-    build.add_argument("--description")
+    build.add_argument("--description", help="one line saying what the profile judges")
     build.add_argument("--target-accuracy", type=float, default=0.98, help="answered-accuracy target (abstention)")
     build.add_argument(
         "--target-oos-recall", type=float, default=0.8, help="share of out-of-scope texts to flag (simulated)"
@@ -267,24 +320,33 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="measure a profile on labeled data (accuracy, coverage, calibration, plots)")
     _add_common(ev)
     _add_data_fields(ev)
-    ev.add_argument("--profile", required=True)
-    ev.add_argument("--split", default="test")
+    ev.add_argument("--profile", required=True, help="the profile to measure")
+    ev.add_argument("--split", default="test", help="rows of this split are the test set (default: test)")
     ev.add_argument("--out", default="eval-out", help="directory for summary.json, summary.md and PNG plots")
-    ev.add_argument("--no-baselines", action="store_true")
+    ev.add_argument("--no-baselines", action="store_true", help="skip the baseline classifiers")
     ev.set_defaults(func=cmd_profiles_eval)
-
-    ns = commands.add_parser("namespaces", help="list, export (JSONL on stdout) or drop namespaces")
-    _add_common(ns)
-    ns.add_argument("action", choices=["list", "export", "drop"])
-    ns.add_argument("namespace", nargs="?", default="default")
-    ns.set_defaults(func=cmd_namespaces)
 
     teach = sub.add_parser("teach", help="add one labeled exemplar to a profile")
     _add_common(teach)
-    teach.add_argument("--profile", required=True)
-    teach.add_argument("--label", required=True)
-    teach.add_argument("text")
+    teach.add_argument("--profile", required=True, help="the profile to teach")
+    teach.add_argument("--label", required=True, help="the correct label for the text")
+    teach.add_argument("text", help="the exemplar text")
     teach.set_defaults(func=cmd_profiles_teach)
+
+    ns = commands.add_parser("namespaces", help="list, export (JSONL on stdout) or drop namespaces")
+    ns_sub = ns.add_subparsers(dest="namespaces_command", required=True, metavar="ACTION")
+    ns_list = ns_sub.add_parser("list", help="namespaces with their handoff counts")
+    _add_common(ns_list)
+    ns_list.set_defaults(func=cmd_namespaces_list)
+    ns_export = ns_sub.add_parser("export", help="every handoff of a namespace as JSONL (vectors included)")
+    _add_common(ns_export)
+    ns_export.add_argument("namespace", help="the namespace to export")
+    ns_export.set_defaults(func=cmd_namespaces_export)
+    ns_drop = ns_sub.add_parser("drop", help="delete a namespace and all its handoffs (needs --yes)")
+    _add_common(ns_drop)
+    ns_drop.add_argument("namespace", help="the namespace to delete (no default: name it)")
+    ns_drop.add_argument("--yes", action="store_true", help="confirm the deletion (irreversible)")
+    ns_drop.set_defaults(func=cmd_namespaces_drop)
     return parser
 
 

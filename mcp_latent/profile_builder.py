@@ -8,8 +8,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from .errors import InvalidInput
-from .profiles import ProfileSpec, write_profile_file
+from .profiles import PROFILE_NAME_RE, ProfileSpec, write_profile_file
 
 # Per-label texts are capped so a profile file stays loadable; past this, extra rows add little to kNN/linear fits.
 MAX_EXAMPLES_PER_LABEL = 5000
@@ -145,17 +147,26 @@ def build_profile(
     exclude_labels: set[str] | None = None,
 ) -> tuple[ProfileSpec, Path, BuildReport]:
     """Read labeled rows and write `<out_dir>/<name>.toml`; returns the spec, its path and the report."""
+    if not PROFILE_NAME_RE.match(name):  # checked first: the name becomes a file name, and reading can take a while
+        raise InvalidInput(
+            f"profile name {name!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit (it becomes the file name)."
+        )
     rows = read_rows(source)
     examples, report = collect_examples(rows, text_field, label_field, split_field, split, exclude_labels)
-    spec = ProfileSpec.model_validate(
-        {
-            "name": name,
-            "description": description or f"Built from {Path(source).name} ({report.kept} exemplars).",
-            "target_accuracy": target_accuracy,
-            "target_out_of_scope_recall": target_out_of_scope_recall,
-            "labels": [{"name": label, "examples": texts} for label, texts in examples.items()],
-        }
-    )
+    try:
+        spec = ProfileSpec.model_validate(
+            {
+                "name": name,
+                "description": description or f"Built from {Path(source).name} ({report.kept} exemplars).",
+                "target_accuracy": target_accuracy,
+                "target_out_of_scope_recall": target_out_of_scope_recall,
+                "labels": [{"name": label, "examples": texts} for label, texts in examples.items()],
+            }
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in exc.errors())
+        raise InvalidInput(f"cannot build profile {name!r}: {problems}.") from exc
     path = Path(out_dir) / f"{name}.toml"
     write_profile_file(spec, path)
     return spec, path, report

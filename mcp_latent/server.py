@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import errno
 import hmac
 import ipaddress
 import json
 import logging
+import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal, TypeVar
@@ -444,8 +447,11 @@ def build_server(settings: Settings | None = None, service: LatentService | None
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> Response:
-        status = service.status()
-        return JSONResponse({"status": "ok" if status["ready"] else "starting", **status})
+        """200 once the model, store and profiles are ready; 503 before (with the startup phase) or after a failed
+        startup, so process managers and load balancers wait for a server that can answer."""
+        status = await anyio.to_thread.run_sync(service.status)  # counts handoffs: not on the event loop
+        state = "ok" if status["ready"] else "error" if status["startup_error"] else "starting"
+        return JSONResponse({"status": state, **status}, status_code=200 if state == "ok" else 503)
 
     return server
 
@@ -473,19 +479,24 @@ class BearerTokenMiddleware:
         if scope["type"] == "http" and scope["path"] != "/healthz":
             supplied = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not hmac.compare_digest(supplied, self.expected):
+                # RFC 6750: say which scheme is expected, and whether the token sent was wrong.
+                challenge = 'Bearer error="invalid_token"' if supplied else "Bearer"
                 response = JSONResponse(
-                    {"error": "missing or wrong bearer token; send 'Authorization: Bearer <token>'"}, status_code=401
+                    {"error": "missing or wrong bearer token; send 'Authorization: Bearer <token>'"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": challenge},
                 )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
-def http_app(server: MCPServer, settings: Settings) -> Any:
+def http_app(server: MCPServer, settings: Settings, token: str | None = None) -> Any:
     """The streamable HTTP app at /mcp, with DNS-rebinding checks and the optional bearer token."""
-    if not is_loopback(settings.host) and not settings.token:
+    if not is_loopback(settings.host) and not token:
         raise InvalidInput(
-            f"refusing to bind {settings.host} without a token: set --token or MCP_LATENT_TOKEN, or bind 127.0.0.1."
+            f"refusing to bind {settings.host} without a token: set MCP_LATENT_TOKEN or --token-file, "
+            "or bind 127.0.0.1."
         )
     if is_loopback(settings.host):
         security = TransportSecuritySettings(
@@ -496,21 +507,58 @@ def http_app(server: MCPServer, settings: Settings) -> Any:
     else:  # a token is required here; Host values of a public bind are not known in advance
         security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
     app = server.streamable_http_app(transport_security=security, host=settings.host)
-    return BearerTokenMiddleware(app, settings.token) if settings.token else app
+    return BearerTokenMiddleware(app, token) if token else app
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """Bind and listen on host:port now, so a port in use fails at once, before the model loads."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listener = socket.socket(family, kind, proto)
+    except (OSError, UnicodeError) as exc:
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc}; check --host (MCP_LATENT_HOST).") from exc
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: rebind right after a restart
+        listener.bind(address)
+        listener.listen(2048)
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise InvalidInput(
+                f"port {port} on {host} is already in use (another mcp-latent?); stop that process or pick another "
+                "port with --port (MCP_LATENT_PORT)."
+            ) from exc
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}.") from exc
+    return listener
+
+
+def endpoint_url(listener: socket.socket) -> str:
+    host, port = listener.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/mcp"
 
 
 def serve(settings: Settings, transport: Literal["stdio", "http"] | None = None) -> None:
     """Run the server until the client goes away (stdio) or the process is stopped (http)."""
-    service = LatentService(settings)
-    server = build_server(settings, service)
-    try:
-        if (transport or settings.transport) == "stdio":
-            server.run("stdio")
-            return
-        import uvicorn
+    if (transport or settings.transport) == "stdio":
+        service = LatentService(settings)
+        try:
+            build_server(settings, service).run("stdio")
+        finally:
+            service.close()
+        return
+    import uvicorn
 
-        app = http_app(server, settings)
-        service.start_in_background()  # warm up before the first client connects
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    # Everything that can be refused is checked before the model starts loading: a token file, a public bind
+    # without a token, a port in use.
+    token = settings.bearer_token()
+    service = LatentService(settings)
+    app = http_app(build_server(settings, service), settings, token)
+    listener = bind_listener(settings.host, settings.port)
+    try:
+        service.start_in_background()  # warm up before the first client connects; /healthz says 503 until ready
+        print(f"mcp-latent: listening on {endpoint_url(listener)}", file=sys.stderr, flush=True)
+        config = uvicorn.Config(app, log_level=settings.log_level.lower())
+        uvicorn.Server(config).run(sockets=[listener])
     finally:
+        listener.close()
         service.close()

@@ -48,6 +48,9 @@ class LatentService:
         self.started_at = time.monotonic()
         self.maintenance: StoreMaintenance | None = None  # retention and other servers' teaches; owns a thread
         self.ready_after: float | None = None
+        # What startup is doing now, for /healthz and latent://status. Written only by the startup thread, read by
+        # any thread: a str reference is swapped atomically, so readers need no lock.
+        self.phase = "not started"
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -57,18 +60,23 @@ class LatentService:
         try:
             s = self.settings
             if self._embedder is None:
+                self.phase = "loading the embedding model"
                 self._embedder = CachedEmbedder(
                     load_embedder(s.model, s.device, s.effective_torch_threads, s.embed_batch_size),
                     s.embed_cache_size,
                 )
+            self.phase = "opening the store"
             self.store = open_store(s, self._embedder.dim, self._embedder.model_id)
             self.registry.store = self.store
             imported = import_taught_logs(self.store, self.registry.user_dir)
             if imported:
                 log.info("imported %d taught exemplars from .taught.jsonl files into the store", imported)
+            self.phase = "loading profiles"
             self.registry.load_all()
             self.fitter = ProfileFitter(s.data_dir / "cache" / "profiles", self._embedder)
-            for profile in self.registry.profiles.values():
+            profiles = list(self.registry.profiles.values())
+            for number, profile in enumerate(profiles, 1):
+                self.phase = f"fitting profile {profile.name} ({number}/{len(profiles)})"
                 self._fit(profile)
             self.maintenance = StoreMaintenance(
                 self.store,
@@ -81,11 +89,14 @@ class LatentService:
             )
             self.maintenance.start()
             self.ready_after = time.monotonic() - self.started_at
+            self.phase = "ready"
         except LatentError as exc:
             self._startup_error = exc
+            self.phase = "failed"
             log.error("startup failed: %s", exc)
         except Exception as exc:  # keep the server up to report it on every call
             self._startup_error = ModelError(f"startup failed: {exc!r}")
+            self.phase = "failed"
             log.exception("startup failed")
         finally:
             self._ready.set()
@@ -233,9 +244,18 @@ class LatentService:
         return {"namespaces": self._store().namespaces()}
 
     def export_namespace(self, namespace: str) -> Iterator[dict[str, Any]]:
-        """Every record of a namespace as JSON-able dicts (vectors included), oldest first."""
-        for record in self._store().export(check_namespace(namespace)):
+        """Every record of a namespace as JSON-able dicts (vectors included), oldest first; NotFound for a namespace
+        without handoffs (an empty export of a mistyped name would look like a successful one)."""
+        namespace = self._existing_namespace(namespace)
+        for record in self._store().export(namespace):
             yield {**record.public(), "vector": [round(float(v), 6) for v in record.vector]}
+
+    def _existing_namespace(self, namespace: str) -> str:
+        namespace = check_namespace(namespace)
+        known = [entry["namespace"] for entry in self._store().namespaces()]
+        if namespace not in known:
+            raise NotFound(f"namespace {namespace!r} has no handoffs; namespaces: {', '.join(known) or 'none'}.")
+        return namespace
 
     def drop_namespace(self, namespace: str) -> dict[str, Any]:
         """Delete a namespace's handoffs and index."""
@@ -267,7 +287,13 @@ class LatentService:
         return out
 
     def status(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"ready": self.ready, "startup_error": str(self._startup_error or "") or None}
+        info: dict[str, Any] = {
+            "ready": self.ready,
+            "phase": self.phase,
+            "startup_error": str(self._startup_error or "") or None,
+        }
+        if not self.ready:
+            info["elapsed_s"] = round(time.monotonic() - self.started_at, 1)
         if self.ready:
             info.update(
                 model=self.embedder.model_id,

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .errors import InvalidInput
+
 
 def default_data_dir() -> Path:
     """`$XDG_DATA_HOME/mcp-latent`, else `~/.local/share/mcp-latent`."""
@@ -127,7 +129,14 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="HTTP bind address; anything but loopback requires `token`")
     port: int = Field(8765, ge=0, le=65535, description="HTTP port")
-    token: str | None = Field(None, description="bearer token required on every HTTP request when set")
+    token: str | None = Field(
+        None,
+        description="bearer token required on every HTTP request when set (prefer this variable or "
+        "`token_file` to `--token`, which `ps` shows to every user)",
+    )
+    token_file: Path | None = Field(
+        None, description="file whose first line is the bearer token (used when `token` is unset)"
+    )
     structured_content: bool = Field(
         True,
         description="send `structuredContent` (and output schemas) beside the minified text; set false for clients "
@@ -161,6 +170,19 @@ class Settings(BaseSettings):
             self.profiles_dir = self.data_dir / "profiles"
         self.profiles_dir = Path(self.profiles_dir).expanduser()
         return self
+
+    def bearer_token(self) -> str | None:
+        """The HTTP bearer token: `token`, else the first line of `token_file`, else None (no token)."""
+        if self.token or self.token_file is None:
+            return self.token or None
+        try:
+            lines = Path(self.token_file).expanduser().read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read the token file {self.token_file}: {exc.strerror or exc}.") from exc
+        token = lines[0].strip() if lines else ""
+        if not token:
+            raise InvalidInput(f"the token file {self.token_file} is empty; put the token on its first line.")
+        return token
 
     @property
     def user_profiles_dir(self) -> Path:
