@@ -87,9 +87,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_profiles_list(args: argparse.Namespace) -> int:
     from .profiles import ProfileRegistry
 
-    settings = _settings(args)  # reads the profile files only: no model, no store, no fit
-    registry = ProfileRegistry(settings.user_profiles_dir, settings.builtin_profiles)
-    profiles = [profile.summary() for profile in registry.load_all().values()]
+    settings = _settings(args)
+    # The profile files plus the exemplars taught into the store (opened without the model); no fit.
+    store = _store(args) if settings.store_url or settings.data_dir.exists() else None
+    try:
+        registry = ProfileRegistry(settings.user_profiles_dir, settings.builtin_profiles, store=store)
+        profiles = [profile.summary() for profile in registry.load_all().values()]
+    finally:
+        if store is not None:
+            store.close()
     if args.json:
         _print_json(profiles)
         return 0
@@ -198,38 +204,50 @@ def cmd_profiles_teach(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store(args: argparse.Namespace) -> Any:
+    """The data dir's store without the model (it adopts the model its records were made with): namespaces
+    commands only read or delete records."""
+    from .store import open_store
+
+    return open_store(_settings(args))
+
+
 def cmd_namespaces_list(args: argparse.Namespace) -> int:
-    service = _service(args)
+    store = _store(args)
     try:
-        for entry in service.namespaces()["namespaces"]:
+        for entry in store.namespaces():
             print(f"{entry['namespace']:<32} {entry['count']:>8} handoffs")
     finally:
-        service.close()
+        store.close()
     return 0
 
 
 def cmd_namespaces_export(args: argparse.Namespace) -> int:
-    service = _service(args)
+    from .service import export_namespace
+
+    store = _store(args)
     try:
-        for record in service.export_namespace(args.namespace):  # NotFound (exit 2) for an unknown namespace
+        for record in export_namespace(store, args.namespace):  # NotFound (exit 2) for an unknown namespace
             _print_json(record)
     finally:
-        service.close()
+        store.close()
     return 0
 
 
 def cmd_namespaces_drop(args: argparse.Namespace) -> int:
-    if not args.yes:  # checked before anything is loaded or opened
+    from .service import existing_namespace
+
+    if not args.yes:  # checked before anything is opened
         raise InvalidInput(
             f"`namespaces drop {args.namespace}` deletes every handoff of that namespace for good; add --yes to "
             f"confirm (keep a copy first: mcp-latent namespaces export {args.namespace} > {args.namespace}.jsonl)."
         )
-    service = _service(args)
+    store = _store(args)
     try:
-        service._existing_namespace(args.namespace)  # a mistyped name is an error, not "dropped 0"
-        _print_json(service.drop_namespace(args.namespace))
+        namespace = existing_namespace(store, args.namespace)  # a mistyped name is an error, not "dropped 0"
+        _print_json({"namespace": namespace, "dropped": store.drop(namespace)})
     finally:
-        service.close()
+        store.close()
     return 0
 
 

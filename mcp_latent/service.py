@@ -26,6 +26,25 @@ log = logging.getLogger(__name__)
 PREVIEW_CHARS = 120  # text shown per `similar` hit: enough to recognise it, cheap in tokens
 
 
+def existing_namespace(store: LatentStore, namespace: str) -> str:
+    """The namespace, checked; NotFound naming the others when it holds no handoffs (an empty export or a drop of
+    a mistyped name would look like a success)."""
+    namespace = check_namespace(namespace)
+    known = [entry["namespace"] for entry in store.namespaces()]
+    if namespace not in known:
+        raise NotFound(f"namespace {namespace!r} has no handoffs; namespaces: {', '.join(known) or 'none'}.")
+    return namespace
+
+
+def export_namespace(store: LatentStore, namespace: str) -> Iterator[dict[str, Any]]:
+    """Every record of an existing namespace as JSON-able dicts (vectors included), oldest first. A plain function
+    of the store: the command line exports without loading the model."""
+    namespace = existing_namespace(store, namespace)  # checked now, not at the first next()
+    return (
+        {**record.public(), "vector": [round(float(v), 6) for v in record.vector]} for record in store.export(namespace)
+    )
+
+
 class LatentService:
     """One latent state: an embedder, a store of handoffs and the fitted profiles."""
 
@@ -244,18 +263,8 @@ class LatentService:
         return {"namespaces": self._store().namespaces()}
 
     def export_namespace(self, namespace: str) -> Iterator[dict[str, Any]]:
-        """Every record of a namespace as JSON-able dicts (vectors included), oldest first; NotFound for a namespace
-        without handoffs (an empty export of a mistyped name would look like a successful one)."""
-        namespace = self._existing_namespace(namespace)
-        for record in self._store().export(namespace):
-            yield {**record.public(), "vector": [round(float(v), 6) for v in record.vector]}
-
-    def _existing_namespace(self, namespace: str) -> str:
-        namespace = check_namespace(namespace)
-        known = [entry["namespace"] for entry in self._store().namespaces()]
-        if namespace not in known:
-            raise NotFound(f"namespace {namespace!r} has no handoffs; namespaces: {', '.join(known) or 'none'}.")
-        return namespace
+        """Every record of a namespace as JSON-able dicts (vectors included), oldest first."""
+        return export_namespace(self._store(), namespace)
 
     def drop_namespace(self, namespace: str) -> dict[str, Any]:
         """Delete a namespace's handoffs and index."""
