@@ -251,6 +251,25 @@ def cmd_namespaces_drop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_postgres_start(args: argparse.Namespace) -> int:
+    from .local_postgres import LocalPostgres
+
+    server = LocalPostgres(args.dir, args.port or None)
+    if server.running:
+        print(f"already running (pid {server.pid})", file=sys.stderr)
+    else:
+        server.start()
+    print(f"MCP_LATENT_STORE_URL={server.url}")
+    return 0
+
+
+def cmd_postgres_stop(args: argparse.Namespace) -> int:
+    from .local_postgres import LocalPostgres
+
+    LocalPostgres(args.dir).stop()
+    return 0
+
+
 # --- options: the ones that mirror a setting take their help from it and name its environment variable ------------
 
 
@@ -271,6 +290,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     _setting_option(parser, "--profiles-dir", "profiles_dir", metavar="DIR")
     _setting_option(parser, "--model", "model", metavar="NAME_OR_PATH")
     _setting_option(parser, "--log-level", "log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    _setting_option(parser, "--store-url", "store_url", metavar="URL")
 
 
 def _add_data_fields(parser: argparse.ArgumentParser) -> None:
@@ -365,6 +385,18 @@ def build_parser() -> argparse.ArgumentParser:
     ns_drop.add_argument("namespace", help="the namespace to delete (no default: name it)")
     ns_drop.add_argument("--yes", action="store_true", help="confirm the deletion (irreversible)")
     ns_drop.set_defaults(func=cmd_namespaces_drop)
+
+    pg = commands.add_parser(
+        "postgres", help="a local PostgreSQL + pgvector for trying the shared store (the [pgserver] extra)"
+    )
+    pg_sub = pg.add_subparsers(dest="postgres_command", required=True, metavar="ACTION")
+    pg_start = pg_sub.add_parser("start", help="create (first time) and start it; prints MCP_LATENT_STORE_URL=...")
+    pg_start.add_argument("--dir", required=True, type=Path, help="directory of the cluster (created if absent)")
+    pg_start.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one, kept)")
+    pg_start.set_defaults(func=cmd_postgres_start)
+    pg_stop = pg_sub.add_parser("stop", help="stop it (the data stays in --dir)")
+    pg_stop.add_argument("--dir", required=True, type=Path, help="directory of the cluster")
+    pg_stop.set_defaults(func=cmd_postgres_stop)
     return parser
 
 

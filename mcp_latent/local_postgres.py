@@ -72,9 +72,9 @@ class LocalPostgres:
 
     def __init__(self, directory: Path | str | None = None, port: int | None = None):
         self.directory = Path(directory or tempfile.mkdtemp(prefix="mcp-latent-pg-")).resolve()
-        self.port = port or free_port()
         self.bin_dir = _bin_dir()
         self.pgdata = self.directory / "pgdata"
+        self.port = port or self._configured_port() or free_port()
         self._user = SYSTEM_USER if _as_root() else None
 
     @property
@@ -184,6 +184,15 @@ class LocalPostgres:
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
         with (self.pgdata / "pg_hba.conf").open("a") as hba:
             hba.write("host replication postgres 127.0.0.1/32 trust\n")
+
+    def _configured_port(self) -> int | None:
+        """The port an existing cluster in this directory was set up with (the last `port = N` line wins)."""
+        try:
+            lines = (self.pgdata / "postgresql.auto.conf").read_text().splitlines()
+        except OSError:
+            return None
+        ports = [line.split("=", 1)[1].strip() for line in lines if line.split("=", 1)[0].strip() == "port"]
+        return int(ports[-1]) if ports else None
 
     def _run(self, command: str, *args: str) -> str:
         # Output to a temporary file, not a pipe: pg_ctl's postmaster inherits stdout and would hold a pipe open.

@@ -3,6 +3,7 @@ restarts, ambiguous commits, and services on several hosts sharing one state. Re
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 
@@ -226,3 +227,25 @@ def test_a_teach_on_one_host_reaches_the_next_verdict_on_another(postgres, pg_sc
     finally:
         for service in services:
             service.close()
+
+
+def test_cli_starts_a_trial_postgres_that_a_store_url_reaches(tmp_path):
+    """The README's trial path: `mcp-latent postgres start` prints the one setting to switch."""
+    from test_e2e_stdio import server_command
+
+    cli = server_command()
+    started = subprocess.run(cli + ["postgres", "start", "--dir", str(tmp_path / "pg")], capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    url = started.stdout.strip().removeprefix("MCP_LATENT_STORE_URL=")
+    try:
+        store = PostgresStore(url, DIM, "m")
+        store.add("trial", unit(2), ["a", "b"])
+        store.close()
+        listed = subprocess.run(cli + ["namespaces", "list", "--store-url", url], capture_output=True, text=True,
+                                timeout=120)  # fmt: skip
+        assert listed.returncode == 0 and listed.stdout.split() == ["trial", "2", "handoffs"], listed.stderr
+    finally:
+        subprocess.run(cli + ["postgres", "stop", "--dir", str(tmp_path / "pg")], timeout=60, check=True)
+    assert "unreachable" in subprocess.run(cli + ["namespaces", "list", "--store-url", url], capture_output=True,
+                                           text=True, timeout=120).stderr  # fmt: skip
