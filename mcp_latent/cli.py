@@ -177,7 +177,7 @@ def cmd_profiles_build(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles_eval(args: argparse.Namespace) -> int:
-    from .quality import run_evaluation
+    from .eval.quality import run_evaluation
 
     settings = _settings(args)
     summary = run_evaluation(

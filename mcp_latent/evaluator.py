@@ -12,6 +12,7 @@ import numpy as np
 
 from .atomic_files import replacing
 from .calibration import Calibration, fit_calibration
+from .decision import Decisions, decide
 from .ensemble import KNN_K, ensemble_logits, exact_neighbours, fit_head, knn_votes, softmax
 from .profiles import ProfileSpec
 from .vector_index import VectorIndex
@@ -111,35 +112,44 @@ class FittedProfile:
             logits = ensemble_logits(logits, votes, self.calibration.knn_weight)
         return softmax(logits / self.calibration.temperature)
 
-    def verdict(self, vector: np.ndarray, detail: bool = False, k: int = KNN_K, show: int = 3) -> Verdict:
-        # Neighbours feed the kNN expert (when the fit uses it), the evidence (detail) and the out-of-scope
-        # check (nearest only): fetch just as many as needed.
-        wanted = max(k, KNN_K) if detail else (KNN_K if self.calibration.knn_weight else 1)
-        neighbour_ids, similarities = self.index.search(vector, wanted)
-        probs = self.probabilities(vector.reshape(1, -1), (neighbour_ids[None, :KNN_K], similarities[None, :KNN_K]))[0]
-        best = int(probs.argmax())
-        p = float(probs[best])
-        nearest = float(similarities[0]) if len(similarities) else -1.0
-        reason = None
-        if nearest < self.calibration.min_similarity:
-            reason = "out_of_scope"
-        elif p < self.calibration.threshold:
-            reason = "low_confidence"
-        score = float(probs @ self.values) if self.values is not None else None
+    def neighbours(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The server's neighbour search (the profile's index), row by row: (ids, similarities), each (n, <= k)."""
+        found = [self.index.search(vector, k) for vector in np.atleast_2d(vectors)]
+        width = min(len(ids) for ids, _ in found)  # every row searches the same index: the same count
+        return np.stack([ids[:width] for ids, _ in found]), np.stack([sims[:width] for _, sims in found])
+
+    def judge(
+        self, vectors: np.ndarray, neighbours: int = 0
+    ) -> tuple[Decisions, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """The server's decision for a batch of vectors: (decisions, probabilities, (neighbour ids, similarities)),
+        fetching at least `neighbours` exemplars per vector (for evidence). The evaluation harness measures this."""
+        vectors = np.atleast_2d(vectors)
+        # Neighbours feed the kNN expert (when the fit uses it), the evidence and the out-of-scope check
+        # (the nearest only): fetch just as many as needed.
+        wanted = max(neighbours, KNN_K if self.calibration.knn_weight else 1)
+        ids, sims = self.neighbours(vectors, wanted)
+        probs = self.probabilities(vectors, (ids[:, :KNN_K], sims[:, :KNN_K]))
+        nearest = sims[:, 0] if sims.shape[1] else np.full(len(vectors), -1.0)
+        decisions = decide(probs, nearest, self.calibration.threshold, self.calibration.min_similarity)
+        return decisions, probs, (ids, sims)
+
+    def verdict(self, vector: np.ndarray, detail: bool = False, show: int = 3) -> Verdict:
+        decisions, probs, (ids, sims) = self.judge(vector.reshape(1, -1), neighbours=show if detail else 0)
+        probs, reason, best = probs[0], decisions.reason[0], int(decisions.best[0])
         verdict = Verdict(
             label=None if reason else self.labels[best],
-            p=p,
+            p=float(decisions.p[0]),
             unsure=reason is not None,
-            score=score,
+            score=float(probs @ self.values) if self.values is not None else None,
             reason=reason,
-            nearest=nearest,
+            nearest=float(decisions.nearest[0]),
         )
         if detail:
             top = np.argsort(-probs)[:3]
             verdict.candidates = [(self.labels[i], float(probs[i])) for i in top]
             verdict.neighbours = [
                 (self.texts[i], self.labels[self.y[i]], float(s))
-                for i, s in zip(neighbour_ids[:show], similarities[:show], strict=True)
+                for i, s in zip(ids[0, :show], sims[0, :show], strict=True)
             ]
         return verdict
 

@@ -284,6 +284,11 @@ class LatentService:
                     if previous is not None:
                         self._superseded[profile.name] = previous
 
+    def fitted_profile(self, name: str) -> FittedProfile:
+        """The fit that verdicts of profile `name` are judged with now (fitting it first if needed)."""
+        self.wait_ready()
+        return self._fit(self.registry.get(name))
+
     def list_profiles(self) -> list[dict[str, Any]]:
         self.wait_ready()
         out = []
@@ -407,8 +412,8 @@ class LatentService:
         return {name: self._fit(self.registry.get(name)) for name in dict.fromkeys(names)}
 
     def _judge(self, fitted: dict[str, FittedProfile], vector: np.ndarray, detail: bool) -> dict[str, Verdict]:
-        k, show = self.settings.neighbours, self.settings.detail_neighbours
-        return {name: profile.verdict(vector, detail=detail, k=k, show=show) for name, profile in fitted.items()}
+        show = self.settings.detail_neighbours
+        return {name: profile.verdict(vector, detail=detail, show=show) for name, profile in fitted.items()}
 
     @staticmethod
     def _shown(verdicts: dict[str, Verdict], detail: bool) -> dict[str, Any]:

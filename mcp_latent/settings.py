@@ -105,7 +105,6 @@ class Settings(BaseSettings):
     )
 
     # --- verdicts -----------------------------------------------------------------------------------------------
-    neighbours: int = Field(10, ge=1, le=100, description="exemplars consulted per verdict (kNN evidence)")
     detail_neighbours: int = Field(3, ge=0, le=20, description="nearest exemplars listed in a `detail` verdict")
     allow_teach_builtin: bool = Field(
         False, description="let `teach` add exemplars to shipped profiles (user profiles always accept them)"

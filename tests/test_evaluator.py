@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from mcp_latent.calibration import pick_min_similarity, pick_threshold
+from mcp_latent.eval.quality import expected_calibration_error
 from mcp_latent.evaluator import FittedProfile
 from mcp_latent.profiles import ProfileSpec
-from mcp_latent.quality import expected_calibration_error
 
 DIM = 32
 

@@ -4,8 +4,8 @@ semantic-router baseline, and (where semantic-router is installed) that baseline
 import numpy as np
 import pytest
 
-from mcp_latent import semantic_router_baseline
-from mcp_latent.quality import expected_calibration_error, operating_point
+from mcp_latent.eval import semantic_router_baseline
+from mcp_latent.eval.quality import expected_calibration_error, operating_point
 
 
 def test_operating_point_counts_coverage_accuracy_and_out_of_scope_recall():
@@ -45,3 +45,23 @@ def test_semantic_router_baseline_routes_on_our_vectors():
     routed = semantic_router_baseline.run(["a", "b", "c"], texts, y, vectors, queries, query_vectors)
     assert (routed["predicted"] == truth).mean() > 0.6  # chance is 1/3; overlap keeps calibration honest
     assert ((routed["confidence"] >= 0) & (routed["confidence"] <= 1)).all()
+
+
+def test_engine_never_imports_the_harness_and_the_harness_uses_no_private_names():
+    import ast
+
+    from conftest import ROOT
+
+    package = ROOT / "mcp_latent"
+    for path in package.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        harness = path.parent.name == "eval"
+        front_end = path.name == "cli.py"  # `profiles eval` runs the harness; the command line is no engine
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                names = [*(node.module or "").split("."), *(alias.name for alias in node.names)]
+                assert harness or front_end or "eval" not in names, f"{path.name} imports the evaluation harness"
+                private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+                assert not (harness and private), f"{path.name} imports private {private}"
+            if isinstance(node, ast.Attribute) and harness:
+                assert not node.attr.startswith("_") or node.attr.startswith("__"), f"{path.name} uses .{node.attr}"

@@ -18,8 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mcp_latent.eval.quality import run_evaluation  # noqa: E402
 from mcp_latent.profile_builder import build_profile, read_rows  # noqa: E402
-from mcp_latent.quality import run_evaluation  # noqa: E402
 from mcp_latent.settings import Settings  # noqa: E402
 
 

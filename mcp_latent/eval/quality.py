@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from ..decision import decide
+from ..ensemble import exact_neighbours, softmax
+from ..evaluator import FittedProfile
+from ..profile_builder import read_rows
+from ..settings import Settings
 from . import semantic_router_baseline
-from .ensemble import KNN_K, exact_neighbours, softmax
-from .evaluator import FittedProfile
-from .profile_builder import read_rows
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +34,17 @@ def expected_calibration_error(p: np.ndarray, correct: np.ndarray, bins: int = 1
     return float(total)
 
 
-def decide(fitted: FittedProfile, vectors: np.ndarray) -> dict[str, np.ndarray]:
-    """The server's decision for each vector (exact neighbours): predicted label index, p, nearest, answered."""
-    ids, sims = exact_neighbours(vectors, fitted.vectors, KNN_K)
-    probs = fitted.probabilities(vectors, (ids, sims))
-    cal = fitted.calibration
-    p = probs.max(axis=1)
-    nearest = sims[:, 0]
-    answered = (p >= cal.threshold) & (nearest >= cal.min_similarity)
-    return {"pred": probs.argmax(axis=1), "p": p, "nearest": nearest, "answered": answered}
+# The head-alone rule (the linear head's own softmax, thresholded; no kNN, no out-of-scope cutoff) at these
+# thresholds is the anchor every default point is compared with.
+HEAD_ALONE_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.5, 0.951, 0.05))
+
+
+def dominates(a: dict[str, float | None], b: dict[str, float | None]) -> bool:
+    """True when operating point `a` is at least as good as `b` on every measured axis and better on one."""
+    axes = [
+        k for k in ("coverage", "answered_accuracy", "out_of_scope_recall") if a[k] is not None and b[k] is not None
+    ]
+    return all(a[k] >= b[k] for k in axes) and any(a[k] > b[k] for k in axes)
 
 
 def operating_point(answered: np.ndarray, correct: np.ndarray, in_scope: np.ndarray) -> dict[str, float | None]:
@@ -61,8 +64,8 @@ def baselines(
     fitted: FittedProfile, vectors: np.ndarray, y: np.ndarray, texts: list[str] | None = None
 ) -> tuple[dict[str, float], dict[str, dict[str, float | None]]]:
     """Anchors on the same embeddings: closed-set accuracy of simple methods (in-scope rows), and the
-    answer/abstain operating points of the issue's anchors (linear head at p >= 0.7; semantic-router at
-    confidence >= 0.8 when it is installed and the query texts are known)."""
+    answer/abstain operating points of the anchors (the linear head alone at each of HEAD_ALONE_THRESHOLDS;
+    semantic-router at confidence >= 0.8 when it is installed and the query texts are known)."""
     in_scope = y >= 0
     ids, _ = exact_neighbours(vectors, fitted.vectors, 1)
     one_nn = fitted.y[ids[:, 0]]
@@ -75,7 +78,10 @@ def baselines(
         "nearest centroid": float(((vectors @ centroids.T).argmax(axis=1) == y)[in_scope].mean()),
         "linear head alone": float((head_pred == y)[in_scope].mean()),
     }
-    points = {"linear head alone, p >= 0.7": operating_point(head.max(axis=1) >= 0.7, head_pred == y, in_scope)}
+    points = {}
+    for threshold in HEAD_ALONE_THRESHOLDS:
+        rule = decide(head, np.ones(len(head)), threshold, -1.0)  # the server's rule, without the cutoff
+        points[f"linear head alone, p >= {threshold:.2f}"] = operating_point(rule.answered, rule.best == y, in_scope)
     if texts is not None and semantic_router_baseline.available():
         routed = semantic_router_baseline.run(fitted.labels, fitted.texts, fitted.y, fitted.vectors, texts, vectors)
         name = "semantic-router 1.1.1 (Platt)"
@@ -99,7 +105,8 @@ def metrics(
     index = {name: i for i, name in enumerate(fitted.labels)}
     in_scope = np.array([label in index for label in labels])
     y = np.array([index.get(label, -1) for label in labels])
-    d = decide(fitted, vectors)
+    decisions, _, _ = fitted.judge(vectors)  # exactly what the server's verdicts do
+    d = {"pred": decisions.best, "p": decisions.p, "nearest": decisions.nearest, "answered": decisions.answered}
     correct = d["pred"] == y
     result: dict[str, Any] = {
         "rows": len(labels),
@@ -110,13 +117,19 @@ def metrics(
     }
     ins = in_scope
     result["accuracy"] = float(correct[ins].mean()) if ins.any() else None
-    result.update(operating_point(d["answered"], correct, ins))
+    ours = operating_point(d["answered"], correct, ins)
+    result.update(ours)
     answered_all = d["answered"]
     result["answered_precision_all_rows"] = float(correct[answered_all].mean()) if answered_all.any() else None
     result["ece"] = expected_calibration_error(d["p"][ins], correct[ins]) if ins.any() else None
     result["baselines"], result["anchor_points"] = ({}, {})
     if with_baselines and ins.any():
         result["baselines"], result["anchor_points"] = baselines(fitted, vectors, y, texts)
+    result["dominated_by"] = [
+        name
+        for name, point in result["anchor_points"].items()
+        if name.startswith("linear head") and dominates(point, ours)
+    ]
     # Curves for the plots: answered accuracy vs coverage as the confidence threshold moves.
     order = np.argsort(-d["p"][ins])
     hits = correct[ins][order]
@@ -164,6 +177,8 @@ def markdown(name: str, m: dict[str, Any]) -> str:
         f"{pct(v['coverage'])} / {pct(v['answered_accuracy'])} / {pct(v['out_of_scope_recall'])} |"
         for k, v in m.get("anchor_points", {}).items()
     ]
+    if m.get("anchor_points"):
+        rows.append(f"| default point dominated by | {', '.join(m['dominated_by']) or 'none of the anchors'} |")
     return "\n".join(rows)
 
 
@@ -249,12 +264,12 @@ def run_evaluation(
     """Evaluate one profile on a labeled file and write summary.json, summary.md and PNG plots to out_dir."""
     from tqdm import tqdm
 
-    from .service import LatentService
+    from ..service import LatentService
 
     service = LatentService(settings)
     service.start()
     try:
-        fitted = service._fit(service.registry.get(profile_name))
+        fitted = service.fitted_profile(profile_name)
         rows = [r for r in read_rows(source) if split is None or str(r.get(split_field or "")) == split]
         texts = [str(r[text_field]) for r in rows]
         labels = [str(r[label_field]) for r in rows]

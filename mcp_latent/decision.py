@@ -1,0 +1,50 @@
+"""The one decision rule: calibrated label probabilities and the similarity of the nearest exemplar -> a label, or
+an abstention with its reason. The server's verdicts (`FittedProfile.verdict`), the fit's estimates of an
+operating point (`calibration`) and the evaluation harness (`mcp_latent.eval`) all call `decide`, so every
+published figure measures the rule the server runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+OUT_OF_SCOPE = "out_of_scope"  # the nearest exemplar is too far: the text is about none of the profile's labels
+LOW_CONFIDENCE = "low_confidence"  # in scope, but the best label is not probable enough to answer with
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """The rule's outcome for a batch of n texts (row i of every array belongs to text i)."""
+
+    best: np.ndarray  # (n,) int: index of the most probable label (reported even when abstaining)
+    p: np.ndarray  # (n,) float: its probability
+    nearest: np.ndarray  # (n,) float: similarity of the nearest exemplar
+    reason: np.ndarray  # (n,) object: None when answered, else OUT_OF_SCOPE or LOW_CONFIDENCE
+
+    @property
+    def answered(self) -> np.ndarray:
+        """(n,) bool: the texts that get a label."""
+        return np.array([r is None for r in self.reason], dtype=bool)
+
+
+def decide(probs: np.ndarray, nearest: np.ndarray, threshold: float, min_similarity: float) -> Decisions:
+    """Answer with the most probable label when its probability reaches `threshold` and the nearest exemplar is at
+    least `min_similarity` similar; otherwise abstain, out of scope first (a confident guess about a text far from
+    every exemplar is still a guess). probs: (n, L) rows summing to 1; nearest: (n,)."""
+    probs = np.atleast_2d(probs)
+    nearest = np.atleast_1d(np.asarray(nearest, dtype=np.float64))
+    best = probs.argmax(axis=1)
+    p = probs[np.arange(len(probs)), best]
+    answered = answered_mask(p, nearest, threshold, min_similarity)
+    reason = np.full(len(probs), None, dtype=object)
+    reason[~answered] = LOW_CONFIDENCE
+    reason[nearest < min_similarity] = OUT_OF_SCOPE
+    return Decisions(best=best, p=p, nearest=nearest, reason=reason)
+
+
+def answered_mask(p: np.ndarray, nearest: np.ndarray, threshold: float, min_similarity: float) -> np.ndarray:
+    """Which texts `decide` answers, from the top probabilities alone: the fit scores thousands of candidate
+    operating points with it, without building the reasons."""
+    return (p >= threshold) & (nearest >= min_similarity)
