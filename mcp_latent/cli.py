@@ -150,12 +150,10 @@ def cmd_profiles_build(args: argparse.Namespace) -> int:
     if args.no_fit:
         return 0
     # Embed and fit now (cached under the data dir), so `serve` starts without re-embedding.
-    from .embedder import load_embedder
+    from .embedder import load_configured_embedder
     from .profile_fitter import ProfileFitter
 
-    embedder = load_embedder(
-        settings.model, settings.device, settings.effective_torch_threads, settings.embed_batch_size
-    )
+    embedder = load_configured_embedder(settings)
     profile = Profile(spec=spec, path=path, builtin=False)
     with tqdm(total=len(flatten(profile)[0]), desc=f"embedding {args.name}", unit="ex", file=sys.stderr) as bar:
         fitted = ProfileFitter(settings.data_dir / "cache" / "profiles", embedder).fitted(profile, bar.update)

@@ -1,4 +1,5 @@
-"""Text -> unit-length float32 vectors: a sentence-transformers adapter with offline model resolution and a cache."""
+"""Text -> unit-length float32 vectors: backend choice (ONNX Runtime or sentence-transformers), offline model
+resolution and a cache. The sentence-transformers adapter lives here; the ONNX one in onnx_embedder.py."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from .errors import ModelError
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,11 @@ class CachedEmbedder:
     def dim(self) -> int:
         return self.inner.dim
 
+    @property
+    def backend(self) -> str:
+        """Which engine computes the vectors (`onnxruntime`, `torch`, or the test embedder's class name)."""
+        return str(getattr(self.inner, "backend", type(self.inner).__name__))
+
     def is_cached(self, text: str) -> bool:
         return text in self._cache
 
@@ -109,6 +118,8 @@ class CachedEmbedder:
 
 class SentenceTransformerEmbedder:
     """A sentence-transformers model, loaded once; encode calls are serialized (they share the CPU anyway)."""
+
+    backend = "torch"
 
     def __init__(self, source: str, model_id: str, device: str = "cpu", threads: int = 2, batch_size: int = 64):
         self.source = source
@@ -147,8 +158,55 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-def load_embedder(model: str, device: str, threads: int, batch_size: int) -> SentenceTransformerEmbedder:
-    """Load the configured sentence-transformers model."""
+def load_embedder(
+    model: str,
+    device: str,
+    threads: int,
+    batch_size: int,
+    *,
+    backend: str = "auto",
+    int8: bool = False,
+    cache_dir: Path | None = None,
+) -> Embedder:
+    """Load the configured model: ONNX Runtime for the shipped model (unless backend="torch"), else torch.
+
+    The ONNX graph is exported once into `cache_dir` (in a child process: torch never enters this one). When
+    that is impossible the torch path serves instead, with a log line saying why."""
     source, model_id = resolve_model_source(model)
-    log.info("loading embedding model %s from %s", model_id, source)
+    shipped = not model and Path(source).is_dir()
+    if backend == "onnx" and not shipped:
+        raise ModelError(
+            f"the ONNX backend serves only the shipped default model, not {model!r}; "
+            "set MCP_LATENT_EMBED_BACKEND=torch (or auto) for other models."
+        )
+    if backend != "torch" and shipped and device == "cpu":
+        from .onnx_export import ExportError, ensure_export
+        from .settings import default_model_cache_dir
+
+        try:
+            directory = ensure_export(Path(source), model_id, cache_dir or default_model_cache_dir(), int8)
+            from .onnx_embedder import OnnxEmbedder
+
+            embedder = OnnxEmbedder(directory, threads=threads, batch_size=batch_size)
+            log.info("embedding with ONNX Runtime: %s from %s", embedder.model_id, directory)
+            return embedder
+        except (ExportError, ImportError, OSError, ValueError) as exc:
+            if backend == "onnx" or int8:
+                # int8 vectors have their own id: torch's would be refused by a data dir holding them anyway.
+                raise ModelError(f"the ONNX embedding path is unavailable: {exc}") from exc
+            log.warning("ONNX path unavailable (%s); embedding with torch instead", exc)
+    log.info("loading embedding model %s from %s (sentence-transformers)", model_id, source)
     return SentenceTransformerEmbedder(source, model_id, device=device, threads=threads, batch_size=batch_size)
+
+
+def load_configured_embedder(settings: Settings) -> Embedder:
+    """The embedder the settings describe (one place, so the server, the CLI and the harness agree)."""
+    return load_embedder(
+        settings.model,
+        settings.device,
+        settings.effective_torch_threads,
+        settings.embed_batch_size,
+        backend=settings.embed_backend,
+        int8=settings.onnx_int8,
+        cache_dir=settings.model_cache_dir,
+    )

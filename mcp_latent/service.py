@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .embedder import CachedEmbedder, Embedder, load_embedder
+from .embedder import CachedEmbedder, Embedder, load_configured_embedder
 from .errors import InvalidInput, LatentError, ModelError, NotAllowed, NotFound
 from .evaluator import FittedProfile, Verdict
 from .profile_fitter import ProfileFitter
@@ -81,7 +81,7 @@ class LatentService:
             if self._embedder is None:
                 self.phase = "loading the embedding model"
                 self._embedder = CachedEmbedder(
-                    load_embedder(s.model, s.device, s.effective_torch_threads, s.embed_batch_size),
+                    load_configured_embedder(s),
                     s.embed_cache_size,
                 )
             self.phase = "opening the store"
@@ -311,6 +311,7 @@ class LatentService:
         if self.ready:
             info.update(
                 model=self.embedder.model_id,
+                backend=self._embedder.backend,
                 dim=self.embedder.dim,
                 handoffs=self._store().count(),
                 profiles=sorted(self.registry.profiles),

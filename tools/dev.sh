@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: set up .venv (idempotent), then serve or test.
-#   tools/dev.sh setup          make .venv: torch 2.13.0 (CPU) first, then mcp-latent and its test extras
+#   tools/dev.sh setup          make .venv: torch 2.13.0 (CPU) first, then mcp-latent and its test extras;
+#                               then export the shipped model to ONNX once (cached, offline; a no-op when warm)
 #   tools/dev.sh serve [ARGS]   set up, then run `mcp-latent serve ARGS` (stdio by default)
 #   tools/dev.sh test [ARGS]    set up, then run the test suite (pytest ARGS)
 set -euo pipefail
@@ -18,14 +19,20 @@ setup() {
     # Reinstall only when the dependency list changed: a warm setup costs well under a second.
     local want
     want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-    if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
-        return
+    if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
+        install
     fi
+    # The serving path runs the shipped model on ONNX Runtime; exporting here (about 20 s, once per model
+    # install) spares the first server that cost. A failure is not fatal: the server then falls back to torch.
+    "$VENV/bin/python" -m mcp_latent.onnx_export >&2 || echo "ONNX export failed; servers will embed with torch" >&2
+}
+
+install() {
     echo "installing into $VENV (torch 2.13.0 CPU first; an unpinned torch would pull a multi-GB CUDA build)" >&2
     "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
     "$VENV/bin/python" -m pip install --quiet "torch==2.13.0" >&2
     "$VENV/bin/python" -m pip install --quiet -e ".[test]" >&2
-    echo "$want" > "$STAMP"
+    sha256sum pyproject.toml | cut -d' ' -f1 > "$STAMP"
 }
 
 command=${1:-}
