@@ -1,64 +1,103 @@
 #!/usr/bin/env python3
-"""Does int8 cost quality? The same harness (`mcp-latent profiles build` + `profiles eval`) on BANKING77 and HWU64,
-once per embedding path, each in its own data dir; writes a markdown table of closed-set accuracy.
+"""Does int8 cost quality? BANKING77 and HWU64 closed-set accuracy, fp32 ONNX against int8 ONNX vectors, through the
+harness's own decision code (profile_builder -> FittedProfile -> quality.metrics); writes a markdown table.
 
-    .venv/bin/python tools/int8_quality.py [--out int8-out] [--paths onnx,onnx-int8] [--sets banking77,hwu64]
-        [--data ../shared/data]
+    .venv/bin/python tools/int8_quality.py [--out int8-out] [--data ../shared/data] [--sets banking77,hwu64]
 
-The torch path gives the fp32 ONNX path's vectors to cosine >= 0.999999 (tests/test_onnx_embedder.py), so
-`onnx` stands for both unless `torch` is listed too.
+Both variants are fitted with the same calibration (head C=10, kNN weight 0.3: the middle of the fitter's
+grids), so the only difference is the vectors; the fitter's cross-validated search would pick per variant and
+cost ~1 minute per profile on a quiet 2-core machine. Vectors are cached in --out (npz), so a rerun only fits.
+The torch path gives the fp32 ONNX path's vectors to cosine >= 0.9999 (tests/test_onnx_embedder.py), so fp32
+stands for both.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
-PATHS = {
-    "torch": {"MCP_LATENT_EMBED_BACKEND": "torch"},
-    "onnx": {"MCP_LATENT_EMBED_BACKEND": "onnx", "MCP_LATENT_ONNX_INT8": "false"},
-    "onnx-int8": {"MCP_LATENT_EMBED_BACKEND": "onnx", "MCP_LATENT_ONNX_INT8": "true"},
-}
+sys.path.insert(0, str(ROOT))
+
+from mcp_latent.calibration import Calibration  # noqa: E402
+from mcp_latent.embedder import load_embedder  # noqa: E402
+from mcp_latent.evaluator import FittedProfile  # noqa: E402
+from mcp_latent.profile_builder import collect_examples, read_rows  # noqa: E402
+from mcp_latent.profiles import ProfileSpec  # noqa: E402
+from mcp_latent.quality import metrics  # noqa: E402
+
+SAME_CALIBRATION = Calibration(10.0, 0.3, 1.0, 0.5, -1.0, None, None, None)
+VARIANTS = {"fp32": False, "int8": True}
 
 
-def run(path: str, dataset: str, out: Path, data: Path) -> dict:
-    work = out / f"{dataset}-{path}"
-    env = {**os.environ, **PATHS[path], "MCP_LATENT_DATA_DIR": str(work / "data")}
-    source = str(data / dataset / f"{dataset}.jsonl")
-    exe = [sys.executable, "-m", "mcp_latent"]
-    started = time.perf_counter()
-    build = [*exe, "profiles", "build", "--from", source, "--name", dataset, "--split", "train"]
-    subprocess.run(build, env=env, check=True, cwd=ROOT)
-    evaluate = [*exe, "profiles", "eval", "--profile", dataset, "--from", source, "--split", "test"]
-    subprocess.run([*evaluate, "--out", str(work / "eval"), "--no-baselines"], env=env, check=True, cwd=ROOT)
-    summary = json.loads((work / "eval" / "summary.json").read_text())
-    return {"accuracy": summary["accuracy"], "model": summary["fit"]["model"], "s": time.perf_counter() - started}
+def vectors_for(texts: list[str], variant: str, embedder, cache: Path) -> np.ndarray:
+    """Embed once per variant and data set; later runs read the npz."""
+    if cache.exists():
+        with np.load(cache) as data:
+            if data["texts"].tolist() == texts:
+                return data["vectors"]
+    from tqdm import tqdm
+
+    out = np.concatenate(
+        [
+            embedder.embed(texts[i : i + 256])
+            for i in tqdm(range(0, len(texts), 256), desc=f"{cache.stem}", unit="batch")
+        ]
+    )
+    np.savez(cache, texts=np.array(texts), vectors=out)
+    return out
+
+
+def evaluate(dataset: str, data: Path, out: Path, embedders: dict) -> dict:
+    rows = read_rows(data / dataset / f"{dataset}.jsonl")
+    examples, _ = collect_examples(rows, "text", "label", "split", "train", None)
+    spec = ProfileSpec.model_validate(
+        {"name": dataset, "labels": [{"name": label, "examples": texts} for label, texts in examples.items()]}
+    )
+    train_texts = [t for label in spec.labels for t in label.examples]
+    y = np.array([i for i, label in enumerate(spec.labels) for _ in label.examples])
+    test = [r for r in rows if str(r.get("split")) == "test"]
+    test_texts, test_labels = [str(r["text"]) for r in test], [str(r["label"]) for r in test]
+    result = {}
+    for variant, embedder in embedders.items():
+        train_vectors = vectors_for(train_texts, variant, embedder, out / f"{dataset}-train-{variant}.npz")
+        test_vectors = vectors_for(test_texts, variant, embedder, out / f"{dataset}-test-{variant}.npz")
+        started = time.perf_counter()
+        fitted = FittedProfile.fit(spec, train_vectors, train_texts, y, reuse_calibration=SAME_CALIBRATION)
+        m = metrics(fitted, test_vectors, test_labels, with_baselines=True)
+        result[variant] = {
+            "model": embedder.model_id,
+            "accuracy": m["accuracy"],
+            "baselines": m["baselines"],
+            "fit_s": time.perf_counter() - started,
+        }
+    return result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "int8-out")
-    parser.add_argument("--paths", default="onnx,onnx-int8")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--sets", default="banking77,hwu64")
-    parser.add_argument("--data", type=Path, default=DATA, help="folder of <set>/<set>.jsonl (default ../shared/data)")
     args = parser.parse_args()
-    paths, sets = args.paths.split(","), args.sets.split(",")
-    results = {d: {p: run(p, d, args.out, args.data) for p in paths} for d in sets}
+    args.out.mkdir(parents=True, exist_ok=True)
+    embedders = {v: load_embedder("", "cpu", 2, 64, backend="onnx", int8=int8) for v, int8 in VARIANTS.items()}
+    results = {d: evaluate(d, args.data, args.out, embedders) for d in args.sets.split(",")}
     (args.out / "int8_quality.json").write_text(json.dumps(results, indent=1))
     lines = [
-        "| data set | " + " | ".join(paths) + " | difference (last - first) |",
-        "| --- |" + " ---: |" * (len(paths) + 1),
+        "| data set (test split) | decision | fp32 | int8 | int8 - fp32 (points) |",
+        "| --- | --- | ---: | ---: | ---: |",
     ]
-    for d, by_path in results.items():
-        acc = [100 * by_path[p]["accuracy"] for p in paths]
-        lines.append(f"| {d} | " + " | ".join(f"{a:.2f}" for a in acc) + f" | {acc[-1] - acc[0]:+.2f} |")
+    for d, r in results.items():
+        rows = [("server ensemble (C=10, kNN 0.3)", r["fp32"]["accuracy"], r["int8"]["accuracy"])]
+        rows += [(name, r["fp32"]["baselines"][name], r["int8"]["baselines"][name]) for name in r["fp32"]["baselines"]]
+        for name, a, b in rows:
+            lines.append(f"| {d} | {name} | {100 * a:.2f} | {100 * b:.2f} | {100 * (b - a):+.2f} |")
     table = "\n".join(lines)
     (args.out / "int8_quality.md").write_text(table + "\n")
     print(table)
