@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 from mcp_latent.calibration import Calibration  # noqa: E402
 from mcp_latent.embedder import load_embedder  # noqa: E402
+from mcp_latent.eval.quality import metrics  # noqa: E402
 from mcp_latent.evaluator import FittedProfile  # noqa: E402
 from mcp_latent.profile_builder import collect_examples, read_rows  # noqa: E402
 from mcp_latent.profiles import ProfileSpec  # noqa: E402
-from mcp_latent.quality import metrics  # noqa: E402
 
 SAME_CALIBRATION = Calibration(10.0, 0.3, 1.0, 0.5, -1.0, None, None, None)
 VARIANTS = {"fp32": False, "int8": True}
