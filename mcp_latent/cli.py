@@ -46,11 +46,16 @@ def _settings(args: argparse.Namespace) -> Any:
     return settings
 
 
+ONE_SHOT_PROFILE_WAIT = 24 * 3600.0
+
+
 def _service(args: argparse.Namespace) -> Any:
     from .service import LatentService
 
-    service = LatentService(_settings(args))
-    service.start()
+    settings = _settings(args)
+    settings.profile_wait_seconds = ONE_SHOT_PROFILE_WAIT  # no event loop to keep free: wait for a fit
+    service = LatentService(settings)
+    service.start(fit_profiles=False)  # one-shot commands fit only the profiles they use, when they use them
     service.wait_ready()
     return service
 
@@ -155,8 +160,11 @@ def cmd_profiles_build(args: argparse.Namespace) -> int:
 
     embedder = load_configured_embedder(settings)
     profile = Profile(spec=spec, path=path, builtin=False)
+    fitter = ProfileFitter(settings.data_dir / "cache" / "profiles", embedder)
     with tqdm(total=len(flatten(profile)[0]), desc=f"embedding {args.name}", unit="ex", file=sys.stderr) as bar:
-        fitted = ProfileFitter(settings.data_dir / "cache" / "profiles", embedder).fitted(profile, bar.update)
+        fitted = fitter.fitted(profile, bar.update)
+    if args.out:  # beside the file too, so a server reading profiles from there finds it whatever its data dir
+        fitter.save(spec.name, fitter.fit_key(spec), fitted, folder=fitter.beside(path))
     cal = fitted.calibration
     print(
         f"fitted: cross-validated accuracy {cal.cv_accuracy:.4f}, threshold {cal.threshold:.3f} "
@@ -199,6 +207,29 @@ def cmd_profiles_teach(args: argparse.Namespace) -> int:
         _print_json(service.teach(args.profile, args.label, text=args.text))
     finally:
         service.close()
+    return 0
+
+
+def cmd_profiles_stats(args: argparse.Namespace) -> int:
+    from .profile_stats import ProfileStats, plot_escalation
+
+    settings = _settings(args)  # reads the data dir's stats file only: no model, no fit
+    stats = ProfileStats(settings.data_dir / "stats.sqlite")
+    summary = stats.summary()
+    if args.plot:
+        print(f"wrote {plot_escalation(stats, sorted(summary), Path(args.plot))}", file=sys.stderr)
+    if args.json:
+        _print_json(summary)
+        return 0
+    if not summary:
+        print("no verdicts recorded yet in this data dir")
+    for name, s in summary.items():
+        rate = "n/a" if s["escalation_rate"] is None else f"{s['escalation_rate']:.1%}"
+        agreement = "n/a" if s["agreement"] is None else f"{s['agreement']:.1%} of {s['agreed'] + s['disagreed']}"
+        print(
+            f"{name:<16} answered {s['answered']:>7}  escalated {s['escalated']:>7} ({rate})  "
+            f"taught {s['taught']:>6}  agreement {agreement}"
+        )
     return 0
 
 
@@ -361,6 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default="eval-out", help="directory for summary.json, summary.md and PNG plots")
     ev.add_argument("--no-baselines", action="store_true", help="skip the baseline classifiers")
     ev.set_defaults(func=cmd_profiles_eval)
+
+    stats = sub.add_parser("stats", help="answered / escalated / taught counts and agreement per profile")
+    _add_common(stats)
+    stats.add_argument("--json", action="store_true", help="print the JSON summary")
+    stats.add_argument("--plot", help="also write a PNG of the escalation rate over time to this path")
+    stats.set_defaults(func=cmd_profiles_stats)
 
     teach = sub.add_parser("teach", help="add one labeled exemplar to a profile")
     _add_common(teach)

@@ -22,11 +22,23 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, n_labels: int, c: float) -> tuple[np.ndarray, np.ndarray]:
-    """Multinomial logistic regression; returns (weights d x L, bias L)."""
+def fit_head(
+    x: np.ndarray, y: np.ndarray, n_labels: int, c: float, start: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression; returns (weights d x L, bias L). `start`: an earlier head of the same
+    labels to warm-start from (a refit after a few new exemplars then takes a fraction of the iterations)."""
     from sklearn.linear_model import LogisticRegression  # imported lazily: only fitting needs it
 
+    classes = np.unique(y)
+    if len(classes) == 1:  # a profile taught one label so far: that label wins until it learns another
+        bias = np.full(n_labels, ABSENT_LABEL_BIAS, dtype=np.float32)
+        bias[classes[0]] = 0.0
+        return np.zeros((x.shape[1], n_labels), dtype=np.float32), bias
     clf = LogisticRegression(C=c, max_iter=1000)
+    if start is not None and len(classes) > 2:
+        clf.warm_start = True  # sklearn then starts from coef_/intercept_ when their shapes fit
+        clf.coef_ = np.ascontiguousarray(start[0][:, classes].T, dtype=np.float64)
+        clf.intercept_ = np.asarray(start[1][classes], dtype=np.float64)
     clf.fit(x, y)
     weights = np.zeros((x.shape[1], n_labels), dtype=np.float32)
     bias = np.full(n_labels, ABSENT_LABEL_BIAS, dtype=np.float32)

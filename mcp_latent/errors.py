@@ -27,3 +27,7 @@ class ModelError(LatentError):
 
 class NotAllowed(LatentError):
     """The operation is switched off by a setting."""
+
+
+class NotReady(LatentError):
+    """A profile is still being fitted; the message says about how long until it answers."""

@@ -1,9 +1,16 @@
 """A fitted profile judging vectors: neighbours -> per-label probabilities -> a calibrated verdict, or an honest
 "unsure". How the decision's parameters are chosen lives in `calibration`; the arithmetic in `ensemble`.
+
+A `FittedProfile` is an immutable snapshot: readers judge with it from any thread without a lock, and learning
+makes a new snapshot (`with_exemplars`, microseconds to milliseconds) that the profile's owner swaps in
+(`live_profile.LiveProfile`). Neighbours are exact (one matrix-vector product over the exemplars: about a
+millisecond for 10,000 of them), so a taught exemplar counts from the next call without an index rebuild, and
+the server judges exactly as the evaluation harness measures.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +22,12 @@ from .calibration import Calibration, fit_calibration
 from .decision import Decisions, decide
 from .ensemble import KNN_K, ensemble_logits, exact_neighbours, fit_head, knn_votes, softmax
 from .profiles import ProfileSpec
-from .vector_index import VectorIndex
+
+# A taught exemplar nudges the head at once (before the background refit): gradient steps of the softmax loss on
+# that exemplar alone, until the head ranks its label first. The step moves logits only along the exemplar's
+# direction, so texts far from it are untouched; the background refit then replaces the nudged head.
+ONLINE_STEP = 1.0
+ONLINE_MAX_STEPS = 25
 
 
 @dataclass
@@ -51,33 +63,76 @@ class Verdict:
         return out
 
 
+class _Rows:
+    """Append-only exemplar storage shared by successive snapshots of one profile.
+
+    A snapshot sees rows [0, n); appending writes row n and beyond, which no existing snapshot reads, so readers
+    never need a lock. Only a snapshot holding the newest row may append in place (`used == n`); any other
+    gets a copy, so two lines of snapshots can never write the same row."""
+
+    def __init__(self, vectors: np.ndarray, y: np.ndarray, texts: list[str], spare: int = 0):
+        n = len(vectors)
+        self.vectors = np.empty((n + spare, vectors.shape[1]), dtype=np.float32)
+        self.vectors[:n] = vectors
+        self.y = np.empty(n + spare, dtype=np.int64)
+        self.y[:n] = y
+        self.texts = list(texts)  # list.append is atomic; readers index below their n only
+        self.used = n
+        self.lock = threading.Lock()  # owned by appenders of this storage (the profile's owner, one at a time)
+
+    def appended(self, n: int, vectors: np.ndarray, y: np.ndarray, texts: list[str]) -> _Rows:
+        """Rows [0, n) plus the new ones: this storage when it can grow in place, else a doubled copy."""
+        with self.lock:
+            end = n + len(vectors)
+            if self.used == n and end <= len(self.vectors):
+                self.vectors[n:end] = vectors
+                self.y[n:end] = y
+                del self.texts[n:]
+                self.texts.extend(texts)
+                self.used = end
+                return self
+        grown = _Rows(self.vectors[:n], self.y[:n], self.texts[:n], spare=max(n, len(vectors), 64))
+        return grown.appended(n, vectors, y, texts)
+
+
 class FittedProfile:
-    """A profile ready to judge vectors: exemplar index, linear head and calibration."""
+    """A profile ready to judge vectors: exemplars (exact neighbours), linear head and calibration. Immutable."""
 
     def __init__(
         self,
         spec: ProfileSpec,
-        vectors: np.ndarray,
-        y: np.ndarray,
-        texts: list[str],
+        vectors: np.ndarray | _Rows,
+        y: np.ndarray | None,
+        texts: list[str] | None,
         weights: np.ndarray,
         bias: np.ndarray,
         calibration: Calibration,
-        index: VectorIndex,
+        n: int | None = None,
+        provisional: bool = False,
     ):
         self.spec = spec
         self.labels = [label.name for label in spec.labels]
         self.values = np.array([label.value for label in spec.labels], dtype=np.float32) if spec.ordinal else None
-        self.vectors = vectors
-        self.y = y
-        self.texts = texts
+        self._rows = vectors if isinstance(vectors, _Rows) else _Rows(vectors, y, texts or [])
+        self.n = self._rows.used if n is None else n
         self.weights = weights
         self.bias = bias
         self.calibration = calibration
-        self.index = index
-        # True for a quick refit that reused an earlier calibration (after `teach`): good to answer with, to be
-        # replaced by a full cross-validated fit.
-        self.provisional = False
+        # True when the head or calibration has not yet been refitted on every exemplar (right after `teach`):
+        # good to answer with; the owner's background refit replaces it.
+        self.provisional = provisional
+
+    @property
+    def vectors(self) -> np.ndarray:
+        return self._rows.vectors[: self.n]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._rows.y[: self.n]
+
+    @property
+    def texts(self) -> list[str]:
+        return self._rows.texts[: self.n]
 
     @classmethod
     def fit(
@@ -87,21 +142,50 @@ class FittedProfile:
         texts: list[str],
         y: np.ndarray,
         reuse_calibration: Calibration | None = None,
+        warm_start: FittedProfile | None = None,
     ) -> FittedProfile:
-        """Cross-validate and fit; with `reuse_calibration`, fit only the head and index (seconds, not minutes
-        for a large profile) and mark the result provisional."""
+        """Cross-validate and fit; with `reuse_calibration`, fit only the head (seconds, not minutes for a large
+        profile; warm-started from `warm_start`'s head when given) and mark the result provisional."""
         n_labels = len(spec.labels)
         calibration = reuse_calibration or fit_calibration(vectors, y, n_labels, spec)
-        weights, bias = fit_head(vectors, y, n_labels, calibration.c)
-        fitted = cls(spec, vectors, y, texts, weights, bias, calibration, cls._build_index(vectors))
-        fitted.provisional = reuse_calibration is not None
-        return fitted
+        start = (warm_start.weights, warm_start.bias) if warm_start is not None else None
+        weights, bias = fit_head(vectors, y, n_labels, calibration.c, start)
+        return cls(spec, vectors, y, texts, weights, bias, calibration, provisional=reuse_calibration is not None)
 
-    @staticmethod
-    def _build_index(vectors: np.ndarray) -> VectorIndex:
-        index = VectorIndex(vectors.shape[1], capacity=len(vectors))
-        index.add(np.arange(len(vectors)), vectors)
-        return index
+    @classmethod
+    def empty(cls, spec: ProfileSpec, dim: int) -> FittedProfile:
+        """A profile with no exemplars yet (cold start): it abstains on everything until taught."""
+        n_labels = len(spec.labels)
+        weights = np.zeros((dim, n_labels), dtype=np.float32)
+        calibration = Calibration(10.0, 0.0, 1.0, 1.0, -1.0, None, None, None)
+        return cls(
+            spec,
+            np.zeros((0, dim), np.float32),
+            np.zeros(0, np.int64),
+            [],
+            weights,
+            np.zeros(n_labels, np.float32),
+            calibration,
+            provisional=True,
+        )
+
+    def with_exemplars(self, vectors: np.ndarray, label_ids: np.ndarray, texts: list[str]) -> FittedProfile:
+        """A new snapshot that knows these exemplars too: neighbours at once, the head nudged towards them."""
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self._rows.vectors.shape[1])
+        label_ids = np.asarray(label_ids, dtype=np.int64)
+        weights, bias = self.weights.copy(), self.bias
+        for x, label in zip(vectors, label_ids, strict=True):
+            for _ in range(ONLINE_MAX_STEPS):
+                probs = softmax(x @ weights + bias)
+                if int(probs.argmax()) == label:
+                    break
+                gradient = -probs
+                gradient[label] += 1.0
+                weights += ONLINE_STEP * np.outer(x, gradient).astype(np.float32)
+        rows = self._rows.appended(self.n, vectors, label_ids, list(texts))
+        return FittedProfile(
+            self.spec, rows, None, None, weights, bias, self.calibration, n=self.n + len(vectors), provisional=True
+        )
 
     def probabilities(self, vectors: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """Calibrated per-label probabilities for a batch of vectors (neighbours: exact search when not given)."""
@@ -113,10 +197,8 @@ class FittedProfile:
         return softmax(logits / self.calibration.temperature)
 
     def neighbours(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The server's neighbour search (the profile's index), row by row: (ids, similarities), each (n, <= k)."""
-        found = [self.index.search(vector, k) for vector in np.atleast_2d(vectors)]
-        width = min(len(ids) for ids, _ in found)  # every row searches the same index: the same count
-        return np.stack([ids[:width] for ids, _ in found]), np.stack([sims[:width] for _, sims in found])
+        """Exact nearest `k` exemplars of each vector: (ids, cosine similarities), each (n, <= k), best first."""
+        return exact_neighbours(np.atleast_2d(vectors), self.vectors, k)
 
     def judge(
         self, vectors: np.ndarray, neighbours: int = 0
@@ -134,6 +216,8 @@ class FittedProfile:
         return decisions, probs, (ids, sims)
 
     def verdict(self, vector: np.ndarray, detail: bool = False, show: int = 3) -> Verdict:
+        if self.n == 0:  # a cold-start profile before its first teach
+            return Verdict(label=None, p=1.0 / len(self.labels), unsure=True, reason="no_exemplars", nearest=-1.0)
         decisions, probs, (ids, sims) = self.judge(vector.reshape(1, -1), neighbours=show if detail else 0)
         probs, reason, best = probs[0], decisions.reason[0], int(decisions.best[0])
         verdict = Verdict(
@@ -147,9 +231,9 @@ class FittedProfile:
         if detail:
             top = np.argsort(-probs)[:3]
             verdict.candidates = [(self.labels[i], float(probs[i])) for i in top]
+            texts, y = self._rows.texts, self._rows.y
             verdict.neighbours = [
-                (self.texts[i], self.labels[self.y[i]], float(s))
-                for i, s in zip(ids[0, :show], sims[0, :show], strict=True)
+                (texts[i], self.labels[y[i]], float(s)) for i, s in zip(ids[0, :show], sims[0, :show], strict=True)
             ]
         return verdict
 
@@ -171,7 +255,4 @@ class FittedProfile:
     def load(cls, path: Path, spec: ProfileSpec, texts: list[str]) -> FittedProfile:
         with np.load(path) as data:
             calibration = Calibration(*(None if np.isnan(v) else float(v) for v in data["calibration"]))
-            vectors = data["vectors"]
-            return cls(
-                spec, vectors, data["y"], texts, data["weights"], data["bias"], calibration, cls._build_index(vectors)
-            )
+            return cls(spec, data["vectors"], data["y"], texts, data["weights"], data["bias"], calibration)

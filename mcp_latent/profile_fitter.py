@@ -1,7 +1,9 @@
-"""Turns loaded profiles into fitted evaluators, caching exemplar embeddings and fits on disk.
+"""Embeds and fits profiles for one embedder, with the disk caches that make a restart cheap.
 
 Exemplar vectors are cached per text (so teaching one exemplar embeds one text), and fits are keyed by the
-profile content, the model id and the fit version, so an unchanged profile is never re-embedded or refitted.
+profile content (file plus taught exemplars), the model id and the fit version, so an unchanged profile is never
+re-embedded or refitted. Fits are written under the data dir; `profiles build --out DIR` also writes one beside
+the profile file (`DIR/.fits/`), and a server reading profiles from DIR finds it there whatever its data dir.
 """
 
 from __future__ import annotations
@@ -9,19 +11,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from .atomic_files import replacing
-from .calibration import FIT_VERSION, Calibration
+from .calibration import FIT_VERSION
 from .embedder import Embedder
 from .evaluator import FittedProfile
-from .profiles import Profile
+from .profiles import Profile, ProfileSpec
 
 log = logging.getLogger(__name__)
+
+BESIDE_PROFILE = ".fits"  # folder next to a profile file holding fits written by `profiles build --out`
+KEY_CHARS = 16
+# Exemplars are embedded this many at a time: the model serves one call at a time, so a verdict that needs an
+# embedding while a large profile is being fitted waits for one chunk (tens of milliseconds), not for thousands.
+EMBED_CHUNK = 32
 
 
 def _slug(model_id: str) -> str:
@@ -48,8 +55,12 @@ class ExemplarVectors:
     def lookup(self, texts: list[str], embedder: Embedder, progress: Callable[[int], None] | None = None) -> np.ndarray:
         known: dict[str, np.ndarray] = {}
         if self.path.exists():
-            with np.load(self.path) as data:
-                known = dict(zip((_stored_key(k) for k in data["keys"].tolist()), data["vectors"], strict=True))
+            try:
+                with np.load(self.path) as data:
+                    keys = (_stored_key(k) for k in data["keys"].tolist())
+                    known = dict(zip(keys, data["vectors"], strict=True))
+            except Exception as exc:  # a torn or foreign file only costs re-embedding
+                log.warning("exemplar cache %s unreadable (%s); re-embedding", self.path, exc)
         keys = [_text_key(t) for t in texts]
         first_row: dict[str, int] = {}  # each distinct uncached text once, in file order
         for i, key in enumerate(keys):
@@ -57,14 +68,15 @@ class ExemplarVectors:
                 first_row.setdefault(key, i)
         missing = list(first_row.values())
         if missing:
-            batch = 256
-            for start in range(0, len(missing), batch):
-                rows = missing[start : start + batch]
+            for start in range(0, len(missing), EMBED_CHUNK):
+                rows = missing[start : start + EMBED_CHUNK]
                 for i, vector in zip(rows, embedder.embed([texts[i] for i in rows]), strict=True):
                     known[keys[i]] = vector
                 if progress:
                     progress(len(rows))
             self._save(known)
+        if not texts:
+            return np.zeros((0, embedder.dim), dtype=np.float32)
         return np.stack([known[k] for k in keys]).astype(np.float32)
 
     def _save(self, known: dict[str, np.ndarray]) -> None:
@@ -74,53 +86,78 @@ class ExemplarVectors:
 
 
 class ProfileFitter:
-    """Fits (or loads cached fits of) profiles for one embedder."""
+    """Disk caches of one embedder's exemplar vectors and fits. Holds no lock: every file is written atomically
+    (a unique temporary name, then a rename), so concurrent writers of one file (two profiles' owners, two
+    servers on a data dir) never tear it, and the profile's owner (`LiveProfile`) makes fits single-flight."""
 
     def __init__(self, cache_dir: Path, embedder: Embedder):
         self.embedder = embedder
         self.cache_dir = Path(cache_dir) / _slug(embedder.model_id)
-        self._lock = threading.Lock()  # guards the cache files (fitting itself runs outside it)
 
-    def fit_key(self, profile: Profile) -> str:
-        material = f"{profile.spec.content_hash()}|{self.embedder.model_id}|{FIT_VERSION}"
-        return hashlib.sha256(material.encode()).hexdigest()[:16]
+    def fit_key(self, profile: Profile | ProfileSpec, taught_digest: str = "") -> str:
+        """Content key of a fit: the profile's content (file, and taught exemplars by digest), model, fit version."""
+        spec = profile.spec if isinstance(profile, Profile) else profile
+        material = f"{spec.content_hash()}|{taught_digest}|{self.embedder.model_id}|{FIT_VERSION}"
+        return hashlib.sha256(material.encode()).hexdigest()[:KEY_CHARS]
 
-    def fitted(
-        self,
-        profile: Profile,
-        progress: Callable[[int], None] | None = None,
-        reuse_calibration: Calibration | None = None,
-    ) -> FittedProfile:
-        """The profile's cached fit, else a new one. With `reuse_calibration` and no cached fit: a provisional
-        quick refit (head and index only), not cached, so a full fit still follows."""
-        texts, y = flatten(profile)
-        fit_path = self.cache_dir / f"{profile.name}-{self.fit_key(profile)}.fit.npz"
-        with self._lock:
-            if fit_path.exists():
-                try:
-                    return FittedProfile.load(fit_path, profile.spec, texts)
-                except Exception as exc:  # a torn cache file only costs a refit
-                    log.warning("cached fit %s unreadable (%s); refitting", fit_path, exc)
-            vectors = ExemplarVectors(self.cache_dir / f"{profile.name}.exemplars.npz").lookup(
-                texts, self.embedder, progress
-            )
-        # Fitting runs outside the lock: a minute-long full fit in the background must not hold up a quick one.
-        if reuse_calibration is not None:
-            return FittedProfile.fit(profile.spec, vectors, texts, y, reuse_calibration)
-        fitted = FittedProfile.fit(profile.spec, vectors, texts, y)
-        with self._lock:
-            for stale in self.cache_dir.glob(f"{profile.name}-*.fit.npz"):
+    def _fit_name(self, name: str, key: str) -> str:
+        return f"{name}-{key}.fit.npz"
+
+    def beside(self, profile_path: Path) -> Path:
+        """The fit folder next to a profile file (written by `profiles build --out`)."""
+        return profile_path.parent / BESIDE_PROFILE / _slug(self.embedder.model_id)
+
+    def load(self, name: str, key: str, spec: ProfileSpec, texts: list[str], profile_path: Path | None = None):
+        """The cached fit with this key (the data dir's cache first, then beside the profile file), or None."""
+        places = [self.cache_dir] + ([self.beside(profile_path)] if profile_path is not None else [])
+        for folder in places:
+            path = folder / self._fit_name(name, key)
+            if not path.exists():
+                continue
+            try:
+                fitted = FittedProfile.load(path, spec, texts)
+                if fitted.n == len(texts):
+                    return fitted
+                log.warning("cached fit %s has %d rows for %d exemplars; refitting", path, fitted.n, len(texts))
+            except Exception as exc:  # a torn cache file only costs a refit
+                log.warning("cached fit %s unreadable (%s); refitting", path, exc)
+        return None
+
+    def vectors(self, name: str, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Embeddings of exemplar texts, from the per-text cache where possible."""
+        return ExemplarVectors(self.cache_dir / f"{name}.exemplars.npz").lookup(texts, self.embedder, progress)
+
+    def save(self, name: str, key: str, fitted: FittedProfile, folder: Path | None = None) -> Path:
+        """Store a full fit and remove this profile's older fits (only this profile's: `kind` never touches
+        the fits of `kind-v2`)."""
+        folder = folder or self.cache_dir
+        path = folder / self._fit_name(name, key)
+        fitted.save(path)
+        own = re.compile(rf"{re.escape(name)}-[0-9a-f]{{{KEY_CHARS}}}\.fit\.npz")
+        for stale in folder.glob("*.fit.npz"):
+            if stale != path and own.fullmatch(stale.name):
                 stale.unlink(missing_ok=True)
-            fitted.save(fit_path)
-        log.info("profile %s fitted: %s", profile.name, fitted.calibration)
+        return path
+
+    def fitted(self, profile: Profile, progress: Callable[[int], None] | None = None) -> FittedProfile:
+        """The profile's cached full fit, else a new one (cached): for one-off use (CLI, tools). A server's
+        profiles go through their `LiveProfile` instead."""
+        texts, y = flatten(profile.spec)
+        key = self.fit_key(profile)
+        fitted = self.load(profile.name, key, profile.spec, texts, profile.path)
+        if fitted is None:
+            fitted = FittedProfile.fit(profile.spec, self.vectors(profile.name, texts, progress), texts, y)
+            self.save(profile.name, key, fitted)
+            log.info("profile %s fitted: %s", profile.name, fitted.calibration)
         return fitted
 
 
-def flatten(profile: Profile) -> tuple[list[str], np.ndarray]:
+def flatten(spec: Profile | ProfileSpec) -> tuple[list[str], np.ndarray]:
     """Exemplar texts and their label indexes, in label order."""
+    spec = spec.spec if isinstance(spec, Profile) else spec
     texts: list[str] = []
     y: list[int] = []
-    for index, label in enumerate(profile.spec.labels):
+    for index, label in enumerate(spec.labels):
         texts.extend(label.examples)
         y.extend([index] * len(label.examples))
     return texts, np.array(y, dtype=np.int64)

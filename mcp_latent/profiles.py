@@ -7,7 +7,7 @@ import json
 import re
 import tomllib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,8 @@ class LabelSpec(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
     value: float | None = Field(None, description="numeric value for ordinal profiles (gives an expected score)")
-    examples: list[str] = Field(min_length=1)
+    # May start empty (a cold-start profile: label names and descriptions only); it abstains until taught.
+    examples: list[str] = Field(default_factory=list)
 
     @field_validator("examples")
     @classmethod
@@ -102,12 +103,17 @@ class ProfileSpec(BaseModel):
 
 @dataclass
 class Profile:
-    """A loaded profile: its spec (taught exemplars merged in), where it came from, and whether it is shipped."""
+    """A loaded profile: its spec (taught exemplars merged in), where it came from, and whether it is shipped.
+
+    `base` is the file's own content and `taught_entries` the (label, text) pairs taught at run time (from the
+    store), in order: a server's `LiveProfile` starts from these and owns the profile's exemplars from then on."""
 
     spec: ProfileSpec
     path: Path
     builtin: bool
     taught: int = 0
+    base: ProfileSpec | None = None
+    taught_entries: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -173,6 +179,10 @@ def _merge_taught(spec: ProfileSpec, taught: Sequence[TaughtExemplar]) -> tuple[
     return spec.model_copy(update={"labels": labels}), sum(len(extra.get(label.name, [])) for label in spec.labels)
 
 
+def spec_labels(spec: ProfileSpec) -> set[str]:
+    return {label.name for label in spec.labels}
+
+
 def import_taught_logs(store: LatentStore, directory: Path) -> int:
     """Move taught exemplars of older versions (`<profile>.taught.jsonl` files) into the store; returns how many
     were new. Safe to repeat and to race: each line's import key makes a second import add nothing, and lines an
@@ -219,9 +229,12 @@ class ProfileRegistry:
             taught.setdefault(exemplar.profile, []).append(exemplar)
         self.taught_cursor, self._merged = (stored[-1].id if stored else 0), set()
         for path, builtin in self._files():
-            spec = read_profile_file(path)
-            spec, taught_count = _merge_taught(spec, taught.get(spec.name, []))
-            found[spec.name] = Profile(spec=spec, path=path, builtin=builtin, taught=taught_count)
+            base = read_profile_file(path)
+            spec, taught_count = _merge_taught(base, taught.get(base.name, []))
+            entries = [(t.label, t.text) for t in taught.get(base.name, []) if t.label in spec_labels(base)]
+            found[base.name] = Profile(
+                spec=spec, path=path, builtin=builtin, taught=taught_count, base=base, taught_entries=entries
+            )
         self._profiles = found
         return found
 

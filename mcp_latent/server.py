@@ -100,10 +100,18 @@ class DropOut(BaseModel):
     dropped: int
 
 
-class TeachOut(BaseModel):
-    profile: str
+class TaughtOut(BaseModel):
+    """What a teach did to one profile: `agreed` when the profile had answered (a spot check of that answer)."""
+
+    model_config = ConfigDict(extra="allow")
     label: str
     exemplars: int
+    added: bool | None = None
+    agreed: bool | None = None
+
+
+class TeachOut(BaseModel):
+    taught: dict[str, TaughtOut]
 
 
 # --- argument types (their descriptions are what the calling model reads: short, no repeats) --------------------
@@ -407,14 +415,16 @@ def build_server(settings: Settings | None = None, service: LatentService | None
 
     @tool(WRITES)
     async def teach(
-        profile: str,
-        label: str,
+        profile: str | None = None,
+        label: str | None = None,
         handle: Handle | None = None,
         text: str | None = None,
         namespace: Namespace | None = None,
+        labels: Annotated[dict[str, str] | None, Field(description="{profile: label}, for several at once.")] = None,
     ) -> Annotated[CallToolResult, TeachOut]:
-        """Add a labeled example to a profile (kept); use it after resolving an unsure verdict."""
-        return await call(lambda: service.teach(profile, label, handle, text, namespace))
+        """Record your decision on an unsure verdict (or a spot check of an answered one): the next similar case
+        is answered by vector math."""
+        return await call(lambda: service.teach(profile, label, handle, text, namespace, labels))
 
     @tool(READ_ONLY)
     async def namespaces() -> Annotated[CallToolResult, NamespacesOut]:
@@ -439,6 +449,11 @@ def build_server(settings: Settings | None = None, service: LatentService | None
     async def profiles_resource() -> str:
         """All evaluator profiles with labels, exemplar counts and fitted thresholds."""
         return minified(await anyio.to_thread.run_sync(service.list_profiles))
+
+    @server.resource("latent://stats", name="stats", mime_type="application/json")
+    async def stats_resource() -> str:
+        """Per profile: verdicts answered and escalated, exemplars taught, agreement measured by spot checks."""
+        return minified(await anyio.to_thread.run_sync(service.profile_stats))
 
     @server.resource("latent://status", name="status", mime_type="application/json")
     async def status_resource() -> str:

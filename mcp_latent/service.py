@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from .embedder import CachedEmbedder, Embedder, load_configured_embedder
-from .errors import InvalidInput, LatentError, ModelError, NotAllowed, NotFound
+from .errors import InvalidInput, LatentError, ModelError, NotAllowed, NotFound, NotReady
 from .evaluator import FittedProfile, Verdict
+from .live_profile import Learned, LiveProfile
 from .profile_fitter import ProfileFitter
-from .profiles import Profile, ProfileRegistry, import_taught_logs
+from .profile_stats import FIELDS, ProfileStats, describe
+from .profiles import ProfileRegistry, import_taught_logs
 from .settings import Settings
 from .store import Handoff, LatentStore, TaughtExemplar, check_handle, check_namespace, open_store
 from .store_maintenance import StoreMaintenance
@@ -55,13 +57,10 @@ class LatentService:
         self._start_lock = threading.Lock()
         self._started = False
         self._startup_error: LatentError | None = None
-        self._fit_lock = threading.Lock()
-        self._fitted: dict[str, FittedProfile] = {}
-        # Fits replaced by `teach`: their calibration carries the next (quick) refit until the full one is done.
-        self._superseded: dict[str, FittedProfile] = {}
-        self._recalibration_lock = threading.Lock()
-        self._recalibration_pending: set[str] = set()
-        self._recalibration_thread: threading.Thread | None = None
+        # One owner per profile for its fit lifecycle. The dict is filled once by `start` before `_ready` is set
+        # and only read after that, so readers need no lock; each LiveProfile guards its own state.
+        self.live: dict[str, LiveProfile] = {}
+        self.stats = ProfileStats(self.settings.data_dir / "stats.sqlite", self.settings.stats_flush_seconds)
         self.store: LatentStore | None = None
         self.registry = ProfileRegistry(self.settings.user_profiles_dir, self.settings.builtin_profiles)
         self.started_at = time.monotonic()
@@ -73,8 +72,10 @@ class LatentService:
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Load the model, open the store and fit every profile. Safe to run in a background thread."""
+    def start(self, fit_profiles: bool = True) -> None:
+        """Load the model, open the store and read the profiles (then calls are served); then make each profile
+        ready on its own: cached fits first, then the unfitted ones smallest first. The server runs this in a
+        background thread; library users get every profile fitted when it returns."""
         self._started = True
         try:
             s = self.settings
@@ -93,10 +94,11 @@ class LatentService:
             self.phase = "loading profiles"
             self.registry.load_all()
             self.fitter = ProfileFitter(s.data_dir / "cache" / "profiles", self._embedder)
-            profiles = list(self.registry.profiles.values())
-            for number, profile in enumerate(profiles, 1):
-                self.phase = f"fitting profile {profile.name} ({number}/{len(profiles)})"
-                self._fit(profile)
+            self.live = {
+                name: LiveProfile(profile, self.fitter, self._persister(name), profile.taught_entries)
+                for name, profile in self.registry.profiles.items()
+            }
+            self.stats.start()
             self.maintenance = StoreMaintenance(
                 self.store,
                 self._learn_taught,
@@ -109,6 +111,9 @@ class LatentService:
             self.maintenance.start()
             self.ready_after = time.monotonic() - self.started_at
             self.phase = "ready"
+            self._ready.set()  # calls are served from here on; each profile answers once its own fit is ready
+            if fit_profiles:
+                self._fit_profiles()
         except LatentError as exc:
             self._startup_error = exc
             self.phase = "failed"
@@ -144,6 +149,18 @@ class LatentService:
         assert self._embedder is not None
         return self._embedder
 
+    def _fit_profiles(self) -> None:
+        """Startup: every cached fit first (milliseconds each), then fit the rest, smallest first, so one large
+        profile never holds up the small ones (a call for a profile not reached yet fits it in its own thread)."""
+        pending = [live for live in self.live.values() if not live.load_cached()]
+        for live in sorted(pending, key=lambda p: p.exemplars * len(p.labels)):
+            live.ensure_fitted()
+
+    def _persister(self, name: str) -> Callable[[str, str], None]:
+        """How a taught exemplar of this profile is stored: in the store (per data dir, or the shared database),
+        an overlay: profile files, shipped ones above all, are never written."""
+        return lambda label, text: self._store().add_taught(name, label, text, source="teach")
+
     def close(self) -> None:
         """Save indexes and close the store (waits for a startup in progress, so nothing is left half-open)."""
         if self._started:
@@ -151,6 +168,7 @@ class LatentService:
         if self.maintenance is not None:
             self.maintenance.stop()
             self.maintenance = None
+        self.stats.close()
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -210,6 +228,10 @@ class LatentService:
         record, vector = self._resolve(handle, text, namespace)
         verdicts = self._judge(fitted, vector, detail)
         result: dict[str, Any] = {"verdicts": self._shown(verdicts, detail)}
+        if profiles is None or profiles == []:
+            fitting = sorted(set(self.live) - set(fitted))
+            if fitting:
+                result["fitting"] = fitting  # not ready yet: name them to wait for them, or retry later
         if compare_parent:
             result["parent"] = self._compare_parent(record, fitted, verdicts)
         return result
@@ -227,36 +249,73 @@ class LatentService:
 
     def teach(
         self,
-        profile: str,
-        label: str,
+        profile: str | None = None,
+        label: str | None = None,
         handle: str | None = None,
         text: str | None = None,
         namespace: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Add one exemplar to a profile (persisted); the next verdict uses it."""
+        """Record a decision as exemplars: `label` for `profile`, or a {profile: label} map for several at once.
+        Counted from the next verdict. When a profile had answered, the taught label also counts as agreement
+        (same label) or disagreement (another label) with it: a spot check."""
         self.wait_ready()
+        decisions = self._decisions(profile, label, labels)
         namespace = self._namespace(namespace)
-        target = self.registry.get(self._check_name(profile, "profile"))
-        if target.builtin and not self.settings.allow_teach_builtin:
-            raise NotAllowed(
-                f"profile {profile!r} is shipped with mcp-latent and teaching it is off; set "
-                "MCP_LATENT_ALLOW_TEACH_BUILTIN=true, or build your own profile in the profiles dir."
-            )
-        labels = [lab.name for lab in target.spec.labels]
-        if label not in labels:
-            raise InvalidInput(f"label {label!r} is not in profile {profile!r}; labels: {', '.join(labels)}.")
-        record, _ = self._resolve(handle, text, namespace)
+        targets = {name: self._live(name) for name in decisions}
+        for name, live in targets.items():
+            if live.builtin and not self.settings.allow_teach_builtin:
+                raise NotAllowed(
+                    f"profile {name!r} is shipped with mcp-latent and this server keeps shipped profiles read-only "
+                    "(MCP_LATENT_ALLOW_TEACH_BUILTIN=false); teach a profile of your own instead."
+                )
+            if decisions[name] not in live.labels:
+                raise InvalidInput(
+                    f"label {decisions[name]!r} is not in profile {name!r}; labels: {', '.join(live.labels)}."
+                )
+        record, vector = self._resolve(handle, text, namespace)
         exemplar = text if record is None else record.text
         if not exemplar:
             raise InvalidInput(
                 "that handle has no stored text (MCP_LATENT_STORE_TEXT is off); pass the exemplar as `text`."
             )
-        with self._fit_lock:
-            updated = self.registry.append_taught(target.name, label, exemplar)
-            previous = self._fitted.pop(target.name, None)  # refit lazily, on the next verdict
-            if previous is not None:
-                self._superseded[target.name] = previous
-        return {"profile": updated.name, "label": label, "exemplars": updated.summary()["exemplars"]}
+        learned = {name: live.teach(decisions[name], exemplar, vector) for name, live in targets.items()}
+        for item in learned.values():
+            self._count_teach(item)
+        return {"taught": {name: self._learned(item) for name, item in learned.items()}}
+
+    def _decisions(self, profile: Any, label: Any, labels: Any) -> dict[str, str]:
+        if labels is not None:
+            if profile is not None or label is not None:
+                raise InvalidInput("pass either `profile` and `label`, or `labels` ({profile: label}), not both.")
+            if not isinstance(labels, dict) or not labels:
+                raise InvalidInput('`labels` must be a non-empty object of profile -> label, e.g. {"risk": "high"}.')
+            if len(labels) > self.settings.max_profiles_per_call:
+                raise InvalidInput(
+                    f"{len(labels)} profiles named; at most {self.settings.max_profiles_per_call} per call "
+                    "(setting MCP_LATENT_MAX_PROFILES_PER_CALL)."
+                )
+            for name, value in labels.items():
+                self._check_name(value, f"labels[{name!r}]")
+            return dict(labels)
+        if profile is None and label is None:
+            raise InvalidInput("pass `profile` and `label`, or `labels` ({profile: label}) for several profiles.")
+        return {self._check_name(profile, "profile"): self._check_name(label, "label")}
+
+    def _count_teach(self, item: Learned) -> None:
+        if item.added:
+            self.stats.record(item.profile, "taught")
+        if item.was is not None:  # the profile had answered: the taught label is a spot check of that answer
+            self.stats.record(item.profile, "agreed" if item.was == item.label else "disagreed")
+
+    @staticmethod
+    def _learned(item: Learned) -> dict[str, Any]:
+        out: dict[str, Any] = {"label": item.label, "exemplars": item.exemplars}
+        if not item.added:
+            out["added"] = False  # already an exemplar with this label
+        if item.was is not None:
+            out["agreed"] = item.was == item.label
+        return out
 
     def namespaces(self) -> dict[str, Any]:
         """Every namespace with its handoff count and age range."""
@@ -271,34 +330,35 @@ class LatentService:
         return {"namespace": namespace, "dropped": self._store().drop(check_namespace(namespace))}
 
     def _learn_taught(self, exemplars: list[TaughtExemplar]) -> None:
-        """Exemplars that other servers on the store taught (from the maintenance thread): merged into the
-        profiles, whose next verdict refits like after a local `teach`."""
-        with self._fit_lock:
-            for exemplar in exemplars:
-                profile = self.registry.profiles.get(exemplar.profile)
-                if profile is None:
-                    continue
-                before = profile.taught
-                if self.registry.merge_taught(exemplar).taught != before:
-                    previous = self._fitted.pop(profile.name, None)
-                    if previous is not None:
-                        self._superseded[profile.name] = previous
-
-    def fitted_profile(self, name: str) -> FittedProfile:
-        """The fit that verdicts of profile `name` are judged with now (fitting it first if needed)."""
-        self.wait_ready()
-        return self._fit(self.registry.get(name))
+        """Exemplars taught through the store since the last poll (from the maintenance thread), by other servers
+        on it or by this one: each profile's owner adds those it does not know yet."""
+        fresh: dict[str, list[tuple[str, str]]] = {}
+        for exemplar in exemplars:
+            fresh.setdefault(exemplar.profile, []).append((exemplar.label, exemplar.text))
+        for name, entries in fresh.items():
+            if name in self.live:
+                self.live[name].learn_elsewhere(entries)
 
     def list_profiles(self) -> list[dict[str, Any]]:
         self.wait_ready()
         out = []
         for profile in self.registry.profiles.values():
             summary = profile.summary()
-            fitted = self._fitted.get(profile.name)
-            if fitted is not None:
-                summary["threshold"] = round(fitted.calibration.threshold, 3)
+            live = self.live.get(profile.name)
+            if live is not None:
+                summary.update(exemplars=live.exemplars, taught=live.taught, **live.status())
+                snapshot = live.snapshot
+                if snapshot is not None:
+                    summary["threshold"] = round(snapshot.calibration.threshold, 3)
             out.append(summary)
         return out
+
+    def profile_stats(self) -> dict[str, Any]:
+        """Per profile: answered, escalated, taught, agreement from spot checks (every server on the data dir)."""
+        totals = self.stats.summary()
+        for name in self.registry.profiles:
+            totals.setdefault(name, describe(dict.fromkeys(FIELDS, 0)))
+        return {"stats": dict(sorted(totals.items()))}
 
     def status(self) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -314,7 +374,7 @@ class LatentService:
                 backend=self._embedder.backend,
                 dim=self.embedder.dim,
                 handoffs=self._store().count(),
-                profiles=sorted(self.registry.profiles),
+                profiles={name: live.status() for name, live in sorted(self.live.items())},
                 ready_after_s=round(self.ready_after or 0.0, 3),
             )
         return info
@@ -323,8 +383,10 @@ class LatentService:
         """True when a read needs no model call and no fit (tens of microseconds): safe to run inline."""
         if not self.ready or (text is not None and not (isinstance(text, str) and self._embedder.is_cached(text))):
             return False
-        names = self.registry.profiles if profiles is None else profiles
-        return isinstance(names, (list, tuple, dict)) and all(name in self._fitted for name in names)
+        names = self.live if profiles is None else profiles
+        return isinstance(names, (list, tuple, dict)) and all(
+            isinstance(name, str) and name in self.live and self.live[name].ready for name in names
+        )
 
     # --- helpers ---------------------------------------------------------------------------------------------
 
@@ -333,66 +395,23 @@ class LatentService:
         assert self.store is not None
         return self.store
 
-    def _fit(self, profile: Profile) -> FittedProfile:
-        """The profile's fit. Right after `teach` that is a quick refit reusing the last calibration (a full
-        cross-validated fit of 10,000 exemplars takes about a minute), with the full fit done in the background."""
-        with self._fit_lock:
-            fitted = self._fitted.get(profile.name)
-            if fitted is None:
-                previous = self._superseded.pop(profile.name, None)
-                same_labels = previous is not None and previous.labels == [lab.name for lab in profile.spec.labels]
-                reuse = previous.calibration if same_labels else None
-                fitted = self.fitter.fitted(profile, reuse_calibration=reuse)
-                self._fitted[profile.name] = fitted
-                if fitted.provisional:
-                    self._schedule_recalibration(profile.name)
-            return fitted
+    def _live(self, name: str) -> LiveProfile:
+        try:
+            return self.live[name]
+        except KeyError:
+            self.registry.get(name)  # raises NotFound naming the available profiles
+            raise
 
-    def _schedule_recalibration(self, name: str) -> None:
-        with self._recalibration_lock:
-            self._recalibration_pending.add(name)
-            if self._recalibration_thread is None:
-                self._recalibration_thread = threading.Thread(
-                    target=self._recalibrate_pending, name="mcp-latent-recalibrate", daemon=True
-                )
-                self._recalibration_thread.start()
+    def fitted_profile(self, name: str, wait: float | None = None) -> FittedProfile:
+        """The fit that verdicts of profile `name` are judged with now; before its first fit, waits up to `wait`
+        seconds (None: until it is fitted, for library use)."""
+        self.wait_ready()
+        return self._live(name).fitted(wait)
 
-    def _recalibrate_pending(self) -> None:
-        """Full fits for provisional profiles, one at a time; each replaces the quick fit unless the profile has
-        changed again meanwhile (then its own recalibration is already queued)."""
-        while True:
-            with self._recalibration_lock:
-                if not self._recalibration_pending:
-                    self._recalibration_thread = None
-                    return
-                name = self._recalibration_pending.pop()
-            live = self.registry.profiles.get(name)
-            if live is None:
-                continue
-            snapshot = copy.copy(live)  # `teach` swaps in a new spec; this fit works on today's
-            try:
-                full = self.fitter.fitted(snapshot)
-            except Exception:
-                log.exception("background recalibration of profile %s failed; keeping the quick fit", name)
-                continue
-            with self._fit_lock:
-                current = self._fitted.get(name)
-                unchanged = live.spec.content_hash() == snapshot.spec.content_hash()
-                if current is not None and current.provisional and unchanged:
-                    self._fitted[name] = full
-                    log.info("profile %s recalibrated after teach", name)
-
-    def wait_recalibrated(self, timeout: float = 300.0) -> bool:
-        """Block until no background recalibration is queued or running; False on timeout."""
+    def wait_refitted(self, timeout: float = 300.0) -> bool:
+        """Block until no profile has a background refit queued or running; False on timeout."""
         deadline = time.monotonic() + timeout
-        while True:
-            with self._recalibration_lock:
-                thread = self._recalibration_thread
-            if thread is None:
-                return True
-            thread.join(max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
-                return False
+        return all(live.wait_refitted(max(0.0, deadline - time.monotonic())) for live in self.live.values())
 
     def _profiles(self, names: Sequence[str] | str | None, default_all: bool) -> dict[str, FittedProfile]:
         self.wait_ready()
@@ -400,7 +419,15 @@ class LatentService:
             # "All" is the operator's choice of profiles, not the caller's list: the per-call cap does not apply.
             if not default_all:
                 return {}
-            return {name: self._fit(self.registry.get(name)) for name in sorted(self.registry.profiles)}
+            # Every profile that is ready, or will be within the wait; the rest are named in the `fitting` field
+            # of the result instead of failing the whole call.
+            wait = self.settings.profile_wait_seconds
+            ready: dict[str, FittedProfile] = {}
+            for name, live in sorted(self.live.items()):
+                if live.ready or live.eta() <= wait:
+                    with contextlib.suppress(NotReady):
+                        ready[name] = live.fitted(wait)
+            return ready
         if isinstance(names, str):
             names = [n.strip() for n in names.split(",") if n.strip()]
         if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
@@ -410,11 +437,15 @@ class LatentService:
                 f"{len(names)} profiles named; at most {self.settings.max_profiles_per_call} per call "
                 "(setting MCP_LATENT_MAX_PROFILES_PER_CALL)."
             )
-        return {name: self._fit(self.registry.get(name)) for name in dict.fromkeys(names)}
+        wait = self.settings.profile_wait_seconds
+        return {name: self._live(name).fitted(wait) for name in dict.fromkeys(names)}
 
     def _judge(self, fitted: dict[str, FittedProfile], vector: np.ndarray, detail: bool) -> dict[str, Verdict]:
         show = self.settings.detail_neighbours
-        return {name: profile.verdict(vector, detail=detail, show=show) for name, profile in fitted.items()}
+        verdicts = {name: profile.verdict(vector, detail=detail, show=show) for name, profile in fitted.items()}
+        for name, verdict in verdicts.items():
+            self.stats.record(name, "escalated" if verdict.unsure else "answered")
+        return verdicts
 
     @staticmethod
     def _shown(verdicts: dict[str, Verdict], detail: bool) -> dict[str, Any]:

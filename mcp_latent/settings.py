@@ -131,7 +131,18 @@ class Settings(BaseSettings):
     # --- verdicts -----------------------------------------------------------------------------------------------
     detail_neighbours: int = Field(3, ge=0, le=20, description="nearest exemplars listed in a `detail` verdict")
     allow_teach_builtin: bool = Field(
-        False, description="let `teach` add exemplars to shipped profiles (user profiles always accept them)"
+        True,
+        description="let `teach` add exemplars to shipped profiles, as an overlay in the data dir (shipped files are "
+        "never written); false keeps shipped profiles read-only",
+    )
+    profile_wait_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="longest wait of a call for a profile still being fitted; when the fit's estimate is longer, "
+        "the call answers at once 'profile X is fitting, ready in about N s'",
+    )
+    stats_flush_seconds: float = Field(
+        5.0, gt=0, description="how often verdict and teach counts are added to `<data_dir>/stats.sqlite`"
     )
 
     # --- limits (each answered with a clear tool error past it) ------------------------------------------------------

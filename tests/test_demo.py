@@ -21,3 +21,4 @@ def test_shadow_board_runs_rounds_with_server_side_deltas():
     assert "vs parent h_" in out  # deltas come from evaluate(compare_parent=true)
     assert "pessimist risk  high" in out  # the Friday-night proposal is judged high risk
     assert "converged" in out or "without converging" in out
+    assert "savings (latent://stats)" in out  # the loop: escalations are taught back and counted

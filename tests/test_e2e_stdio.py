@@ -132,8 +132,8 @@ async def test_modern_protocol_and_teach_through_the_server(tmp_path):
         await call(client, "teach", {"profile": "mood", "label": "sad", "text": taught_text})
         verdict = await call(client, "evaluate", {"text": taught_text, "profiles": ["mood"], "detail": True})
         assert verdict["verdicts"]["mood"]["neighbours"][0][0] == taught_text
-        refused = await client.call_tool("teach", {"profile": "risk", "label": "high", "text": "x"})
-        assert refused.is_error and "ALLOW_TEACH_BUILTIN" in refused.content[0].text
+        refused = await client.call_tool("teach", {"profile": "mood", "label": "angry", "text": "x"})
+        assert refused.is_error and "labels: happy, sad" in refused.content[0].text
     with closing(sqlite3.connect(tmp_path / "d" / "latent.db")) as db:  # taught exemplars live in the store
         assert db.execute("SELECT label, text FROM taught WHERE profile = 'mood'").fetchall() == [("sad", taught_text)]
 

@@ -84,32 +84,31 @@ def test_teach_persists_and_changes_the_next_verdict(service, settings, fake_emb
     fresh.close()
 
 
-def test_teach_answers_from_a_quick_refit_then_recalibrates_in_the_background(service, settings):
-    before = service._fit(service.registry.get("kind"))
+def test_teach_counts_at_once_then_refits_in_the_background(service, settings):
+    live = service.live["kind"]
+    before = live.snapshot
     for text in ("durian rambutan", "lychee longan"):
         service.teach("kind", "fruit", text=text)
-        quick = service._fit(service.registry.get("kind"))
-        assert quick.provisional and quick.calibration is before.calibration  # no cross-validation yet
-        assert text in quick.texts
-    assert service.wait_recalibrated(60)
-    full = service._fit(service.registry.get("kind"))
-    assert not full.provisional and {"durian rambutan", "lychee longan"} <= set(full.texts)
-    fits = [path.name for path in settings.data_dir.glob("cache/profiles/*/kind-*.fit.npz")]
-    assert fits == [f"kind-{service.fitter.fit_key(service.registry.get('kind'))}.fit.npz"]  # latest content only
+        now = live.snapshot
+        assert now is not before and text in now.texts  # a new snapshot, swapped in before teach returned
+        assert now.calibration is before.calibration or not now.provisional
+    assert service.wait_refitted(60)
+    refitted = live.snapshot
+    assert live.refits >= 1 and {"durian rambutan", "lychee longan"} <= set(refitted.texts)
     assert service.evaluate(text="lychee longan", profiles=["kind"])["verdicts"]["kind"]["label"] == "fruit"
 
 
-def test_teach_refuses_builtin_profiles_unless_allowed(tmp_path, fake_embedder):
-    svc = LatentService(Settings(data_dir=tmp_path / "d"), embedder=fake_embedder)
-    svc.start()
-    with pytest.raises(NotAllowed, match="ALLOW_TEACH_BUILTIN"):
-        svc.teach("risk", "high", text="drop the prod database")
-    svc.close()
-    allowed = LatentService(Settings(data_dir=tmp_path / "d", allow_teach_builtin=True), embedder=fake_embedder)
+def test_teach_refuses_builtin_profiles_when_read_only(tmp_path, fake_embedder):
+    shipped = LatentService(Settings(data_dir=tmp_path / "d", allow_teach_builtin=False), embedder=fake_embedder)
+    shipped.start()
+    with pytest.raises(NotAllowed, match="ALLOW_TEACH_BUILTIN=false"):
+        shipped.teach("risk", "high", text="drop the prod database")
+    shipped.close()
+    allowed = LatentService(Settings(data_dir=tmp_path / "d"), embedder=fake_embedder)  # the default
     allowed.start()
     with pytest.raises(InvalidInput, match="labels: low, medium, high"):
         allowed.teach("risk", "extreme", text="x")
-    assert allowed.teach("risk", "high", text="drop the prod database")["label"] == "high"
+    assert allowed.teach("risk", "high", text="drop the prod database")["taught"]["risk"]["label"] == "high"
     allowed.close()
 
 

@@ -128,12 +128,12 @@ def main() -> int:
         # A profiles dir holding only the checked files, loaded and fitted like the server loads them.
         settings = Settings(data_dir=data_dir, profiles_dir=args.profiles_dir, builtin_profiles=False)
         service = LatentService(settings)
-        service.start()
+        service.start(fit_profiles=False)  # each checked profile is fitted below, in this thread
         service.wait_ready()
         problems = 0
         for spec in specs:
             profile = service.registry.get(spec.name)
-            fitted = service._fit(profile) if not args.no_cv else None
+            fitted = service.fitted_profile(profile.name) if not args.no_cv else None
             vectors = fitted.vectors if fitted is not None else service.embedder.embed([t for _, t in rows(spec)])
             findings = (
                 exact_duplicates(spec) + near_duplicates(spec, vectors, args.near) + balance(spec, args.max_imbalance)

@@ -6,13 +6,16 @@
 An author revises a proposal; each revision is a handoff whose `parent` is the previous one. Three evaluators
 judge it by handle instead of writing essays: the pessimist (risk profile), the optimist (roi profile) and the
 quant (the expected scores). What changed against the parent comes from the server (`compare_parent`), and the
-loop stops when no verdict moves any more. The revisions are scripted here; in a real loop an LLM writes them,
-addressing the evaluators' verdicts.
+loop stops when no verdict moves any more. When an evaluator is unsure, the reviewer (an LLM in a real loop)
+reasons about the revision and teaches its decision back with one `teach` call for every unsure profile, so the
+next similar revision is decided by vector math. The revisions and the reviewer's decisions are scripted here;
+in a real loop an LLM writes them, addressing the evaluators' verdicts.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +37,15 @@ REVISIONS = [
     "with automated health checks and instant rollback, then widen to all traffic over two weeks.",
 ]
 EVALUATORS = {"pessimist": "risk", "optimist": "roi"}
+# What the reviewer decides for each revision when vector math is unsure (scripted stand-in for an LLM's reasoning).
+REVIEWER = [
+    {"risk": "high", "roi": "low"},
+    {"risk": "high", "roi": "medium"},
+    {"risk": "medium", "roi": "medium"},
+    {"risk": "low", "roi": "high"},
+    {"risk": "low", "roi": "high"},
+    {"risk": "low", "roi": "high"},
+]
 CONVERGED_DSCORE = 0.1  # a round whose labels hold and whose expected scores move less than this is settled
 
 
@@ -82,6 +94,11 @@ async def run(max_rounds: int) -> int:
                 print(f"  {role:<9} {profile:<5} {describe(verdicts[profile])}")
             edge = verdicts["roi"]["score"] - verdicts["risk"]["score"]
             print(f"  quant     edge  roi score - risk score = {edge:+.2f}")
+            unsure = {p: REVIEWER[round_number - 1][p] for p in EVALUATORS.values() if verdicts[p].get("unsure")}
+            if unsure:  # escalated: the reviewer reasons, decides, and teaches the decision back in one call
+                await call("teach", {"handle": made["handle"], "namespace": "shadow-board", "labels": unsure})
+                decided = ", ".join(f"{p}={label}" for p, label in unsure.items())
+                print(f"  reviewer  unsure on {', '.join(unsure)}: reasoned, decided {decided}, taught it back")
             if moved:
                 changes = ", ".join(
                     f"{name}: {d['was'] or 'unsure'} -> {verdicts[name]['label'] or 'unsure'} "
@@ -94,10 +111,20 @@ async def run(max_rounds: int) -> int:
                 )
                 if settled:
                     print(f"\nconverged after round {round_number}: no verdict moved.")
-                    return 0
+                    break
             parent = made["handle"]
-        print("\nstopped at the last revision without converging.")
+        else:
+            print("\nstopped at the last revision without converging.")
+        print("savings (latent://stats): verdicts answered by vector math vs escalated to the reviewer")
+        await savings(client)
     return 0
+
+
+async def savings(client: Client) -> None:
+    stats = json.loads((await client.read_resource("latent://stats")).contents[0].text)["stats"]
+    for profile in EVALUATORS.values():
+        s = stats[profile]
+        print(f"  {profile:<5} answered {s['answered']}, escalated {s['escalated']}, taught {s['taught']}")
 
 
 def main() -> int:

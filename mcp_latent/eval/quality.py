@@ -267,7 +267,7 @@ def run_evaluation(
     from ..service import LatentService
 
     service = LatentService(settings)
-    service.start()
+    service.start(fit_profiles=False)  # only the measured profile is fitted (below, in this thread)
     try:
         fitted = service.fitted_profile(profile_name)
         rows = [r for r in read_rows(source) if split is None or str(r.get(split_field or "")) == split]

@@ -1,0 +1,255 @@
+"""The learning loop with a fake embedder: teach counts from the next call, never blocks judging, overlays on
+shipped profiles, per-profile readiness, cold start, savings counts. (Through the real server: test_e2e_learning.)"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from conftest import FRUIT, TOOLS, HashingEmbedder, write_profile
+
+from mcp_latent import evaluator
+from mcp_latent.errors import InvalidInput, NotFound, NotReady
+from mcp_latent.profiles import builtin_profiles_dir
+from mcp_latent.service import LatentService
+from mcp_latent.settings import Settings
+
+SMALL = [f"small red ball number {i}" for i in range(6)]
+LARGE = [f"large blue box number {i}" for i in range(6)]
+
+
+@pytest.fixture
+def two_profiles(settings, fruit_tools_profile):
+    write_profile(settings.user_profiles_dir, "size", {"small": SMALL, "large": LARGE}, extra="min_similarity = -1.0")
+    return settings
+
+
+def started(settings, embedder=None) -> LatentService:
+    service = LatentService(settings, embedder=embedder or HashingEmbedder())
+    service.start()
+    return service
+
+
+def test_a_taught_exemplar_decides_the_next_call(service):
+    text = "durian rambutan mangosteen"
+    before = service.evaluate(text=text, profiles=["kind"], detail=True)["verdicts"]["kind"]
+    assert before["neighbours"][0][0] != text
+    other = "fruit" if before["top"][0][0] == "tools" else "tools"  # teach against what it would say
+    result = service.teach("kind", other, text=text)
+    assert result["taught"]["kind"]["label"] == other and result["taught"]["kind"]["exemplars"] == 25
+    verdict = service.evaluate(text=text, profiles=["kind"], detail=True)["verdicts"]["kind"]
+    assert verdict["neighbours"][0] == [text, other, 1.0]
+    assert verdict["top"][0][0] == other
+    again = service.teach("kind", other, text=text)["taught"]["kind"]
+    assert again["added"] is False and again["exemplars"] == 25  # the same exemplar twice is stored once
+
+
+def test_one_call_teaches_several_profiles(two_profiles):
+    service = started(two_profiles)
+    handle = service.handoff("apple banana small red ball")["handle"]
+    result = service.teach(handle=handle, labels={"kind": "fruit", "size": "small"})
+    assert set(result["taught"]) == {"kind", "size"}
+    assert {p["name"]: p["taught"] for p in service.list_profiles()} == {"kind": 1, "size": 1}
+    with pytest.raises(InvalidInput, match="labels: small, large"):
+        service.teach(handle=handle, labels={"kind": "fruit", "size": "huge"})
+    with pytest.raises(NotFound, match="available: kind, size"):
+        service.teach(handle=handle, labels={"nope": "x"})
+    with pytest.raises(InvalidInput, match="not both"):
+        service.teach("kind", "fruit", handle=handle, labels={"size": "small"})
+    assert {p["name"]: p["taught"] for p in service.list_profiles()} == {"kind": 1, "size": 1}  # nothing half-taught
+    service.close()
+    reloaded = started(two_profiles)
+    assert {p["name"]: p["taught"] for p in reloaded.list_profiles()} == {"kind": 1, "size": 1}
+    reloaded.close()
+
+
+def taught_counts(settings: Settings) -> dict[str, int]:
+    service = LatentService(settings, embedder=HashingEmbedder())
+    service.start(fit_profiles=False)  # counting (and teaching) needs no fit
+    try:
+        return {p["name"]: p["taught"] for p in service.list_profiles()}
+    finally:
+        service.close()
+
+
+def test_shipped_profiles_learn_into_an_overlay_and_their_files_stay_untouched(tmp_path):
+    shipped = {path.name: path.read_bytes() for path in builtin_profiles_dir().glob("*.toml")}
+    service = LatentService(Settings(data_dir=tmp_path / "d"), embedder=HashingEmbedder())
+    service.start(fit_profiles=False)  # a teach is applied when the profile is fitted
+    service.teach("risk", "high", text="wipe the production database without a backup")
+    service.close()
+    assert {path.name: path.read_bytes() for path in builtin_profiles_dir().glob("*.toml")} == shipped
+    assert taught_counts(Settings(data_dir=tmp_path / "d"))["risk"] == 1
+    assert taught_counts(Settings(data_dir=tmp_path / "other"))["risk"] == 0  # overlays are per data dir
+
+
+def test_taught_logs_of_earlier_versions_are_imported_once(settings, fruit_tools_profile):
+    log = settings.user_profiles_dir / "kind.taught.jsonl"
+    log.write_text('{"label": "fruit", "text": "papaya guava"}\n{"label": "tools", "text": "chisel and saw"}\n')
+    assert taught_counts(settings)["kind"] == 2
+    assert taught_counts(settings)["kind"] == 2  # imported once, not again at the next start
+
+
+def test_two_servers_on_one_data_dir_judge_alike_after_a_teach(settings, fruit_tools_profile):
+    settings.store_poll_seconds = 0.05
+    first, second = started(settings), started(settings)
+    text = "durian rambutan mangosteen"
+    first.teach("kind", "tools", text=text)
+    deadline = time.monotonic() + 30
+    while text not in second.live["kind"].snapshot.texts:  # picked up by the other process's poll
+        assert time.monotonic() < deadline, "the other server never saw the teach"
+        time.sleep(0.05)
+    assert first.evaluate(text=text, profiles=["kind"]) == second.evaluate(text=text, profiles=["kind"])
+    first.close()
+    second.close()
+
+
+class SlowFit:
+    """Holds every full fit of one profile until released, like a minute-long refit of a large profile."""
+
+    def __init__(self, monkeypatch, name: str):
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        original = evaluator.FittedProfile.fit.__func__
+
+        def fit(cls, spec, *args, **kwargs):
+            if spec.name == name:
+                self.entered.set()
+                assert self.release.wait(60)
+            return original(cls, spec, *args, **kwargs)
+
+        monkeypatch.setattr(evaluator.FittedProfile, "fit", classmethod(fit))
+
+
+def run_in_thread(fn) -> tuple[threading.Thread, list]:
+    out: list = []
+    thread = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_teach_and_evaluate_from_threads_never_wait_for_a_refit(two_profiles, monkeypatch):
+    # Before per-profile owners, a refit held one global fit lock: every evaluate of every profile waited on it.
+    service = started(two_profiles)
+    handle = service.handoff("apple banana")["handle"]
+    slow = SlowFit(monkeypatch, "size")
+    service.teach("size", "large", text="an enormous blue crate")
+    assert slow.entered.wait(30)  # the background refit of `size` is now stuck
+    calls = [
+        lambda: service.evaluate(handle=handle, profiles=["kind"]),
+        lambda: service.evaluate(handle=handle, profiles=["size"]),  # the refitting profile itself answers too
+        lambda: service.teach("size", "small", text="a tiny red marble"),
+        lambda: service.teach("kind", "fruit", handle=handle),
+    ]
+    threads = [run_in_thread(call) for call in calls]
+    for thread, out in threads:
+        thread.join(10)  # a deadlock detector, not a speed target: these take milliseconds
+        assert not thread.is_alive() and out, "a call waited for another fit"
+    assert "a tiny red marble" in service.live["size"].snapshot.texts
+    slow.release.set()
+    assert service.wait_refitted(60)
+    assert {"an enormous blue crate", "a tiny red marble"} <= set(service.live["size"].snapshot.texts)
+    service.close()
+
+
+class GatedEmbedder(HashingEmbedder):
+    """Embeds texts containing `word` only once the gate opens: a profile that takes forever to embed."""
+
+    def __init__(self, word: str):
+        super().__init__()
+        self.word = word
+        self.gate = threading.Event()
+
+    def embed(self, texts):
+        if any(self.word in t for t in texts):
+            assert self.gate.wait(60)
+        return super().embed(texts)
+
+
+def test_each_profile_becomes_ready_on_its_own(settings, fruit_tools_profile):
+    huge = {"a": [f"huge alpha {i}" for i in range(1500)], "b": [f"huge beta {i}" for i in range(1500)]}
+    write_profile(settings.user_profiles_dir, "huge", huge)
+    settings.profile_wait_seconds = 10  # the small profile may wait this long; `huge` is estimated far longer
+    embedder = GatedEmbedder("huge")
+    service = LatentService(settings, embedder=embedder)
+    service.start_in_background()
+    service.wait_ready(30)
+    verdict = service.evaluate(text="apple banana", profiles=["kind"])["verdicts"]["kind"]  # not held up by `huge`
+    assert verdict["label"] == "fruit"
+    with pytest.raises(NotReady, match=r"profile 'huge' is fitting .* ready in about \d+ s"):
+        service.evaluate(text="apple banana", profiles=["huge"])
+    everything = service.evaluate(text="apple banana")
+    assert set(everything["verdicts"]) == {"kind"} and everything["fitting"] == ["huge"]
+    status = service.status()["profiles"]
+    assert status["kind"] == {"ready": True} and status["huge"]["ready"] is False
+    embedder.gate.set()
+    assert service.fitted_profile("huge").n == 3000
+    service.close()
+
+
+def test_fit_cache_cleanup_keeps_other_profiles_fits(settings, fake_embedder, fruit_tools_profile):
+    write_profile(
+        settings.user_profiles_dir, "kind-v2", {"fruit": FRUIT, "tools": TOOLS}, extra="min_similarity = -1.0"
+    )
+    service = started(settings, fake_embedder)
+    folder = service.fitter.cache_dir
+    assert len(list(folder.glob("kind-v2-*.fit.npz"))) == 1
+    service.teach("kind", "fruit", text="papaya guava")
+    for _ in range(3):  # grow `kind` past the recalibration share: its refit saves a new fit, drops its old one
+        service.teach("kind", "fruit", text=f"passion fruit kiwi {_}")
+    assert service.wait_refitted(60)
+    assert len(list(folder.glob("kind-v2-*.fit.npz"))) == 1  # `kind-*` used to match `kind-v2-...` too
+    service.close()
+
+
+def test_a_cold_start_profile_abstains_until_taught_then_answers(settings, fake_embedder):
+    write_profile(
+        settings.user_profiles_dir,
+        "cold",
+        {},
+        extra=(
+            'min_similarity = -1.0\n[[labels]]\nname = "fruit"\ndescription = "edible"\n'
+            '[[labels]]\nname = "tools"\ndescription = "hardware"'
+        ),
+    )
+    service = started(settings, fake_embedder)
+    first = service.evaluate(text="apple banana", profiles=["cold"])["verdicts"]["cold"]
+    assert first["unsure"] and first["label"] is None
+    for fruit, tool in zip(FRUIT[:8], TOOLS[:8], strict=True):
+        service.teach("cold", "fruit", text=fruit)
+        service.teach("cold", "tools", text=tool)
+    assert service.wait_refitted(60)
+    verdict = service.evaluate(text="apple banana cherry fruit", profiles=["cold"])["verdicts"]["cold"]
+    assert verdict["label"] == "fruit"
+    service.close()
+
+
+def test_savings_are_counted_per_profile(service):
+    service.evaluate(text="apple banana cherry", profiles=["kind"])
+    handle = service.handoff("hammer wrench screwdriver", evaluate=["kind"])["handle"]
+    assert service.teach("kind", "tools", handle=handle)["taught"]["kind"]["agreed"] is True
+    assert service.teach("kind", "fruit", text="hammer wrench pliers")["taught"]["kind"]["agreed"] is False
+    stats = service.profile_stats()["stats"]["kind"]
+    assert {k: stats[k] for k in ("answered", "escalated", "taught", "agreed", "disagreed")} == {
+        "answered": 2,
+        "escalated": 0,
+        "taught": 2,
+        "agreed": 1,
+        "disagreed": 1,
+    }
+    assert stats["escalation_rate"] == 0.0 and stats["agreement"] == 0.5
+
+
+def test_exemplar_rows_are_shared_safely_between_snapshots():
+    x = np.eye(4, dtype=np.float32)
+    spec = evaluator.ProfileSpec.model_validate(
+        {"name": "s", "labels": [{"name": "a", "examples": ["x"]}, {"name": "b", "examples": ["y"]}]}
+    )
+    first = evaluator.FittedProfile.fit(spec, x[:2], ["a0", "b0"], np.array([0, 1]))
+    second = first.with_exemplars(x[2:3], [0], ["a1"])
+    branch = first.with_exemplars(x[3:4], [1], ["b1"])  # from an older snapshot: must not overwrite row 2
+    assert second.texts == ["a0", "b0", "a1"] and branch.texts == ["a0", "b0", "b1"]
+    np.testing.assert_array_equal(second.vectors[2], x[2])
+    assert first.n == 2 and first.texts == ["a0", "b0"]
