@@ -1,0 +1,94 @@
+"""tools/merge_exemplars.py: joint labels land in the right profile labels, a second judge's disagreement keeps
+an item out of that profile only, reruns add nothing, and the written profiles stay valid."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from mcp_latent.profiles import read_profile_file
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+import merge_exemplars  # noqa: E402
+
+JOINT = [
+    {
+        "id": "j0001",
+        "text": "ship the migration tonight, no backup",
+        "risk": "high",
+        "roi": "low",
+        "category": "engineering",
+    },
+    {
+        "id": "j0002",
+        "text": "Enforce MFA on the 7 admin accounts",
+        "risk": "low",
+        "roi": "high",
+        "category": "security",
+    },
+]
+
+
+@pytest.fixture
+def profiles_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "profiles"
+    shutil.copytree(ROOT / "profiles", target)
+    return target
+
+
+def write_jsonl(path: Path, items: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
+    return path
+
+
+def examples(profiles_dir: Path, profile: str, label: str) -> list[str]:
+    spec = read_profile_file(profiles_dir / f"{profile}.toml")
+    return next(lab.examples for lab in spec.labels if lab.name == label)
+
+
+def test_joint_items_are_added_once_to_each_profile(profiles_dir: Path, tmp_path: Path) -> None:
+    joint = write_jsonl(tmp_path / "joint.jsonl", JOINT)
+    before = (profiles_dir / "risk.toml").read_text(encoding="utf-8").splitlines()[0]
+    assert merge_exemplars.main([str(joint), "--profiles-dir", str(profiles_dir)]) == 0
+    assert "ship the migration tonight, no backup" in examples(profiles_dir, "risk", "high")
+    assert "ship the migration tonight, no backup" in examples(profiles_dir, "roi", "low")
+    assert "Enforce MFA on the 7 admin accounts" in examples(profiles_dir, "category", "security")
+    assert (profiles_dir / "risk.toml").read_text(encoding="utf-8").splitlines()[0] == before  # header comment kept
+    sizes = {p: (profiles_dir / f"{p}.toml").read_text(encoding="utf-8") for p in merge_exemplars.PROFILES}
+    write_jsonl(joint, [dict(JOINT[0], text="SHIP the migration tonight -- no backup!")] + JOINT[1:])
+    report = merge_exemplars.merge(merge_exemplars.read_jsonl(joint), None, profiles_dir, dry_run=False)
+    assert report["risk"]["already present"] == 2
+    assert {p: (profiles_dir / f"{p}.toml").read_text(encoding="utf-8") for p in sizes} == sizes
+
+
+def test_second_judge_disagreement_skips_only_that_profile(profiles_dir: Path, tmp_path: Path) -> None:
+    joint = write_jsonl(tmp_path / "joint.jsonl", JOINT)
+    judge2 = write_jsonl(
+        tmp_path / "judge2.jsonl",
+        [
+            {"id": "j0001", "risk": "high", "roi": "medium", "category": "engineering"},
+            {"text": "enforce MFA on the 7 admin accounts.", "risk": "low", "roi": "high"},
+        ],
+    )
+    report = merge_exemplars.merge(
+        merge_exemplars.read_jsonl(joint), merge_exemplars.read_jsonl(judge2), profiles_dir, dry_run=False
+    )
+    assert report["roi"]["judges disagree"] == 1 and report["category"]["not judged twice"] == 1
+    assert "ship the migration tonight, no backup" in examples(profiles_dir, "risk", "high")
+    assert all("ship the migration tonight" not in e for e in examples(profiles_dir, "roi", "low"))
+    assert "Enforce MFA on the 7 admin accounts" in examples(profiles_dir, "roi", "high")
+    assert all("Enforce MFA on the 7" not in e for e in examples(profiles_dir, "category", "security"))
+
+
+def test_unknown_label_is_refused_before_anything_is_written(profiles_dir: Path, tmp_path: Path) -> None:
+    joint = write_jsonl(tmp_path / "joint.jsonl", [dict(JOINT[0], risk="severe")])
+    before = (profiles_dir / "risk.toml").read_text(encoding="utf-8")
+    with pytest.raises(SystemExit, match="severe"):
+        merge_exemplars.main([str(joint), "--profiles-dir", str(profiles_dir)])
+    assert (profiles_dir / "risk.toml").read_text(encoding="utf-8") == before
