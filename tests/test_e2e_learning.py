@@ -80,10 +80,11 @@ async def test_a_large_unfitted_profile_never_holds_up_the_others(tmp_path):
     profiles = tmp_path / "profiles"
     write_profile(profiles, "mood", MOOD)
     words = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
-    huge = {f"topic{t}": [f"{words[t]} request number {i} about {words[i % 10]}" for i in range(2500)] for t in (0, 1)}
+    # 10,000 texts: estimated far beyond the wait below (the small profile's own first fit stays well within it).
+    huge = {f"topic{t}": [f"{words[t]} request number {i} about {words[i % 10]}" for i in range(5000)] for t in (0, 1)}
     write_profile(profiles, "huge", huge)
     started = time.monotonic()
-    async with server(tmp_path / "d", profiles, builtin_profiles="false", profile_wait_seconds="5") as client:
+    async with server(tmp_path / "d", profiles, builtin_profiles="false", profile_wait_seconds="60") as client:
         listed = time.monotonic() - started
         assert {"evaluate", "teach"} <= {t.name for t in (await client.list_tools()).tools}
         small = await call(client, "evaluate", {"text": "what a lovely surprise", "profiles": ["mood"]})

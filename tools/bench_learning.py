@@ -156,7 +156,7 @@ async def startup(work: Path, banking: list[dict], hwu: list[dict]) -> dict:
             await client.call_tool("evaluate", {"text": "warm", "profiles": ["mood"]})
         t0 = time.monotonic()
         async with Client(
-            params(data, profiles, profile_wait_seconds="5"), mode="legacy", read_timeout_seconds=600
+            params(data, profiles, profile_wait_seconds="60"), mode="legacy", read_timeout_seconds=600
         ) as client:
             await client.list_tools()
             listed = time.monotonic() - t0
