@@ -106,6 +106,24 @@ def length_table(spec: ProfileSpec) -> str:
     return "\n".join(lines)
 
 
+def suspects(spec: ProfileSpec, vectors: np.ndarray, c: float, show: int) -> list[str]:
+    """Exemplars that a head fitted without them confidently files under another label: the likeliest
+    mislabels or contradictions (5-fold out-of-fold predictions of the server's linear head, at its C)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    labelled = rows(spec)
+    names = [label.name for label in spec.labels]
+    y = np.array([names.index(label) for label, _ in labelled])
+    probs = cross_val_predict(LogisticRegression(C=c, max_iter=1000), vectors, y, cv=5, method="predict_proba")
+    predicted = probs.argmax(axis=1)
+    wrong = np.nonzero(predicted != y)[0]
+    wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]])][:show]
+    return [
+        f"{probs[i, predicted[i]]:.2f} [{labelled[i][0]} -> {names[predicted[i]]}] {labelled[i][1]!r}" for i in wrong
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="profile names (default: every file in --profiles-dir)")
@@ -115,6 +133,7 @@ def main() -> int:
     parser.add_argument("--max-imbalance", type=float, default=MAX_IMBALANCE)
     parser.add_argument("--no-cv", action="store_true", help="skip the fit (no cross-validated figures)")
     parser.add_argument("--show", type=int, default=20, help="findings shown per kind")
+    parser.add_argument("--suspects", type=int, default=0, help="list this many likeliest mislabelled exemplars")
     args = parser.parse_args()
 
     paths = [args.profiles_dir / f"{n}.toml" for n in args.names] or sorted(args.profiles_dir.glob("*.toml"))
@@ -148,6 +167,10 @@ def main() -> int:
                     f"cv_answered_accuracy {cal.cv_answered_accuracy or 0:.3f}  threshold {cal.threshold:.3f}  "
                     f"min_similarity {cal.min_similarity:.3f}  head C {cal.c:g}  knn_weight {cal.knn_weight:g}"
                 )
+            if args.suspects and fitted is not None:
+                print(f"\nlikeliest mislabels (out-of-fold p, label -> predicted), top {args.suspects}:")
+                for line in suspects(spec, vectors, fitted.calibration.c, args.suspects):
+                    print(f"  {line}")
             kinds: dict[str, list[Finding]] = {}
             for finding in findings:
                 kinds.setdefault(finding.kind, []).append(finding)
