@@ -160,7 +160,7 @@ def cmd_profiles_build(args: argparse.Namespace) -> int:
 
     embedder = load_configured_embedder(settings)
     profile = Profile(spec=spec, path=path, builtin=False)
-    fitter = ProfileFitter(settings.data_dir / "cache" / "profiles", embedder)
+    fitter = ProfileFitter(settings.profile_cache_dir, embedder)
     with tqdm(total=len(flatten(profile)[0]), desc=f"embedding {args.name}", unit="ex", file=sys.stderr) as bar:
         fitted = fitter.fitted(profile, bar.update)
     if args.out:  # beside the file too, so a server reading profiles from there finds it whatever its data dir

@@ -93,7 +93,7 @@ class LatentService:
                 log.info("imported %d taught exemplars from .taught.jsonl files into the store", imported)
             self.phase = "loading profiles"
             self.registry.load_all()
-            self.fitter = ProfileFitter(s.data_dir / "cache" / "profiles", self._embedder)
+            self.fitter = ProfileFitter(s.profile_cache_dir, self._embedder)
             self.live = {
                 name: LiveProfile(profile, self.fitter, self._persister(name), profile.taught_entries)
                 for name, profile in self.registry.profiles.items()

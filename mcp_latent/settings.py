@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         None, description="the user's profile files (`*.toml`); default `<data_dir>/profiles`"
     )
     builtin_profiles: bool = Field(True, description="also load the profiles shipped with mcp-latent")
+    profile_cache_dir: Path | None = Field(
+        None,
+        description="exemplar embeddings and fitted profiles, keyed by profile content, model and fit version (so "
+        "several data dirs may share one and fit each profile once); default `<data_dir>/cache/profiles`",
+    )
     store_text: bool = Field(
         True, description="keep each handoff's text beside its vector (needed for `detail` and export)"
     )
@@ -204,6 +209,9 @@ class Settings(BaseSettings):
         if self.profiles_dir is None:
             self.profiles_dir = self.data_dir / "profiles"
         self.profiles_dir = Path(self.profiles_dir).expanduser()
+        if self.profile_cache_dir is None:
+            self.profile_cache_dir = self.data_dir / "cache" / "profiles"
+        self.profile_cache_dir = Path(self.profile_cache_dir).expanduser()
         return self
 
     def bearer_token(self) -> str | None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +19,17 @@ from mcp_latent.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 VENV_BIN = ROOT / ".venv" / "bin"
+# Every server a test spawns shares one profile cache (fits are keyed by profile content, model and fit version):
+# the shipped profiles' thousands of exemplars are embedded and fitted once per session, not once per test.
+SHARED_PROFILE_CACHE = Path(tempfile.mkdtemp(prefix="mcp-latent-test-profiles-"))
+atexit.register(shutil.rmtree, SHARED_PROFILE_CACHE, ignore_errors=True)
+
+
+def server_env() -> dict[str, str]:
+    """Environment for a spawned server: none of the developer's MCP_LATENT_* settings, the shared profile cache."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_LATENT_")}
+    env["MCP_LATENT_PROFILE_CACHE_DIR"] = str(SHARED_PROFILE_CACHE)
+    return env
 
 
 class HashingEmbedder:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -13,7 +12,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from conftest import write_profile
+from conftest import server_env, write_profile
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
@@ -42,7 +41,7 @@ def server_command() -> list[str]:
 
 def params(data_dir: Path, *extra: str) -> StdioServerParameters:
     command = server_command()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_LATENT_")}
+    env = server_env()
     return StdioServerParameters(
         command=command[0], args=[*command[1:], "serve", "--data-dir", str(data_dir), *extra], env=env
     )

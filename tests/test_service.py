@@ -1,7 +1,7 @@
 """The library API with a fake embedder: contracts, limits, teach, caching."""
 
 import pytest
-from conftest import write_profile
+from conftest import FRUIT, TOOLS, write_profile
 
 from mcp_latent.errors import InvalidInput, NotAllowed, NotFound
 from mcp_latent.service import LatentService
@@ -129,3 +129,25 @@ def test_invalid_profile_is_reported_on_every_call(settings, fake_embedder):
     svc.start()
     with pytest.raises(Exception, match="broken.toml"):
         svc.evaluate(text="x")
+
+
+def test_data_dirs_sharing_a_profile_cache_embed_and_fit_each_profile_once(tmp_path, fake_embedder):
+    write_profile(tmp_path / "profiles", "kind", {"fruit": FRUIT, "tools": TOOLS}, extra="min_similarity = -1.0")
+    cache = tmp_path / "shared-cache"
+    embeds_at_start, verdicts = [], []
+    for data_dir in ("first", "second"):
+        settings = Settings(
+            data_dir=tmp_path / data_dir,
+            profiles_dir=tmp_path / "profiles",
+            profile_cache_dir=cache,
+            builtin_profiles=False,
+        )
+        service = LatentService(settings, embedder=fake_embedder)
+        before = fake_embedder.calls
+        service.start()
+        embeds_at_start.append(fake_embedder.calls - before)
+        verdicts.append(service.evaluate(text="apple banana", profiles=["kind"])["verdicts"])
+        service.close()
+    assert embeds_at_start == [1, 0]  # the second data dir found the exemplar vectors (and the fit) in the cache
+    assert verdicts[0] == verdicts[1] and verdicts[0]["kind"]["label"] == "fruit"
+    assert len(list(cache.rglob("kind-*.fit.npz"))) == 1 and not list((tmp_path / "second").rglob("*.fit.npz"))

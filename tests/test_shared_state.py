@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
+from conftest import server_env
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from test_e2e_stdio import INITIALIZE, RISKY, call, params, server_command
@@ -35,7 +36,7 @@ def start_http(data_dir: Path, port: int, token: str | None = None) -> subproces
     args = server_command() + ["serve", "--transport", "http", "--port", str(port), "--data-dir", str(data_dir)]
     if token:
         args += ["--token", token]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_LATENT_")}
+    env = server_env()
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # /healthz says "ok" once the model and profiles are ready
