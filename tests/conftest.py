@@ -25,6 +25,22 @@ SHARED_PROFILE_CACHE = Path(tempfile.mkdtemp(prefix="mcp-latent-test-profiles-")
 atexit.register(shutil.rmtree, SHARED_PROFILE_CACHE, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def warm_profile_cache() -> Path:
+    """Embed and fit the shipped profiles into the shared cache before the first spawned server needs them: on a
+    busy machine that can take longer than a client's request timeout."""
+    from mcp_latent.service import LatentService
+
+    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as data_dir:
+        for key in [k for k in os.environ if k.startswith("MCP_LATENT_")]:
+            patch.delenv(key)  # the spawned servers run without them too
+        service = LatentService(Settings(data_dir=Path(data_dir), profile_cache_dir=SHARED_PROFILE_CACHE))
+        service.start()
+        service.wait_ready(5)  # raises the startup error, if any
+        service.close()
+    return SHARED_PROFILE_CACHE
+
+
 def server_env() -> dict[str, str]:
     """Environment for a spawned server: none of the developer's MCP_LATENT_* settings, the shared profile cache."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_LATENT_")}

@@ -16,7 +16,7 @@ from conftest import server_env, write_profile
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio, pytest.mark.usefixtures("warm_profile_cache")]
 
 # A legacy (2025 protocol) initialize request, for tests that speak raw JSON-RPC.
 INITIALIZE = {
