@@ -4,9 +4,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, server_env
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("warm_profile_cache")]
 
 
 def test_shadow_board_runs_rounds_with_server_side_deltas():
@@ -16,6 +16,7 @@ def test_shadow_board_runs_rounds_with_server_side_deltas():
         text=True,
         timeout=600,
         check=True,
+        env=server_env(),
     ).stdout
     assert "round 1" in out and "round 2" in out
     assert "vs parent h_" in out  # deltas come from evaluate(compare_parent=true)

@@ -151,7 +151,9 @@ def test_stdout_carries_only_protocol_and_tools_list_answers_fast(tmp_path):
         },
     ]
     started = time.monotonic()
-    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=server_env()
+    )
     try:
         answered = {}
         for message in messages:
@@ -179,6 +181,7 @@ def test_cli_evaluate_and_profiles_commands(tmp_path):
         text=True,
         timeout=300,
         check=True,
+        env=server_env(),
     )
     assert json.loads(out.stdout)["verdicts"]["risk"]["label"] == "high"
     check = subprocess.run(base + ["profiles", "check", "--data-dir", str(tmp_path)], capture_output=True, text=True)

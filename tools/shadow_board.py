@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -58,7 +59,10 @@ async def run(max_rounds: int) -> int:
     exe = ROOT / ".venv" / "bin" / "mcp-latent"
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "mcp_latent"]
     data_dir = tempfile.mkdtemp(prefix="shadow-board-")
-    params = StdioServerParameters(command=command[0], args=[*command[1:], "serve", "--data-dir", data_dir])
+    # The whole environment, not the SDK's minimal default: the caller's MCP_LATENT_* settings and PYTHONPATH apply.
+    params = StdioServerParameters(
+        command=command[0], args=[*command[1:], "serve", "--data-dir", data_dir], env=dict(os.environ)
+    )
     async with Client(params, mode="legacy", read_timeout_seconds=300) as client:
 
         async def call(tool: str, args: dict) -> dict:
