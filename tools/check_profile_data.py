@@ -158,7 +158,7 @@ def main() -> int:
                 exact_duplicates(spec) + near_duplicates(spec, vectors, args.near) + balance(spec, args.max_imbalance)
             )
             problems += len(findings)
-            print(f"\n## {spec.name} ({len(rows(spec))} exemplars, {len(spec.labels)} labels)\n")
+            print(f"\n## {spec.name} ({len(rows(spec))} exemplars, {len(spec.labels)} labels, {args.profiles_dir})\n")
             print(length_table(spec))
             if fitted is not None:
                 cal = fitted.calibration
