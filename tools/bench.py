@@ -71,6 +71,7 @@ def count_tokens(text: str) -> int:
     source, _ = resolve_model_source("")
     tokenizer = Tokenizer.from_file(str(Path(source) / "tokenizer.json"))
     tokenizer.no_truncation()
+    tokenizer.no_padding()  # the shipped tokenizer.json pads every text to 128
     return len(tokenizer.encode(text, add_special_tokens=False).ids)
 
 
