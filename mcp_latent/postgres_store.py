@@ -39,7 +39,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .errors import LatentError, NotFound, StoreError
-from .postgres_schema import bind_model, migrate
+from .postgres_schema import SCHEMA_VERSION, bind_model, migrate
 from .store import (
     HANDOFFS_SCOPE,
     TAUGHT_SCOPE,
@@ -149,6 +149,7 @@ class PostgresStore(LatentStore):
         self.where = describe_url(url)
         self.timeout_s = timeout_s
         self.ef_search = hnsw_ef_search
+        self.replica = False  # a read-only hot standby (set on connect)
         self._closed = False
         connect_args: dict[str, Any] = {
             "connect_timeout": max(1, round(timeout_s)),
@@ -160,8 +161,14 @@ class PostgresStore(LatentStore):
                 conn.execute(
                     sql.SQL("SET search_path = {}, {}").format(*map(sql.Identifier, (schema, extension_schema)))
                 )
-                migrate(conn, schema)
-                self._check_model(conn, hnsw_m, hnsw_ef_construction)
+                # A streaming replica (hot standby) is read-only: it serves a read-only server (MCP_LATENT_READ_ONLY)
+                # the primary's schema, which must already be current; nothing is created or bound there.
+                self.replica = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+                if self.replica:
+                    self._check_replica(conn)
+                else:
+                    migrate(conn, schema)
+                    self._check_model(conn, hnsw_m, hnsw_ef_construction)
                 vector_oid = conn.execute("SELECT 'vector'::regtype::oid").fetchone()[0]
             options = (
                 f"-c search_path={schema},{extension_schema}"
@@ -199,6 +206,24 @@ class PostgresStore(LatentStore):
             row = conn.execute(_PGVECTOR_SCHEMA).fetchone()
         return row[0]
 
+    def _check_replica(self, conn: psycopg.Connection) -> None:
+        """On a read-only standby: the primary's schema must be this version and hold this model (or adopt it)."""
+        exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
+        version = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0] if exists else 0
+        stored = dict(conn.execute("SELECT key, value FROM store_info").fetchall()) if exists else {}
+        if version != SCHEMA_VERSION or not stored:
+            raise StoreError(
+                f"{self.where} is a read-only replica whose schema {self.schema!r} is at version {version} (this "
+                f"mcp-latent needs {SCHEMA_VERSION}, with a model bound); start one server on the primary first."
+            )
+        if self.model_id is None:
+            self.model_id, self.dim = stored["model_id"], int(stored["dim"])
+        elif stored["model_id"] != self.model_id or int(stored["dim"]) != self.dim:
+            raise StoreError(
+                f"the replica's schema {self.schema!r} at {self.where} holds vectors from model {stored['model_id']!r}"
+                f" (dim {stored['dim']}), but this server embeds with {self.model_id!r} (dim {self.dim})."
+            )
+
     def _check_model(self, conn: psycopg.Connection, m: int, ef_construction: int) -> None:
         if self.model_id is None:  # opened without a model: adopt the schema's (0 / None while it holds none)
             stored = dict(conn.execute("SELECT key, value FROM store_info").fetchall())
@@ -231,6 +256,11 @@ class PostgresStore(LatentStore):
                 f"the latent store could not {action}: PostgreSQL at {self.where} is unreachable or restarting "
                 f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
                 f"{unreachable_hint}: retry in a few seconds. Nothing acknowledged was lost."
+            ) from exc
+        except psycopg.errors.ReadOnlySqlTransaction as exc:
+            raise StoreError(
+                f"the latent store could not {action}: {self.where} is a read-only replica; send writes to a server "
+                "on the primary (a server on a replica should run with MCP_LATENT_READ_ONLY=true)."
             ) from exc
         except psycopg.Error as exc:
             log.warning("latent store: could not %s: %s", action, exc)

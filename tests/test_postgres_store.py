@@ -249,3 +249,25 @@ def test_cli_starts_a_trial_postgres_that_a_store_url_reaches(tmp_path):
         subprocess.run(cli + ["postgres", "stop", "--dir", str(tmp_path / "pg")], timeout=60, check=True)
     assert "unreachable" in subprocess.run(cli + ["namespaces", "list", "--store-url", url], capture_output=True,
                                            text=True, timeout=120).stderr  # fmt: skip
+
+
+def test_a_streaming_replica_serves_reads_and_refuses_writes_clearly(opened, postgres, tmp_path):
+    primary = opened()
+    made = primary.add("ns", unit(20), [str(i) for i in range(20)])
+    standby = postgres.replica(tmp_path / "replica")
+    try:
+        replica = PostgresStore(standby.url, None, None, schema=primary.schema)  # adopts the primary's model
+        try:
+            assert (replica.replica, replica.model_id, replica.dim) == (True, "m", DIM)
+            assert wait_for(lambda: replica.count("ns") == 20, timeout=10)
+            assert replica.get(made[3].handle, "ns").text == "3"
+            assert replica.similar("ns", made[5].vector, 1)[0][0].handle == made[5].handle
+            with pytest.raises(StoreError, match="read-only replica"):
+                replica.add("ns", unit(1), ["x"])
+            later = primary.add("ns", unit(1, 7), ["later"])[0]  # streamed to the replica within moments
+            assert wait_for(lambda: replica.count("ns") == 21, timeout=10)
+            assert replica.get(later.handle, "ns").text == "later"
+        finally:
+            replica.close()
+    finally:
+        standby.destroy()
