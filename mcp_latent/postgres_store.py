@@ -176,6 +176,9 @@ class PostgresStore(LatentStore):
                 f" -c hnsw.ef_search={hnsw_ef_search}"
                 # A namespace filter discards graph neighbours of other namespaces: keep scanning until k match.
                 " -c hnsw.iterative_scan=relaxed_order"
+                # Plan each search for its namespace: a small one is read exactly through the btree, and a partial
+                # HNSW index made for one large namespace (README, "Scale-out") is only usable by a custom plan.
+                " -c plan_cache_mode=force_custom_plan"
             )
             self._pool = ConnectionPool(
                 url,

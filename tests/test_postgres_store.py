@@ -3,9 +3,12 @@ restarts, ambiguous commits, and services on several hosts sharing one state. Re
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -229,12 +232,19 @@ def test_a_teach_on_one_host_reaches_the_next_verdict_on_another(postgres, pg_sc
             service.close()
 
 
-def test_cli_starts_a_trial_postgres_that_a_store_url_reaches(tmp_path):
+def cluster_dir() -> Path:
+    """A directory for a cluster outside pytest's tmp_path: a concurrent pytest session makes /tmp/pytest-of-<user>
+    private again (mode 0700), and a cluster running as the `pgserver` user (under root) would lose its files."""
+    return Path(tempfile.mkdtemp(prefix="mcp-latent-test-pg-"))
+
+
+def test_cli_starts_a_trial_postgres_that_a_store_url_reaches():
     """The README's trial path: `mcp-latent postgres start` prints the one setting to switch."""
     from test_e2e_stdio import server_command
 
     cli = server_command()
-    started = subprocess.run(cli + ["postgres", "start", "--dir", str(tmp_path / "pg")], capture_output=True,
+    directory = cluster_dir()
+    started = subprocess.run(cli + ["postgres", "start", "--dir", str(directory)], capture_output=True,
                              text=True, timeout=120)  # fmt: skip
     assert started.returncode == 0, started.stderr
     url = started.stdout.strip().removeprefix("MCP_LATENT_STORE_URL=")
@@ -246,15 +256,16 @@ def test_cli_starts_a_trial_postgres_that_a_store_url_reaches(tmp_path):
                                 timeout=120)  # fmt: skip
         assert listed.returncode == 0 and listed.stdout.split() == ["trial", "2", "handoffs"], listed.stderr
     finally:
-        subprocess.run(cli + ["postgres", "stop", "--dir", str(tmp_path / "pg")], timeout=60, check=True)
+        subprocess.run(cli + ["postgres", "stop", "--dir", str(directory)], timeout=60, check=True)
+        shutil.rmtree(directory, ignore_errors=True)
     assert "unreachable" in subprocess.run(cli + ["namespaces", "list", "--store-url", url], capture_output=True,
                                            text=True, timeout=120).stderr  # fmt: skip
 
 
-def test_a_streaming_replica_serves_reads_and_refuses_writes_clearly(opened, postgres, tmp_path):
+def test_a_streaming_replica_serves_reads_and_refuses_writes_clearly(opened, postgres):
     primary = opened()
     made = primary.add("ns", unit(20), [str(i) for i in range(20)])
-    standby = postgres.replica(tmp_path / "replica")
+    standby = postgres.replica(cluster_dir())
     try:
         replica = PostgresStore(standby.url, None, None, schema=primary.schema)  # adopts the primary's model
         try:
