@@ -108,6 +108,8 @@ def _boundary(action: str, retry: bool = True) -> Callable[[Callable[..., T]], C
                     return method(self, *args, **kwargs)
                 try:
                     return method(self, *args, **kwargs)
+                except psycopg.errors.QueryCanceled:
+                    raise  # the statement timeout: trying again would only wait as long once more
                 except psycopg.OperationalError as exc:
                     log.info("latent store: connection lost while trying to %s (%s); retrying once", action, exc)
                     self._pool.check()
@@ -147,7 +149,7 @@ class PostgresStore(LatentStore):
             )
         self.url, self.dim, self.model_id, self.schema = url, dim or 0, model_id, schema
         self.where = describe_url(url)
-        self.timeout_s = timeout_s
+        self.timeout_s, self.statement_timeout_s = timeout_s, statement_timeout_s
         self.ef_search = hnsw_ef_search
         self.replica = False  # a read-only hot standby (set on connect)
         self._closed = False
@@ -253,6 +255,13 @@ class PostgresStore(LatentStore):
             yield
         except LatentError:
             raise
+        except psycopg.errors.QueryCanceled as exc:
+            log.warning("latent store: could not %s: %s", action, exc)
+            raise StoreError(
+                f"the latent store could not {action}: the database took longer than "
+                f"MCP_LATENT_STORE_STATEMENT_TIMEOUT_SECONDS ({self.statement_timeout_s:g} s) and the statement was "
+                "cancelled; nothing acknowledged was lost, retry the call."
+            ) from exc
         except (PoolTimeout, psycopg.OperationalError) as exc:
             log.warning("latent store: could not %s: %s", action, exc)
             raise StoreError(
@@ -285,6 +294,8 @@ class PostgresStore(LatentStore):
         with self._translated("store the handoff (nothing was written)"):
             try:
                 return self._insert_once(new, handles)
+            except psycopg.errors.QueryCanceled:
+                raise  # cancelled by the statement timeout: rolled back, nothing to resolve
             except psycopg.OperationalError as exc:
                 # The connection broke; the COMMIT may or may not have landed. The handles tell.
                 log.info("latent store: connection lost while storing a handoff (%s); resolving by handle", exc)

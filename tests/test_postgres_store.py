@@ -282,3 +282,13 @@ def test_a_streaming_replica_serves_reads_and_refuses_writes_clearly(opened, pos
             replica.close()
     finally:
         standby.destroy()
+
+
+def test_a_statement_past_the_timeout_is_cancelled_with_a_clear_error(opened):
+    store = opened(statement_timeout_s=0.2)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="MCP_LATENT_STORE_STATEMENT_TIMEOUT_SECONDS \\(0.2 s\\)"):
+        with store._translated("wait"), store._connection() as conn:
+            conn.execute("SELECT pg_sleep(5)")
+    assert time.monotonic() - started < 4
+    assert store.count() == 0  # the connection is usable again
