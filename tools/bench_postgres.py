@@ -197,6 +197,8 @@ def scale(url: str, base: np.ndarray, sizes: list[int], queries: int, online: in
             for start in range(0, n, 100):
                 store.add("bench", vectors[start : start + 100], [None] * len(vectors[start : start + 100]))
             row["insert_per_s"] = n / (time.perf_counter() - started)
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"ANALYZE {schema}.handoffs")  # as autovacuum would: the planner then picks HNSW
             print(f"  {n:,}: online insert {row['insert_per_s']:,.0f}/s", flush=True)
         else:
             row |= load_bulk(url, schema, vectors, settings)
