@@ -283,7 +283,7 @@ def cmd_namespaces_drop(args: argparse.Namespace) -> int:
 def cmd_postgres_start(args: argparse.Namespace) -> int:
     from .local_postgres import LocalPostgres
 
-    server = LocalPostgres(args.dir, args.port or None)
+    server = LocalPostgres(args.dir, args.pg_port or None)
     if server.running:
         print(f"already running (pid {server.pid})", file=sys.stderr)
     else:
@@ -427,7 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     pg_sub = pg.add_subparsers(dest="postgres_command", required=True, metavar="ACTION")
     pg_start = pg_sub.add_parser("start", help="create (first time) and start it; prints MCP_LATENT_STORE_URL=...")
     pg_start.add_argument("--dir", required=True, type=Path, help="directory of the cluster (created if absent)")
-    pg_start.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one, kept)")
+    pg_start.add_argument(
+        "--port", dest="pg_port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one, kept)"
+    )
     pg_start.set_defaults(func=cmd_postgres_start)
     pg_stop = pg_sub.add_parser("stop", help="stop it (the data stays in --dir)")
     pg_stop.add_argument("--dir", required=True, type=Path, help="directory of the cluster")
