@@ -253,3 +253,18 @@ def test_exemplar_rows_are_shared_safely_between_snapshots():
     assert second.texts == ["a0", "b0", "a1"] and branch.texts == ["a0", "b0", "b1"]
     np.testing.assert_array_equal(second.vectors[2], x[2])
     assert first.n == 2 and first.texts == ["a0", "b0"]
+
+
+def test_a_fit_built_beside_the_profile_file_is_found_from_any_data_dir(settings, fruit_tools_profile, tmp_path):
+    # `profiles build --out DIR` used to fit into its own data dir's cache only: a server elsewhere fitted again.
+    from mcp_latent.profile_fitter import ProfileFitter
+    from mcp_latent.profiles import ProfileRegistry
+
+    profile = ProfileRegistry(settings.user_profiles_dir, include_builtin=False).load_all()["kind"]
+    builder = ProfileFitter(tmp_path / "builder-data" / "cache", HashingEmbedder())
+    fitted = builder.fitted(profile)
+    builder.save("kind", builder.fit_key(profile.spec), fitted, folder=builder.beside(profile.path))
+    embedder = HashingEmbedder()
+    service = started(settings, embedder)  # another data dir: its own cache is empty
+    assert embedder.calls == 0 and service.live["kind"].ready  # nothing embedded, nothing fitted
+    service.close()
