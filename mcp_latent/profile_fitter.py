@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,7 +53,15 @@ class ExemplarVectors:
     def __init__(self, path: Path):
         self.path = path
 
-    def lookup(self, texts: list[str], embedder: Embedder, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    def lookup(
+        self,
+        texts: list[str],
+        embedder: Embedder,
+        progress: Callable[[int], None] | None = None,
+        pause: float = 0.0,
+    ) -> np.ndarray:
+        """Vectors of `texts`, embedding the uncached ones; `pause` seconds between chunks lets calls waiting for
+        the model go first (the model's lock is not fair: a busy embedding loop would take it back at once)."""
         known: dict[str, np.ndarray] = {}
         if self.path.exists():
             try:
@@ -74,6 +83,8 @@ class ExemplarVectors:
                     known[keys[i]] = vector
                 if progress:
                     progress(len(rows))
+                if pause:
+                    time.sleep(pause)
             self._save(known)
         if not texts:
             return np.zeros((0, embedder.dim), dtype=np.float32)
@@ -123,9 +134,11 @@ class ProfileFitter:
                 log.warning("cached fit %s unreadable (%s); refitting", path, exc)
         return None
 
-    def vectors(self, name: str, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+    def vectors(
+        self, name: str, texts: list[str], progress: Callable[[int], None] | None = None, pause: float = 0.0
+    ) -> np.ndarray:
         """Embeddings of exemplar texts, from the per-text cache where possible."""
-        return ExemplarVectors(self.cache_dir / f"{name}.exemplars.npz").lookup(texts, self.embedder, progress)
+        return ExemplarVectors(self.cache_dir / f"{name}.exemplars.npz").lookup(texts, self.embedder, progress, pause)
 
     def save(self, name: str, key: str, fitted: FittedProfile, folder: Path | None = None) -> Path:
         """Store a full fit and remove this profile's older fits (only this profile's: `kind` never touches

@@ -141,10 +141,10 @@ class Settings(BaseSettings):
         "never written); false keeps shipped profiles read-only",
     )
     profile_wait_seconds: float = Field(
-        30.0,
+        120.0,
         ge=0,
-        description="longest wait of a call for a profile still being fitted; when the fit's estimate is longer, "
-        "the call answers at once 'profile X is fitting, ready in about N s'",
+        description="a call naming a profile still being fitted waits for it when the fit is estimated to end "
+        "within this many seconds (at most 300 s); else it answers at once 'profile X is fitting, ready in about N s'",
     )
     stats_flush_seconds: float = Field(
         5.0, gt=0, description="how often verdict and teach counts are added to `<data_dir>/stats.sqlite`"
