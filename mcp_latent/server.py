@@ -86,6 +86,12 @@ class SimilarOut(BaseModel):
     similar: list[SimilarHit]
 
 
+class GetOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    handle: str
+    text: str | None = None
+
+
 class ProfilesOut(BaseModel):
     model_config = ConfigDict(extra="allow")
     profiles: list[dict[str, Any]]
@@ -403,6 +409,11 @@ def build_server(settings: Settings | None = None, service: LatentService | None
     ) -> Annotated[CallToolResult, SimilarOut]:
         """Nearest earlier handoffs, with cosine similarity and a text preview."""
         return await call(lambda: service.similar(handle, text, k, namespace), quick=service.is_quick(text, []))
+
+    @tool(READ_ONLY)
+    async def get(handle: Handle, namespace: Namespace | None = None) -> Annotated[CallToolResult, GetOut]:
+        """A handoff's stored text and sender: read it to reason about an unsure verdict."""
+        return await call(lambda: service.get(handle, namespace))
 
     @tool(READ_ONLY)
     async def profiles() -> Annotated[CallToolResult, ProfilesOut]:

@@ -317,6 +317,22 @@ class LatentService:
             out["agreed"] = item.was == item.label
         return out
 
+    def get(self, handle: str, namespace: str | None = None) -> dict[str, Any]:
+        """A stored handoff's text and provenance, so a model can reason about an unsure verdict without the text
+        having been passed to it (empty fields are left out to keep the result small)."""
+        record = self._store().get(handle, self._namespace(namespace))
+        fields = {
+            "handle": record.handle,
+            "text": record.text,
+            "from_agent": record.from_agent,
+            "parent": record.parent,
+            "meta": record.meta,
+            "created_at": round(record.created_at, 3),
+        }
+        if record.text is None:
+            fields["note"] = "no text stored (MCP_LATENT_STORE_TEXT is off)"
+        return {key: value for key, value in fields.items() if value is not None}
+
     def namespaces(self) -> dict[str, Any]:
         """Every namespace with its handoff count and age range."""
         return {"namespaces": self._store().namespaces()}

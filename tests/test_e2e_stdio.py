@@ -74,6 +74,12 @@ async def test_core_scenario(tmp_path):
         detail = await call(client, "evaluate", {"handle": risky["handle"], "profiles": ["risk"], "detail": True})
         assert detail["verdicts"]["risk"]["neighbours"][0][1] == "high"
 
+        # An agent that got only the handle reads the text back to reason about an unsure verdict.
+        record = await call(client, "get", {"handle": risky["handle"]})
+        assert record["text"] == RISKY and record["from_agent"] == "A"
+        missing = await client.call_tool("get", {"handle": "h_aaaaaaaaaa"})
+        assert missing.is_error and "not found" in missing.content[0].text
+
         embedded = await call(
             client, "embed", {"texts": ["alpha launch plan", "beta launch plan"], "return_vectors": True}
         )

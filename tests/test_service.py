@@ -151,3 +151,16 @@ def test_data_dirs_sharing_a_profile_cache_embed_and_fit_each_profile_once(tmp_p
     assert embeds_at_start == [1, 0]  # the second data dir found the exemplar vectors (and the fit) in the cache
     assert verdicts[0] == verdicts[1] and verdicts[0]["kind"]["label"] == "fruit"
     assert len(list(cache.rglob("kind-*.fit.npz"))) == 1 and not list((tmp_path / "second").rglob("*.fit.npz"))
+
+
+def test_get_returns_the_stored_text_and_provenance(service):
+    handle = service.handoff("apple banana plan", from_agent="A", meta={"round": 1})["handle"]
+    assert service.get(handle) == {
+        "handle": handle,
+        "text": "apple banana plan",
+        "from_agent": "A",
+        "meta": {"round": 1},
+        "created_at": service.get(handle)["created_at"],
+    }
+    with pytest.raises(NotFound):
+        service.get(handle, namespace="elsewhere")
