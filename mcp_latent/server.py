@@ -289,10 +289,13 @@ class LatentServer(MCPServer):
     """MCPServer whose unknown-tool error lists the tools this server offers (read-only mode and the allow-list
     hide some)."""
 
+    def __init__(self, *args: Any, tools: list[LatentTool], **kwargs: Any):
+        super().__init__(*args, tools=tools, **kwargs)  # type: ignore[arg-type]
+        self.offered = tuple(tool.name for tool in tools)  # fixed at construction: tools are never added later
+
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
-        offered = [tool.name for tool in await self.list_tools()]
-        if name not in offered:
-            raise ToolError(f"no tool {name!r} on this server; tools: {', '.join(offered)}.")
+        if name not in self.offered:
+            raise ToolError(f"no tool {name!r} on this server; tools: {', '.join(self.offered)}.")
         return await super().call_tool(name, arguments, context)
 
 
@@ -332,7 +335,10 @@ def build_server(settings: Settings | None = None, service: LatentService | None
     tools: list[LatentTool] = []
 
     def tool(annotations: ToolAnnotations) -> Callable[[T], T]:
-        """Register a tool; its docstring, on one line, is the description the calling model reads."""
+        """Register a tool; its docstring, on one line, is the description the calling model reads.
+
+        Every published byte rides in every agent's context (budgets in tests/test_tool_surface.py): one short
+        docstring, descriptions only for arguments whose name does not say it all, plain types."""
 
         def register(fn: T) -> T:
             built = LatentTool.from_function(
