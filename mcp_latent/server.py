@@ -269,7 +269,8 @@ class LatentTool(Tool):
 
     MCPServer validates arguments inside `Tool.run` (the pydantic model of the function's signature) and would
     quietly drop names it does not know and return pydantic's multi-line text with links. This is the one place
-    where arguments meet the schema, so both checks live here."""
+    where arguments meet the schema, so both checks live here. Every error reads `<tool>: <what to do>` (the SDK's
+    own prefix, "Error executing tool <tool>: ", is kept only for crashes, which carry no other text)."""
 
     async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
         unknown = [name for name in arguments if name not in self.parameters.get("properties", {})]
@@ -280,8 +281,11 @@ class LatentTool(Tool):
         except UnexpectedToolError:
             raise
         except ToolError as exc:
-            if isinstance(exc.__cause__, ValidationError):  # the arguments failed the schema; nothing ran
-                raise ToolError(invalid_arguments_error(self.name, exc.__cause__, self.parameters)) from exc.__cause__
+            cause = exc.__cause__
+            if isinstance(cause, ValidationError):  # the arguments failed the schema; nothing ran
+                raise ToolError(invalid_arguments_error(self.name, cause, self.parameters)) from cause
+            if isinstance(cause, ToolError):  # an engine error: one prefix style for every error the model reads
+                raise ToolError(f"{self.name}: {cause}") from cause
             raise
 
 

@@ -150,3 +150,10 @@ async def test_tool_manifest_fits_its_budget_over_stdio(tmp_path, mode, env):
 
 def minified_tool(tool) -> str:
     return json.dumps(tool.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":"))
+
+
+async def test_engine_errors_read_like_argument_errors(service):
+    async with served(service) as client:
+        result = await client.call_tool("evaluate", {"text": "apple", "profiles": ["nope"]})
+    assert result.is_error
+    assert result.content[0].text.startswith("evaluate: profile 'nope' not found; available: kind")
