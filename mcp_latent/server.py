@@ -483,11 +483,18 @@ def build_server(settings: Settings | None = None, service: LatentService | None
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> Response:
-        """200 once the model, store and profiles are ready; 503 before (with the startup phase) or after a failed
-        startup, so process managers and load balancers wait for a server that can answer."""
+        """503 until calls are served (`starting`, with the startup phase) or after a failed startup (`error`), so
+        process managers and load balancers wait for a server that can answer; then 200: `fitting` while some
+        profiles still fit in the background (each with its estimate; a call naming one says when to retry), `ok`
+        once every profile is ready or has failed (its error is listed)."""
         status = await anyio.to_thread.run_sync(service.status)  # counts handoffs: not on the event loop
-        state = "ok" if status["ready"] else "error" if status["startup_error"] else "starting"
-        return JSONResponse({"status": state, **status}, status_code=200 if state == "ok" else 503)
+        if not status["ready"]:
+            state = "error" if status["startup_error"] else "starting"
+        else:
+            profiles = status.get("profiles") or {}
+            fitting = any(not p.get("ready") and not p.get("error") for p in profiles.values())
+            state = "fitting" if fitting else "ok"
+        return JSONResponse({"status": state, **status}, status_code=503 if state in ("starting", "error") else 200)
 
     return server
 

@@ -17,12 +17,6 @@ from mcp_latent.settings import Settings
 HEAVY_MODULES = ("torch", "sentence_transformers", "transformers")
 
 
-@pytest.fixture
-def fake_model(monkeypatch):
-    """Commands that need the engine get the hashing embedder instead of loading the real model."""
-    monkeypatch.setattr("mcp_latent.service.load_embedder", lambda *args, **kwargs: HashingEmbedder())
-
-
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     try:
         code = cli.main(list(argv))
@@ -62,28 +56,31 @@ def test_version(capsys):
 
 
 def every_option(parser: argparse.ArgumentParser, path: str = "mcp-latent"):
+    """(command path, option, whether it mirrors a setting) for every option of every command."""
+    mirrored = parser.get_default("setting_flags") or ()
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 yield from every_option(sub, f"{path} {name}")
         elif action.option_strings and action.dest not in ("help", "version"):
-            yield path, action
+            yield path, action, action.dest in mirrored
 
 
 def test_every_option_has_help_and_settings_name_their_environment_variable():
     options = list(every_option(cli.build_parser()))
-    assert {"--transport", "--host", "--port", "--token-file"} <= {a.option_strings[0] for _, a in options}
-    for path, action in options:
+    served = {action.option_strings[0] for path, action, setting in options if path.endswith(" serve") and setting}
+    assert {"--transport", "--host", "--port", "--token-file", "--data-dir"} <= served
+    for path, action, setting in options:
         assert action.help, f"{path} {action.option_strings[0]} has no help"
-        if action.dest in Settings.model_fields:
+        if setting:
             assert f"MCP_LATENT_{action.dest.upper()}" in action.help, f"{path} {action.option_strings[0]}"
 
 
-def test_namespaces_drop_needs_an_explicit_name_and_yes(tmp_path, capsys, fake_model):
+def test_namespaces_drop_needs_an_explicit_name_and_yes(tmp_path, capsys):
     from mcp_latent.service import LatentService
 
     data = tmp_path / "d"
-    service = LatentService(Settings(data_dir=data, builtin_profiles=False))
+    service = LatentService(Settings(data_dir=data, builtin_profiles=False), embedder=HashingEmbedder())
     service.start()
     service.handoff("keep me")
     service.handoff("and me", namespace="team")
@@ -102,11 +99,11 @@ def test_namespaces_drop_needs_an_explicit_name_and_yes(tmp_path, capsys, fake_m
     assert code == 0 and json.loads(out) == {"namespace": "team", "dropped": 1}
 
 
-def test_exporting_an_unknown_namespace_is_an_error(tmp_path, capsys, fake_model):
+def test_exporting_an_unknown_namespace_is_an_error(tmp_path, capsys):
     from mcp_latent.service import LatentService
 
     data = tmp_path / "d"
-    service = LatentService(Settings(data_dir=data, builtin_profiles=False))
+    service = LatentService(Settings(data_dir=data, builtin_profiles=False), embedder=HashingEmbedder())
     service.start()
     made = service.handoff("exported text")["handle"]
     service.close()
