@@ -1,30 +1,23 @@
 """Choosing how a profile decides, from its own exemplars only: the ensemble's head regularization and kNN weight,
-a temperature (so `p` means "probability this label is right"), an abstention threshold reaching the profile's
-target answered accuracy, and an out-of-scope cutoff on the similarity to the nearest exemplar, chosen on a
-simulation in which labels hidden from the fit play the out-of-scope texts. All by cross-validation.
+a temperature (so `p` means "probability this label is right"), and the held-out evidence (cross-validation, plus
+a simulation in which labels hidden from the fit play the out-of-scope texts) from which `operating_point`
+chooses the confidence threshold and the out-of-scope cutoff together.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from .ensemble import KNN_K, ensemble_logits, exact_neighbours, fit_head, fit_temperature, knn_votes, nll, softmax
+from .operating_point import MIN_THRESHOLD, Evidence, Family, Point, choose, score
 from .profiles import ProfileSpec
 
 log = logging.getLogger(__name__)
 
-FIT_VERSION = "4"  # bump when fitting changes: cached fits keyed by it are then refitted
-MIN_THRESHOLD = 0.5  # never answer with a label the model itself thinks is more likely wrong than right
-# The out-of-scope cutoff never goes below this: the similarity that all but this share of held-out in-scope
-# exemplars reach to their nearest exemplar, minus a margin (small profiles estimate that quantile noisily).
-OUT_OF_SCOPE_QUANTILE = 0.01
-OUT_OF_SCOPE_MARGIN = 0.03
-# ...and never above the similarity that this share of held-out in-scope exemplars falls below: an unreachable
-# out-of-scope target must not silence the profile.
-MAX_IN_SCOPE_FLAGGED = 0.2
+FIT_VERSION = "5"  # bump when fitting changes: cached fits keyed by it are then refitted
 # The simulation hides one of this many groups of labels at a time; it needs enough labels that the hidden
 # ones are a fair stand-in for unseen topics (a 3-label profile has no "other topics" to learn from).
 SIMULATION_GROUPS = 4
@@ -34,19 +27,6 @@ CV_FOLDS = 5
 # regularization, and the kNN expert's weight (large clean profiles gain from neighbours, small noisy ones less).
 HEAD_CS = (3.0, 10.0, 30.0)
 KNN_WEIGHTS = (0.0, 0.15, 0.3, 0.5, 0.75, 1.0)
-
-
-def pick_threshold(p: np.ndarray, correct: np.ndarray, target: float) -> float:
-    """Lowest confidence threshold whose answered accuracy (on held-out predictions) reaches `target`."""
-    order = np.argsort(-p)
-    p_sorted, correct_sorted = p[order], correct[order]
-    accuracy = np.cumsum(correct_sorted) / np.arange(1, len(p) + 1)
-    meeting = np.nonzero(accuracy >= target)[0]
-    if len(meeting) == 0:
-        return 1.0  # the target is out of reach: answer only when certain
-    if meeting[-1] == len(p) - 1:
-        return MIN_THRESHOLD  # every held-out answer together meets the target: no need to abstain on confidence
-    return float(max(MIN_THRESHOLD, p_sorted[meeting[-1]]))
 
 
 def _folds(y: np.ndarray, n_folds: int, seed: int = 0) -> list[np.ndarray] | None:
@@ -64,21 +44,6 @@ def _folds(y: np.ndarray, n_folds: int, seed: int = 0) -> list[np.ndarray] | Non
     return [np.nonzero(fold_of == f)[0] for f in range(n_folds)]
 
 
-@dataclass
-class Calibration:
-    """What the fit decided, and the held-out evidence it decided on."""
-
-    c: float
-    knn_weight: float
-    temperature: float
-    threshold: float
-    min_similarity: float
-    cv_accuracy: float | None
-    cv_coverage: float | None
-    cv_answered_accuracy: float | None
-    cv_out_of_scope_recall: float | None = None  # on the simulation; None when the profile has too few labels
-
-
 def _ensemble_on(
     train_x: np.ndarray, train_y: np.ndarray, queries: np.ndarray, n_labels: int, cs: tuple[float, ...]
 ) -> tuple[dict[float, np.ndarray], np.ndarray, np.ndarray]:
@@ -92,6 +57,11 @@ def _ensemble_on(
     return head, votes, sims[:, 0]
 
 
+def _temperature_and_accuracy(logits: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    temperature = fit_temperature(logits, y)
+    return temperature, float((logits.argmax(axis=1) == y).mean()), -nll(logits / temperature, y)
+
+
 def _select_head(
     oof_head: dict[float, np.ndarray], oof_votes: np.ndarray, y: np.ndarray
 ) -> tuple[float, float, float, np.ndarray]:
@@ -100,67 +70,40 @@ def _select_head(
     for c, head in oof_head.items():
         for knn_weight in KNN_WEIGHTS:
             logits = ensemble_logits(head, oof_votes, knn_weight)
-            temperature = fit_temperature(logits, y)
-            score = (float((logits.argmax(axis=1) == y).mean()), -nll(logits / temperature, y))
-            if best is None or score > best[0]:
-                best = (score, c, knn_weight, temperature, logits / temperature)
+            temperature, accuracy, neg_nll = _temperature_and_accuracy(logits, y)
+            if best is None or (accuracy, neg_nll) > best[0]:
+                best = ((accuracy, neg_nll), c, knn_weight, temperature, logits / temperature)
     _, c, knn_weight, temperature, logits = best
     return c, knn_weight, temperature, logits
 
 
 def simulate_out_of_scope(
-    vectors: np.ndarray, y: np.ndarray, n_labels: int, c: float, knn_weight: float, temperature: float
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """(p, nearest similarity) of exemplars judged by a fit that never saw their label: how texts about none of
-    the profile's labels look to it. Labels are split into groups and each group is hidden in turn. None when
-    the profile has too few labels for that to mean anything."""
+    vectors: np.ndarray, y: np.ndarray, n_labels: int, c: float, families: list[tuple[float, float]]
+) -> tuple[list[np.ndarray], np.ndarray] | None:
+    """(p per family, nearest similarity) of exemplars judged by a fit that never saw their label: how texts
+    about none of the profile's labels look to it. Labels are split into groups and each group is hidden in turn.
+    families: (kNN weight, temperature) pairs. None when the profile has too few labels for that to mean anything."""
     present = np.unique(y)
     if len(present) < MIN_LABELS_TO_SIMULATE:
         return None
     group_of = np.zeros(n_labels, dtype=np.int64)
     group_of[np.random.default_rng(0).permutation(present)] = np.arange(len(present)) % SIMULATION_GROUPS
-    p = np.zeros(len(y), dtype=np.float64)
+    p = [np.zeros(len(y), dtype=np.float64) for _ in families]
     nearest = np.zeros(len(y), dtype=np.float32)
     for group in range(SIMULATION_GROUPS):
         hidden = group_of[y] == group
         head, votes, nearest[hidden] = _ensemble_on(vectors[~hidden], y[~hidden], vectors[hidden], n_labels, (c,))
-        p[hidden] = softmax(ensemble_logits(head[c], votes, knn_weight) / temperature).max(axis=1)
+        for out, (knn_weight, temperature) in zip(p, families, strict=True):
+            out[hidden] = softmax(ensemble_logits(head[c], votes, knn_weight) / temperature).max(axis=1)
     return p, nearest
 
 
-def in_scope_floor(in_scope_nearest: np.ndarray) -> float:
-    """The lowest out-of-scope cutoff: all but OUT_OF_SCOPE_QUANTILE of held-out in-scope exemplars reach it."""
-    return float(np.quantile(in_scope_nearest, OUT_OF_SCOPE_QUANTILE)) - OUT_OF_SCOPE_MARGIN
-
-
-def pick_min_similarity(
-    in_scope_nearest: np.ndarray,
-    out_of_scope_p: np.ndarray,
-    out_of_scope_nearest: np.ndarray,
-    threshold: float,
-    target_recall: float,
-) -> float:
-    """Lowest nearest-exemplar cutoff that, with the confidence threshold, flags `target_recall` of the
-    simulated out-of-scope texts; kept between the floor and ceiling set by the held-out in-scope exemplars."""
-    floor = in_scope_floor(in_scope_nearest)
-    ceiling = float(np.quantile(in_scope_nearest, MAX_IN_SCOPE_FLAGGED))
-    still_answered = np.sort(out_of_scope_nearest[out_of_scope_p >= threshold])
-    already_flagged = len(out_of_scope_p) - len(still_answered)
-    missing = int(np.ceil(target_recall * len(out_of_scope_p) - 1e-9)) - already_flagged  # 0.8 * 10 is 8, not 9
-    if missing <= 0:
-        return floor
-    cutoff = float(np.nextafter(still_answered[missing - 1], np.float32(2)))  # flags exactly the `missing` lowest
-    return min(max(cutoff, floor), ceiling)
-
-
-def fit_calibration(vectors: np.ndarray, y: np.ndarray, n_labels: int, spec: ProfileSpec) -> Calibration:
-    """Cross-validate the ensemble on the exemplars: head, temperature, abstention threshold, out-of-scope cutoff."""
+def gather_evidence(vectors: np.ndarray, y: np.ndarray, n_labels: int) -> tuple[float, Evidence] | None:
+    """Cross-validate the ensemble on the exemplars: (head C, evidence for the ensemble and for the head alone).
+    None when some label has too few exemplars to hold any out."""
     folds = _folds(y, CV_FOLDS)
     if folds is None:
-        log.info("profile %s: too few exemplars per label to cross-validate; default calibration", spec.name)
-        threshold = MIN_THRESHOLD if spec.threshold is None else spec.threshold  # 0.0 is a valid setting
-        min_similarity = -1.0 if spec.min_similarity is None else spec.min_similarity
-        return Calibration(HEAD_CS[1], 0.0, 1.0, threshold, min_similarity, None, None, None)
+        return None
     oof_head = {c: np.zeros((len(y), n_labels), dtype=np.float32) for c in HEAD_CS}
     oof_votes = np.zeros((len(y), n_labels), dtype=np.float64)
     oof_nearest = np.zeros(len(y), dtype=np.float32)
@@ -172,29 +115,145 @@ def fit_calibration(vectors: np.ndarray, y: np.ndarray, n_labels: int, spec: Pro
         for c in HEAD_CS:
             oof_head[c][held_out] = head[c]
     c, knn_weight, temperature, oof_logits = _select_head(oof_head, oof_votes, y)
-    probs = softmax(oof_logits)
-    p, predicted = probs.max(axis=1), probs.argmax(axis=1)
-    correct = predicted == y
-    threshold = spec.threshold if spec.threshold is not None else pick_threshold(p, correct, spec.target_accuracy)
-    simulated = simulate_out_of_scope(vectors, y, n_labels, c, knn_weight, temperature)
-    if spec.min_similarity is not None:
-        min_similarity = spec.min_similarity
-    elif simulated is not None:
-        min_similarity = pick_min_similarity(oof_nearest, *simulated, threshold, spec.target_out_of_scope_recall)
-    else:
-        min_similarity = in_scope_floor(oof_nearest)
-    answered = (p >= threshold) & (oof_nearest >= min_similarity)
-    out_of_scope_recall = None
-    if simulated is not None:
-        out_of_scope_recall = float(((simulated[0] < threshold) | (simulated[1] < min_similarity)).mean())
+    # The head alone (no kNN expert, its own temperature) is a candidate too: the chosen point must never be one
+    # that plain thresholding of the linear head beats on every axis.
+    head_temperature = _temperature_and_accuracy(oof_head[c], y)[0]
+    params = [("ensemble", knn_weight, temperature, oof_logits)]
+    if knn_weight:
+        params.append(("head alone", 0.0, head_temperature, oof_head[c] / head_temperature))
+    simulated = simulate_out_of_scope(vectors, y, n_labels, c, [(w, t) for _, w, t, _ in params])
+    families = []
+    for i, (name, weight, temp, logits) in enumerate(params):
+        probs = softmax(logits)
+        families.append(
+            Family(
+                name,
+                weight,
+                temp,
+                probs.max(axis=1),
+                probs.argmax(axis=1) == y,
+                None if simulated is None else simulated[0][i],
+            )
+        )
+    return c, Evidence(oof_nearest, None if simulated is None else simulated[1], tuple(families))
+
+
+@dataclass
+class Calibration:
+    """What the fit decided (the operating point among them), and the held-out evidence it decided on."""
+
+    c: float
+    knn_weight: float
+    temperature: float
+    threshold: float
+    min_similarity: float
+    cv_accuracy: float | None
+    cv_coverage: float | None
+    cv_answered_accuracy: float | None
+    cv_out_of_scope_recall: float | None = None  # on the simulation; None when the profile has too few labels
+    # False when the target accuracy is met only below MIN_USEFUL_COVERAGE (or not at all); then `knee_accuracy`
+    # is the target to suggest: the knee of the cross-validated accuracy-vs-coverage curve.
+    reachable: bool = True
+    knee_accuracy: float | None = None
+    family: str = "ensemble"
+    evidence: Evidence | None = field(default=None, repr=False, compare=False)
+
+    def retarget(self, spec: ProfileSpec) -> Calibration:
+        """The operating point for the spec's targets and fixed settings, chosen from the stored evidence: moving
+        a profile's target accuracy never refits it."""
+        if self.evidence is None:
+            return self
+        return _operate(self.c, self.evidence, spec)
+
+    def estimate(self, family: int, threshold: float, min_similarity: float) -> Point:
+        """Cross-validated estimates of any rule (for the build's curve and the harness)."""
+        assert self.evidence is not None
+        return score(self.evidence, family, threshold, min_similarity)
+
+    # --- storage: flat arrays, so a fit file stays one .npz --------------------------------------------------------
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        scalars = [getattr(self, f.name) for f in fields(self) if f.name not in ("family", "evidence")]
+        out = {"calibration": np.array([np.nan if v is None else float(v) for v in scalars], dtype=np.float64)}
+        out["calibration_family"] = np.array(self.family)
+        if self.evidence is not None:
+            ev = self.evidence
+            out["evidence_nearest"] = ev.nearest
+            if ev.simulated_nearest is not None:
+                out["evidence_simulated_nearest"] = ev.simulated_nearest
+            for i, fam in enumerate(ev.families):
+                out[f"evidence_family{i}"] = np.array([fam.knn_weight, fam.temperature])
+                out[f"evidence_family{i}_name"] = np.array(fam.name)
+                out[f"evidence_family{i}_p"] = fam.p
+                out[f"evidence_family{i}_correct"] = fam.correct
+                if fam.simulated_p is not None:
+                    out[f"evidence_family{i}_simulated_p"] = fam.simulated_p
+        return out
+
+    @classmethod
+    def from_arrays(cls, data: dict[str, np.ndarray] | np.lib.npyio.NpzFile) -> Calibration:
+        names = [f.name for f in fields(cls) if f.name not in ("family", "evidence")]
+        values = {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, data["calibration"], strict=True)}
+        values["reachable"] = bool(values["reachable"])
+        evidence = None
+        if "evidence_nearest" in data:
+            families = []
+            i = 0
+            while f"evidence_family{i}" in data:
+                weight, temperature = data[f"evidence_family{i}"]
+                simulated_key = f"evidence_family{i}_simulated_p"
+                families.append(
+                    Family(
+                        str(data[f"evidence_family{i}_name"]),
+                        float(weight),
+                        float(temperature),
+                        data[f"evidence_family{i}_p"],
+                        data[f"evidence_family{i}_correct"],
+                        data[simulated_key] if simulated_key in data else None,
+                    )
+                )
+                i += 1
+            simulated = data["evidence_simulated_nearest"] if "evidence_simulated_nearest" in data else None
+            evidence = Evidence(data["evidence_nearest"], simulated, tuple(families))
+        return cls(**values, family=str(data["calibration_family"]), evidence=evidence)
+
+
+def _operate(c: float, evidence: Evidence, spec: ProfileSpec) -> Calibration:
+    """The calibration at the operating point for the spec: its targets, or its fixed threshold/cutoff."""
+    choice = choose(evidence, spec.target_accuracy, spec.target_out_of_scope_recall)
+    point = choice.point
+    if spec.threshold is not None or spec.min_similarity is not None:
+        # A fixed setting replaces the chosen value; the estimates are those of the rule as it will run.
+        point = score(
+            evidence,
+            point.family,
+            point.threshold if spec.threshold is None else spec.threshold,
+            point.min_similarity if spec.min_similarity is None else spec.min_similarity,
+        )
+    fam = evidence.families[point.family]
     return Calibration(
         c=c,
-        knn_weight=knn_weight,
-        temperature=temperature,
-        threshold=threshold,
-        min_similarity=min_similarity,
-        cv_accuracy=float(correct.mean()),
-        cv_coverage=float(answered.mean()),
-        cv_answered_accuracy=float(correct[answered].mean()) if answered.any() else None,
-        cv_out_of_scope_recall=out_of_scope_recall,
+        knn_weight=fam.knn_weight,
+        temperature=fam.temperature,
+        threshold=point.threshold,
+        min_similarity=point.min_similarity,
+        cv_accuracy=float(fam.correct.mean()),
+        cv_coverage=point.coverage,
+        cv_answered_accuracy=point.answered_accuracy,
+        cv_out_of_scope_recall=point.out_of_scope_recall,
+        reachable=choice.reachable,
+        knee_accuracy=choice.knee.answered_accuracy,
+        family=fam.name,
+        evidence=evidence,
     )
+
+
+def fit_calibration(vectors: np.ndarray, y: np.ndarray, n_labels: int, spec: ProfileSpec) -> Calibration:
+    """Cross-validate the ensemble on the exemplars and choose the operating point for the spec's targets."""
+    gathered = gather_evidence(vectors, y, n_labels)
+    if gathered is None:
+        log.info("profile %s: too few exemplars per label to cross-validate; default calibration", spec.name)
+        threshold = MIN_THRESHOLD if spec.threshold is None else spec.threshold  # 0.0 is a valid setting
+        min_similarity = -1.0 if spec.min_similarity is None else spec.min_similarity
+        return Calibration(HEAD_CS[1], 0.0, 1.0, threshold, min_similarity, None, None, None)
+    return _operate(*gathered, spec)

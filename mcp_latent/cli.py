@@ -1,5 +1,5 @@
-"""The `mcp-latent` command line: serve, evaluate, profiles list/check/build/eval/teach, namespaces. No logic of its
-own. Commands that only read files (`profiles list`, `profiles check`, `--help`, `--version`) never import the
+"""The `mcp-latent` command line: serve, evaluate, profiles list/check/build/tune/eval/teach, namespaces. No logic of
+its own. Commands that only read files (`profiles list`, `profiles check`, `--help`, `--version`) never import the
 embedding stack: engine modules are imported inside the commands that need them."""
 
 from __future__ import annotations
@@ -89,18 +89,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_profiles_list(args: argparse.Namespace) -> int:
+def _registry(args: argparse.Namespace) -> Any:
+    """The profiles as the server would load them: files plus the exemplars taught into the store (opened
+    without the model)."""
     from .profiles import ProfileRegistry
 
     settings = _settings(args)
-    # The profile files plus the exemplars taught into the store (opened without the model); no fit.
     store = _store(args) if settings.store_url or settings.data_dir.exists() else None
     try:
         registry = ProfileRegistry(settings.user_profiles_dir, settings.builtin_profiles, store=store)
-        profiles = [profile.summary() for profile in registry.load_all().values()]
+        registry.load_all()
     finally:
         if store is not None:
             store.close()
+    return registry
+
+
+def _stored_fits(settings: Any) -> Any:
+    """Reads stored fits by the configured model's id, without loading the model."""
+    from .embedder import resolve_model_source
+    from .profile_fitter import NamedModel, ProfileFitter
+
+    return ProfileFitter(settings.data_dir / "cache" / "profiles", NamedModel(resolve_model_source(settings.model)[1]))
+
+
+def cmd_profiles_list(args: argparse.Namespace) -> int:
+    from .operating_curve import summary
+
+    settings = _settings(args)
+    fits = _stored_fits(settings)
+    profiles = []
+    for profile in _registry(args).profiles.values():  # no fit: a stored one tells where each profile answers
+        listed = profile.summary()
+        calibration = fits.cached_calibration(profile)
+        if calibration is not None:
+            listed.update(summary(calibration, profile.spec))
+        profiles.append(listed)
     if args.json:
         _print_json(profiles)
         return 0
@@ -110,6 +134,13 @@ def cmd_profiles_list(args: argparse.Namespace) -> int:
             f"{p['name']:<16} {origin:<7} {p['exemplars']:>6} exemplars  labels: {', '.join(p['labels'][:8])}"
             + (" ..." if len(p["labels"]) > 8 else "")
         )
+        if "coverage" in p:
+            print(
+                f"{'':<25}target accuracy {p['target_accuracy']}: answers {100 * p['coverage']:.1f}% at "
+                f"{100 * p['answered_accuracy']:.1f}% (cross-validated)"
+            )
+        if "warning" in p:
+            print(f"{'':<25}warning: {p['warning']}")
     return 0
 
 
@@ -127,15 +158,41 @@ def cmd_profiles_check(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+DEFAULT_TARGET_ACCURACY = 0.98  # `profiles build` aims here unless told otherwise, or at the knee when it cannot
+
+
+def _show_operating_point(fitted: Any, spec: Any, path: Path, changes: dict[str, Any]) -> None:
+    """Print the estimated curve, write its PNG beside the profile file, and write the file with `changes` and
+    the chosen point recorded."""
+    from .operating_curve import plot, record, table, warning
+    from .profiles import read_profile_file, write_profile_file
+
+    cal = fitted.calibration
+    for line in table(cal, spec):
+        print(line, file=sys.stderr)
+    png = plot(cal, spec, path.with_suffix(".curve.png"))
+    if png is not None:
+        print(f"wrote {png}", file=sys.stderr)
+    problem = warning(cal, spec)
+    if problem:
+        print(f"warning: {problem}", file=sys.stderr)
+    if cal.evidence is not None:
+        changes = {**changes, "operating_point": record(cal)}
+    written = read_profile_file(path)  # the file as written: without exemplars taught at run time
+    write_profile_file(written.model_copy(update=changes), path)
+
+
 def cmd_profiles_build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .operating_curve import knee_target
     from .profile_builder import build_profile
     from .profile_fitter import flatten
     from .profiles import Profile
 
     settings = _settings(args)
     out_dir = Path(args.out) if args.out else settings.user_profiles_dir
+    asked = args.target_accuracy
     spec, path, report = build_profile(
         Path(args.source),
         args.name,
@@ -145,7 +202,7 @@ def cmd_profiles_build(args: argparse.Namespace) -> int:
         label_field=args.label_field,
         split_field=args.split_field,
         split=args.split,
-        target_accuracy=args.target_accuracy,
+        target_accuracy=DEFAULT_TARGET_ACCURACY if asked is None else asked,
         target_out_of_scope_recall=args.target_oos_recall,
         exclude_labels=set(args.exclude_label or []),
     )
@@ -166,19 +223,61 @@ def cmd_profiles_build(args: argparse.Namespace) -> int:
     if args.out:  # beside the file too, so a server reading profiles from there finds it whatever its data dir
         fitter.save(spec.name, fitter.fit_key(spec), fitted, folder=fitter.beside(path))
     cal = fitted.calibration
-    print(
-        f"fitted: cross-validated accuracy {cal.cv_accuracy:.4f}, threshold {cal.threshold:.3f} "
-        f"(target answered accuracy {spec.target_accuracy}), out-of-scope below similarity {cal.min_similarity:.3f}"
-        + (
-            f" (simulated out-of-scope recall {cal.cv_out_of_scope_recall:.3f}, target "
-            f"{spec.target_out_of_scope_recall})"
-            if cal.cv_out_of_scope_recall is not None
-            else ""
+    if cal.cv_accuracy is None:
+        print("fitted with default calibration (too few exemplars per label)", file=sys.stderr)
+        return 0
+    print(f"fitted: cross-validated closed-set accuracy {cal.cv_accuracy:.4f}", file=sys.stderr)
+    knee = knee_target(cal)
+    if asked is None and not cal.reachable and knee is not None:
+        # The default target would escalate most texts: a default should fit the profile, so take the knee.
+        print(
+            f"the default target accuracy {spec.target_accuracy} is out of reach at useful coverage "
+            f"(cross-validated coverage {100 * (cal.cv_coverage or 0):.1f}%); using the knee of the curve, {knee:.3f} "
+            f"(pass --target-accuracy {spec.target_accuracy} to insist)",
+            file=sys.stderr,
         )
-        if cal.cv_accuracy is not None
-        else "fitted with default calibration (too few exemplars per label)",
-        file=sys.stderr,
-    )
+        spec = spec.model_copy(update={"target_accuracy": knee})
+        fitted.calibration = cal.retarget(spec)
+    _show_operating_point(fitted, spec, path, {"target_accuracy": spec.target_accuracy})
+    return 0
+
+
+def cmd_profiles_tune(args: argparse.Namespace) -> int:
+    from .embedder import load_configured_embedder
+    from .errors import InvalidInput
+    from .profile_fitter import ProfileFitter
+
+    settings = _settings(args)
+    profile = _registry(args).get(args.profile)
+    if profile.builtin:
+        raise InvalidInput(
+            f"profile {args.profile!r} is shipped with mcp-latent; copy {profile.path} into "
+            f"{settings.user_profiles_dir} to tune it."
+        )
+    for flag, value, low in (
+        ("--target-accuracy", args.target_accuracy, 0.0),
+        ("--target-oos-recall", args.target_oos_recall, -1e-9),
+    ):
+        if value is not None and not low < value <= 1.0:
+            raise InvalidInput(f"{flag} must be a share between 0 and 1 (e.g. 0.95), got {value}.")
+    changes: dict[str, Any] = {"threshold": None, "min_similarity": None}  # a target replaces fixed settings
+    if args.target_accuracy is not None:
+        changes["target_accuracy"] = args.target_accuracy
+    if args.target_oos_recall is not None:
+        changes["target_out_of_scope_recall"] = args.target_oos_recall
+    spec = (profile.base or profile.spec).model_copy(update=changes)  # the file's exemplars: the built fit's
+    profile.spec = profile.base = spec
+    fitted = _stored_fits(settings).cached(profile)
+    how = "no refit: the point is chosen from the stored cross-validation"
+    if fitted is None:
+        how = "fitted once; later tunes reuse it"
+        print(f"no cached fit of {args.profile}; fitting it (once)", file=sys.stderr)
+        embedder = load_configured_embedder(settings)
+        fitted = ProfileFitter(settings.data_dir / "cache" / "profiles", embedder).fitted(profile)
+    if fitted.calibration.evidence is None:
+        raise InvalidInput(f"profile {args.profile!r} has too few exemplars per label to estimate a curve.")
+    _show_operating_point(fitted, spec, profile.path, changes)
+    print(f"updated {profile.path} ({how})", file=sys.stderr)
     return 0
 
 
@@ -357,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the JSON result")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    profiles = commands.add_parser("profiles", help="list, check, build, evaluate and teach profiles")
+    profiles = commands.add_parser("profiles", help="list, check, build, tune, evaluate and teach profiles")
     sub = profiles.add_subparsers(dest="profiles_command", required=True, metavar="ACTION")
 
     listing = sub.add_parser("list", help="list available profiles (reads the files only)")
@@ -376,7 +475,12 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", help="directory for the profile file (default: the user profiles dir)")
     build.add_argument("--split", help="use only rows whose split field has this value (e.g. train)")
     build.add_argument("--description", help="one line saying what the profile judges")
-    build.add_argument("--target-accuracy", type=float, default=0.98, help="answered-accuracy target (abstention)")
+    build.add_argument(
+        "--target-accuracy",
+        type=float,
+        help=f"answered-accuracy target (default {DEFAULT_TARGET_ACCURACY}, or the knee of the curve when that "
+        "is out of reach at 50%% coverage)",
+    )
     build.add_argument(
         "--target-oos-recall", type=float, default=0.8, help="share of out-of-scope texts to flag (simulated)"
     )
@@ -398,6 +502,13 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="print the JSON summary")
     stats.add_argument("--plot", help="also write a PNG of the escalation rate over time to this path")
     stats.set_defaults(func=cmd_profiles_stats)
+
+    tune = sub.add_parser("tune", help="move a built profile's operating point (no refit; prints the curve)")
+    _add_common(tune)
+    tune.add_argument("--profile", required=True, help="the profile to tune (a user profile)")
+    tune.add_argument("--target-accuracy", type=float, help="answered-accuracy target")
+    tune.add_argument("--target-oos-recall", type=float, help="share of out-of-scope texts to flag (simulated)")
+    tune.set_defaults(func=cmd_profiles_tune)
 
     teach = sub.add_parser("teach", help="add one labeled exemplar to a profile")
     _add_common(teach)

@@ -11,7 +11,7 @@ the server judges exactly as the evaluation harness measures.
 from __future__ import annotations
 
 import threading
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -244,19 +244,14 @@ class FittedProfile:
     # --- on-disk cache ---------------------------------------------------------------------------------------
 
     def save(self, path: Path) -> None:
-        cal = self.calibration  # stored in field order; None (no evidence) as NaN
         with replacing(path) as tmp, tmp.open("wb") as out:
-            np.savez(
-                out,
-                vectors=self.vectors,
-                y=self.y,
-                weights=self.weights,
-                bias=self.bias,
-                calibration=np.array([np.nan if v is None else v for v in astuple(cal)], dtype=np.float64),
-            )
+            arrays = {"vectors": self.vectors, "y": self.y, "weights": self.weights, "bias": self.bias}
+            np.savez(out, **arrays, **self.calibration.to_arrays())
 
     @classmethod
     def load(cls, path: Path, spec: ProfileSpec, texts: list[str]) -> FittedProfile:
+        """A stored fit, at the operating point for the spec's current targets (chosen from the stored evidence:
+        a changed target accuracy moves the point without a refit)."""
         with np.load(path) as data:
-            calibration = Calibration(*(None if np.isnan(v) else float(v) for v in data["calibration"]))
+            calibration = Calibration.from_arrays(data).retarget(spec)
             return cls(spec, data["vectors"], data["y"], texts, data["weights"], data["bias"], calibration)

@@ -1,9 +1,11 @@
 """Embeds and fits profiles for one embedder, with the disk caches that make a restart cheap.
 
 Exemplar vectors are cached per text (so teaching one exemplar embeds one text), and fits are keyed by the
-profile content (file plus taught exemplars), the model id and the fit version, so an unchanged profile is never
-re-embedded or refitted. Fits are written under the data dir; `profiles build --out DIR` also writes one beside
-the profile file (`DIR/.fits/`), and a server reading profiles from DIR finds it there whatever its data dir.
+exemplars (file plus taught exemplars, not the decision settings), the model id and the fit version, so an
+unchanged profile is never re-embedded or refitted, and a moved target re-chooses the operating point from the
+stored cross-validation instead of refitting. Fits are written under the data dir; `profiles build --out DIR`
+also writes one beside the profile file (`DIR/.fits/`), and a server reading profiles from DIR finds it there
+whatever its data dir.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .atomic_files import replacing
-from .calibration import FIT_VERSION
+from .calibration import FIT_VERSION, Calibration
 from .embedder import Embedder
 from .evaluator import FittedProfile
 from .profiles import Profile, ProfileSpec
@@ -96,6 +99,18 @@ class ExemplarVectors:
             np.savez(out, keys=keys, vectors=np.stack(list(known.values())).astype(np.float32))
 
 
+@dataclass(frozen=True)
+class NamedModel:
+    """Stands in for the embedder where only stored fits are read: they are found by the model's id alone, so
+    the model need not be loaded."""
+
+    model_id: str
+    dim: int = 0
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        raise RuntimeError(f"model {self.model_id} is not loaded here; only stored fits can be read")
+
+
 class ProfileFitter:
     """Disk caches of one embedder's exemplar vectors and fits. Holds no lock: every file is written atomically
     (a unique temporary name, then a rename), so concurrent writers of one file (two profiles' owners, two
@@ -106,9 +121,10 @@ class ProfileFitter:
         self.cache_dir = Path(cache_dir) / _slug(embedder.model_id)
 
     def fit_key(self, profile: Profile | ProfileSpec, taught_digest: str = "") -> str:
-        """Content key of a fit: the profile's content (file, and taught exemplars by digest), model, fit version."""
+        """Content key of a fit: what it learns from (labels and exemplars, taught ones by digest; not the decision
+        settings), model, fit version."""
         spec = profile.spec if isinstance(profile, Profile) else profile
-        material = f"{spec.content_hash()}|{taught_digest}|{self.embedder.model_id}|{FIT_VERSION}"
+        material = f"{spec.fit_hash()}|{taught_digest}|{self.embedder.model_id}|{FIT_VERSION}"
         return hashlib.sha256(material.encode()).hexdigest()[:KEY_CHARS]
 
     def _fit_name(self, name: str, key: str) -> str:
@@ -151,6 +167,27 @@ class ProfileFitter:
             if stale != path and own.fullmatch(stale.name):
                 stale.unlink(missing_ok=True)
         return path
+
+    def cached(self, profile: Profile) -> FittedProfile | None:
+        """The stored full fit of the profile file's exemplars (taught ones aside: `profiles build` wrote it), at
+        the operating point for the file's current targets, or None. Never embeds."""
+        base = profile.base or profile.spec
+        texts, _ = flatten(base)
+        return self.load(profile.name, self.fit_key(base), base, texts, profile.path)
+
+    def cached_calibration(self, profile: Profile) -> Calibration | None:
+        """The calibration of `cached`, reading neither the exemplar vectors nor the model (for `profiles list`)."""
+        base = profile.base or profile.spec
+        name = self._fit_name(profile.name, self.fit_key(base))
+        for folder in (self.cache_dir, self.beside(profile.path)):
+            try:
+                with np.load(folder / name) as data:  # an .npz reads only the arrays asked for
+                    return Calibration.from_arrays(data).retarget(base)
+            except FileNotFoundError:
+                continue
+            except Exception as exc:
+                log.warning("cached fit %s unreadable (%s)", folder / name, exc)
+        return None
 
     def fitted(self, profile: Profile, progress: Callable[[int], None] | None = None) -> FittedProfile:
         """The profile's cached full fit, else a new one (cached): for one-off use (CLI, tools). A server's

@@ -50,6 +50,29 @@ class LabelSpec(BaseModel):
         return cleaned
 
 
+class OperatingPointRecord(BaseModel):
+    """The point the fit chose for a profile's targets, with its cross-validated estimates: written by
+    `profiles build` and `profiles tune` for readers of the file. The fit reads the targets (or a fixed
+    `threshold`/`min_similarity`), never this record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rule: str = Field(description="which probabilities are thresholded: `ensemble` or `head alone`")
+    threshold: float
+    min_similarity: float
+    coverage: float = Field(description="share of in-scope texts answered (cross-validated)")
+    answered_accuracy: float | None = None
+    out_of_scope_recall: float | None = Field(None, description="on the hidden-label simulation")
+    reachable: bool = Field(True, description="false: the target accuracy holds only below 50% coverage")
+    knee_accuracy: float | None = Field(None, description="the target at the knee of the curve")
+
+
+# Settings that choose where a fitted profile answers, not what it learns: changing them never refits.
+DECISION_FIELDS = frozenset(
+    {"description", "target_accuracy", "target_out_of_scope_recall", "threshold", "min_similarity", "operating_point"}
+)
+
+
 class ProfileSpec(BaseModel):
     """A profile file's content."""
 
@@ -72,6 +95,7 @@ class ProfileSpec(BaseModel):
     min_similarity: float | None = Field(
         None, ge=-1, le=1, description="nearest-exemplar similarity below which a text is out of scope; default fitted"
     )
+    operating_point: OperatingPointRecord | None = None
     labels: list[LabelSpec] = Field(min_length=2)
 
     @field_validator("name")
@@ -98,6 +122,11 @@ class ProfileSpec(BaseModel):
 
     def content_hash(self) -> str:
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def fit_hash(self) -> str:
+        """Hash of what a fit learns from (labels and exemplars), not of where it answers (DECISION_FIELDS)."""
+        canonical = json.dumps(self.model_dump(mode="json", exclude=set(DECISION_FIELDS)), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

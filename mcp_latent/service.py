@@ -16,6 +16,7 @@ from .embedder import CachedEmbedder, Embedder, load_configured_embedder
 from .errors import InvalidInput, LatentError, ModelError, NotAllowed, NotFound, NotReady
 from .evaluator import FittedProfile, Verdict
 from .live_profile import Learned, LiveProfile
+from .operating_curve import summary as operating_summary
 from .profile_fitter import ProfileFitter
 from .profile_stats import FIELDS, ProfileStats, describe
 from .profiles import ProfileRegistry, import_taught_logs
@@ -365,7 +366,7 @@ class LatentService:
                 summary.update(exemplars=live.exemplars, taught=live.taught, **live.status())
                 snapshot = live.snapshot
                 if snapshot is not None:
-                    summary["threshold"] = round(snapshot.calibration.threshold, 3)
+                    summary.update(operating_summary(snapshot.calibration, profile.spec))
             out.append(summary)
         return out
 

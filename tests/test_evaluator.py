@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from mcp_latent.calibration import pick_min_similarity, pick_threshold
 from mcp_latent.eval.quality import expected_calibration_error
 from mcp_latent.evaluator import FittedProfile
 from mcp_latent.profiles import ProfileSpec
@@ -72,15 +71,6 @@ def test_ordinal_profile_gives_expected_score():
     assert verdict.score == pytest.approx(2.0, abs=0.2)
 
 
-def test_pick_threshold_reaches_target():
-    p = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6])
-    correct = np.array([1, 1, 1, 0, 1, 0], dtype=bool)
-    assert pick_threshold(p, correct, 1.0) == 0.9
-    assert pick_threshold(p, correct, 0.8) == 0.7
-    assert pick_threshold(p, np.zeros(6, dtype=bool), 0.9) == 1.0
-    assert pick_threshold(p, np.ones(6, dtype=bool), 0.9) == 0.5  # all right: no confidence cut needed
-
-
 def test_fit_survives_save_and_load(tmp_path):
     x, y = clusters(20, 0.5)
     fitted = fit(x, y)
@@ -88,22 +78,6 @@ def test_fit_survives_save_and_load(tmp_path):
     loaded = FittedProfile.load(tmp_path / "f.npz", spec(), ["t"] * len(y))
     np.testing.assert_allclose(loaded.probabilities(x[:5]), fitted.probabilities(x[:5]), rtol=1e-5)
     assert loaded.calibration == fitted.calibration
-
-
-def test_pick_min_similarity_flags_the_target_share_of_simulated_out_of_scope():
-    in_scope = np.linspace(0.5, 1.0, 101)  # floor: 0.505 - 0.03; ceiling: 0.6 (flags at most 20% of in-scope)
-    oos_nearest = np.arange(10) * 0.02 + 0.40  # 0.40 ... 0.58
-    confident = np.full(10, 0.9)
-    cutoff = pick_min_similarity(in_scope, confident, oos_nearest, 0.8, 0.5)
-    assert 0.48 < cutoff < 0.50 and (oos_nearest < cutoff).sum() == 5
-    # Rows the confidence threshold already flags count towards the target.
-    unsure_two = confident.copy()
-    unsure_two[[8, 9]] = 0.3
-    shifted = oos_nearest + 0.08  # 0.48 ... 0.66: above the floor, so only the cutoff and confidence flag
-    cutoff = pick_min_similarity(in_scope, unsure_two, shifted, 0.8, 0.5)
-    assert 0.52 < cutoff < 0.54 and ((shifted < cutoff) | (unsure_two < 0.8)).sum() == 5
-    assert pick_min_similarity(in_scope, confident, oos_nearest, 0.8, 0.0) == pytest.approx(0.475)  # the floor
-    assert pick_min_similarity(in_scope, confident, oos_nearest + 0.2, 0.8, 1.0) == pytest.approx(0.6)  # ceiling
 
 
 def test_unseen_topics_are_flagged_at_the_target_rate():
@@ -143,3 +117,25 @@ def test_fixed_settings_of_zero_are_kept_when_too_small_to_cross_validate():
     x, y = clusters(1, 0.3)  # one exemplar per label: no held-out folds, so the default calibration applies
     cal = fit(x, y, threshold=0.0, min_similarity=0.0).calibration
     assert cal.cv_accuracy is None and (cal.threshold, cal.min_similarity) == (0.0, 0.0)
+
+
+def test_a_moved_target_moves_the_point_without_a_refit(tmp_path):
+    x, y = clusters(80, 1.4)  # overlapping clusters: the target accuracy decides how much is answered
+    fitted = fit(x, y, target_accuracy=0.75)
+    fitted.save(tmp_path / "f.npz")
+    stricter = spec(target_accuracy=0.95)
+    loaded = FittedProfile.load(tmp_path / "f.npz", stricter, ["t"] * len(y))
+    np.testing.assert_array_equal(loaded.weights, fitted.weights)  # the same fit...
+    assert loaded.calibration.threshold > fitted.calibration.threshold  # ...answering less, more accurately
+    assert loaded.calibration.cv_coverage < fitted.calibration.cv_coverage
+    assert loaded.calibration.cv_answered_accuracy >= 0.95 > fitted.calibration.cv_answered_accuracy
+    # The fit cache is keyed by what a fit learns from, so a new target finds the stored fit.
+    assert spec(target_accuracy=0.75).fit_hash() == stricter.fit_hash() != spec(labels=4).fit_hash()
+    assert spec(target_accuracy=0.75).content_hash() != stricter.content_hash()
+
+
+def test_fixed_threshold_overrides_the_chosen_one_and_is_estimated_as_it_runs():
+    x, y = clusters(80, 1.4)
+    chosen = fit(x, y, target_accuracy=0.75).calibration
+    fixed = fit(x, y, target_accuracy=0.75, threshold=0.99).calibration
+    assert fixed.threshold == 0.99 and fixed.cv_coverage < chosen.cv_coverage

@@ -33,6 +33,38 @@ def protocols(shared: Path) -> list[tuple[str, Path, set[str]]]:
     ]
 
 
+def summary_table(results: dict[str, dict]) -> str:
+    """One table: each protocol's default point against the head-alone rule at every threshold, same run."""
+
+    def point(v: dict) -> str:
+        recall = v["out_of_scope_recall"]
+        return f"{100 * v['coverage']:.1f} / {100 * v['answered_accuracy']:.1f}" + (
+            "" if recall is None else f" / {100 * recall:.1f}"
+        )
+
+    names = list(results)
+    rows = [
+        "### Default point against the head alone (coverage / answered accuracy [/ out-of-scope recall], %)",
+        "",
+        "| rule | " + " | ".join(names) + " |",
+        "| --- |" + " --- |" * len(names),
+        "| **default (fitted)** | " + " | ".join(f"**{point(results[n])}**" for n in names) + " |",
+    ]
+    for key in results[names[0]]["anchor_points"]:
+        if key.startswith("linear head"):
+            cells = [
+                point(results[n]["anchor_points"][key]) + (" (dominates)" if key in results[n]["dominated_by"] else "")
+                for n in names
+            ]
+            rows.append(f"| {key} | " + " | ".join(cells) + " |")
+    rows.append(
+        "| default dominated by the head alone | "
+        + " | ".join("**yes**" if results[n]["dominated_by"] else "no" for n in names)
+        + " |"
+    )
+    return "\n".join(rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
@@ -48,6 +80,8 @@ def main() -> int:
         results[name] = summary
         sections.append(summary["markdown"])
         print(summary["markdown"], flush=True)
+    sections.insert(0, summary_table(results))
+    print(sections[0], flush=True)
     (args.out / "quality.md").write_text("\n\n".join(sections) + "\n")
     (args.out / "quality.json").write_text(json.dumps(results, indent=2))
     return 0

@@ -17,6 +17,7 @@ from ..decision import decide
 from ..ensemble import exact_neighbours, softmax
 from ..evaluator import FittedProfile
 from ..profile_builder import read_rows
+from ..profile_fitter import ExemplarVectors
 from ..settings import Settings
 from . import semantic_router_baseline
 
@@ -172,13 +173,28 @@ def markdown(name: str, m: dict[str, Any]) -> str:
         f"| threshold / min similarity | {m['threshold']:.3f} / {m['min_similarity']:.3f} |",
     ]
     rows += [f"| baseline: {k} (closed-set) | {pct(v)} |" for k, v in m["baselines"].items()]
+    if not m.get("anchor_points"):
+        return "\n".join(rows)
+    fit = m.get("fit", {})
     rows += [
-        f"| anchor: {k}: coverage / answered accuracy / out-of-scope recall | "
-        f"{pct(v['coverage'])} / {pct(v['answered_accuracy'])} / {pct(v['out_of_scope_recall'])} |"
-        for k, v in m.get("anchor_points", {}).items()
+        "",
+        "| operating point (same embeddings, same run) | coverage | answered accuracy | out-of-scope recall | "
+        "dominates the default |",
+        "| --- | --- | --- | --- | --- |",
+        f"| **default** ({fit.get('rule', 'fitted')}, threshold {m['threshold']:.3f}, min similarity "
+        f"{m['min_similarity']:.3f}) | **{pct(m['coverage'])}** | **{pct(m['answered_accuracy'])}** | "
+        f"**{pct(m['out_of_scope_recall'])}** | |",
     ]
-    if m.get("anchor_points"):
-        rows.append(f"| default point dominated by | {', '.join(m['dominated_by']) or 'none of the anchors'} |")
+    if fit.get("cv_coverage") is not None:
+        rows.append(
+            f"| default, cross-validated estimate on the profile's exemplars (recall: simulated) | "
+            f"{pct(fit['cv_coverage'])} | {pct(fit['cv_answered_accuracy'])} | {pct(fit['cv_out_of_scope_recall'])} | |"
+        )
+    rows += [
+        f"| {k} | {pct(v['coverage'])} | {pct(v['answered_accuracy'])} | {pct(v['out_of_scope_recall'])} | "
+        f"{'**yes**' if k in m['dominated_by'] else 'no'} |"
+        for k, v in m["anchor_points"].items()
+    ]
     return "\n".join(rows)
 
 
@@ -214,8 +230,18 @@ def plots(m: dict[str, Any], out_dir: Path, title: str) -> list[Path]:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(m["_curve"]["coverage"], m["_curve"]["accuracy"])
-    ax.scatter([m["coverage"]], [m["answered_accuracy"]], color="red", zorder=3, label="default threshold")
+    ax.plot(m["_curve"]["coverage"], m["_curve"]["accuracy"], label="ours, threshold only")
+    head = [v for k, v in m.get("anchor_points", {}).items() if k.startswith("linear head")]
+    if head:
+        ax.plot(
+            [v["coverage"] for v in head],
+            [v["answered_accuracy"] for v in head],
+            "s--",
+            ms=3,
+            color="grey",
+            label="linear head alone, p >= 0.50 ... 0.95",
+        )
+    ax.scatter([m["coverage"]], [m["answered_accuracy"]], color="red", zorder=3, label="default point")
     ax.set(xlabel="coverage (share answered)", ylabel="answered accuracy", title=f"{title}: abstention trade-off")
     ax.set_ylim(max(0.5, min(m["_curve"]["accuracy"]) - 0.02), 1.001)
     ax.legend()
@@ -273,15 +299,18 @@ def run_evaluation(
         rows = [r for r in read_rows(source) if split is None or str(r.get(split_field or "")) == split]
         texts = [str(r[text_field]) for r in rows]
         labels = [str(r[label_field]) for r in rows]
-        vectors = []
-        for start in tqdm(range(0, len(texts), 256), desc="embedding test rows", unit="batch"):
-            vectors.append(service.embedder.embed(texts[start : start + 256]))
-        m = metrics(fitted, np.concatenate(vectors), labels, texts, with_baselines=baselines)
+        # Evaluation rows are cached by text like exemplars (several protocols share one test split).
+        model = service.embedder.model_id.replace("/", "_")
+        cache = ExemplarVectors(settings.data_dir / "cache" / "eval" / f"{model}.npz")
+        with tqdm(total=len(texts), desc="embedding test rows", unit="text") as bar:
+            vectors = cache.lookup(texts, service.embedder, bar.update)
+        m = metrics(fitted, vectors, labels, texts, with_baselines=baselines)
     finally:
         service.close()
     cal = fitted.calibration
     m["fit"] = {
         "model": service.embedder.model_id,
+        "rule": cal.family,
         "c": cal.c,
         "knn_weight": cal.knn_weight,
         "temperature": cal.temperature,
@@ -291,6 +320,8 @@ def run_evaluation(
         "cv_out_of_scope_recall": cal.cv_out_of_scope_recall,
         "target_accuracy": fitted.spec.target_accuracy,
         "target_out_of_scope_recall": fitted.spec.target_out_of_scope_recall,
+        "reachable": cal.reachable,
+        "knee_accuracy": cal.knee_accuracy,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     m["markdown"] = markdown(f"{profile_name} on {Path(source).name} ({split or 'all rows'})", m)

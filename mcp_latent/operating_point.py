@@ -1,0 +1,248 @@
+"""Choosing where a profile answers and where it abstains, from held-out evidence only.
+
+An operating point is a way of turning probabilities into probabilities (a "family": the ensemble, or the linear
+head alone), a confidence threshold and an out-of-scope cutoff on the similarity of the nearest exemplar. Every
+candidate is scored on three axes by the rule the server runs (`decision.answered_mask`): coverage and answered
+accuracy on out-of-fold predictions of the profile's own exemplars, and out-of-scope recall on a simulation in
+which labels hidden from the fit play the unseen topics. The threshold and the cutoff are chosen together, and
+the head-alone rule is among the candidates, so the chosen point is on the Pareto front of all of them: no
+candidate, the head alone at any threshold included, is as good on every axis and better on one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .decision import answered_mask
+
+MIN_THRESHOLD = 0.5  # never answer with a label the model itself thinks is more likely wrong than right
+# Below this cross-validated coverage a target accuracy is "out of reach": the profile would escalate most texts.
+MIN_USEFUL_COVERAGE = 0.5
+# The out-of-scope cutoff never goes below this: the similarity that all but this share of held-out in-scope
+# exemplars reach to their nearest exemplar, minus a margin (small profiles estimate that quantile noisily).
+OUT_OF_SCOPE_QUANTILE = 0.01
+OUT_OF_SCOPE_MARGIN = 0.03
+# ...and never above the similarity that this share of held-out in-scope exemplars falls below: an unreachable
+# out-of-scope target must not silence the profile.
+MAX_IN_SCOPE_FLAGGED = 0.2
+CUTOFF_STEPS = 41  # candidate cutoffs between the floor and the ceiling (in-scope quantile steps of 0.5%)
+THRESHOLD_STEPS = 201  # candidate thresholds per family: quantiles of its out-of-fold confidence
+
+
+@dataclass(frozen=True)
+class Family:
+    """One way of turning the fit into probabilities, with its out-of-fold evidence."""
+
+    name: str
+    knn_weight: float
+    temperature: float
+    p: np.ndarray  # (n,) top probability of each exemplar, from a fit that did not see it
+    correct: np.ndarray  # (n,) whether that top label was the exemplar's own
+    simulated_p: np.ndarray | None  # (m,) top probability of simulated out-of-scope texts; None: no simulation
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything the choice of an operating point needs; small, so fits store it and `tune` reuses it."""
+
+    nearest: np.ndarray  # (n,) out-of-fold similarity of each exemplar's nearest other exemplar
+    simulated_nearest: np.ndarray | None  # (m,) the same for the simulated out-of-scope texts
+    families: tuple[Family, ...]
+
+    @property
+    def simulated(self) -> bool:
+        return self.simulated_nearest is not None
+
+    def floor(self) -> float:
+        """The lowest out-of-scope cutoff: all but OUT_OF_SCOPE_QUANTILE of held-out in-scope exemplars reach it."""
+        return float(np.quantile(self.nearest, OUT_OF_SCOPE_QUANTILE)) - OUT_OF_SCOPE_MARGIN
+
+    def cutoffs(self) -> np.ndarray:
+        """Candidate cutoffs: the floor, and (with a simulation to judge them) the in-scope quantiles up to the
+        ceiling. Without out-of-scope evidence a higher cutoff could only be judged by what it costs."""
+        floor = self.floor()
+        if not self.simulated:
+            return np.array([floor])
+        steps = np.quantile(self.nearest, np.linspace(0.0, MAX_IN_SCOPE_FLAGGED, CUTOFF_STEPS))
+        return np.unique(np.concatenate([[floor], steps[steps > floor]]))
+
+
+@dataclass(frozen=True)
+class Point:
+    """One candidate rule and its cross-validated estimates (recall: None without a simulation)."""
+
+    family: int
+    threshold: float
+    min_similarity: float
+    coverage: float
+    answered_accuracy: float | None
+    out_of_scope_recall: float | None
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Every candidate point, as parallel arrays."""
+
+    family: np.ndarray
+    threshold: np.ndarray
+    min_similarity: np.ndarray
+    coverage: np.ndarray
+    answered_accuracy: np.ndarray  # NaN where nothing is answered
+    out_of_scope_recall: np.ndarray  # NaN without a simulation
+
+    def point(self, i: int) -> Point:
+        def value(array: np.ndarray) -> float | None:
+            return None if np.isnan(array[i]) else float(array[i])
+
+        return Point(
+            int(self.family[i]),
+            float(self.threshold[i]),
+            float(self.min_similarity[i]),
+            float(self.coverage[i]),
+            value(self.answered_accuracy),
+            value(self.out_of_scope_recall),
+        )
+
+    def recall(self) -> np.ndarray:
+        """Out-of-scope recall for comparisons: a constant where there is no simulation."""
+        return np.nan_to_num(self.out_of_scope_recall, nan=0.0)
+
+
+def _thresholds(p: np.ndarray) -> np.ndarray:
+    answerable = p[p >= MIN_THRESHOLD]
+    steps = np.quantile(answerable, np.linspace(0.0, 1.0, THRESHOLD_STEPS)) if len(answerable) else np.empty(0)
+    return np.unique(np.concatenate([[MIN_THRESHOLD], steps]))
+
+
+def score(evidence: Evidence, family: int, threshold: float, min_similarity: float) -> Point:
+    """The estimates of one rule, computed the slow, obvious way (the curve's arithmetic is checked against it)."""
+    fam = evidence.families[family]
+    answered = answered_mask(fam.p, evidence.nearest, threshold, min_similarity)
+    recall = None
+    if evidence.simulated and fam.simulated_p is not None:
+        flagged = ~answered_mask(fam.simulated_p, evidence.simulated_nearest, threshold, min_similarity)
+        recall = float(flagged.mean())
+    return Point(
+        family,
+        threshold,
+        min_similarity,
+        float(answered.mean()),
+        float(fam.correct[answered].mean()) if answered.any() else None,
+        recall,
+    )
+
+
+def curve(evidence: Evidence) -> Curve:
+    """Every (family, threshold, cutoff) candidate with its estimates; one sort per family and cutoff."""
+    columns: list[list[np.ndarray]] = [[] for _ in range(6)]
+    n = len(evidence.nearest)
+    for f, fam in enumerate(evidence.families):
+        thresholds = _thresholds(fam.p)
+        order = np.argsort(-fam.p, kind="stable")
+        p_desc = fam.p[order]
+        # answered_mask is p >= t: the first `count` rows of the descending order
+        count = np.searchsorted(-p_desc, -thresholds, side="right")
+        for cutoff in evidence.cutoffs():
+            near = evidence.nearest[order] >= cutoff  # the same comparison as answered_mask
+            answered = np.concatenate([[0], np.cumsum(near)])[count]
+            hits = np.concatenate([[0], np.cumsum(near & fam.correct[order])])[count]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                accuracy = np.where(answered > 0, hits / np.maximum(answered, 1), np.nan)
+            if evidence.simulated and fam.simulated_p is not None:
+                still = np.sort(fam.simulated_p[evidence.simulated_nearest >= cutoff])
+                answered_oos = len(still) - np.searchsorted(still, thresholds, side="left")
+                recall = (len(fam.simulated_p) - answered_oos) / len(fam.simulated_p)
+            else:
+                recall = np.full(len(thresholds), np.nan)
+            same = np.ones(len(thresholds))
+            values = (f * same, thresholds, cutoff * same, answered / n, accuracy, recall)
+            for column, value in zip(columns, values, strict=True):
+                column.append(np.asarray(value, dtype=np.float64))
+    arrays = [np.concatenate(column) for column in columns]
+    return Curve(arrays[0].astype(np.int64), *arrays[1:])
+
+
+def _best(c: Curve, pool: np.ndarray, keys: tuple[np.ndarray, ...]) -> int:
+    """Index of the lexicographically largest `keys` within `pool` (the first key matters most); among exact ties
+    the lowest threshold and cutoff, which answer the most of what the evidence has not seen."""
+    keys = (*keys, -c.threshold, -c.min_similarity)
+    candidates = np.nonzero(pool)[0]
+    order = np.lexsort(tuple(np.nan_to_num(k[candidates], nan=-1.0) for k in reversed(keys)))
+    return int(candidates[order[-1]])
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The chosen point, whether the target accuracy holds at useful coverage, and the knee of the curve."""
+
+    point: Point
+    reachable: bool
+    knee: Point
+
+
+def choose(evidence: Evidence, target_accuracy: float, target_recall: float) -> Choice:
+    """The most coverage that meets the target answered accuracy and (where simulated) out-of-scope recall;
+    ties go to accuracy, then recall, so the choice is never dominated by another candidate. When the recall
+    target cannot be met with the accuracy target, the most recall that keeps useful coverage; when the accuracy
+    target cannot be met at all, the most accurate point."""
+    c = curve(evidence)
+    accuracy = np.nan_to_num(c.answered_accuracy, nan=-1.0)
+    recall = c.recall()
+    accurate = accuracy >= target_accuracy - 1e-12
+    both = accurate & (recall >= target_recall - 1e-12) if evidence.simulated else accurate
+    if both.any():
+        best = _best(c, both, (c.coverage, accuracy, recall))
+    elif accurate.any():
+        useful = accurate & (c.coverage >= MIN_USEFUL_COVERAGE)
+        best = _best(c, useful if useful.any() else accurate, (recall, c.coverage, accuracy))
+    else:
+        best = _best(c, np.ones(len(accuracy), dtype=bool), (accuracy, c.coverage, recall))
+    point = c.point(best)
+    reachable = bool(accurate.any()) and point.coverage >= MIN_USEFUL_COVERAGE
+    return Choice(point, reachable, knee(c, target_recall if evidence.simulated else None))
+
+
+def pareto_front(c: Curve) -> np.ndarray:
+    """Indexes of the candidates no other candidate dominates on (coverage, answered accuracy, recall); of equal
+    candidates, the first."""
+    axes = np.stack([c.coverage, np.nan_to_num(c.answered_accuracy, nan=-1.0), c.recall()], axis=1)
+    order = np.lexsort((-axes[:, 2], -axes[:, 1], -axes[:, 0]))  # best first: only earlier rows can dominate
+    front = np.empty((0, 3))
+    keep = []
+    for i in order:
+        row = axes[i]
+        if (front >= row).all(axis=1).any():  # dominated by, or equal to, a row already kept
+            continue
+        front = np.vstack([front, row])
+        keep.append(i)
+    return np.array(keep, dtype=np.int64)
+
+
+def knee(c: Curve, target_recall: float | None) -> Point:
+    """The knee of the accuracy-vs-coverage front (among points meeting the recall target where any do): the point
+    farthest above the chord from its most accurate to its widest end (Kneedle), at no less than useful coverage.
+    Suggested as the target accuracy when the asked one is out of reach."""
+    pool = np.ones(len(c.coverage), dtype=bool)
+    if target_recall is not None and (c.recall() >= target_recall - 1e-12).any():
+        pool = c.recall() >= target_recall - 1e-12
+    accuracy = np.nan_to_num(c.answered_accuracy, nan=-1.0)
+    # the upper envelope: for each coverage, the best accuracy at that coverage or more
+    idx = np.nonzero(pool)[0]
+    idx = idx[np.argsort(-c.coverage[idx], kind="stable")]
+    envelope, best = [], -np.inf
+    for i in idx:
+        if accuracy[i] > best:
+            best = accuracy[i]
+            envelope.append(i)
+    envelope = np.array(envelope[::-1])  # ascending accuracy, descending coverage... reversed: from most accurate
+    x, a = c.coverage[envelope], accuracy[envelope]
+    span_x, span_a = x.max() - x.min(), a.max() - a.min()
+    if len(envelope) < 3 or span_x <= 0 or span_a <= 0:
+        return c.point(int(envelope[0]))
+    xn, an = (x - x.min()) / span_x, (a - a.min()) / span_a
+    lift = an - (1.0 - xn)  # distance above the chord from (0, 1) to (1, 0) in normalized units
+    useful = x >= MIN_USEFUL_COVERAGE
+    lift = np.where(useful, lift, -np.inf) if useful.any() else lift
+    return c.point(int(envelope[int(np.argmax(lift))]))

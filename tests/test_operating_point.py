@@ -1,0 +1,119 @@
+"""Choosing the operating point from held-out evidence, on synthetic cases whose best point is known."""
+
+import numpy as np
+import pytest
+
+from mcp_latent.operating_point import (
+    MIN_THRESHOLD,
+    Evidence,
+    Family,
+    choose,
+    curve,
+    pareto_front,
+    score,
+)
+
+
+def family(p, correct, simulated_p=None, name="ensemble"):
+    return Family(name, 0.5, 1.0, np.asarray(p, float), np.asarray(correct, bool), simulated_p)
+
+
+def test_threshold_and_cutoff_are_chosen_together_where_the_best_point_is_known():
+    # In scope: 100 texts, confidence 0.5..1.0; the 30 least confident are wrong. Five in-scope texts sit far
+    # from the other exemplars (0.55). Simulated out of scope: 40 texts far away (0.45) yet confident, which
+    # only the cutoff can catch, and 10 near ones with confidence 0.6, which only the threshold can catch.
+    p = np.linspace(0.5, 1.0, 100)
+    correct = np.arange(100) >= 30
+    nearest = np.full(100, 0.8)
+    nearest[[40, 50, 60, 70, 80]] = 0.55
+    sim_p = np.concatenate([np.full(40, 0.99), np.full(10, 0.6)])
+    sim_nearest = np.concatenate([np.full(40, 0.45), np.full(10, 0.9)])
+    evidence = Evidence(nearest, sim_nearest, (family(p, correct, sim_p),))
+    choice = choose(evidence, target_accuracy=1.0, target_recall=1.0)
+    point = choice.point
+    # Best: answer every right text (threshold just above the last wrong one, p[29] ~ 0.646, which also flags
+    # the near out-of-scope ones), and a cutoff that flags the far ones but keeps the five far in-scope texts.
+    assert p[29] < point.threshold <= p[30]
+    assert 0.45 < point.min_similarity <= 0.55
+    assert point.coverage == pytest.approx(0.7) and point.answered_accuracy == 1.0
+    assert point.out_of_scope_recall == 1.0 and choice.reachable
+    # The obvious way of scoring the chosen rule agrees with the curve's arithmetic.
+    assert score(evidence, 0, point.threshold, point.min_similarity) == point
+
+
+def test_recall_is_bought_with_the_threshold_when_that_costs_less_coverage():
+    # Out-of-scope texts look like in-scope ones to the cutoff (same similarities) but are unsure (p 0.55);
+    # in-scope texts are mostly sure. A cutoff would flag as many in-scope as out-of-scope texts; the threshold
+    # just above 0.55 flags only the 10 unsure in-scope texts.
+    rng = np.random.default_rng(0)
+    p = np.concatenate([np.full(10, 0.52), np.linspace(0.8, 1.0, 90)])
+    correct = np.ones(100, dtype=bool)
+    nearest = rng.uniform(0.6, 0.9, 100)
+    evidence = Evidence(nearest, rng.uniform(0.6, 0.9, 50), (family(p, correct, np.full(50, 0.55)),))
+    point = choose(evidence, target_accuracy=0.9, target_recall=0.9).point
+    assert 0.55 < point.threshold <= 0.8
+    assert point.coverage >= 0.88 and point.out_of_scope_recall == 1.0
+
+
+def test_the_head_alone_is_chosen_where_it_is_better_and_the_choice_is_on_the_pareto_front():
+    rng = np.random.default_rng(1)
+    n = 400
+    correct = rng.random(n) < 0.85
+    noisy = np.clip(np.where(correct, 0.8, 0.7) + rng.normal(0, 0.15, n), 0.34, 1.0)  # ranks mistakes poorly
+    sharp = np.where(correct, rng.uniform(0.8, 1.0, n), rng.uniform(0.34, 0.7, n))  # ranks them well
+    nearest = rng.uniform(0.5, 0.9, n)
+    sim_nearest = rng.uniform(0.3, 0.7, 200)
+    families = (
+        family(noisy, correct, rng.uniform(0.4, 0.9, 200)),
+        family(sharp, correct, rng.uniform(0.4, 0.9, 200), name="head alone"),
+    )
+    evidence = Evidence(nearest, sim_nearest, families)
+    choice = choose(evidence, target_accuracy=0.97, target_recall=0.8)
+    assert choice.point.family == 1
+    c = curve(evidence)
+    front = pareto_front(c)
+    chosen = (c.family == choice.point.family) & (c.threshold == choice.point.threshold)
+    chosen &= c.min_similarity == choice.point.min_similarity
+    assert np.nonzero(chosen)[0][0] in set(front.tolist())
+    # and no candidate of the head-alone family dominates it
+    for i in np.nonzero(c.family == 1)[0]:
+        axes = np.array([c.coverage[i], c.answered_accuracy[i], c.out_of_scope_recall[i]])
+        mine = np.array([choice.point.coverage, choice.point.answered_accuracy, choice.point.out_of_scope_recall])
+        assert not ((axes >= mine).all() and (axes > mine).any())
+
+
+def test_curve_matches_scoring_each_rule_directly():
+    rng = np.random.default_rng(2)
+    n, m = 300, 120
+    evidence = Evidence(
+        rng.uniform(0.3, 0.9, n).astype(np.float32),
+        rng.uniform(0.2, 0.8, m).astype(np.float32),
+        (family(rng.uniform(0.3, 1.0, n), rng.random(n) < 0.8, rng.uniform(0.3, 1.0, m)),),
+    )
+    c = curve(evidence)
+    for i in rng.choice(len(c.coverage), 60, replace=False):
+        direct = score(evidence, int(c.family[i]), float(c.threshold[i]), float(c.min_similarity[i]))
+        assert direct == c.point(int(i))
+    assert (c.threshold >= MIN_THRESHOLD).all()
+
+
+def test_out_of_reach_target_is_reported_with_the_knee():
+    # A 3-label task that is right 80% of the time whatever the confidence: 98% is out of reach.
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.34, 1.0, 500)
+    correct = rng.random(500) < 0.3 + 0.6 * p  # more confident, more often right; never 98% at useful coverage
+    evidence = Evidence(rng.uniform(0.5, 0.9, 500), None, (family(p, correct),))
+    choice = choose(evidence, target_accuracy=0.98, target_recall=0.8)
+    assert not choice.reachable
+    assert choice.knee.coverage >= 0.5 and choice.knee.answered_accuracy < 0.98
+    # Asking for the knee's accuracy gives a reachable point at useful coverage.
+    retry = choose(evidence, target_accuracy=choice.knee.answered_accuracy, target_recall=0.8)
+    assert retry.reachable and retry.point.coverage >= choice.knee.coverage - 1e-9
+
+
+def test_without_a_simulation_the_cutoff_stays_at_the_in_scope_floor():
+    rng = np.random.default_rng(4)
+    evidence = Evidence(rng.uniform(0.5, 0.9, 200), None, (family(rng.uniform(0.5, 1, 200), np.ones(200, bool)),))
+    point = choose(evidence, 0.9, 0.8).point
+    assert point.min_similarity == pytest.approx(evidence.floor())
+    assert point.out_of_scope_recall is None and point.threshold == MIN_THRESHOLD
