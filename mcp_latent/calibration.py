@@ -7,7 +7,7 @@ chooses the confidence threshold and the out-of-scope cutoff together.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -162,7 +162,7 @@ class Calibration:
         """The operating point for the spec's targets and fixed settings, chosen from the stored evidence: moving
         a profile's target accuracy never refits it."""
         if self.evidence is None:
-            return self
+            return replace(self, **_fixed_or_default(spec))
         return _operate(self.c, self.evidence, spec)
 
     def estimate(self, family: int, threshold: float, min_similarity: float) -> Point:
@@ -218,6 +218,14 @@ class Calibration:
         return cls(**values, family=str(data["calibration_family"]), evidence=evidence)
 
 
+def _fixed_or_default(spec: ProfileSpec) -> dict[str, float]:
+    """Threshold and cutoff without evidence to choose them: the spec's fixed values, else the loosest."""
+    return {
+        "threshold": MIN_THRESHOLD if spec.threshold is None else spec.threshold,  # 0.0 is a valid setting
+        "min_similarity": -1.0 if spec.min_similarity is None else spec.min_similarity,
+    }
+
+
 def _operate(c: float, evidence: Evidence, spec: ProfileSpec) -> Calibration:
     """The calibration at the operating point for the spec: its targets, or its fixed threshold/cutoff."""
     choice = choose(evidence, spec.target_accuracy, spec.target_out_of_scope_recall)
@@ -253,7 +261,13 @@ def fit_calibration(vectors: np.ndarray, y: np.ndarray, n_labels: int, spec: Pro
     gathered = gather_evidence(vectors, y, n_labels)
     if gathered is None:
         log.info("profile %s: too few exemplars per label to cross-validate; default calibration", spec.name)
-        threshold = MIN_THRESHOLD if spec.threshold is None else spec.threshold  # 0.0 is a valid setting
-        min_similarity = -1.0 if spec.min_similarity is None else spec.min_similarity
-        return Calibration(HEAD_CS[1], 0.0, 1.0, threshold, min_similarity, None, None, None)
+        return Calibration(
+            HEAD_CS[1],
+            0.0,
+            1.0,
+            **_fixed_or_default(spec),
+            cv_accuracy=None,
+            cv_coverage=None,
+            cv_answered_accuracy=None,
+        )
     return _operate(*gathered, spec)

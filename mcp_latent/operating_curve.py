@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .calibration import Calibration
-from .operating_point import MIN_USEFUL_COVERAGE, curve, pareto_front
+from .operating_point import MIN_USEFUL_COVERAGE, curve, front_2d
 from .profiles import OperatingPointRecord, ProfileSpec
 
 log = logging.getLogger(__name__)
@@ -101,8 +101,9 @@ def record(calibration: Calibration) -> OperatingPointRecord:
 
 
 def plot(calibration: Calibration, spec: ProfileSpec, path: Path) -> Path | None:
-    """PNG of the cross-validated trade-off: answered accuracy and out-of-scope recall against coverage, for every
-    candidate on the Pareto front, with the chosen point and the knee. None without matplotlib or evidence."""
+    """PNG of the cross-validated trade-off: answered accuracy against coverage (each rule's threshold curve and
+    the best of all candidates) and, with a simulation, out-of-scope recall against coverage at a few accuracies;
+    the chosen point in red. None without matplotlib or evidence."""
     if calibration.evidence is None:
         return None
     try:
@@ -114,7 +115,8 @@ def plot(calibration: Calibration, spec: ProfileSpec, path: Path) -> Path | None
         log.warning("matplotlib is not installed; no curve plot (pip install 'mcp-latent[plots]')")
         return None
     c = curve(calibration.evidence)
-    front = pareto_front(c)
+    accuracy = np.nan_to_num(c.answered_accuracy, nan=0.0)
+    front = front_2d(c.coverage, accuracy)
     simulated = calibration.evidence.simulated
     fig, axes = plt.subplots(1, 2 if simulated else 1, figsize=(11 if simulated else 6, 4.2), squeeze=False)
     ax = axes[0][0]
@@ -123,7 +125,7 @@ def plot(calibration: Calibration, spec: ProfileSpec, path: Path) -> Path | None
         line = (c.family == f) & (c.min_similarity == c.min_similarity[c.family == f].min())
         order = np.argsort(c.coverage[line])
         ax.plot(c.coverage[line][order], c.answered_accuracy[line][order], lw=1, label=f"{fam.name}, threshold only")
-    ax.scatter(c.coverage[front], c.answered_accuracy[front], s=6, color="grey", label="Pareto front (all rules)")
+    ax.plot(c.coverage[front], accuracy[front], color="grey", lw=2, alpha=0.5, label="best of all rules and cutoffs")
     ax.scatter([calibration.cv_coverage], [calibration.cv_answered_accuracy], color="red", zorder=3, label="chosen")
     ax.axhline(spec.target_accuracy, color="red", lw=0.6, ls="--")
     ax.axvline(MIN_USEFUL_COVERAGE, color="grey", lw=0.6, ls=":")
@@ -136,11 +138,13 @@ def plot(calibration: Calibration, spec: ProfileSpec, path: Path) -> Path | None
     ax.legend(fontsize=7, loc="lower left")
     if simulated:
         ax = axes[0][1]
-        points = ax.scatter(
-            c.coverage[front], c.out_of_scope_recall[front], s=6, c=c.answered_accuracy[front], cmap="viridis"
-        )
-        fig.colorbar(points, ax=ax, label="answered accuracy")
+        for target in sorted({0.95, 0.97, spec.target_accuracy}):
+            meets = np.nonzero(accuracy >= target)[0]
+            if len(meets):
+                best = meets[front_2d(c.coverage[meets], c.recall()[meets])]
+                ax.plot(c.coverage[best], c.out_of_scope_recall[best], lw=1, label=f"answered accuracy >= {target}")
         ax.scatter([calibration.cv_coverage], [calibration.cv_out_of_scope_recall], color="red", zorder=3)
+        ax.legend(fontsize=7, loc="lower left")
         ax.axhline(spec.target_out_of_scope_recall, color="red", lw=0.6, ls="--")
         ax.set(xlabel="coverage", ylabel="out-of-scope recall (simulated)", title="out-of-scope trade-off")
     path.parent.mkdir(parents=True, exist_ok=True)

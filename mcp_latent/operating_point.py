@@ -204,6 +204,14 @@ def choose(evidence: Evidence, target_accuracy: float, target_recall: float) -> 
     return Choice(point, reachable, knee(c, target_recall if evidence.simulated else None))
 
 
+def front_2d(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indexes of the points no other point beats on both x and y (higher is better), by increasing x."""
+    order = np.lexsort((-y, -x))  # widest first, best y first among equals
+    best_y = np.maximum.accumulate(np.concatenate([[-np.inf], y[order]]))[:-1]
+    keep = order[y[order] > best_y]  # strictly better y than every wider point
+    return keep[::-1]
+
+
 def pareto_front(c: Curve) -> np.ndarray:
     """Indexes of the candidates no other candidate dominates on (coverage, answered accuracy, recall); of equal
     candidates, the first."""

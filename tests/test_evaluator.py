@@ -139,3 +139,10 @@ def test_fixed_threshold_overrides_the_chosen_one_and_is_estimated_as_it_runs():
     chosen = fit(x, y, target_accuracy=0.75).calibration
     fixed = fit(x, y, target_accuracy=0.75, threshold=0.99).calibration
     assert fixed.threshold == 0.99 and fixed.cv_coverage < chosen.cv_coverage
+
+
+def test_without_evidence_an_edited_fixed_threshold_applies_on_load(tmp_path):
+    x, y = clusters(1, 0.3)  # too small to cross-validate: no evidence, the default calibration
+    fit(x, y).save(tmp_path / "f.npz")
+    loaded = FittedProfile.load(tmp_path / "f.npz", spec(threshold=0.7, min_similarity=0.2), ["t"] * len(y))
+    assert (loaded.calibration.threshold, loaded.calibration.min_similarity) == (0.7, 0.2)

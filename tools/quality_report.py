@@ -70,17 +70,28 @@ def main() -> int:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "eval-out")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "eval-out" / "data")
+    parser.add_argument(
+        "--protocol",
+        action="append",
+        help="run only this protocol (repeatable; several runs may go side by side); the table is assembled from "
+        "every protocol's summary.json under --out",
+    )
     args = parser.parse_args()
     profiles_dir = args.out / "profiles"
     settings = Settings(data_dir=args.data_dir, profiles_dir=profiles_dir, builtin_profiles=False)
-    sections, results = [], {}
-    for name, source, held_out in protocols(args.shared):
+    every = protocols(args.shared)
+    for name, source, held_out in every:
+        if args.protocol and name not in args.protocol:
+            continue
         build_profile(source, name, profiles_dir, split="train", exclude_labels=held_out, target_accuracy=0.98)
         summary = run_evaluation(settings, name, source, "test", out_dir=args.out / name)
-        results[name] = summary
-        sections.append(summary["markdown"])
         print(summary["markdown"], flush=True)
-    sections.insert(0, summary_table(results))
+    results = {
+        name: json.loads((args.out / name / "summary.json").read_text())
+        for name, _, _ in every
+        if (args.out / name / "summary.json").exists()
+    }
+    sections = [summary_table(results), *(summary["markdown"] for summary in results.values())]
     print(sections[0], flush=True)
     (args.out / "quality.md").write_text("\n\n".join(sections) + "\n")
     (args.out / "quality.json").write_text(json.dumps(results, indent=2))
