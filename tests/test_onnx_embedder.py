@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, server_env
 
 from mcp_latent import onnx_export
 from mcp_latent.embedder import SentenceTransformerEmbedder, load_embedder, resolve_model_source
@@ -150,7 +150,8 @@ def test_verdicts_equal_on_both_paths(export_dir, torch_embedder, tmp_path):
         for profile in a:
             assert a[profile]["label"] == b[profile]["label"], (text, profile, a[profile], b[profile])
             assert a[profile].get("unsure") == b[profile].get("unsure"), (text, profile)
-            assert abs(a[profile]["p"] - b[profile]["p"]) <= 0.002, (text, profile, a[profile], b[profile])
+            # p is reported to 2 decimals: a difference in the 4th decimal may round one step apart.
+            assert abs(a[profile]["p"] - b[profile]["p"]) <= 0.0101, (text, profile, a[profile], b[profile])
 
 
 @shipped
@@ -190,12 +191,12 @@ BLOCK = "raise ImportError('blocked by the test: the serving path must not impor
 
 @shipped
 @pytest.mark.e2e
-def test_serving_process_answers_without_torch(export_dir, tmp_path):
+def test_serving_process_answers_without_torch(export_dir, warm_profile_cache, tmp_path):
     """With torch, transformers and sentence-transformers unimportable, a spawned server still gives verdicts."""
     for name in ("torch", "transformers", "sentence_transformers"):
         (tmp_path / "blocked" / name).mkdir(parents=True)
         (tmp_path / "blocked" / name / "__init__.py").write_text(BLOCK.format(name=name))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_LATENT_")}
+    env = server_env()  # the session's shared profile cache: no fit under the client's request timeout
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "blocked"), str(ROOT), env.get("PYTHONPATH", "")])
     script = f"""
 import anyio, json, os, sys
