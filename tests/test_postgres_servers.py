@@ -12,10 +12,11 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
+from conftest import server_env
 from test_e2e_stdio import RISKY, SAFE, call, server_command
 from test_shared_state import free_port, http_client
 
-pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio, pytest.mark.usefixtures("warm_profile_cache")]
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def anyio_backend():
 def start_servers(count: int, data_dir: Path, url: str, schema: str) -> list[tuple[subprocess.Popen, int]]:
     """`count` HTTP servers over one PostgreSQL schema. With PostgreSQL the data dir holds only caches (fitted
     profiles), so they share one: on 2 busy cores, fitting every profile once per server would dominate the test."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_LATENT_")}
+    env = server_env()  # with the session's warm profile cache
     env |= {
         "MCP_LATENT_STORE_URL": url,
         "MCP_LATENT_STORE_SCHEMA": schema,

@@ -64,8 +64,23 @@ def ms(values: list[float]) -> dict[str, float]:
     return {"p50_ms": 1000 * statistics.median(values), "p99_ms": 1000 * pct(values, 0.99), "n": len(values)}
 
 
+PROFILE_CACHE = Path(tempfile.mkdtemp(prefix="bench-profile-cache-"))  # every server shares the fits
+
+
+def warm_profile_cache() -> None:
+    """Fit the shipped profiles once into the shared cache, so no server answers "profile is fitting"."""
+    from mcp_latent.service import LatentService
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        service = LatentService(Settings(data_dir=Path(data_dir), profile_cache_dir=PROFILE_CACHE))
+        service.start()
+        service.wait_ready(5)
+        service.close()
+
+
 def server_env(**settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_LATENT_")}
+    env["MCP_LATENT_PROFILE_CACHE_DIR"] = str(PROFILE_CACHE)
     return env | {f"MCP_LATENT_{k.upper()}": v for k, v in settings.items()}
 
 
@@ -437,6 +452,7 @@ def main() -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict = {"machine": f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start"}
+    warm_profile_cache()
     primary = LocalPostgres().start()
     print(f"PostgreSQL at {primary.url} ({primary.directory})", flush=True)
     try:
@@ -458,6 +474,7 @@ def main() -> int:
             results["crash"] = anyio.run(crash_under_load, primary, primary.url)
     finally:
         primary.destroy()
+        shutil.rmtree(PROFILE_CACHE, ignore_errors=True)
     (args.out / "postgres.json").write_text(json.dumps(results, indent=1))
     table = markdown(results)
     (args.out / "postgres.md").write_text(table + "\n")
