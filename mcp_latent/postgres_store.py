@@ -203,6 +203,8 @@ class PostgresStore(LatentStore):
         if row is None:
             try:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            except psycopg.errors.UniqueViolation:
+                pass  # another server created it at the same moment (IF NOT EXISTS does not guard that race)
             except psycopg.Error as exc:
                 raise StoreError(
                     f"the database has no pgvector extension and this role may not create it ({exc}); "

@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,30 @@ def test_migrations_are_versioned_and_applied_once_by_concurrent_servers(opened,
     assert errors == []
     versions = [row[0] for row in sql(postgres, f"SELECT version FROM {pg_schema}.schema_migrations ORDER BY 1")]
     assert versions == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_servers_starting_together_on_a_fresh_database_create_pgvector_once(postgres):
+    """Found by two servers starting at once: CREATE EXTENSION IF NOT EXISTS raced into a unique violation."""
+    database = "fresh_" + uuid.uuid4().hex[:8]
+    sql(postgres, f"CREATE DATABASE {database}")
+    url = postgres.url.rsplit("/", 1)[0] + "/" + database
+    stores, errors = [], []
+
+    def open_one() -> None:
+        try:
+            stores.append(PostgresStore(url, DIM, "m"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for store in stores:
+        store.close()
+    sql(postgres, f"DROP DATABASE {database}")
+    assert errors == [] and len(stores) == 4
 
 
 def test_a_schema_from_a_newer_version_is_refused(opened, postgres, pg_schema):
