@@ -134,6 +134,10 @@ class LiveProfile:
             raise NotReady(self._not_ready_message())
         return self.snapshot
 
+    def waitable(self, wait: float) -> bool:
+        """Not ready yet, but expected within `wait` seconds (a call naming it would wait for it)."""
+        return self.snapshot is None and self._error is None and self.eta() <= wait
+
     def status(self) -> dict[str, object]:
         """Readiness for `status`/`profiles`: ready, or fitting with an estimate, or failed with the reason."""
         if self.snapshot is not None:

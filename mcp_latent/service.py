@@ -394,6 +394,13 @@ class LatentService:
                 profiles={name: live.status() for name, live in sorted(self.live.items())},
                 ready_after_s=round(self.ready_after or 0.0, 3),
             )
+            # Profiles a call would wait for (estimated within the wait) and that are not ready yet; a large one
+            # estimated beyond it does not hold up the server (calls naming it get "fitting, ready in about N s").
+            wait = self.settings.profile_wait_seconds
+            pending = [n for n, live in sorted(self.live.items()) if live.waitable(wait)]
+            info["profiles_ready"] = not pending
+            if pending:
+                info["phase"] = f"fitting profiles: {', '.join(pending)}"
         return info
 
     def is_quick(self, text: Any = None, profiles: Any = None) -> bool:
