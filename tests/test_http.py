@@ -3,7 +3,6 @@ once, the server says where it listens, and the token can come from a file inste
 
 from __future__ import annotations
 
-import os
 import select
 import socket
 import subprocess
@@ -14,6 +13,7 @@ import time
 import anyio
 import httpx2
 import pytest
+from conftest import server_env
 from test_e2e_stdio import RISKY, call, server_command
 from test_shared_state import free_port, http_client
 
@@ -59,8 +59,7 @@ def serve_http(tmp_path, port: int, *extra: str, importtime: bool = False) -> tu
     command = server_command() + ["serve", "--transport", "http", "--port", str(port)]
     if importtime:
         command = [sys.executable, "-X", "importtime", "-m", "mcp_latent"] + command[1:]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_LATENT_")}
-    return [*command, "--data-dir", str(tmp_path / "d"), *extra], env
+    return [*command, "--data-dir", str(tmp_path / "d"), *extra], server_env()
 
 
 @pytest.mark.e2e
@@ -80,6 +79,7 @@ def test_a_port_in_use_fails_at_once_before_the_model_loads(tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.usefixtures("warm_profile_cache")
 async def test_served_over_http_with_a_token_file(tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text("t0ken-from-a-file\n", encoding="utf-8")
