@@ -371,6 +371,12 @@ def build_server(settings: Settings | None = None, service: LatentService | None
             return compact_result(data, settings.structured_content)
         except LatentError as exc:
             raise ToolError(str(exc)) from exc
+        except Exception as exc:  # a bug, not bad input: log it with its traceback, answer as a tool error
+            log.exception("tool call failed unexpectedly")
+            raise ToolError(
+                f"internal error ({type(exc).__name__}: {exc}); nothing was changed by this call unless it said so, "
+                "the server is still up: retry, and report it if it repeats."
+            ) from exc
 
     @tool(WRITES)
     async def handoff(

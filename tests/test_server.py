@@ -81,3 +81,15 @@ async def test_text_only_mode_sends_no_structured_content(settings, fake_embedde
         assert result.structured_content is None
         assert json.loads(result.content[0].text)["verdicts"]["kind"]["label"] == "fruit"
     service.close()
+
+
+async def test_an_unexpected_engine_failure_is_logged_and_answered_as_a_tool_error(service, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("index exploded")
+
+    monkeypatch.setattr(service, "similar", broken)
+    async with Client(build_server(service=service), mode="legacy") as client:
+        result = await client.call_tool("similar", {"text": "apple"})
+        assert result.is_error and "internal error (RuntimeError: index exploded)" in result.content[0].text
+        assert not (await client.call_tool("profiles", {})).is_error  # the server is still up
+    assert any("tool call failed unexpectedly" in r.message and r.exc_info for r in caplog.records)
