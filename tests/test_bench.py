@@ -6,14 +6,15 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, server_env
 
 pytestmark = pytest.mark.e2e
 
 
-def test_bench_quick_writes_table_json_and_plot(tmp_path):
+def test_bench_quick_writes_table_json_and_plot(tmp_path, warm_profile_cache):
     subprocess.run(
         [sys.executable, str(ROOT / "tools" / "bench.py"), "--quick", "--out", str(tmp_path)],
+        env=server_env(),
         check=True,
         timeout=1200,
         capture_output=True,

