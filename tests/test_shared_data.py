@@ -69,7 +69,7 @@ async def test_built_profile_abstains_on_unseen_intents_through_the_server(tmp_p
     assert summary["accuracy"] > 0.85 and summary["answered_accuracy"] >= summary["accuracy"]
     assert summary["out_of_scope_recall"] >= 0.6 and summary["ece"] < 0.1
     assert {"1-NN", "nearest centroid", "linear head alone"} <= set(summary["baselines"])
-    assert "linear head alone, p >= 0.7" in summary["anchor_points"]
+    assert "linear head alone, p >= 0.70" in summary["anchor_points"]  # one anchor of the 0.50-0.95 sweep
     assert summary["fit"]["cv_out_of_scope_recall"] is not None
     for plot in ("reliability", "coverage", "out_of_scope", "confusion"):
         assert (tmp_path / "eval" / f"{plot}.png").stat().st_size > 5000
