@@ -19,6 +19,7 @@ from psycopg import sql
 from .errors import StoreError
 
 MIGRATION_LOCK = 0x6D63706C  # advisory lock key ("mcpl"): one migrating server at a time per database
+COUNT_SHARDS = 16  # counter rows per namespace (handoff_counts): spreads concurrent writers' row locks
 
 MIGRATIONS: list[tuple[str, list[str]]] = [
     (
@@ -59,6 +60,47 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
                 import_key TEXT UNIQUE
             )""",
             "CREATE INDEX taught_by_profile ON taught (profile, id)",
+        ],
+    ),
+    (
+        "handoff counts maintained by triggers (COUNT(*) over a large table reads all of it: /healthz polls it)",
+        [
+            # Counted under a lock that keeps writers out, so the counter starts equal to the table.
+            "LOCK TABLE handoffs IN SHARE ROW EXCLUSIVE MODE",
+            # One row per namespace and shard; a statement adds its delta to the shard of its backend, so
+            # concurrent writers to one namespace rarely wait on one row. count = SUM(n), exact and transactional.
+            """CREATE TABLE handoff_counts (
+                namespace TEXT NOT NULL,
+                shard     SMALLINT NOT NULL,
+                n         BIGINT NOT NULL,
+                PRIMARY KEY (namespace, shard)
+            )""",
+            f"""CREATE FUNCTION count_handoffs() RETURNS trigger LANGUAGE plpgsql
+            SET search_path FROM CURRENT AS $$
+            BEGIN
+                IF TG_OP = 'INSERT' THEN
+                    INSERT INTO handoff_counts (namespace, shard, n)
+                    SELECT namespace, pg_backend_pid() % {COUNT_SHARDS}, COUNT(*) FROM added
+                    GROUP BY namespace ORDER BY namespace
+                    ON CONFLICT (namespace, shard) DO UPDATE SET n = handoff_counts.n + excluded.n;
+                ELSIF TG_OP = 'DELETE' THEN
+                    INSERT INTO handoff_counts (namespace, shard, n)
+                    SELECT namespace, pg_backend_pid() % {COUNT_SHARDS}, -COUNT(*) FROM removed
+                    GROUP BY namespace ORDER BY namespace
+                    ON CONFLICT (namespace, shard) DO UPDATE SET n = handoff_counts.n + excluded.n;
+                ELSE  -- TRUNCATE
+                    DELETE FROM handoff_counts;
+                END IF;
+                RETURN NULL;
+            END $$""",
+            "CREATE TRIGGER handoffs_count_inserts AFTER INSERT ON handoffs REFERENCING NEW TABLE AS added"
+            " FOR EACH STATEMENT EXECUTE FUNCTION count_handoffs()",
+            "CREATE TRIGGER handoffs_count_deletes AFTER DELETE ON handoffs REFERENCING OLD TABLE AS removed"
+            " FOR EACH STATEMENT EXECUTE FUNCTION count_handoffs()",
+            "CREATE TRIGGER handoffs_count_truncates AFTER TRUNCATE ON handoffs"
+            " FOR EACH STATEMENT EXECUTE FUNCTION count_handoffs()",
+            "INSERT INTO handoff_counts (namespace, shard, n) SELECT namespace, 0, COUNT(*) FROM handoffs"
+            " GROUP BY namespace",
         ],
     ),
 ]

@@ -342,9 +342,11 @@ class SqliteStore(LatentStore):
 
     @_boundary("count handoffs")
     def count(self, namespace: str | None = None) -> int:
+        """Exact, from the counters the triggers keep in the same transactions (migration 4): one row per
+        namespace, however many handoffs (COUNT(*) read a whole index: ~100 ms at 1M, on every /healthz)."""
         if namespace is None:
-            return self._reader().execute("SELECT COUNT(*) FROM handoffs").fetchone()[0]
-        return self._reader().execute("SELECT COUNT(*) FROM handoffs WHERE namespace = ?", (namespace,)).fetchone()[0]
+            return self._reader().execute("SELECT COALESCE(SUM(n), 0) FROM handoff_counts").fetchone()[0]
+        return self._count(namespace)
 
     @_boundary("list namespaces")
     def namespaces(self) -> list[dict[str, Any]]:
@@ -485,7 +487,8 @@ class SqliteStore(LatentStore):
         return entry
 
     def _count(self, namespace: str) -> int:
-        return self._reader().execute("SELECT COUNT(*) FROM handoffs WHERE namespace = ?", (namespace,)).fetchone()[0]
+        row = self._reader().execute("SELECT n FROM handoff_counts WHERE namespace = ?", (namespace,)).fetchone()
+        return row[0] if row else 0
 
     def _catch_up(self, namespace: str, entry: _NamespaceIndex) -> int:
         added = 0

@@ -61,7 +61,8 @@ def test_open_store_picks_postgres_by_url_and_namespaces_are_a_column(postgres, 
     finally:
         store.close()
     tables = {row[0] for row in sql(postgres, "SELECT tablename FROM pg_tables WHERE schemaname = %s", pg_schema)}
-    assert tables == {"handoffs", "store_info", "generations", "taught", "schema_migrations"}  # no table per namespace
+    # no table per namespace (handoff_counts holds a few counter rows per namespace)
+    assert tables == {"handoffs", "handoff_counts", "store_info", "generations", "taught", "schema_migrations"}
     indexes = dict(sql(postgres, "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s", pg_schema))
     assert "(namespace, seq)" in indexes["handoffs_by_namespace"]
     assert "hnsw" in indexes["handoffs_by_vector"] and "vector_cosine_ops" in indexes["handoffs_by_vector"]
@@ -109,6 +110,79 @@ def test_servers_starting_together_on_a_fresh_database_create_pgvector_once(post
         store.close()
     sql(postgres, f"DROP DATABASE {database}")
     assert errors == [] and len(stores) == 4
+
+
+def test_count_reads_the_maintained_counters_not_the_table(opened, postgres, pg_schema):
+    """/healthz and status count handoffs on every poll: COUNT(*) read the whole table (seconds at 1M vectors).
+    The count now comes from the counters the triggers keep: it answers while the table itself cannot be read."""
+    store = opened(statement_timeout_s=2.0)
+    store.add("a", unit(3), ["x", "y", "z"])
+    store.add("b", unit(2, seed=1), ["u", "v"])
+    with psycopg.connect(postgres.url) as blocker:  # holds a lock no reader of `handoffs` gets past
+        blocker.execute(f"LOCK TABLE {pg_schema}.handoffs IN ACCESS EXCLUSIVE MODE")
+        assert (store.count(), store.count("a"), store.count("b"), store.count("none")) == (5, 3, 2, 0)
+        blocker.rollback()
+
+
+def test_counts_stay_exact_through_every_kind_of_write(opened, postgres, pg_schema):
+    store, other = opened(), opened()
+
+    def truth() -> tuple[int, dict[str, int]]:
+        rows = sql(postgres, f"SELECT namespace, COUNT(*) FROM {pg_schema}.handoffs GROUP BY namespace")
+        return sum(n for _, n in rows), dict(rows)
+
+    def check() -> None:
+        total, by_namespace = truth()
+        assert store.count() == other.count() == total
+        for namespace in ("a", "b", "c", "absent"):
+            assert store.count(namespace) == by_namespace.get(namespace, 0)
+
+    def writer(namespace: str, seed: int) -> None:  # concurrent writers, two stores, shared namespaces
+        target = store if seed % 2 else other
+        for i in range(10):
+            target.add(namespace, unit(2, seed=seed * 100 + i), ["p", "q"])
+
+    threads = [threading.Thread(target=writer, args=("ab"[i % 2], i)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    check()
+    assert store.count() == 120
+    store.add("c", unit(4, seed=9), list("abcd"))
+    store.compact("a", max_records=5)
+    check()
+    other.drop("b")
+    store.retention(max_records=2)
+    check()
+    # Written beside the server (a bulk migration, an administrator): the triggers count these too.
+    sql(postgres, f"INSERT INTO {pg_schema}.handoffs (handle, namespace, created_at, vector)"
+        f" SELECT 'h_sql' || i, 'b', 0, (SELECT vector FROM {pg_schema}.handoffs LIMIT 1)"
+        " FROM generate_series(1, 7) i")  # fmt: skip
+    sql(postgres, f"DELETE FROM {pg_schema}.handoffs WHERE handle = 'h_sql3'")
+    check()
+    assert store.count("b") == 6
+    sql(postgres, f"TRUNCATE {pg_schema}.handoffs")
+    check()
+    assert store.count() == 0
+
+
+def test_an_existing_schema_gets_its_counters_backfilled(opened, postgres, pg_schema, monkeypatch):
+    """A database written before the counters existed (schema version 3): migration 4 counts what is there."""
+    from mcp_latent import postgres_schema
+
+    monkeypatch.setattr(postgres_schema, "MIGRATIONS", postgres_schema.MIGRATIONS[:3])
+    old = opened()
+    old.add("a", unit(3), ["x", "y", "z"])
+    old.add("b", unit(1), ["w"])
+    old.close()
+    monkeypatch.undo()
+    store = opened()
+    versions = [row[0] for row in sql(postgres, f"SELECT version FROM {pg_schema}.schema_migrations ORDER BY 1")]
+    assert versions == list(range(1, SCHEMA_VERSION + 1)) and SCHEMA_VERSION >= 4
+    assert (store.count(), store.count("a"), store.count("b")) == (4, 3, 1)
+    store.add("a", unit(1, seed=2), ["v"])
+    assert (store.count(), store.count("a")) == (5, 4)
 
 
 def test_a_schema_from_a_newer_version_is_refused(opened, postgres, pg_schema):

@@ -111,6 +111,22 @@ def test_retention_caps_every_namespace_and_ages_out_idle_ones(store):
     assert store.count() == 0
 
 
+def test_counts_are_exact_across_instances_through_adds_and_removals(open_backend):
+    """count() reads counters the store maintains (it is on every /healthz poll); they must equal the records."""
+    first, second = open_backend(), open_backend()
+    assert (first.count(), first.count("A")) == (0, 0)
+    for i in range(5):
+        first.add("A", unit(2, i), ["a", "a"])
+        second.add("B", unit(1, 50 + i), ["b"])
+    assert (second.count(), second.count("A"), first.count("B"), first.count("none")) == (15, 10, 5, 0)
+    assert first.compact("A", max_records=4) == 6
+    assert second.drop("B") == 5
+    assert (first.count(), second.count(), second.count("A"), second.count("B")) == (4, 4, 4, 0)
+    second.add("B", unit(1, 99), ["again"])
+    assert {n["namespace"]: n["count"] for n in first.namespaces()} == {"A": 4, "B": 1}
+    assert (first.count(), first.count("B")) == (5, 1)
+
+
 def test_taught_exemplars_append_and_read_since_a_cursor(open_backend):
     first, second = open_backend(), open_backend()
     one = first.add_taught("risk", "high", "drop the prod database", source="teach")
