@@ -35,6 +35,7 @@ import psycopg
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,7 +46,7 @@ from bench_scale import derived  # noqa: E402
 from mcp_latent.embedder import load_embedder  # noqa: E402
 from mcp_latent.ensemble import exact_neighbours  # noqa: E402
 from mcp_latent.local_postgres import LocalPostgres, free_port  # noqa: E402
-from mcp_latent.postgres_store import PostgresStore  # noqa: E402
+from mcp_latent.postgres_store import PostgresStore, _adapters  # noqa: E402
 from mcp_latent.settings import Settings  # noqa: E402
 
 PROPOSAL = (
@@ -162,18 +163,30 @@ def base_vectors(shared: Path, cache: Path, count: int) -> np.ndarray:
     return vectors
 
 
-def load_bulk(url: str, schema: str, vectors: np.ndarray, settings: Settings) -> dict:
-    """COPY the vectors with the HNSW index dropped, then build it: how a large namespace is migrated in."""
+def load_bulk(url: str, schema: str, vectors: np.ndarray, settings: Settings, workers: int, memory: str) -> dict:
+    """COPY the vectors (binary) with the HNSW index dropped, then build it: how a large namespace is migrated in.
+
+    The build gets `memory` as maintenance_work_mem (the whole graph must fit, or pgvector falls back to a much
+    slower on-disk build) and `workers` parallel workers beside the leader."""
     with psycopg.connect(url, autocommit=True) as conn:
+        vector_oid = conn.execute("SELECT 'vector'::regtype::oid").fetchone()[0]
+    with psycopg.connect(url, autocommit=True, context=_adapters(vector_oid)) as conn:
         conn.execute(f"SET search_path = {schema}, public")
-        conn.execute("DROP INDEX handoffs_by_vector")
+        conn.execute("DROP INDEX IF EXISTS handoffs_by_vector")
+        conn.execute("TRUNCATE handoffs")
         started = time.perf_counter()
-        with conn.cursor().copy("COPY handoffs (handle, namespace, created_at, vector) FROM STDIN") as copy:
-            for i, row in enumerate(vectors):
-                copy.write_row((f"h_bulk{i:010d}", "bench", time.time(), "[" + ",".join(f"{x:.6f}" for x in row) + "]"))
+        with conn.cursor().copy(
+            "COPY handoffs (handle, namespace, created_at, vector) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["text", "text", "float8", vector_oid])
+            now = time.time()
+            for i, row in enumerate(tqdm(vectors, desc=f"COPY {len(vectors):,}", mininterval=10, unit_scale=True)):
+                copy.write_row((f"h_bulk{i:010d}", "bench", now, row))
         copied = time.perf_counter() - started
-        conn.execute("SET maintenance_work_mem = '2GB'")
-        conn.execute("SET max_parallel_maintenance_workers = 1")  # + the leader: the machine's 2 cores
+        conn.execute(f"SET maintenance_work_mem = '{memory}'")
+        conn.execute(f"SET max_parallel_maintenance_workers = {workers}")
+        print(f"  building HNSW over {len(vectors):,} vectors (m={settings.hnsw_m}, "
+              f"ef_construction={settings.hnsw_ef_construction}, {workers} workers + leader, {memory}) ...", flush=True)  # fmt: skip
         started = time.perf_counter()
         conn.execute(
             "CREATE INDEX handoffs_by_vector ON handoffs USING hnsw (vector vector_cosine_ops)"
@@ -181,33 +194,62 @@ def load_bulk(url: str, schema: str, vectors: np.ndarray, settings: Settings) ->
         )
         built = time.perf_counter() - started
         conn.execute("VACUUM ANALYZE handoffs")
-    return {"copy_per_s": len(vectors) / copied, "index_build_s": built}
+    return {"copy_per_s": len(vectors) / copied, "index_build_s": built, "build_workers": workers,
+            "maintenance_work_mem": memory, "load_during_build": round(os.getloadavg()[0], 1)}  # fmt: skip
 
 
-def measure_similar(store: PostgresStore, vectors: np.ndarray, seqs: np.ndarray, probe: np.ndarray) -> dict:
+def loaded(url: str, schema: str, n: int) -> bool:
+    """Whether an earlier run (--pg-dir) left this size fully loaded and indexed: then it is measured again as is."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass(%s)", (f"{schema}.handoffs_by_vector",)).fetchone()[0] is None:
+            return False
+        return conn.execute(f"SELECT count(*) FROM {schema}.handoffs").fetchone()[0] == n
+
+
+def warm(primary: LocalPostgres, url: str, schema: str) -> None:
+    """Read the table's and its indexes' files once into the OS page cache, as a server in steady state holds its
+    working set (pgvector's graph walk is random I/O: cold, the first queries would measure the disk)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        paths = [r[0] for r in conn.execute(
+            "SELECT pg_relation_filepath(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname IN ('handoffs', 'handoffs_by_vector', 'handoffs_by_namespace')",
+            (schema,),
+        )]  # fmt: skip
+    for relative in paths:
+        for segment in sorted(primary.pgdata.glob(relative + "*")):
+            with segment.open("rb") as f:
+                while f.read(1 << 24):
+                    pass
+
+
+def measure_similar(store: PostgresStore, exact: list[set[int]], probe: np.ndarray) -> dict:
     latencies, found = [], []
+    load = os.getloadavg()[0]
     for q in probe:
         started = time.perf_counter()
         hits = store.similar("bench", q, 10)
         latencies.append(time.perf_counter() - started)
-        found.append([h.seq for h, _ in hits])
-    exact_ids, _ = exact_neighbours(probe, vectors, 10)
-    recall = np.mean([len(set(f) & set(seqs[e])) / 10 for f, e in zip(found, exact_ids, strict=True)])
-    return {**ms(latencies), "recall_at_10": float(recall)}
+        found.append({h.seq for h, _ in hits})
+    recall = np.mean([len(f & e) / 10 for f, e in zip(found, exact, strict=True)])
+    return {**ms(latencies), "recall_at_10": float(recall), "load_avg": round(max(load, os.getloadavg()[0]), 1)}
 
 
-def scale(url: str, base: np.ndarray, sizes: list[int], queries: int, online: int) -> list[dict]:
+def scale(primary: LocalPostgres, base: np.ndarray, args: argparse.Namespace) -> list[dict]:
     settings = Settings()
-    rows = []
-    probe = derived(base, queries, seed=7)  # fresh perturbations: not stored vectors
-    for n in sizes:
+    url, rows = primary.url, []
+    probe = derived(base, args.queries, seed=7)  # fresh perturbations: not stored vectors
+    ef_values = sorted(set(args.ef_search or [settings.hnsw_ef_search]))
+    for n in args.sizes:
         schema = f"scale_{n}"
         store = PostgresStore(url, base.shape[1], "scale-bench", schema=schema, hnsw_m=settings.hnsw_m,
                               hnsw_ef_construction=settings.hnsw_ef_construction,
                               hnsw_ef_search=settings.hnsw_ef_search)  # fmt: skip
         vectors = derived(base, n, seed=n)
-        row: dict = {"vectors": n}
-        if n <= online:  # online inserts, HNSW maintained on every commit (as handoffs arrive)
+        row: dict = {"vectors": n, "load_at_start": round(os.getloadavg()[0], 1)}
+        if loaded(url, schema, n):
+            row["reused"] = True
+            print(f"  {n:,}: reusing the loaded and indexed schema {schema}", flush=True)
+        elif n <= args.online:  # online inserts, HNSW maintained on every commit (as handoffs arrive)
             started = time.perf_counter()
             for start in range(0, n, 100):
                 store.add("bench", vectors[start : start + 100], [None] * len(vectors[start : start + 100]))
@@ -216,17 +258,28 @@ def scale(url: str, base: np.ndarray, sizes: list[int], queries: int, online: in
                 conn.execute(f"ANALYZE {schema}.handoffs")  # as autovacuum would: the planner then picks HNSW
             print(f"  {n:,}: online insert {row['insert_per_s']:,.0f}/s", flush=True)
         else:
-            row |= load_bulk(url, schema, vectors, settings)
+            row |= load_bulk(url, schema, vectors, settings, args.build_workers, args.maintenance_work_mem)
             print(f"  {n:,}: COPY {row['copy_per_s']:,.0f}/s, index build {row['index_build_s']:.0f} s", flush=True)
         with psycopg.connect(url, autocommit=True) as conn:
             seqs = np.array([r[0] for r in conn.execute(f"SELECT seq FROM {schema}.handoffs ORDER BY seq")])
             row["disk_mb"] = conn.execute(f"SELECT pg_total_relation_size('{schema}.handoffs')").fetchone()[0] / 2**20
-        for _ in range(20):
-            store.similar("bench", probe[0], 10)  # warm the pool and the cache
-        row |= measure_similar(store, vectors, seqs, probe)
-        print(f"  {n:,}: similar p50 {row['p50_ms']:.2f} ms p99 {row['p99_ms']:.2f} ms "
-              f"recall@10 {row['recall_at_10']:.3f}", flush=True)  # fmt: skip
+        exact_ids, _ = exact_neighbours(probe, vectors, 10, chunk=64)
+        exact = [set(seqs[e].tolist()) for e in exact_ids]
+        del vectors
         store.close()
+        warm(primary, url, schema)
+        row["by_ef_search"] = {}
+        for ef in ef_values:
+            store = PostgresStore(url, base.shape[1], "scale-bench", schema=schema, hnsw_ef_search=ef)
+            for q in derived(base, args.warmup, seed=3):
+                store.similar("bench", q, 10)  # warm the pool, the plan and the buffers
+            result = measure_similar(store, exact, probe)
+            store.close()
+            row["by_ef_search"][ef] = result
+            print(f"  {n:,} ef_search={ef}: similar p50 {result['p50_ms']:.2f} ms p99 {result['p99_ms']:.2f} ms "
+                  f"recall@10 {result['recall_at_10']:.3f} (load average {result['load_avg']})", flush=True)  # fmt: skip
+        chosen = settings.hnsw_ef_search if settings.hnsw_ef_search in row["by_ef_search"] else ef_values[0]
+        row |= row["by_ef_search"][chosen] | {"ef_search": chosen}
         rows.append(row)
     return rows
 
@@ -409,13 +462,20 @@ def markdown(r: dict) -> str:
         e, p = t["embedded"][s], t["postgres"][s]
         lines.append(f"| {s} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f} | "
                      f"{t['ratio_p50'][s]:.2f} |")  # fmt: skip
-    lines += ["", "| vectors | load | similar p50 ms | p99 ms | recall@10 | table + indexes MB |",
-              "| ---: | --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
-    for row in r.get("scale", []):
-        load = (f"online {row['insert_per_s']:,.0f}/s" if "insert_per_s" in row
-                else f"COPY {row['copy_per_s']:,.0f}/s + HNSW build {row['index_build_s']:.0f} s")  # fmt: skip
-        lines.append(f"| {row['vectors']:,} | {load} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
-                     f"{row['recall_at_10']:.3f} | {row['disk_mb']:,.0f} |")  # fmt: skip
+    lines += ["", "| vectors | load | ef_search | similar p50 ms | p99 ms | recall@10 | table + indexes MB | load avg |",
+              "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    sweeps = []
+    for row in sorted(r.get("scale", []), key=lambda row: row["vectors"]):
+        load = ("loaded by an earlier run" if row.get("reused") else f"online {row['insert_per_s']:,.0f}/s"
+                if "insert_per_s" in row else f"COPY {row['copy_per_s']:,.0f}/s + HNSW build {row['index_build_s']:.0f} s")  # fmt: skip
+        lines.append(f"| {row['vectors']:,} | {load} | {row['ef_search']} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
+                     f"{row['recall_at_10']:.3f} | {row['disk_mb']:,.0f} | {row['load_avg']} |")  # fmt: skip
+        if len(row["by_ef_search"]) > 1:
+            sweeps.append(f"{row['vectors']:,} vectors: " + "; ".join(
+                f"ef_search {ef}: p50 {m['p50_ms']:.2f} ms, p99 {m['p99_ms']:.2f} ms, recall@10 {m['recall_at_10']:.3f}"
+                for ef, m in row["by_ef_search"].items()))  # fmt: skip
+    if sweeps:
+        lines += ["", "MCP_LATENT_HNSW_EF_SEARCH sweep (same run): " + " | ".join(sweeps) + "."]
     if "replica" in r:
         rep = r["replica"]
         v, s = rep["visible_on_replica"], rep["similar_on_replica"]
@@ -446,36 +506,69 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=200, help="samples per tool scenario")
     parser.add_argument("--calls", type=int, default=500, help="calls per client in the 2-server load")
     parser.add_argument("--skip", nargs="*", default=[], choices=["tools", "scale", "replica", "servers", "crash"])
+    parser.add_argument(
+        "--ef-search",
+        type=int,
+        nargs="*",
+        default=None,
+        help="hnsw.ef_search values to measure `similar` with (default: the setting's, MCP_LATENT_HNSW_EF_SEARCH)",
+    )
+    parser.add_argument("--warmup", type=int, default=200, help="queries run before each measurement")
+    parser.add_argument(
+        "--build-workers",
+        type=int,
+        default=max(0, (os.cpu_count() or 1) - 1),
+        help="parallel workers beside the leader for a bulk HNSW build",
+    )
+    parser.add_argument(
+        "--maintenance-work-mem", default="3GB", help="memory for a bulk HNSW build (the graph must fit)"
+    )
+    parser.add_argument(
+        "--pg-dir",
+        type=Path,
+        default=None,
+        help="keep the PostgreSQL cluster here (a later run reuses sizes already loaded and indexed)",
+    )
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "postgres")
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict = {"machine": f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start"}
-    warm_profile_cache()
-    primary = LocalPostgres().start()
+    if {"tools", "servers", "crash"} - set(args.skip):
+        warm_profile_cache()
+    primary = LocalPostgres(args.pg_dir).start()
+
+    def save() -> None:  # after every phase: a long run that fails late keeps what it measured
+        results["machine_end"] = f"load average {os.getloadavg()[0]:.1f}"
+        (args.out / "postgres.json").write_text(json.dumps(results, indent=1))
+
     print(f"PostgreSQL at {primary.url} ({primary.directory})", flush=True)
     try:
         if "tools" not in args.skip:
             print("tool latency ...", flush=True)
             results["tools"] = anyio.run(tool_latency, primary.url, args.rounds)
+            save()
         if "scale" not in args.skip:
             print("similar at scale ...", flush=True)
             base = base_vectors(args.shared, args.out / f"base_vectors_{args.base}.npy", args.base)
-            results["scale"] = scale(primary.url, base, args.sizes, args.queries, args.online)
+            results["scale"] = scale(primary, base, args)
+            save()
             if "replica" not in args.skip:
                 print("read replica ...", flush=True)
                 results["replica"] = replica(primary, base, args.sizes[-1], args.queries)
+                save()
         if "servers" not in args.skip:
             print("2 servers x 4 clients ...", flush=True)
             results["servers"] = anyio.run(many_servers, primary.url, args.calls)
+            save()
         if "crash" not in args.skip:
             print("database crash under load ...", flush=True)
             results["crash"] = anyio.run(crash_under_load, primary, primary.url)
     finally:
-        primary.destroy()
+        primary.stop() if args.pg_dir else primary.destroy()
         shutil.rmtree(PROFILE_CACHE, ignore_errors=True)
-    (args.out / "postgres.json").write_text(json.dumps(results, indent=1))
+    save()
     table = markdown(results)
     (args.out / "postgres.md").write_text(table + "\n")
     print(table)
