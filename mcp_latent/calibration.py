@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
+from .decision import answerable_p, best_answer
 from .ensemble import KNN_K, ensemble_logits, exact_neighbours, fit_head, fit_temperature, knn_votes, nll, softmax
 from .operating_point import MIN_THRESHOLD, Evidence, Family, Point, choose, score
 from .profiles import ProfileSpec
@@ -78,29 +79,41 @@ def _select_head(
 
 
 def simulate_out_of_scope(
-    vectors: np.ndarray, y: np.ndarray, n_labels: int, c: float, families: list[tuple[float, float]]
+    vectors: np.ndarray,
+    y: np.ndarray,
+    n_labels: int,
+    c: float,
+    families: list[tuple[float, float]],
+    abstain: np.ndarray | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray] | None:
     """(p per family, nearest similarity) of exemplars judged by a fit that never saw their label: how texts
-    about none of the profile's labels look to it. Labels are split into groups and each group is hidden in turn.
-    families: (kNN weight, temperature) pairs. None when the profile has too few labels for that to mean anything."""
+    about none of the profile's labels look to it. Answer labels are split into groups and each group is hidden in
+    turn (abstain labels, `abstain` (L,) bool, are always seen). families: (kNN weight, temperature) pairs. None
+    when the profile has too few answer labels for that to mean anything."""
     present = np.unique(y)
+    if abstain is not None:
+        present = present[~abstain[present]]
     if len(present) < MIN_LABELS_TO_SIMULATE:
         return None
-    group_of = np.zeros(n_labels, dtype=np.int64)
+    group_of = np.full(n_labels, -1, dtype=np.int64)
     group_of[np.random.default_rng(0).permutation(present)] = np.arange(len(present)) % SIMULATION_GROUPS
+    simulated = group_of[y] >= 0
     p = [np.zeros(len(y), dtype=np.float64) for _ in families]
     nearest = np.zeros(len(y), dtype=np.float32)
     for group in range(SIMULATION_GROUPS):
         hidden = group_of[y] == group
         head, votes, nearest[hidden] = _ensemble_on(vectors[~hidden], y[~hidden], vectors[hidden], n_labels, (c,))
         for out, (knn_weight, temperature) in zip(p, families, strict=True):
-            out[hidden] = softmax(ensemble_logits(head[c], votes, knn_weight) / temperature).max(axis=1)
-    return p, nearest
+            out[hidden] = answerable_p(softmax(ensemble_logits(head[c], votes, knn_weight) / temperature), abstain)
+    return [out[simulated] for out in p], nearest[simulated]
 
 
-def gather_evidence(vectors: np.ndarray, y: np.ndarray, n_labels: int) -> tuple[float, Evidence] | None:
+def gather_evidence(
+    vectors: np.ndarray, y: np.ndarray, n_labels: int, abstain: np.ndarray | None = None
+) -> tuple[float, Evidence] | None:
     """Cross-validate the ensemble on the exemplars: (head C, evidence for the ensemble and for the head alone).
-    None when some label has too few exemplars to hold any out."""
+    Exemplars of abstain labels (`abstain`: (L,) bool) are out-of-scope evidence: held out like the others, they
+    say how often the rule abstains on such texts. None when some label has too few exemplars to hold any out."""
     folds = _folds(y, CV_FOLDS)
     if folds is None:
         return None
@@ -121,21 +134,22 @@ def gather_evidence(vectors: np.ndarray, y: np.ndarray, n_labels: int) -> tuple[
     params = [("ensemble", knn_weight, temperature, oof_logits)]
     if knn_weight:
         params.append(("head alone", 0.0, head_temperature, oof_head[c] / head_temperature))
-    simulated = simulate_out_of_scope(vectors, y, n_labels, c, [(w, t) for _, w, t, _ in params])
+    simulated = simulate_out_of_scope(vectors, y, n_labels, c, [(w, t) for _, w, t, _ in params], abstain)
+    off_topic = np.zeros(len(y), dtype=bool) if abstain is None else abstain[y]
+    simulated_nearest = None if simulated is None else simulated[1]
+    if off_topic.any():  # real out-of-scope texts, beside (or instead of) the simulated ones
+        parts = [oof_nearest[off_topic]] + ([] if simulated_nearest is None else [simulated_nearest])
+        simulated_nearest = np.concatenate(parts)
     families = []
     for i, (name, weight, temp, logits) in enumerate(params):
         probs = softmax(logits)
-        families.append(
-            Family(
-                name,
-                weight,
-                temp,
-                probs.max(axis=1),
-                probs.argmax(axis=1) == y,
-                None if simulated is None else simulated[0][i],
-            )
-        )
-    return c, Evidence(oof_nearest, None if simulated is None else simulated[1], tuple(families))
+        best, _, _ = best_answer(probs, abstain)
+        p = answerable_p(probs, abstain)
+        simulated_p = None if simulated is None else simulated[0][i]
+        if off_topic.any():
+            simulated_p = np.concatenate([p[off_topic]] + ([] if simulated_p is None else [simulated_p]))
+        families.append(Family(name, weight, temp, p[~off_topic], (best == y)[~off_topic], simulated_p))
+    return c, Evidence(oof_nearest[~off_topic], simulated_nearest, tuple(families))
 
 
 @dataclass
@@ -258,7 +272,8 @@ def _operate(c: float, evidence: Evidence, spec: ProfileSpec) -> Calibration:
 
 def fit_calibration(vectors: np.ndarray, y: np.ndarray, n_labels: int, spec: ProfileSpec) -> Calibration:
     """Cross-validate the ensemble on the exemplars and choose the operating point for the spec's targets."""
-    gathered = gather_evidence(vectors, y, n_labels)
+    abstain = np.array([label.abstain for label in spec.labels], dtype=bool)
+    gathered = gather_evidence(vectors, y, n_labels, abstain if abstain.any() else None)
     if gathered is None:
         log.info("profile %s: too few exemplars per label to cross-validate; default calibration", spec.name)
         return Calibration(

@@ -29,18 +29,44 @@ class Decisions:
         return np.array([r is None for r in self.reason], dtype=bool)
 
 
-def decide(probs: np.ndarray, nearest: np.ndarray, threshold: float, min_similarity: float) -> Decisions:
+def best_answer(probs: np.ndarray, abstain: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(best answer label, its probability, whether an abstain label is more probable still) per row: abstain
+    labels (`abstain`: (L,) bool, None for none) are never answered with; a text one of them wins is out of scope."""
+    probs = np.atleast_2d(probs)
+    if abstain is None or not abstain.any():
+        best = probs.argmax(axis=1)
+        return best, probs[np.arange(len(probs)), best], np.zeros(len(probs), dtype=bool)
+    answers = np.where(abstain, -np.inf, probs)
+    best = answers.argmax(axis=1)
+    p = probs[np.arange(len(probs)), best]
+    return best, p, probs[:, abstain].max(axis=1) > p
+
+
+def answerable_p(probs: np.ndarray, abstain: np.ndarray | None = None) -> np.ndarray:
+    """The best answer's probability, 0 where an abstain label wins: thresholding it as `answered_mask` does gives
+    the texts `decide` answers (the fit scores operating points on it)."""
+    _, p, abstained = best_answer(probs, abstain)
+    return np.where(abstained, 0.0, p)
+
+
+def decide(
+    probs: np.ndarray,
+    nearest: np.ndarray,
+    threshold: float,
+    min_similarity: float,
+    abstain: np.ndarray | None = None,
+) -> Decisions:
     """Answer with the most probable label when its probability reaches `threshold` and the nearest exemplar is at
     least `min_similarity` similar; otherwise abstain, out of scope first (a confident guess about a text far from
-    every exemplar is still a guess). probs: (n, L) rows summing to 1; nearest: (n,)."""
+    every exemplar is still a guess, and so is one about a text an abstain label wins). probs: (n, L) rows summing
+    to 1; nearest: (n,); abstain: (L,) bool marking the profile's abstain labels, or None."""
     probs = np.atleast_2d(probs)
     nearest = np.atleast_1d(np.asarray(nearest, dtype=np.float64))
-    best = probs.argmax(axis=1)
-    p = probs[np.arange(len(probs)), best]
-    answered = answered_mask(p, nearest, threshold, min_similarity)
+    best, p, abstained = best_answer(probs, abstain)
+    answered = answered_mask(p, nearest, threshold, min_similarity) & ~abstained
     reason = np.full(len(probs), None, dtype=object)
     reason[~answered] = LOW_CONFIDENCE
-    reason[nearest < min_similarity] = OUT_OF_SCOPE
+    reason[(nearest < min_similarity) | abstained] = OUT_OF_SCOPE
     return Decisions(best=best, p=p, nearest=nearest, reason=reason)
 
 

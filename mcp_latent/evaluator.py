@@ -113,7 +113,12 @@ class FittedProfile:
     ):
         self.spec = spec
         self.labels = [label.name for label in spec.labels]
-        self.values = np.array([label.value for label in spec.labels], dtype=np.float32) if spec.ordinal else None
+        # Abstain labels (None when the profile has none) are learnt like the others but never answered with.
+        abstain = np.array([label.abstain for label in spec.labels], dtype=bool)
+        self.abstain = abstain if abstain.any() else None
+        self.values = (
+            np.array([label.value or 0.0 for label in spec.labels], dtype=np.float32) if spec.ordinal else None
+        )
         self._rows = vectors if isinstance(vectors, _Rows) else _Rows(vectors, y, texts or [])
         self.n = self._rows.used if n is None else n
         self.weights = weights
@@ -216,8 +221,15 @@ class FittedProfile:
         ids, sims = self.neighbours(vectors, wanted)
         probs = self.probabilities(vectors, (ids[:, :KNN_K], sims[:, :KNN_K]))
         nearest = sims[:, 0] if sims.shape[1] else np.full(len(vectors), -1.0)
-        decisions = decide(probs, nearest, self.calibration.threshold, self.calibration.min_similarity)
+        decisions = decide(probs, nearest, self.calibration.threshold, self.calibration.min_similarity, self.abstain)
         return decisions, probs, (ids, sims)
+
+    def expected_score(self, probs: np.ndarray) -> float | None:
+        """The expected value over the answer labels (ordinal profiles), whatever the abstain labels hold."""
+        if self.values is None:
+            return None
+        answers = probs if self.abstain is None else np.where(self.abstain, 0.0, probs)
+        return float(answers @ self.values / max(float(answers.sum()), 1e-12))
 
     def verdict(self, vector: np.ndarray, detail: bool = False, show: int = 3) -> Verdict:
         if self.n == 0:  # a cold-start profile before its first teach
@@ -228,12 +240,12 @@ class FittedProfile:
             label=None if reason else self.labels[best],
             p=float(decisions.p[0]),
             unsure=reason is not None,
-            score=float(probs @ self.values) if self.values is not None else None,
+            score=self.expected_score(probs),
             reason=reason,
             nearest=float(decisions.nearest[0]),
         )
         if detail:
-            top = np.argsort(-probs)[:3]
+            top = [i for i in np.argsort(-probs) if self.abstain is None or not self.abstain[i]][:3]
             verdict.candidates = [(self.labels[i], float(probs[i])) for i in top]
             texts, y = self._rows.texts, self._rows.y
             verdict.neighbours = [

@@ -38,6 +38,10 @@ class LabelSpec(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
     value: float | None = Field(None, description="numeric value for ordinal profiles (gives an expected score)")
+    # An abstain label holds texts the profile must not judge (small talk, questions, vague one-liners): the fit
+    # learns it like any label, and a text it wins is answered `unsure` with reason out_of_scope. It gives profiles
+    # with few labels real out-of-scope evidence, which the hidden-label simulation cannot make for them.
+    abstain: bool = Field(False, description="texts like these belong to no label: abstain (out of scope) on them")
     # May start empty (a cold-start profile: label names and descriptions only); it abstains until taught.
     examples: list[str] = Field(default_factory=list)
 
@@ -111,23 +115,38 @@ class ProfileSpec(BaseModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"label names must be unique; repeated: {duplicates}")
-        with_value = [label.value is not None for label in self.labels]
+        answers = self.answer_labels
+        if len(answers) < 2:
+            raise ValueError("a profile needs at least 2 labels that are not `abstain = true`")
+        if any(label.value is not None for label in self.labels if label.abstain):
+            raise ValueError("an `abstain = true` label has no `value` (it is never an answer)")
+        with_value = [label.value is not None for label in answers]
         if any(with_value) and not all(with_value):
             raise ValueError("either every label has a `value` (ordinal profile) or none does")
         return self
 
     @property
+    def answer_labels(self) -> list[LabelSpec]:
+        """The labels a verdict can answer with (every label but the abstain ones)."""
+        return [label for label in self.labels if not label.abstain]
+
+    @property
     def ordinal(self) -> bool:
-        return self.labels[0].value is not None
+        return self.answer_labels[0].value is not None
+
+    def _canonical(self, exclude: set[str] | None = None) -> str:
+        data = self.model_dump(mode="json", exclude=exclude)
+        for label in data["labels"]:  # files from before abstain labels keep their hashes (and cached fits)
+            if not label.get("abstain"):
+                label.pop("abstain", None)
+        return json.dumps(data, sort_keys=True, separators=(",", ":") if exclude is None else None)
 
     def content_hash(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return hashlib.sha256(self._canonical().encode()).hexdigest()[:16]
 
     def fit_hash(self) -> str:
         """Hash of what a fit learns from (labels and exemplars), not of where it answers (DECISION_FIELDS)."""
-        canonical = json.dumps(self.model_dump(mode="json", exclude=set(DECISION_FIELDS)), sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return hashlib.sha256(self._canonical(set(DECISION_FIELDS)).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -193,6 +212,8 @@ def write_profile_file(spec: ProfileSpec, path: Path) -> None:
     for label in data["labels"]:
         if not label.get("description"):
             label.pop("description", None)
+        if not label.get("abstain"):
+            label.pop("abstain", None)
     with replacing(path) as tmp:
         tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
 

@@ -67,6 +67,12 @@ async def test_core_scenario(tmp_path):
         assert set(risky["verdicts"]) == {"risk", "roi", "category"}
         safe = await call(client, "handoff", {"text": SAFE, "evaluate": ["risk"]})
         assert safe["verdicts"]["risk"]["label"] == "low"
+        # Questions and small talk are no proposal: every shipped evaluator abstains (their off_topic label).
+        for off_topic in ("How do I reset my password?", "thanks a lot, see you all at lunch tomorrow"):
+            judged = await call(client, "evaluate", {"text": off_topic, "detail": True})
+            for name in ("risk", "roi", "category"):
+                verdict = judged["verdicts"][name]
+                assert verdict["unsure"] and verdict["label"] is None and verdict["reason"] == "out_of_scope", verdict
 
         by_handle = await call(client, "evaluate", {"handle": risky["handle"], "profiles": ["risk"]})
         by_text = await call(client, "evaluate", {"text": RISKY, "profiles": ["risk"]})

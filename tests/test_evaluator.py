@@ -1,5 +1,8 @@
 """Calibration and abstention on synthetic cases whose answers are known."""
 
+import hashlib
+import json
+
 import numpy as np
 import pytest
 
@@ -146,3 +149,67 @@ def test_without_evidence_an_edited_fixed_threshold_applies_on_load(tmp_path):
     fit(x, y).save(tmp_path / "f.npz")
     loaded = FittedProfile.load(tmp_path / "f.npz", spec(threshold=0.7, min_similarity=0.2), ["t"] * len(y))
     assert (loaded.calibration.threshold, loaded.calibration.min_similarity) == (0.7, 0.2)
+
+
+def with_off_topic(x, y, n: int, seed: int = 5):
+    """The clusters plus n texts of an abstain label beside l0's: near enough to pass the in-scope cutoff (like a
+    question about passwords beside the security exemplars)."""
+    rng = np.random.default_rng(seed)
+    centre = np.zeros(DIM, dtype=np.float32)
+    centre[0], centre[3] = 1.0, 0.5
+    off = centre + rng.normal(scale=0.1, size=(n, DIM))
+    off = (off / np.linalg.norm(off, axis=1, keepdims=True)).astype(np.float32)
+    return off, np.concatenate([x, off]), np.concatenate([y, np.full(n, 3)])
+
+
+def abstain_spec(**kw):
+    labels = [{"name": f"l{i}", "value": i, "examples": ["x"]} for i in range(3)]
+    return ProfileSpec.model_validate(
+        {"name": "a", "labels": [*labels, {"name": "off_topic", "abstain": True, "examples": ["x"]}], **kw}
+    )
+
+
+def test_an_abstain_label_makes_texts_like_it_out_of_scope_and_is_never_the_answer():
+    x, y = clusters(40, 0.3)
+    _, ax, ay = with_off_topic(x, y, 40)
+    fitted = FittedProfile.fit(abstain_spec(), ax, ["t"] * len(ay), ay)
+    plain = FittedProfile.fit(abstain_spec().model_copy(update={"labels": abstain_spec().labels[:3]}), x, [], y)
+    off_topic, _, _ = with_off_topic(x, y, 50, seed=9)
+    verdicts = [fitted.verdict(v, detail=True) for v in off_topic]
+    assert np.mean([v.unsure and v.reason == "out_of_scope" for v in verdicts]) >= 0.95
+    assert np.mean([plain.verdict(v).unsure for v in off_topic]) < 0.5  # the in-scope cutoff alone lets them in
+    # p stays the best answer's probability (low: it does not read as confidence); top lists answers only
+    assert max(v.p for v in verdicts) < 0.5
+    assert all(row[0] != "off_topic" for v in verdicts for row in v.detailed()["top"])
+    assert all(0.0 <= v.score <= 2.0 for v in verdicts)
+    # the profile's own texts are still answered, and the fit estimated its out-of-scope recall on the label
+    tx, ty = clusters(30, 0.3, seed=1)
+    answered = [(v.label, f"l{t}") for v, t in zip(map(fitted.verdict, tx), ty, strict=True) if not v.unsure]
+    assert len(answered) / len(ty) >= 0.95 and all(got == want for got, want in answered)
+    assert fitted.calibration.cv_out_of_scope_recall >= 0.95
+    assert 0.95 <= fitted.calibration.cv_accuracy  # measured on the answer labels' exemplars only
+
+
+def test_abstain_labels_take_no_value_and_leave_two_answers():
+    labels = [{"name": "a", "value": 0, "examples": ["x"]}, {"name": "b", "value": 1, "examples": ["y"]}]
+    off = {"name": "none", "abstain": True, "examples": ["z"]}
+    assert ProfileSpec.model_validate({"name": "p", "labels": [*labels, off]}).ordinal
+    with pytest.raises(ValueError, match="abstain"):
+        ProfileSpec.model_validate({"name": "p", "labels": [*labels, {**off, "value": 2}]})
+    with pytest.raises(ValueError, match="at least 2 labels"):
+        ProfileSpec.model_validate({"name": "p", "labels": [labels[0], off]})
+
+
+def test_files_without_abstain_labels_keep_their_hashes():
+    # Cached fits are keyed by fit_hash: adding the field must not refit every existing profile.
+    s = spec()
+    data = s.model_dump(mode="json")
+    for label in data["labels"]:
+        del label["abstain"]
+    assert (
+        s.content_hash()
+        == hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    )
+    assert (
+        abstain_spec().fit_hash() != abstain_spec().model_copy(update={"labels": abstain_spec().labels[:3]}).fit_hash()
+    )

@@ -46,3 +46,24 @@ def test_shipped_profile_has_no_duplicates_balanced_labels_and_its_rubric(path):
     assert check.exact_duplicates(spec) == []
     assert check.balance(spec) == []
     assert spec.description and all(label.description for label in spec.labels)
+
+
+def test_balance_ignores_abstain_labels():
+    spec = ProfileSpec(
+        name="t",
+        labels=[
+            {"name": "a", "examples": ["x"] * 2},
+            {"name": "b", "examples": ["y"] * 2},
+            {"name": "none", "abstain": True, "examples": ["z"] * 9},
+        ],
+    )
+    assert check.balance(spec) == []
+
+
+@pytest.mark.parametrize("name", ["risk", "roi", "category"])
+def test_shipped_off_topic_label_is_the_reviewable_source(name):
+    source = (ROOT / "tools" / "data" / "exemplars" / "off_topic.txt").read_text(encoding="utf-8").splitlines()
+    spec = read_profile_file(builtin_profiles_dir() / f"{name}.toml")
+    abstain = [label for label in spec.labels if label.abstain]
+    assert [label.name for label in abstain] == ["off_topic"]
+    assert abstain[0].examples == [line.strip() for line in source if line.strip()]

@@ -16,7 +16,7 @@ def test_shipped_profiles_are_valid_and_rich():
     assert {"risk", "roi", "category"} <= set(profiles)
     for profile in profiles.values():
         assert all(len(label.examples) >= 25 for label in profile.spec.labels), profile.name
-    assert profiles["risk"].spec.ordinal and [lab.name for lab in profiles["risk"].spec.labels] == [
+    assert profiles["risk"].spec.ordinal and [lab.name for lab in profiles["risk"].spec.answer_labels] == [
         "low",
         "medium",
         "high",

@@ -81,7 +81,8 @@ def near_duplicates(spec: ProfileSpec, vectors: np.ndarray, cutoff: float = NEAR
 
 
 def balance(spec: ProfileSpec, max_imbalance: float = MAX_IMBALANCE) -> list[Finding]:
-    counts = {label.name: len(label.examples) for label in spec.labels}
+    """Answer labels out of balance (an abstain label is a different kind of set: its size is its own)."""
+    counts = {label.name: len(label.examples) for label in spec.answer_labels}
     ratio = max(counts.values()) / min(counts.values())
     if ratio > max_imbalance:
         return [Finding("imbalance", f"largest/smallest label = {ratio:.2f} > {max_imbalance} ({counts})")]
