@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 
 from .calibration import Calibration
-from .operating_point import MIN_USEFUL_COVERAGE, curve, front_2d
+from .operating_point import MIN_USEFUL_COVERAGE, NO_CUTOFF, curve, front_2d, score
 from .profiles import OperatingPointRecord, ProfileSpec
 
 log = logging.getLogger(__name__)
 
 TARGETS = (0.8, 0.9, 0.95, 0.97, 0.98, 0.99)  # target answered accuracies shown by `profiles build`/`tune`
+ANCHORS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # thresholds of the plain head-alone rule shown beside them
 
 
 def _pct(value: float | None) -> str:
@@ -51,6 +52,29 @@ def table(calibration: Calibration, spec: ProfileSpec) -> list[str]:
             f"{target:>15.3f}  {at.family:<10}  {at.threshold:>9.3f}  {at.min_similarity:>14.3f}  "
             f"{_pct(at.cv_coverage):>8}  {_pct(at.cv_answered_accuracy):>17}  {_pct(at.cv_out_of_scope_recall):>19}"
             + mark
+        )
+    return lines + anchor_table(calibration)
+
+
+def anchor_table(calibration: Calibration) -> list[str]:
+    """The plain rule the chosen point is held against (the head alone thresholded, no cutoff) at ANCHORS, with a
+    mark where it would beat the chosen point on coverage and answered accuracy (the fit never lets it)."""
+    evidence = calibration.evidence
+    if evidence is None or calibration.cv_coverage is None:
+        return []
+    anchor = evidence.anchor()
+    name = evidence.families[anchor].name
+    lines = [f"against the plain rule ({name}, thresholded, no out-of-scope cutoff):"]
+    for threshold in ANCHORS:
+        at = score(evidence, anchor, threshold, NO_CUTOFF)
+        better = at.coverage >= calibration.cv_coverage and (at.answered_accuracy or 0.0) >= (
+            calibration.cv_answered_accuracy or 0.0
+        )
+        better &= (at.coverage, at.answered_accuracy) != (calibration.cv_coverage, calibration.cv_answered_accuracy)
+        lines.append(
+            f"{'p >= ' + format(threshold, '.2f'):>15}  {name:<10}  {threshold:>9.3f}  {'none':>14}  "
+            f"{_pct(at.coverage):>8}  {_pct(at.answered_accuracy):>17}  {_pct(at.out_of_scope_recall):>19}"
+            + ("  (beats the chosen point in scope)" if better else "")
         )
     return lines
 

@@ -4,9 +4,15 @@ An operating point is a way of turning probabilities into probabilities (a "fami
 head alone), a confidence threshold and an out-of-scope cutoff on the similarity of the nearest exemplar. Every
 candidate is scored on three axes by the rule the server runs (`decision.answered_mask`): coverage and answered
 accuracy on out-of-fold predictions of the profile's own exemplars, and out-of-scope recall on a simulation in
-which labels hidden from the fit play the unseen topics. The threshold and the cutoff are chosen together, and
-the head-alone rule is among the candidates, so the chosen point is on the Pareto front of all of them: no
-candidate, the head alone at any threshold included, is as good on every axis and better on one.
+which labels hidden from the fit play the unseen topics. The threshold and the cutoff are chosen together.
+
+The anchor is the plain rule: the linear head alone, thresholded, with no out-of-scope cutoff. A candidate is
+admissible only if no anchor point is as good on coverage and answered accuracy and better on one: whether a
+deployment will see out-of-scope texts at all is unknown to the fit, so the out-of-scope recall a cutoff buys
+must never be paid for with in-scope answers the plain rule would have given right (on a set with no
+out-of-scope texts that recall is worth nothing). Admissible points are then also on the three-axis front.
+The ensemble (the family cross-validation chose for its accuracy) is preferred; the head alone is chosen only
+when no ensemble point is admissible.
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ OUT_OF_SCOPE_MARGIN = 0.03
 # ...and never above the similarity that this share of held-out in-scope exemplars falls below: an unreachable
 # out-of-scope target must not silence the profile.
 MAX_IN_SCOPE_FLAGGED = 0.2
+NO_CUTOFF = -1.0  # the anchor's cutoff: cosine similarity is never below it
+# A candidate must beat the plain rule by this many standard errors of its own cross-validated accuracy: a point
+# that merely ties the plain rule on the exemplars falls on either side of it on a test set.
+ADMISSIBLE_MARGIN = 1.0
 CUTOFF_STEPS = 41  # candidate cutoffs between the floor and the ceiling (in-scope quantile steps of 0.5%)
 THRESHOLD_STEPS = 201  # candidate thresholds per family: quantiles of its out-of-fold confidence
 
@@ -47,13 +57,18 @@ class Family:
 class Evidence:
     """Everything the choice of an operating point needs; small, so fits store it and `tune` reuses it."""
 
-    nearest: np.ndarray  # (n,) out-of-fold similarity of each exemplar's nearest other exemplar
+    nearest: np.ndarray  # (n,) similarity of each exemplar's nearest other exemplar (leave one out)
     simulated_nearest: np.ndarray | None  # (m,) the same for the simulated out-of-scope texts
     families: tuple[Family, ...]
 
     @property
     def simulated(self) -> bool:
         return self.simulated_nearest is not None
+
+    def anchor(self) -> int:
+        """Index of the family without the kNN expert (the linear head alone): the plain rule to beat. The
+        ensemble itself when cross-validation gave the kNN expert no weight."""
+        return next((f for f, fam in enumerate(self.families) if fam.knn_weight == 0.0), 0)
 
     def floor(self) -> float:
         """The lowest out-of-scope cutoff: all but OUT_OF_SCOPE_QUANTILE of held-out in-scope exemplars reach it."""
@@ -135,16 +150,21 @@ def score(evidence: Evidence, family: int, threshold: float, min_similarity: flo
 
 
 def curve(evidence: Evidence) -> Curve:
-    """Every (family, threshold, cutoff) candidate with its estimates; one sort per family and cutoff."""
+    """Every (family, threshold, cutoff) candidate with its estimates, the anchor (the head alone with no cutoff)
+    among them; one sort per family and cutoff."""
     columns: list[list[np.ndarray]] = [[] for _ in range(6)]
     n = len(evidence.nearest)
+    anchor = evidence.anchor()
     for f, fam in enumerate(evidence.families):
         thresholds = _thresholds(fam.p)
         order = np.argsort(-fam.p, kind="stable")
         p_desc = fam.p[order]
         # answered_mask is p >= t: the first `count` rows of the descending order
         count = np.searchsorted(-p_desc, -thresholds, side="right")
-        for cutoff in evidence.cutoffs():
+        cutoffs = evidence.cutoffs()
+        if f == anchor:
+            cutoffs = np.concatenate([[NO_CUTOFF], cutoffs])
+        for cutoff in cutoffs:
             near = evidence.nearest[order] >= cutoff  # the same comparison as answered_mask
             answered = np.concatenate([[0], np.cumsum(near)])[count]
             hits = np.concatenate([[0], np.cumsum(near & fam.correct[order])])[count]
@@ -164,10 +184,42 @@ def curve(evidence: Evidence) -> Curve:
     return Curve(arrays[0].astype(np.int64), *arrays[1:])
 
 
+def anchor_points(evidence: Evidence, c: Curve) -> np.ndarray:
+    """Indexes of the anchor's points in the curve: the head alone, thresholded, no cutoff."""
+    return np.nonzero((c.family == evidence.anchor()) & (c.min_similarity == NO_CUTOFF))[0]
+
+
+def admissible(evidence: Evidence, c: Curve, margin: float = ADMISSIBLE_MARGIN) -> np.ndarray:
+    """(len(curve),) bool: the candidates no anchor point dominates on coverage and answered accuracy (at least
+    as much of each and more of one), once each candidate's accuracy is lowered by `margin` standard errors of its
+    own estimate (so a candidate must beat the plain rule by more than the estimate's noise; the anchor's own
+    points are judged without margin). Two envelopes over the anchor, sorted by coverage: the best accuracy at
+    each coverage or more, and at strictly more."""
+    anchors = anchor_points(evidence, c)
+    a_cov = c.coverage[anchors]
+    a_acc = np.nan_to_num(c.answered_accuracy[anchors], nan=-1.0)
+    order = np.argsort(-a_cov, kind="stable")
+    a_cov, best = a_cov[order], np.maximum.accumulate(a_acc[order])  # best[i]: top accuracy at coverage >= a_cov[i]
+    accuracy = np.nan_to_num(c.answered_accuracy, nan=-1.0)
+    answered = np.maximum(c.coverage * len(evidence.nearest), 1.0)
+    error = np.sqrt(np.clip(accuracy, 0.0, 1.0) * (1.0 - np.clip(accuracy, 0.0, 1.0)) / answered)
+    is_anchor = np.zeros(len(accuracy), dtype=bool)
+    is_anchor[anchors] = True
+    accuracy = np.where(is_anchor, accuracy, accuracy - margin * error)
+
+    def best_with(count: np.ndarray) -> np.ndarray:  # top accuracy among the first `count` anchors (widest first)
+        return np.where(count > 0, best[np.maximum(count - 1, 0)], -np.inf)
+
+    at_least = best_with(np.searchsorted(-a_cov, -c.coverage, side="right"))  # anchors with coverage >= x
+    more = best_with(np.searchsorted(-a_cov, -c.coverage, side="left"))  # anchors with coverage > x
+    return ~((at_least > accuracy) | (more >= accuracy))
+
+
 def _best(c: Curve, pool: np.ndarray, keys: tuple[np.ndarray, ...]) -> int:
     """Index of the lexicographically largest `keys` within `pool` (the first key matters most); among exact ties
+    a rule with a cutoff (the floor still catches texts far from every exemplar, which the evidence may lack), then
     the lowest threshold and cutoff, which answer the most of what the evidence has not seen."""
-    keys = (*keys, -c.threshold, -c.min_similarity)
+    keys = (*keys, c.min_similarity != NO_CUTOFF, -c.threshold, -c.min_similarity)
     candidates = np.nonzero(pool)[0]
     order = np.lexsort(tuple(np.nan_to_num(k[candidates], nan=-1.0) for k in reversed(keys)))
     return int(candidates[order[-1]])
@@ -182,26 +234,49 @@ class Choice:
     knee: Point
 
 
-def choose(evidence: Evidence, target_accuracy: float, target_recall: float) -> Choice:
-    """The most coverage that meets the target answered accuracy and (where simulated) out-of-scope recall;
-    ties go to accuracy, then recall, so the choice is never dominated by another candidate. When the recall
-    target cannot be met with the accuracy target, the most recall that keeps useful coverage; when the accuracy
-    target cannot be met at all, the most accurate point."""
-    c = curve(evidence)
+def _choose_in(
+    evidence: Evidence, c: Curve, pool: np.ndarray, target_accuracy: float, target_recall: float
+) -> tuple[int, int]:
+    """(index, tier) of the choice within `pool`, by the first tier that has candidates: 4, both targets met at
+    useful coverage (the most coverage); 3, the accuracy target met at useful coverage (the most recall); 2 and
+    1, the same below useful coverage; 0, neither (the most accurate point)."""
     accuracy = np.nan_to_num(c.answered_accuracy, nan=-1.0)
     recall = c.recall()
-    accurate = accuracy >= target_accuracy - 1e-12
+    accurate = pool & (accuracy >= target_accuracy - 1e-12)
     both = accurate & (recall >= target_recall - 1e-12) if evidence.simulated else accurate
-    if both.any():
-        best = _best(c, both, (c.coverage, accuracy, recall))
-    elif accurate.any():
-        useful = accurate & (c.coverage >= MIN_USEFUL_COVERAGE)
-        best = _best(c, useful if useful.any() else accurate, (recall, c.coverage, accuracy))
-    else:
-        best = _best(c, np.ones(len(accuracy), dtype=bool), (accuracy, c.coverage, recall))
+    useful = c.coverage >= MIN_USEFUL_COVERAGE
+    by_coverage, by_recall = (c.coverage, accuracy, recall), (recall, c.coverage, accuracy)
+    for tier, candidates, keys in (
+        (4, both & useful, by_coverage),
+        (3, accurate & useful, by_recall),
+        (2, both, by_coverage),
+        (1, accurate, by_recall),
+    ):
+        if candidates.any():
+            return _best(c, candidates, keys), tier
+    return _best(c, pool, (accuracy, c.coverage, recall)), 0
+
+
+def choose(
+    evidence: Evidence, target_accuracy: float, target_recall: float, margin: float = ADMISSIBLE_MARGIN
+) -> Choice:
+    """Among admissible candidates, the most coverage that meets the target answered accuracy and (where
+    simulated) out-of-scope recall; ties go to accuracy, then recall, so the choice is never dominated by another
+    candidate. When the recall target cannot be met with the accuracy target, the most recall that keeps useful
+    coverage; when the accuracy target cannot be met at all, the most accurate point. The ensemble's point is
+    taken unless only another family's meets more of the targets (the ensemble's labels are the more accurate),
+    and one that beats the plain rule by `margin` standard errors unless only a closer one meets more."""
+    c = curve(evidence)
+    plain = admissible(evidence, c, 0.0)
+    ensemble = c.family == 0
+    # In order of preference: the ensemble beating the plain rule by the margin, the ensemble at least tying it,
+    # any admissible rule (the head alone among them). The first that meets as many targets as any is used.
+    pools = [pool for pool in (admissible(evidence, c, margin) & ensemble, plain & ensemble, plain) if pool.any()]
+    choices = [(_choose_in(evidence, c, pool, target_accuracy, target_recall), pool) for pool in pools]
+    top = max(tier for (_, tier), _ in choices)
+    (best, tier), pool = next(choice for choice in choices if choice[0][1] == top)
     point = c.point(best)
-    reachable = bool(accurate.any()) and point.coverage >= MIN_USEFUL_COVERAGE
-    return Choice(point, reachable, knee(c, target_recall if evidence.simulated else None))
+    return Choice(point, tier >= 3, knee(c, target_recall if evidence.simulated else None, pool))
 
 
 def front_2d(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -228,13 +303,13 @@ def pareto_front(c: Curve) -> np.ndarray:
     return np.array(keep, dtype=np.int64)
 
 
-def knee(c: Curve, target_recall: float | None) -> Point:
+def knee(c: Curve, target_recall: float | None, pool: np.ndarray | None = None) -> Point:
     """The knee of the accuracy-vs-coverage front (among points meeting the recall target where any do): the point
     farthest above the chord from its most accurate to its widest end (Kneedle), at no less than useful coverage.
-    Suggested as the target accuracy when the asked one is out of reach."""
-    pool = np.ones(len(c.coverage), dtype=bool)
-    if target_recall is not None and (c.recall() >= target_recall - 1e-12).any():
-        pool = c.recall() >= target_recall - 1e-12
+    Suggested as the target accuracy when the asked one is out of reach. pool: the candidates to consider."""
+    pool = np.ones(len(c.coverage), dtype=bool) if pool is None else pool
+    if target_recall is not None and (pool & (c.recall() >= target_recall - 1e-12)).any():
+        pool = pool & (c.recall() >= target_recall - 1e-12)
     accuracy = np.nan_to_num(c.answered_accuracy, nan=-1.0)
     # the upper envelope: for each coverage, the best accuracy at that coverage or more
     idx = np.nonzero(pool)[0]

@@ -14,8 +14,8 @@ from mcp_latent.operating_point import (
 )
 
 
-def family(p, correct, simulated_p=None, name="ensemble"):
-    return Family(name, 0.5, 1.0, np.asarray(p, float), np.asarray(correct, bool), simulated_p)
+def family(p, correct, simulated_p=None, name="ensemble", knn=0.5):
+    return Family(name, knn, 1.0, np.asarray(p, float), np.asarray(correct, bool), simulated_p)
 
 
 def test_threshold_and_cutoff_are_chosen_together_where_the_best_point_is_known():
@@ -44,10 +44,12 @@ def test_threshold_and_cutoff_are_chosen_together_where_the_best_point_is_known(
 def test_recall_is_bought_with_the_threshold_when_that_costs_less_coverage():
     # Out-of-scope texts look like in-scope ones to the cutoff (same similarities) but are unsure (p 0.55);
     # in-scope texts are mostly sure. A cutoff would flag as many in-scope as out-of-scope texts; the threshold
-    # just above 0.55 flags only the 10 unsure in-scope texts.
+    # just above 0.55 flags only the 10 unsure in-scope texts (half of them wrong: flagging only right answers
+    # would make the plain threshold rule better on the in-scope axes, and that is never chosen).
     rng = np.random.default_rng(0)
     p = np.concatenate([np.full(10, 0.52), np.linspace(0.8, 1.0, 90)])
     correct = np.ones(100, dtype=bool)
+    correct[:10:2] = False
     nearest = rng.uniform(0.6, 0.9, 100)
     evidence = Evidence(nearest, rng.uniform(0.6, 0.9, 50), (family(p, correct, np.full(50, 0.55)),))
     point = choose(evidence, target_accuracy=0.9, target_recall=0.9).point
@@ -65,7 +67,7 @@ def test_the_head_alone_is_chosen_where_it_is_better_and_the_choice_is_on_the_pa
     sim_nearest = rng.uniform(0.3, 0.7, 200)
     families = (
         family(noisy, correct, rng.uniform(0.4, 0.9, 200)),
-        family(sharp, correct, rng.uniform(0.4, 0.9, 200), name="head alone"),
+        family(sharp, correct, rng.uniform(0.4, 0.9, 200), name="head alone", knn=0.0),
     )
     evidence = Evidence(nearest, sim_nearest, families)
     choice = choose(evidence, target_accuracy=0.97, target_recall=0.8)
@@ -117,3 +119,82 @@ def test_without_a_simulation_the_cutoff_stays_at_the_in_scope_floor():
     point = choose(evidence, 0.9, 0.8).point
     assert point.min_similarity == pytest.approx(evidence.floor())
     assert point.out_of_scope_recall is None and point.threshold == MIN_THRESHOLD
+
+
+def plain_threshold_points(evidence, family_index):
+    """The anchor rule at every threshold: that family's probabilities, thresholded, with no out-of-scope cutoff."""
+    fam = evidence.families[family_index]
+    return [score(evidence, family_index, float(t), -1.0) for t in np.unique(np.concatenate([[0.5], fam.p]))]
+
+
+def dominates_in_scope(a, b):
+    """a is as good as b on coverage and answered accuracy and better on one (the axes of a set without
+    out-of-scope texts)."""
+    pa, pb = (a.coverage, a.answered_accuracy or 0.0), (b.coverage, b.answered_accuracy or 0.0)
+    return all(x >= y for x, y in zip(pa, pb, strict=True)) and pa != pb
+
+
+def test_a_cutoff_that_costs_right_answers_is_not_chosen_over_the_plain_threshold():
+    # The dominance bug: in-scope texts 0..19 are wrong and unsure, 20..99 right; the ten most confident right
+    # ones sit far from the other exemplars (0.5), and the simulated out-of-scope texts (0.52, confident) can only
+    # be flagged by a cutoff that flags those ten too. A recall target then bought recall with right answers:
+    # 70% answered at 100% against the plain threshold's 80% at 100% on a set with no out-of-scope texts.
+    p = np.linspace(0.5, 1.0, 100)
+    correct = np.arange(100) >= 20
+    nearest = np.full(100, 0.8)
+    nearest[90:] = 0.5
+    evidence = Evidence(
+        nearest,
+        np.full(50, 0.52),
+        (family(p, correct, np.full(50, 0.99)), family(p, correct, np.full(50, 0.99), name="head alone", knn=0.0)),
+    )
+    choice = choose(evidence, target_accuracy=1.0, target_recall=1.0)
+    point = choice.point
+    # Known best admissible point: the ensemble (preferred: same ranking), every right answer, the lowest cutoff.
+    assert point.family == 0
+    assert p[19] < point.threshold <= p[20]
+    assert point.min_similarity == pytest.approx(evidence.floor())
+    assert point.coverage == pytest.approx(0.8) and point.answered_accuracy == 1.0
+    assert choice.reachable  # the accuracy target holds at useful coverage; the recall target is what gives way
+    for anchor in plain_threshold_points(evidence, 1):
+        assert not dominates_in_scope(anchor, point), anchor
+    assert score(evidence, 0, point.threshold, point.min_similarity) == point
+
+
+def test_a_cutoff_that_pays_for_itself_is_kept():
+    # The same texts, but the far in-scope ones are the wrong ones: the cutoff flags mistakes and the out-of-scope
+    # texts, so it beats the plain threshold on every axis and is chosen.
+    p = np.linspace(0.5, 1.0, 100)
+    correct = np.arange(100) < 90
+    nearest = np.full(100, 0.8)
+    nearest[90:] = 0.5
+    evidence = Evidence(
+        nearest,
+        np.full(50, 0.52),
+        (family(p, correct, np.full(50, 0.99)), family(p, correct, np.full(50, 0.99), name="head alone", knn=0.0)),
+    )
+    point = choose(evidence, target_accuracy=1.0, target_recall=1.0).point
+    assert point.family == 0 and 0.52 < point.min_similarity <= 0.8
+    assert point.coverage == pytest.approx(0.9) and point.answered_accuracy == 1.0 and point.out_of_scope_recall == 1
+    for anchor in plain_threshold_points(evidence, 1):
+        assert not dominates_in_scope(anchor, point), anchor
+
+
+def test_the_ensemble_is_kept_when_the_head_alone_meets_no_more_targets():
+    # Both families rank the texts alike (the kNN expert adds nothing at this accuracy), on different scales. The
+    # ensemble's labels are the more accurate ones where it matters (cross-validation chose it), so its point is
+    # taken: it ties the plain rule, and the plain rule meets no more targets.
+    rng = np.random.default_rng(5)
+    n = 400
+    correct = rng.random(n) < 0.9
+    p_head = np.where(correct, rng.uniform(0.7, 1.0, n), rng.uniform(0.34, 0.72, n))
+    p_ens = p_head**0.7
+    evidence = Evidence(
+        rng.uniform(0.5, 0.9, n),
+        None,
+        (family(p_ens, correct), family(p_head, correct, name="head alone", knn=0.0)),
+    )
+    choice = choose(evidence, target_accuracy=0.97, target_recall=0.8)
+    assert choice.point.family == 0 and choice.reachable
+    for anchor in plain_threshold_points(evidence, 1):
+        assert not dominates_in_scope(anchor, choice.point), anchor
