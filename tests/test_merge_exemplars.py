@@ -92,3 +92,13 @@ def test_unknown_label_is_refused_before_anything_is_written(profiles_dir: Path,
     with pytest.raises(SystemExit, match="severe"):
         merge_exemplars.main([str(joint), "--profiles-dir", str(profiles_dir)])
     assert (profiles_dir / "risk.toml").read_text(encoding="utf-8") == before
+
+
+def test_profiles_option_merges_into_the_named_profiles_only(profiles_dir: Path, tmp_path: Path) -> None:
+    joint = write_jsonl(tmp_path / "joint.jsonl", JOINT)
+    category = (profiles_dir / "category.toml").read_text(encoding="utf-8")
+    assert merge_exemplars.main([str(joint), "--profiles-dir", str(profiles_dir), "--profiles", "risk", "roi"]) == 0
+    assert "Enforce MFA on the 7 admin accounts" in examples(profiles_dir, "roi", "high")
+    assert (profiles_dir / "category.toml").read_text(encoding="utf-8") == category
+    # the abstain label survives the rewrite
+    assert [lab.name for lab in read_profile_file(profiles_dir / "risk.toml").labels if lab.abstain] == ["off_topic"]

@@ -75,10 +75,16 @@ def header_comments(path: Path) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def merge(joint: list[dict], second: list[dict] | None, profiles_dir: Path, dry_run: bool) -> dict[str, Counter]:
+def merge(
+    joint: list[dict],
+    second: list[dict] | None,
+    profiles_dir: Path,
+    dry_run: bool,
+    profiles: tuple[str, ...] = PROFILES,
+) -> dict[str, Counter]:
     by_id, by_text = second_judge_index(second) if second is not None else ({}, {})
     report: dict[str, Counter] = {}
-    for profile in PROFILES:
+    for profile in profiles:
         path = profiles_dir / f"{profile}.toml"
         spec = read_profile_file(path)
         labels = {label.name: label for label in spec.labels}
@@ -122,10 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--second-judge", type=Path, help="JSONL of a blind second judge's labels (by id or text)")
     parser.add_argument("--profiles-dir", type=Path, default=ROOT / "profiles")
     parser.add_argument("--dry-run", action="store_true", help="report what would be added; write nothing")
+    parser.add_argument(
+        "--profiles", nargs="+", choices=PROFILES, default=list(PROFILES), help="merge into these profiles only"
+    )
     args = parser.parse_args(argv)
     joint = read_jsonl(args.joint)
     second = read_jsonl(args.second_judge) if args.second_judge else None
-    report = merge(joint, second, args.profiles_dir, args.dry_run)
+    report = merge(joint, second, args.profiles_dir, args.dry_run, tuple(args.profiles))
     for profile, counts in report.items():
         print(f"{profile}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return 0
