@@ -65,9 +65,19 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    service = None
+    if settings.transport == "stdio":
+        # The model, the store and the fitted profiles load in a background thread while the MCP SDK imports
+        # (~1 s of the critical path each): the first verdict comes that much sooner after spawn. HTTP first checks
+        # its token and port (serve does), so it starts loading there.
+        from .service import LatentService
+
+        service = LatentService(settings)
+        service.start_in_background()
     from .server import serve
 
-    serve(_settings(args))
+    serve(settings, service=service)
     return 0
 
 

@@ -167,6 +167,7 @@ def load_embedder(
     backend: str = "auto",
     int8: bool = False,
     cache_dir: Path | None = None,
+    onnx_batch_size: int = 16,
 ) -> Embedder:
     """Load the configured model: ONNX Runtime for the shipped model (unless backend="torch"), else torch.
 
@@ -187,7 +188,8 @@ def load_embedder(
             directory = ensure_export(Path(source), model_id, cache_dir or default_model_cache_dir(), int8)
             from .onnx_embedder import OnnxEmbedder
 
-            embedder = OnnxEmbedder(directory, threads=threads, batch_size=batch_size)
+            embedder = OnnxEmbedder(directory, threads=threads, batch_size=onnx_batch_size)
+            embedder.warm_up()  # while the server starts, not inside the first call
             log.info("embedding with ONNX Runtime: %s from %s", embedder.model_id, directory)
             return embedder
         except (ExportError, ImportError, OSError, ValueError) as exc:
@@ -209,4 +211,5 @@ def load_configured_embedder(settings: Settings) -> Embedder:
         backend=settings.embed_backend,
         int8=settings.onnx_int8,
         cache_dir=settings.model_cache_dir,
+        onnx_batch_size=settings.onnx_batch_size,
     )

@@ -24,8 +24,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 # Bump when the graph or its files change shape, so old cache entries are never read by new code.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2: weights in WEIGHTS_FILE beside the graph
 MODEL_FILE = "model.onnx"
+WEIGHTS_FILE = "model.onnx.data"
 TOKENIZER_FILE = "tokenizer.json"
 MANIFEST_FILE = "manifest.json"
 # The fp32 graph keeps the torch model's id (the data dir's vectors stay valid) only if it reproduces torch's
@@ -172,6 +173,7 @@ def export(source: Path, out: Path, model_id: str, int8: bool) -> Path:
                 weight_type=QuantType.QInt8,
             )
             fp32_path.unlink()
+        weights_beside(work / MODEL_FILE)
         shutil.copyfile(source / TOKENIZER_FILE, work / TOKENIZER_FILE)
 
         # Self-check against the model we just exported, through the serving adapter itself.
@@ -207,6 +209,24 @@ def export(source: Path, out: Path, model_id: str, int8: bool) -> Path:
         return out
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def weights_beside(path: Path) -> None:
+    """Rewrite the graph with its weights in one raw file beside it: ONNX Runtime then reads them directly instead
+    of parsing them out of 90 MB of protobuf (session load 0.35 s instead of 0.6 s on 2 cores), which is on the
+    path to every server's first verdict."""
+    import onnx
+
+    model = onnx.load(str(path))
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=WEIGHTS_FILE,
+        size_threshold=1024,
+    )
+    (path.parent / WEIGHTS_FILE).chmod(0o644)  # onnx writes it private; the cache is shared like the graph
 
 
 def ensure_export(source: Path, model_id: str, cache_root: Path, int8: bool) -> Path:

@@ -586,10 +586,13 @@ def endpoint_url(listener: socket.socket) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/mcp"
 
 
-def serve(settings: Settings, transport: Literal["stdio", "http"] | None = None) -> None:
-    """Run the server until the client goes away (stdio) or the process is stopped (http)."""
+def serve(
+    settings: Settings, transport: Literal["stdio", "http"] | None = None, service: LatentService | None = None
+) -> None:
+    """Run the server until the client goes away (stdio) or the process is stopped (http); a given service may
+    already be loading (stdio), HTTP builds its own after its checks."""
     if (transport or settings.transport) == "stdio":
-        service = LatentService(settings)
+        service = service or LatentService(settings)
         try:
             build_server(settings, service).run("stdio")
         finally:

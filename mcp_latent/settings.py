@@ -57,7 +57,17 @@ class Settings(BaseSettings):
         description="embedding intra-op threads (torch or ONNX Runtime); 0 = min(4, CPU count) (more threads than "
         "cores only adds noise)",
     )
-    embed_batch_size: int = Field(64, ge=1, le=4096, description="texts per forward pass of the model")
+    embed_batch_size: int = Field(
+        64, ge=1, le=4096, description="texts per forward pass of the model on the torch path"
+    )
+    # Measured in one run on 2 shared cores (load ~15): 16 per run embedded 64 equal sentences 12% faster than 64 per
+    # run, and 256 mixed-length texts 27% faster.
+    onnx_batch_size: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        description="texts per ONNX Runtime run (sorted by length first): small runs pad little and stay in cache",
+    )
     embed_cache_size: int = Field(
         4096, ge=0, description="identical texts kept in the in-memory embedding cache (LRU); 0 disables it"
     )

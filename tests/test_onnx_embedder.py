@@ -180,6 +180,10 @@ def test_export_on_first_use_writes_the_cache_once(tmp_path):
     assert len(entries) == 1 and onnx_export.is_complete(entries[0]), entries
     manifest = json.loads((entries[0] / "manifest.json").read_text())
     assert manifest["min_probe_cosine"] >= 0.999 and manifest["max_seq_length"] == 256
+    # The weights sit beside the graph (a faster session load), readable by other users of the cache.
+    weights = entries[0] / onnx_export.WEIGHTS_FILE
+    assert weights.stat().st_size > 80e6 > (entries[0] / "model.onnx").stat().st_size
+    assert weights.stat().st_mode & 0o044 == 0o044
     mtime = (entries[0] / "model.onnx").stat().st_mtime_ns
     load_embedder("", "cpu", 2, 16, backend="onnx", cache_dir=tmp_path / "cache")
     assert (entries[0] / "model.onnx").stat().st_mtime_ns == mtime, "a warm cache must not export again"
