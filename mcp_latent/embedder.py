@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -63,13 +63,23 @@ def normalize_rows(vectors: np.ndarray) -> np.ndarray:
 
 
 class CachedEmbedder:
-    """Wraps any embedder with a bounded LRU cache so an identical text is never embedded twice."""
+    """Wraps any embedder with a bounded LRU cache so an identical text is never embedded twice, and puts calls
+    (`embed`: a verdict waits for it) ahead of bulk work (`embed_background`: a profile's exemplars).
 
-    def __init__(self, inner: Embedder, capacity: int):
+    The model runs one batch at a time, and its lock is not fair: a bulk loop would take it back at once. So bulk
+    work goes in small chunks, each started only while no call is embedding: a verdict waits for at most the one
+    chunk already running (measured before: 0.3-0.9 s per verdict behind 32-text chunks of a 15k-exemplar profile
+    on a loaded 2-core machine). `_gate` guards `_calls` (calls in progress); any thread may take it, never for
+    longer than a counter update, and never on the event loop (callers are worker threads)."""
+
+    def __init__(self, inner: Embedder, capacity: int, background_chunk: int = 8):
         self.inner = inner
         self.capacity = capacity
+        self.background_chunk = background_chunk
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        self._gate = threading.Condition()
+        self._calls = 0
         self.hits = 0
         self.misses = 0
 
@@ -90,6 +100,30 @@ class CachedEmbedder:
         return text in self._cache
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for a call: ahead of any bulk work waiting for the model."""
+        with self._gate:
+            self._calls += 1
+        try:
+            return self._embed(texts)
+        finally:
+            with self._gate:
+                self._calls -= 1
+                if not self._calls:
+                    self._gate.notify_all()
+
+    def embed_background(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Vectors for bulk work, in chunks that each wait until no call is embedding (`progress(n)` after each)."""
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), self.background_chunk):
+            with self._gate:
+                self._gate.wait_for(lambda: self._calls == 0)
+            chunk = texts[start : start + self.background_chunk]
+            out[start : start + len(chunk)] = self._embed(chunk)
+            if progress:
+                progress(len(chunk))
+        return out
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         missing: dict[str, list[int]] = {}
         with self._lock:

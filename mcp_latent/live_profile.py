@@ -36,9 +36,6 @@ log = logging.getLogger(__name__)
 # growth refits only the head (warm-started, keeping the calibration), which costs a fraction of it.
 RECALIBRATE_GROWTH = 0.25
 REFIT_DEBOUNCE_SECONDS = 0.2  # teaches arriving in a burst share one refit
-# A first fit pauses this long between chunks of exemplars it embeds, so verdicts of ready profiles that need the
-# model (a new text) are not starved by a large profile's embedding (about 6% slower for that profile).
-EMBED_PAUSE_SECONDS = 0.02
 WAIT_POLL_SECONDS = 0.25  # how often a caller waiting for a first fit re-checks the estimate
 WAIT_CAP_SECONDS = 300.0  # the longest a call waits for a first fit estimated within its budget
 # Rough cost model for the first ETA before any progress is seen (2 shared cores, all-MiniLM-L6-v2).
@@ -134,6 +131,10 @@ class LiveProfile:
             raise NotReady(self._not_ready_message())
         return self.snapshot
 
+    def wait_fitted(self, timeout: float | None = None) -> bool:
+        """Block until the first fit is done or failed, whoever runs it; False on timeout."""
+        return self._fitted_event.wait(timeout)
+
     def waitable(self, wait: float) -> bool:
         """Not ready yet, but expected within `wait` seconds (a call naming it would wait for it)."""
         return self.snapshot is None and self._error is None and self.eta() <= wait
@@ -192,7 +193,7 @@ class LiveProfile:
                     key, texts, y, taught = self._fit_key(), *self._rows()
                 taught_in_fit = len(taught)
                 self._progress = (0, len(texts), time.monotonic())
-                vectors = self._fitter.vectors(self.name, texts, self._advance, EMBED_PAUSE_SECONDS)
+                vectors = self._fitter.vectors(self.name, texts, self._advance)
                 fitted = self._fit(vectors, texts, y, None)
                 self._calibrated_n = len(texts)
                 self._fitter.save(self.name, key, fitted)

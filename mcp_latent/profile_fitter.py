@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,8 @@ log = logging.getLogger(__name__)
 
 BESIDE_PROFILE = ".fits"  # folder next to a profile file holding fits written by `profiles build --out`
 KEY_CHARS = 16
-# Exemplars are embedded this many at a time: the model serves one call at a time, so a verdict that needs an
-# embedding while a large profile is being fitted waits for one chunk (tens of milliseconds), not for thousands.
+# Exemplars are embedded this many at a time by an embedder without a background mode (tests' fakes); the
+# server's embedder (`CachedEmbedder.embed_background`) chunks them itself, behind every call.
 EMBED_CHUNK = 32
 
 
@@ -61,10 +60,8 @@ class ExemplarVectors:
         texts: list[str],
         embedder: Embedder,
         progress: Callable[[int], None] | None = None,
-        pause: float = 0.0,
     ) -> np.ndarray:
-        """Vectors of `texts`, embedding the uncached ones; `pause` seconds between chunks lets calls waiting for
-        the model go first (the model's lock is not fair: a busy embedding loop would take it back at once)."""
+        """Vectors of `texts`, embedding the uncached ones as background work (calls needing the model go first)."""
         known: dict[str, np.ndarray] = {}
         if self.path.exists():
             try:
@@ -80,14 +77,18 @@ class ExemplarVectors:
                 first_row.setdefault(key, i)
         missing = list(first_row.values())
         if missing:
-            for start in range(0, len(missing), EMBED_CHUNK):
-                rows = missing[start : start + EMBED_CHUNK]
-                for i, vector in zip(rows, embedder.embed([texts[i] for i in rows]), strict=True):
-                    known[keys[i]] = vector
-                if progress:
-                    progress(len(rows))
-                if pause:
-                    time.sleep(pause)
+            background = getattr(embedder, "embed_background", None)
+            if background is not None:
+                vectors = background([texts[i] for i in missing], progress)
+            else:
+                vectors = np.zeros((0, embedder.dim), dtype=np.float32)
+                for start in range(0, len(missing), EMBED_CHUNK):
+                    chunk = embedder.embed([texts[i] for i in missing[start : start + EMBED_CHUNK]])
+                    vectors = np.concatenate([vectors, chunk])
+                    if progress:
+                        progress(len(chunk))
+            for i, vector in zip(missing, vectors, strict=True):
+                known[keys[i]] = vector
             self._save(known)
         if not texts:
             return np.zeros((0, embedder.dim), dtype=np.float32)
@@ -150,11 +151,9 @@ class ProfileFitter:
                 log.warning("cached fit %s unreadable (%s); refitting", path, exc)
         return None
 
-    def vectors(
-        self, name: str, texts: list[str], progress: Callable[[int], None] | None = None, pause: float = 0.0
-    ) -> np.ndarray:
+    def vectors(self, name: str, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Embeddings of exemplar texts, from the per-text cache where possible."""
-        return ExemplarVectors(self.cache_dir / f"{name}.exemplars.npz").lookup(texts, self.embedder, progress, pause)
+        return ExemplarVectors(self.cache_dir / f"{name}.exemplars.npz").lookup(texts, self.embedder, progress)
 
     def save(self, name: str, key: str, fitted: FittedProfile, folder: Path | None = None) -> Path:
         """Store a full fit and remove this profile's older fits (only this profile's: `kind` never touches

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .embedder import CachedEmbedder, Embedder, load_configured_embedder
+from .ensemble import preload as preload_fitting
 from .errors import InvalidInput, LatentError, ModelError, NotAllowed, NotFound, NotReady
 from .evaluator import FittedProfile, Verdict
 from .live_profile import Learned, LiveProfile
@@ -78,6 +79,8 @@ class LatentService:
         ready on its own: cached fits first, then the unfitted ones smallest first. The server runs this in a
         background thread; library users get every profile fitted when it returns."""
         self._started = True
+        if fit_profiles:
+            threading.Thread(target=preload_fitting, name="mcp-latent-imports", daemon=True).start()
         try:
             s = self.settings
             if self._embedder is None:
@@ -152,10 +155,13 @@ class LatentService:
 
     def _fit_profiles(self) -> None:
         """Startup: every cached fit first (milliseconds each), then fit the rest, smallest first, so one large
-        profile never holds up the small ones (a call for a profile not reached yet fits it in its own thread)."""
+        profile never holds up the small ones. A call for a profile not reached yet fits it in its own thread; the
+        startup thread then waits for that fit before starting a larger one (else the small fit would share the
+        cores with a large profile's embedding)."""
         pending = [live for live in self.live.values() if not live.load_cached()]
         for live in sorted(pending, key=lambda p: p.exemplars * len(p.labels)):
             live.ensure_fitted()
+            live.wait_fitted()
 
     def _persister(self, name: str) -> Callable[[str, str], None]:
         """How a taught exemplar of this profile is stored: in the store (per data dir, or the shared database),

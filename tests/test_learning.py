@@ -11,6 +11,7 @@ import pytest
 from conftest import FRUIT, TOOLS, HashingEmbedder, write_profile
 
 from mcp_latent import evaluator
+from mcp_latent.embedder import CachedEmbedder
 from mcp_latent.errors import InvalidInput, NotFound, NotReady
 from mcp_latent.profiles import builtin_profiles_dir
 from mcp_latent.service import LatentService
@@ -186,6 +187,87 @@ def test_each_profile_becomes_ready_on_its_own(settings, fruit_tools_profile):
     assert status["kind"] == {"ready": True} and status["huge"]["ready"] is False
     embedder.gate.set()
     assert service.fitted_profile("huge").n == 3000
+    service.close()
+
+
+class SerialLoggingEmbedder(HashingEmbedder):
+    """Runs one batch at a time like the real models and logs each batch's first text; a batch containing `hold`
+    waits for `release` (once `holding` is set)."""
+
+    def __init__(self, hold: str):
+        super().__init__()
+        self.hold, self.lock, self.log = hold, threading.Lock(), []
+        self.holding, self.release = threading.Event(), threading.Event()
+
+    def embed(self, texts):
+        with self.lock:
+            if any(self.hold in t for t in texts) and not self.release.is_set():
+                self.holding.set()
+                assert self.release.wait(60)
+            self.log.append(texts[0])
+            return super().embed(texts)
+
+
+def wait_until(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.001)
+
+
+def test_a_call_embeds_ahead_of_a_profiles_bulk_embedding():
+    # A large profile's exemplars are embedded in the background; a verdict's text waits for the one chunk that is
+    # running, not behind the rest (before: 0.3-0.9 s per verdict behind a 15k-exemplar profile's embedding).
+    inner = SerialLoggingEmbedder(hold="exemplar 0 ")
+    cached = CachedEmbedder(inner, capacity=0, background_chunk=8)
+    bulk = threading.Thread(target=cached.embed_background, args=([f"exemplar {i} " for i in range(64)],))
+    bulk.start()
+    assert inner.holding.wait(60)  # the first chunk is in the model
+    call = threading.Thread(target=cached.embed, args=(["a verdict's text"],))
+    call.start()
+    wait_until(lambda: cached._calls == 1)  # the call is waiting for the model
+    inner.release.set()
+    call.join(60)
+    bulk.join(60)
+    assert inner.log[:3] == ["exemplar 0 ", "a verdict's text", "exemplar 8 "] and len(inner.log) == 9
+
+
+def test_startup_fits_a_small_profile_a_call_started_before_a_large_one(settings, fruit_tools_profile):
+    # A call fits `kind` in its own thread; the startup thread must not start embedding `huge` meanwhile (the
+    # small fit would share the cores with it: a first verdict took 16-19 s instead of a few on a loaded machine).
+    write_profile(settings.user_profiles_dir, "huge", {"a": [f"huge alpha {i}" for i in range(200)], "b": ["x y"]})
+    embedder = SerialLoggingEmbedder(hold="never")
+    service = LatentService(settings, embedder=embedder)
+    service.start(fit_profiles=False)
+    kind = service.live["kind"]
+    fitting, release = threading.Event(), threading.Event()
+    real_fit = kind._fit
+
+    def held_fit(*args, **kwargs):
+        fitting.set()
+        assert release.wait(60)
+        return real_fit(*args, **kwargs)
+
+    kind._fit = held_fit
+    huge_started_with_kind_ready = []
+    real_embed = embedder.embed
+
+    def logging_embed(texts):
+        if any("huge" in t for t in texts) and not huge_started_with_kind_ready:
+            huge_started_with_kind_ready.append(kind.ready)
+        return real_embed(texts)
+
+    embedder.embed = logging_embed
+    by_call = threading.Thread(target=kind.ensure_fitted)
+    by_call.start()
+    assert fitting.wait(60)  # the call's fit of `kind` has embedded its exemplars and is fitting
+    startup = threading.Thread(target=service._fit_profiles)
+    startup.start()
+    time.sleep(0.5)  # room for a startup thread without the ordering to go on to `huge` (the assertion holds anyway)
+    release.set()
+    by_call.join(60)
+    startup.join(120)
+    assert huge_started_with_kind_ready == [True] and service.live["huge"].ready
     service.close()
 
 

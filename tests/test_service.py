@@ -148,7 +148,8 @@ def test_data_dirs_sharing_a_profile_cache_embed_and_fit_each_profile_once(tmp_p
         embeds_at_start.append(fake_embedder.calls - before)
         verdicts.append(service.evaluate(text="apple banana", profiles=["kind"])["verdicts"])
         service.close()
-    assert embeds_at_start == [1, 0]  # the second data dir found the exemplar vectors (and the fit) in the cache
+    # the first data dir embedded the exemplars (in background chunks), the second found them and the fit cached
+    assert embeds_at_start[0] >= 1 and embeds_at_start[1] == 0
     assert verdicts[0] == verdicts[1] and verdicts[0]["kind"]["label"] == "fruit"
     assert len(list(cache.rglob("kind-*.fit.npz"))) == 1 and not list((tmp_path / "second").rglob("*.fit.npz"))
 
