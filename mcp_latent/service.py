@@ -99,7 +99,13 @@ class LatentService:
             self.registry.load_all()
             self.fitter = ProfileFitter(s.profile_cache_dir, self._embedder)
             self.live = {
-                name: LiveProfile(profile, self.fitter, self._persister(name), profile.taught_entries)
+                name: LiveProfile(
+                    profile,
+                    self.fitter,
+                    self._persister(name),
+                    profile.taught_entries,
+                    s.refit_cpu_share,
+                )
                 for name, profile in self.registry.profiles.items()
             }
             self.stats.start()

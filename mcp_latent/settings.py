@@ -156,6 +156,13 @@ class Settings(BaseSettings):
         description="a call naming a profile still being fitted waits for it when the fit is estimated to end "
         "within this many seconds (at most 300 s); else it answers at once 'profile X is fitting, ready in about N s'",
     )
+    refit_cpu_share: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="most of one core a taught profile's background refits may use: after a refit of d seconds the "
+        "next starts d*(1/share-1) s later (a taught exemplar counts from the next call regardless)",
+    )
     stats_flush_seconds: float = Field(
         5.0, gt=0, description="how often verdict and teach counts are added to `<data_dir>/stats.sqlite`"
     )

@@ -155,6 +155,47 @@ def test_teach_and_evaluate_from_threads_never_wait_for_a_refit(two_profiles, mo
     service.close()
 
 
+def test_background_refits_rest_in_proportion_to_their_cost(two_profiles, monkeypatch):
+    # Refits used to run back to back while teaches kept coming, taking a core from serving for the whole stream.
+    two_profiles.refit_cpu_share = 0.2  # each refit of d seconds is followed by at least 4 d seconds of rest
+    service = started(two_profiles)
+    live = service.live["size"]
+    spans = []
+    real_fit = live._fit
+
+    def timed_fit(*args, **kwargs):
+        begin = time.monotonic()
+        time.sleep(0.1)  # a refit that costs more than the 0.2 s debounce, once rested 4 times over
+        try:
+            return real_fit(*args, **kwargs)
+        finally:
+            spans.append((begin, time.monotonic()))
+
+    monkeypatch.setattr(live, "_fit", timed_fit)
+    for i in range(3):  # each teach right after the previous refit: three refits by one thread, resting between
+        service.teach("size", "small", text=f"a tiny red marble {i}")
+        wait_until(lambda n=i: len(spans) > n)
+    assert service.wait_refitted(60)
+    for (begin, end), (next_begin, _) in zip(spans, spans[1:], strict=False):
+        assert next_begin - end >= (end - begin) * 4 * 0.99  # rested at least 4 times as long as the refit took
+    service.close()
+
+
+def test_a_head_refitted_between_recalibrations_keeps_the_regularization_per_exemplar(settings, fruit_tools_profile):
+    # At a fixed C a head refitted on more exemplars is sharper than the one its temperature and threshold were
+    # chosen for: p drifted up and answered accuracy fell below the target on the HWU64 stream (96.7% for 97%).
+    service = started(settings)
+    live = service.live["kind"]
+    before = live.snapshot
+    for i in range(4):  # 24 -> 28 exemplars: a head refit, not a recalibration (that waits for 25% growth)
+        service.teach("kind", "fruit", text=f"ripe mango and papaya {i}")
+    assert service.wait_refitted(60) and live.refits >= 1
+    after = live.snapshot
+    assert after.n == before.n + 4 and after.calibration.threshold == before.calibration.threshold
+    assert after.calibration.c == pytest.approx(before.calibration.c * before.n / after.n)
+    service.close()
+
+
 class GatedEmbedder(HashingEmbedder):
     """Embeds texts containing `word` only once the gate opens: a profile that takes forever to embed."""
 

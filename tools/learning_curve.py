@@ -56,6 +56,20 @@ def write_profile(directory: Path, name: str, seed: dict[str, list[str]], target
     write_profile_file(spec, directory / f"{name}.toml")
 
 
+def server_cpu_seconds() -> float:
+    """CPU seconds (user + system, all threads) used so far by this process's children: the spawned server."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():  # fields[1]: the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -140,6 +154,7 @@ async def run(args: argparse.Namespace) -> dict:
         await call("evaluate", {"text": "warm up", "profiles": [name, static]})
         print(f"server ready, profiles fitted: {time.monotonic() - started:.1f} s", file=sys.stderr)
         stream_started = time.monotonic()
+        cpu_before = (server_cpu_seconds(), time.process_time())
         for n, row in enumerate(stream, start=1):
             gold = None if row["label"] in held_out else row["label"]
             t0 = time.perf_counter()
@@ -179,6 +194,8 @@ async def run(args: argparse.Namespace) -> dict:
                     file=sys.stderr,
                 )
         stream_seconds = time.monotonic() - stream_started
+        cpu_server = server_cpu_seconds() - cpu_before[0]
+        cpu_client = time.process_time() - cpu_before[1]
         load_during = os.getloadavg()
 
         test_results: dict[str, Tally] = {name: Tally(), static: Tally()}
@@ -227,6 +244,11 @@ async def run(args: argparse.Namespace) -> dict:
         "speed": {
             "stream_items_per_s_learning_calls": len(stream) / sum(per_item),
             "stream_items_per_s_wall_with_anchors": len(stream) / stream_seconds,
+            # CPU per item, whatever the machine's load: the server's (every call, anchors included, and its
+            # background refits) and this client's. 1000 / (their sum) is what one dedicated core sustains.
+            "server_cpu_ms_per_item": 1000 * cpu_server / len(stream),
+            "client_cpu_ms_per_item": 1000 * cpu_client / len(stream),
+            "items_per_cpu_second": len(stream) / (cpu_server + cpu_client),
             "teach_p50_ms": statistics.median(teach_ms) if teach_ms else None,
             "teach_to_effect_p50_ms": statistics.median(effect_ms) if effect_ms else None,
             "teach_to_effect_p99_ms": percentile(effect_ms, 0.99),
@@ -284,7 +306,9 @@ def markdown(s: dict) -> str:
         "",
         f"Speed: {sp['stream_items_per_s_learning_calls']:.1f} stream items/s counting the loop's own calls "
         f"(handoff, and teach on every escalation; {sp['stream_items_per_s_wall_with_anchors']:.1f}/s wall clock "
-        f"with the anchors' calls); teach p50 {sp['teach_p50_ms']:.1f} ms; teach-to-effect (teach + the next "
+        f"with the anchors' calls; CPU per item: server {sp['server_cpu_ms_per_item']:.1f} ms with every call and "
+        f"refit, client {sp['client_cpu_ms_per_item']:.1f} ms, so {sp['items_per_cpu_second']:.1f} items per "
+        "CPU-second); teach p50 {sp['teach_p50_ms']:.1f} ms; teach-to-effect (teach + the next "
         f"evaluate, which already lists the taught text first: {sp['effect_seen_on_next_call']}) p50 "
         f"{sp['teach_to_effect_p50_ms']:.1f} ms, p99 {sp['teach_to_effect_p99_ms']:.1f} ms. "
         f"{sp['cpus']} CPUs, load average {sp['load_average_before'][0]} before, "
