@@ -189,30 +189,42 @@ def anchor_points(evidence: Evidence, c: Curve) -> np.ndarray:
     return np.nonzero((c.family == evidence.anchor()) & (c.min_similarity == NO_CUTOFF))[0]
 
 
+def plain_rule(evidence: Evidence) -> tuple[np.ndarray, np.ndarray]:
+    """(coverage, answered accuracy) of the plain rule at every threshold from MIN_THRESHOLD up (each distinct
+    probability, not the curve's quantile steps: a threshold between two steps can beat a candidate too)."""
+    fam = evidence.families[evidence.anchor()]
+    order = np.argsort(-fam.p, kind="stable")
+    p_desc = fam.p[order]
+    answered = np.arange(1, len(order) + 1)
+    hits = np.cumsum(fam.correct[order])
+    last = np.r_[p_desc[1:] != p_desc[:-1], True] & (p_desc >= MIN_THRESHOLD)  # the last row of each distinct p
+    return answered[last] / len(order), hits[last] / answered[last]
+
+
 def admissible(evidence: Evidence, c: Curve, margin: float = ADMISSIBLE_MARGIN) -> np.ndarray:
-    """(len(curve),) bool: the candidates no anchor point dominates on coverage and answered accuracy (at least
-    as much of each and more of one), once each candidate's accuracy is lowered by `margin` standard errors of its
-    own estimate (so a candidate must beat the plain rule by more than the estimate's noise; the anchor's own
-    points are judged without margin). Two envelopes over the anchor, sorted by coverage: the best accuracy at
-    each coverage or more, and at strictly more."""
-    anchors = anchor_points(evidence, c)
-    a_cov = c.coverage[anchors]
-    a_acc = np.nan_to_num(c.answered_accuracy[anchors], nan=-1.0)
+    """(len(curve),) bool: the candidates no threshold of the plain rule dominates on coverage and answered
+    accuracy (at least as much of each and more of one), once each candidate's accuracy is lowered by `margin`
+    standard errors of its own estimate (so a candidate must beat the plain rule by more than the estimate's
+    noise; the anchor's own points are judged without margin). Two envelopes over the plain rule, sorted by
+    coverage: the best accuracy at each coverage or more, and at strictly more."""
+    a_cov, a_acc = plain_rule(evidence)
     order = np.argsort(-a_cov, kind="stable")
     a_cov, best = a_cov[order], np.maximum.accumulate(a_acc[order])  # best[i]: top accuracy at coverage >= a_cov[i]
     accuracy = np.nan_to_num(c.answered_accuracy, nan=-1.0)
     answered = np.maximum(c.coverage * len(evidence.nearest), 1.0)
     error = np.sqrt(np.clip(accuracy, 0.0, 1.0) * (1.0 - np.clip(accuracy, 0.0, 1.0)) / answered)
     is_anchor = np.zeros(len(accuracy), dtype=bool)
-    is_anchor[anchors] = True
+    is_anchor[anchor_points(evidence, c)] = True
     accuracy = np.where(is_anchor, accuracy, accuracy - margin * error)
+    coverage = c.coverage
 
     def best_with(count: np.ndarray) -> np.ndarray:  # top accuracy among the first `count` anchors (widest first)
         return np.where(count > 0, best[np.maximum(count - 1, 0)], -np.inf)
 
-    at_least = best_with(np.searchsorted(-a_cov, -c.coverage, side="right"))  # anchors with coverage >= x
-    more = best_with(np.searchsorted(-a_cov, -c.coverage, side="left"))  # anchors with coverage > x
-    return ~((at_least > accuracy) | (more >= accuracy))
+    at_least = best_with(np.searchsorted(-a_cov, -coverage, side="right"))  # plain points with coverage >= x
+    more = best_with(np.searchsorted(-a_cov, -coverage, side="left"))  # plain points with coverage > x
+    with np.errstate(invalid="ignore"):
+        return ~((at_least > accuracy + 1e-12) | (more >= accuracy - 1e-12))
 
 
 def _best(c: Curve, pool: np.ndarray, keys: tuple[np.ndarray, ...]) -> int:
@@ -269,9 +281,12 @@ def choose(
     c = curve(evidence)
     plain = admissible(evidence, c, 0.0)
     ensemble = c.family == 0
+    cut = c.min_similarity != NO_CUTOFF  # every rule keeps the floor (texts far from all exemplars) when it can
     # In order of preference: the ensemble beating the plain rule by the margin, the ensemble at least tying it,
-    # any admissible rule (the head alone among them). The first that meets as many targets as any is used.
-    pools = [pool for pool in (admissible(evidence, c, margin) & ensemble, plain & ensemble, plain) if pool.any()]
+    # any admissible rule with a cutoff (the head alone among them), the plain rule itself. The first that meets
+    # as many targets as any is used.
+    preferences = (admissible(evidence, c, margin) & ensemble & cut, plain & ensemble & cut, plain & cut, plain)
+    pools = [pool for pool in preferences if pool.any()]
     choices = [(_choose_in(evidence, c, pool, target_accuracy, target_recall), pool) for pool in pools]
     top = max(tier for (_, tier), _ in choices)
     (best, tier), pool = next(choice for choice in choices if choice[0][1] == top)

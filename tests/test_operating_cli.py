@@ -49,6 +49,9 @@ def test_build_prints_the_curve_records_the_point_and_tune_moves_it_without_refi
     common = ["--profiles-dir", str(tmp_path / "profiles"), "--data-dir", str(tmp_path / "d")]
     built = run("profiles", "build", "--from", str(source), "--name", "support", *common, check=True)
     assert "target accuracy  rule" in built.stderr and "<- chosen" in built.stderr
+    # beside it, the plain rule it is held against, at thresholds 0.50-0.95; it never beats the chosen point
+    assert "against the plain rule" in built.stderr and "p >= 0.95" in built.stderr
+    assert "beats the chosen point" not in built.stderr
     path = tmp_path / "profiles" / "support.toml"
     assert (tmp_path / "profiles" / "support.curve.png").stat().st_size > 5000
     written = tomllib.loads(path.read_text())
