@@ -7,6 +7,7 @@ import pytest
 from mcp import Client
 
 from mcp_latent.server import build_server
+from mcp_latent.service import LatentService
 
 pytestmark = pytest.mark.anyio
 
@@ -93,3 +94,21 @@ async def test_an_unexpected_engine_failure_is_logged_and_answered_as_a_tool_err
         assert result.is_error and "internal error (RuntimeError: index exploded)" in result.content[0].text
         assert not (await client.call_tool("profiles", {})).is_error  # the server is still up
     assert any("tool call failed unexpectedly" in r.message and r.exc_info for r in caplog.records)
+
+
+def test_serving_process_runs_blas_on_one_thread(monkeypatch, settings, fake_embedder):
+    """Each verdict's small matrix product waited ~20 ms for a second OpenBLAS thread on a busy machine."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import mcp_latent.server as server
+
+    seen: list[set[int]] = []
+
+    class Recorder:
+        def run(self, transport: str) -> None:
+            seen.append({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
+
+    monkeypatch.setattr(server, "build_server", lambda settings, service: Recorder())
+    with threadpool_limits(limits=2, user_api="blas"):  # restores this process's own setting afterwards
+        server.serve(settings, "stdio", LatentService(settings, embedder=fake_embedder))
+    assert seen == [{1}]
