@@ -148,7 +148,9 @@ def plot(calibration: Calibration, spec: ProfileSpec, path: Path) -> Path | None
         # each family's plain threshold curve at the lowest cutoff, for reference
         line = (c.family == f) & (c.min_similarity == c.min_similarity[c.family == f].min())
         order = np.argsort(c.coverage[line])
-        ax.plot(c.coverage[line][order], c.answered_accuracy[line][order], lw=1, label=f"{fam.name}, threshold only")
+        plain = f == calibration.evidence.anchor()  # its lowest cutoff is none: the plain rule the point must beat
+        label = f"{fam.name}, no cutoff (the plain rule)" if plain else f"{fam.name}, threshold only"
+        ax.plot(c.coverage[line][order], c.answered_accuracy[line][order], lw=1, label=label)
     ax.plot(c.coverage[front], accuracy[front], color="grey", lw=2, alpha=0.5, label="best of all rules and cutoffs")
     ax.scatter([calibration.cv_coverage], [calibration.cv_answered_accuracy], color="red", zorder=3, label="chosen")
     ax.axhline(spec.target_accuracy, color="red", lw=0.6, ls="--")
