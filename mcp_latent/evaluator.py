@@ -11,7 +11,7 @@ the server judges exactly as the evaluation harness measures.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +176,13 @@ class FittedProfile:
             np.zeros(n_labels, np.float32),
             calibration,
             provisional=True,
+        )
+
+    def with_threshold(self, threshold: float) -> FittedProfile:
+        """A snapshot answering from another threshold (same exemplars and head; nothing is copied)."""
+        calibration = replace(self.calibration, threshold=threshold)
+        return FittedProfile(
+            self.spec, self._rows, None, None, self.weights, self.bias, calibration, self.n, self.provisional
         )
 
     def with_exemplars(self, vectors: np.ndarray, label_ids: np.ndarray, texts: list[str]) -> FittedProfile:

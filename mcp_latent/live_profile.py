@@ -9,12 +9,15 @@ Who owns what (one `LiveProfile` per profile; nothing here is shared across prof
 - `_taught` (label, text) pairs and `_digest` (their running hash, part of the fit cache key) belong to `_lock`.
 - The background refit is single-flight: at most one thread per profile (`_refit_thread`), which loops while
   teaches keep arriving; exemplars taught during a refit are appended to its result before it is swapped in.
+- `_verdict_p` (recent verdicts' p, for the stream threshold) and `_verdict_keys` belong to `_verdicts_lock`, held
+  only to append (any thread that judges); the refit thread copies `_verdict_p` under it.
 - The first fit is single-flight too: whoever needs the profile first (the startup thread or a call) fits it;
   everyone else waits on `_fitted_event` up to their budget, then gets a "fitting, ready in about N s" error.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
 import threading
@@ -27,6 +30,7 @@ import numpy as np
 from .calibration import Calibration
 from .errors import InvalidInput, NotReady
 from .evaluator import FittedProfile
+from .operating_point import stream_threshold
 from .profile_fitter import ProfileFitter, flatten
 from .profiles import Profile
 
@@ -64,6 +68,7 @@ class LiveProfile:
         persist: Callable[[str, str], None] | None = None,
         taught: list[tuple[str, str]] | None = None,
         refit_cpu_share: float = 1.0,
+        stream_window: int = 0,
     ):
         self.name = profile.name
         self.base = profile.base or profile.spec  # the file's content; never changes while the server runs
@@ -96,6 +101,12 @@ class LiveProfile:
         self._refit_rest = 1.0 / refit_cpu_share - 1.0
         self._calibrated_n = 0  # exemplars the current calibration was cross-validated on
         self._calibrated_c = 1.0  # and the head regularization it chose for that many
+        # The p of recent verdicts on distinct in-scope texts, each given before the text was taught: every refit
+        # sets the threshold from them (`operating_point.stream_threshold`) once there are enough.
+        self._verdicts_lock = threading.Lock()
+        self._verdict_p: collections.deque[float] = collections.deque(maxlen=stream_window)
+        self._verdict_keys: dict[bytes, None] = {}  # texts recorded lately: a handle judged twice counts once
+        self.stream_threshold: float | None = None  # the threshold the stream set last (None: the fit's own)
         self.refits = 0  # background refits swapped in (for tests and stats)
 
     # --- reading -----------------------------------------------------------------------------------------------
@@ -172,6 +183,35 @@ class LiveProfile:
             f"profile {self.name!r} is fitting ({done:,} of {total:,} exemplars embedded), ready in about "
             f"{max(1, round(self.eta()))} s; retry then, or name other profiles."
         )
+
+    # --- the stream ----------------------------------------------------------------------------------------------
+
+    def observe(self, vector: np.ndarray, p: float, in_scope: bool) -> None:
+        """Record a verdict this profile gave (texts cut as out of scope are answered at no threshold: left out)."""
+        window = self._verdict_p.maxlen
+        if not window or not in_scope:
+            return
+        key = vector.tobytes()
+        with self._verdicts_lock:
+            if key in self._verdict_keys:
+                return
+            self._verdict_keys[key] = None
+            if len(self._verdict_keys) > window:
+                del self._verdict_keys[next(iter(self._verdict_keys))]  # dicts keep insertion order: oldest goes
+            self._verdict_p.append(p)
+
+    def _on_stream(self, fitted: FittedProfile) -> FittedProfile:
+        """The fit answering from the stream's threshold when the stream has set one (`stream_threshold`); a
+        fixed threshold in the profile file is left alone."""
+        if self.base.threshold is not None:
+            return fitted
+        with self._verdicts_lock:
+            p = np.array(self._verdict_p, dtype=np.float64)
+        threshold = stream_threshold(p, self.base.target_accuracy)
+        if threshold is None:
+            return fitted
+        self.stream_threshold = threshold
+        return fitted.with_threshold(threshold)
 
     # --- first fit ---------------------------------------------------------------------------------------------
 
@@ -345,6 +385,7 @@ class LiveProfile:
                 continue
             finally:
                 rest = max(REFIT_DEBOUNCE_SECONDS, (time.monotonic() - started) * self._refit_rest)
+            fitted = self._on_stream(fitted)
             with self._lock:
                 latest = self.snapshot
                 assert latest is not None

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .decision import OUT_OF_SCOPE
 from .embedder import CachedEmbedder, Embedder, load_configured_embedder
 from .ensemble import preload as preload_fitting
 from .errors import InvalidInput, LatentError, ModelError, NotAllowed, NotFound, NotReady
@@ -105,6 +106,7 @@ class LatentService:
                     self._persister(name),
                     profile.taught_entries,
                     s.refit_cpu_share,
+                    s.stream_calibration_window,
                 )
                 for name, profile in self.registry.profiles.items()
             }
@@ -481,6 +483,9 @@ class LatentService:
         verdicts = {name: profile.verdict(vector, detail=detail, show=show) for name, profile in fitted.items()}
         for name, verdict in verdicts.items():
             self.stats.record(name, "escalated" if verdict.unsure else "answered")
+            live = self.live.get(name)
+            if live is not None:
+                live.observe(vector, verdict.p, verdict.reason != OUT_OF_SCOPE)
         return verdicts
 
     @staticmethod

@@ -163,6 +163,13 @@ class Settings(BaseSettings):
         description="most of one core a taught profile's background refits may use: after a refit of d seconds the "
         "next starts d*(1/share-1) s later (a taught exemplar counts from the next call regardless)",
     )
+    stream_calibration_window: int = Field(
+        1000,
+        ge=0,
+        description="recent verdicts per profile (distinct in-scope texts) from which each background refit sets "
+        "the threshold once 200 are recorded: the lowest whose answered texts' mean calibrated p meets the target "
+        "accuracy (exemplars alone over-represent the hard texts a taught profile escalated); 0: the fit's own",
+    )
     stats_flush_seconds: float = Field(
         5.0, gt=0, description="how often verdict and teach counts are added to `<data_dir>/stats.sqlite`"
     )

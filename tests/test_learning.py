@@ -196,6 +196,28 @@ def test_a_head_refitted_between_recalibrations_keeps_the_regularization_per_exe
     service.close()
 
 
+def test_refits_answer_from_the_threshold_the_streams_verdicts_set(settings, fruit_tools_profile):
+    # A taught profile's exemplars are the hard texts it escalated: the cross-validated threshold asked for more
+    # than the stream needed. Once enough verdicts are recorded (each text once), a refit sets the threshold the
+    # stream's calibrated p supports for the target accuracy.
+    from mcp_latent.operating_point import MIN_STREAM_VERDICTS, stream_threshold
+
+    service = started(settings)
+    live = service.live["kind"]
+    texts = [f"apple {i} banana {i // 8} cherry {i % 8} pear" for i in range(2 * MIN_STREAM_VERDICTS)]
+    made = [service.handoff(text, evaluate=["kind"]) for text in texts]
+    for m in made[:50]:
+        service.evaluate(handle=m["handle"], profiles=["kind"])  # judged again: recorded once
+    recorded = np.array(live._verdict_p)
+    distinct = {row.tobytes() for row in HashingEmbedder().embed(texts)}  # hashed words may collide
+    assert len(recorded) == len(distinct) >= MIN_STREAM_VERDICTS
+    service.teach("kind", "tools", text="a rusty spanner and pliers")
+    assert service.wait_refitted(60)
+    expected = stream_threshold(recorded, live.base.target_accuracy)
+    assert expected is not None and live.snapshot.calibration.threshold == pytest.approx(expected)
+    service.close()
+
+
 class GatedEmbedder(HashingEmbedder):
     """Embeds texts containing `word` only once the gate opens: a profile that takes forever to embed."""
 

@@ -198,3 +198,17 @@ def test_the_ensemble_is_kept_when_the_head_alone_meets_no_more_targets():
     assert choice.point.family == 0 and choice.reachable
     for anchor in plain_threshold_points(evidence, 1):
         assert not dominates_in_scope(anchor, choice.point), anchor
+
+
+def test_the_stream_threshold_is_the_lowest_whose_answered_verdicts_mean_p_meets_the_target():
+    from mcp_latent.operating_point import MIN_STREAM_VERDICTS, stream_threshold
+
+    # 1000 verdicts at 0.99, 1000 at 0.95, 1000 at 0.90, 1000 at 0.60: answering down to 0.95 expects 97.0%,
+    # down to 0.90 94.67% (one 0.60 more: 94.66%), each less one standard error (0.27 and 0.41 points).
+    p = np.repeat([0.99, 0.95, 0.90, 0.60], 1000)
+    assert stream_threshold(p, 0.966) == pytest.approx(0.95)
+    assert stream_threshold(p, 0.97) == pytest.approx(0.99)  # 97.0% expected, but not one standard error above
+    assert stream_threshold(p, 0.9425) == pytest.approx(0.90)
+    assert stream_threshold(p, 0.995) is None  # no threshold reaches it
+    assert stream_threshold(p[: MIN_STREAM_VERDICTS - 1], 0.9) is None  # too few verdicts to go by
+    assert stream_threshold(np.concatenate([np.full(300, 0.99), np.full(10, 0.3)]), 0.5) == MIN_THRESHOLD
