@@ -201,14 +201,15 @@ def test_the_ensemble_is_kept_when_the_head_alone_meets_no_more_targets():
 
 
 def test_the_stream_threshold_is_the_lowest_whose_answered_verdicts_mean_p_meets_the_target():
-    from mcp_latent.operating_point import MIN_STREAM_VERDICTS, stream_threshold
+    from mcp_latent.operating_point import MIN_STREAM_VERDICTS, STREAM_MARGIN_ERRORS, stream_threshold
 
     # 1000 verdicts at 0.99, 1000 at 0.95, 1000 at 0.90, 1000 at 0.60: answering down to 0.95 expects 97.0%,
-    # down to 0.90 94.67% (one 0.60 more: 94.66%), each less one standard error (0.27 and 0.41 points).
+    # down to 0.90 94.67%; less two standard errors (0.76 and 0.82 points): 96.24% and 93.85%.
     p = np.repeat([0.99, 0.95, 0.90, 0.60], 1000)
-    assert stream_threshold(p, 0.966) == pytest.approx(0.95)
-    assert stream_threshold(p, 0.97) == pytest.approx(0.99)  # 97.0% expected, but not one standard error above
-    assert stream_threshold(p, 0.9425) == pytest.approx(0.90)
+    assert STREAM_MARGIN_ERRORS == 2.0
+    assert stream_threshold(p, 0.962) == pytest.approx(0.95)
+    assert stream_threshold(p, 0.97) == pytest.approx(0.99)  # 97.0% expected, but not two standard errors above
+    assert stream_threshold(p, 0.938) == pytest.approx(0.90)
     assert stream_threshold(p, 0.995) is None  # no threshold reaches it
     assert stream_threshold(p[: MIN_STREAM_VERDICTS - 1], 0.9) is None  # too few verdicts to go by
     assert stream_threshold(np.concatenate([np.full(300, 0.99), np.full(10, 0.3)]), 0.5) == MIN_THRESHOLD

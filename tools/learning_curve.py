@@ -309,7 +309,7 @@ def markdown(s: dict) -> str:
         f"(handoff, and teach on every escalation; {sp['stream_items_per_s_wall_with_anchors']:.1f}/s wall clock "
         f"with the anchors' calls; CPU per item: server {sp['server_cpu_ms_per_item']:.1f} ms with every call and "
         f"refit, client {sp['client_cpu_ms_per_item']:.1f} ms, so {sp['items_per_cpu_second']:.1f} items per "
-        "CPU-second); teach p50 {sp['teach_p50_ms']:.1f} ms; teach-to-effect (teach + the next "
+        f"CPU-second); teach p50 {sp['teach_p50_ms']:.1f} ms; teach-to-effect (teach + the next "
         f"evaluate, which already lists the taught text first: {sp['effect_seen_on_next_call']}) p50 "
         f"{sp['teach_to_effect_p50_ms']:.1f} ms, p99 {sp['teach_to_effect_p99_ms']:.1f} ms. "
         f"{sp['cpus']} CPUs, load average {sp['load_average_before'][0]} before, "
