@@ -7,6 +7,7 @@ from mcp_latent.operating_point import (
     MIN_THRESHOLD,
     Evidence,
     Family,
+    admissible,
     choose,
     curve,
     pareto_front,
@@ -213,3 +214,35 @@ def test_the_stream_threshold_is_the_lowest_whose_answered_verdicts_mean_p_meets
     assert stream_threshold(p, 0.995) is None  # no threshold reaches it
     assert stream_threshold(p[: MIN_STREAM_VERDICTS - 1], 0.9) is None  # too few verdicts to go by
     assert stream_threshold(np.concatenate([np.full(300, 0.99), np.full(10, 0.3)]), 0.5) == MIN_THRESHOLD
+
+
+def test_no_threshold_of_the_plain_rule_beats_an_admissible_point():
+    # The yardstick is the plain rule at every threshold, not only at the curve's quantile steps: with 3,000
+    # exemplars a threshold between two steps beat the chosen point of a 3-label profile (p >= 0.70 on HWU64's
+    # alarm labels). Checked here against every distinct threshold, for every point admitted.
+    rng = np.random.default_rng(6)
+    n = 3000
+    correct = rng.random(n) < 0.9
+    p_head = np.clip(np.where(correct, 0.85, 0.6) + rng.normal(0, 0.12, n), 0.34, 1.0)
+    p_ens = np.clip(p_head + rng.normal(0, 0.03, n), 0.34, 1.0)
+    evidence = Evidence(
+        rng.uniform(0.4, 0.9, n),
+        rng.uniform(0.3, 0.8, 500),
+        (
+            family(p_ens, correct, rng.uniform(0.34, 1.0, 500)),
+            family(p_head, correct, rng.uniform(0.34, 1.0, 500), name="head alone", knn=0.0),
+        ),
+    )
+    c = curve(evidence)
+    ok = np.nonzero(admissible(evidence, c, margin=0.0))[0]
+    assert len(ok) > 0
+    order = np.argsort(-p_head, kind="stable")
+    answered = np.arange(1, n + 1)
+    last = np.r_[p_head[order][1:] != p_head[order][:-1], True] & (p_head[order] >= MIN_THRESHOLD)
+    plain_cov, plain_acc = answered[last] / n, np.cumsum(correct[order])[last] / answered[last]
+    cov, acc = c.coverage[ok][:, None], np.nan_to_num(c.answered_accuracy[ok], nan=-1.0)[:, None]
+    beaten = (plain_cov >= cov) & (plain_acc >= acc) & ((plain_cov > cov) | (plain_acc > acc))
+    assert not beaten.any(), c.point(int(ok[np.nonzero(beaten.any(axis=1))[0][0]]))
+    chosen = choose(evidence, target_accuracy=0.97, target_recall=0.5).point
+    for anchor in plain_threshold_points(evidence, 1):
+        assert not dominates_in_scope(anchor, chosen), anchor
