@@ -43,6 +43,7 @@ class Verdict:
     candidates: list[tuple[str, float]] = field(default_factory=list)
     neighbours: list[tuple[str, str, float]] = field(default_factory=list)
     nearest: float = 0.0
+    best: str | None = None  # the most probable answer label, also when unsure (never shown: checks p on teach)
 
     def compact(self) -> dict[str, Any]:
         """The model-visible default: label, p, and `unsure` when abstaining (three verdicts fit ~55 tokens)."""
@@ -250,6 +251,7 @@ class FittedProfile:
             score=self.expected_score(probs),
             reason=reason,
             nearest=float(decisions.nearest[0]),
+            best=self.labels[best],
         )
         if detail:
             top = [i for i in np.argsort(-probs) if self.abstain is None or not self.abstain[i]][:3]

@@ -28,9 +28,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .calibration import Calibration
+from .decision import OUT_OF_SCOPE
 from .errors import InvalidInput, NotReady
 from .evaluator import FittedProfile
-from .operating_point import stream_threshold
+from .operating_point import p_holds, stream_threshold
 from .profile_fitter import ProfileFitter, flatten
 from .profiles import Profile
 
@@ -106,6 +107,8 @@ class LiveProfile:
         self._verdicts_lock = threading.Lock()
         self._verdict_p: collections.deque[float] = collections.deque(maxlen=stream_window)
         self._verdict_keys: dict[bytes, None] = {}  # texts recorded lately: a handle judged twice counts once
+        # (p, best label right) of the verdict each taught text had just before it was taught: p's check.
+        self._checks: collections.deque[tuple[float, bool]] = collections.deque(maxlen=stream_window)
         self.stream_threshold: float | None = None  # the threshold the stream set last (None: the fit's own)
         self.refits = 0  # background refits swapped in (for tests and stats)
 
@@ -207,8 +210,9 @@ class LiveProfile:
             return fitted
         with self._verdicts_lock:
             p = np.array(self._verdict_p, dtype=np.float64)
+            checks = np.array(self._checks, dtype=np.float64).reshape(-1, 2)
         threshold = stream_threshold(p, self.base.target_accuracy)
-        if threshold is None:
+        if threshold is None or not p_holds(checks[:, 0], checks[:, 1]):
             return fitted
         self.stream_threshold = threshold
         return fitted.with_threshold(threshold)
@@ -311,7 +315,13 @@ class LiveProfile:
             raise InvalidInput(f"label {label!r} is not in profile {self.name!r}; labels: {', '.join(self.labels)}.")
         text = text.strip()
         snapshot = self.snapshot
-        was = snapshot.verdict(vector).label if snapshot is not None else None
+        was = None
+        if snapshot is not None and snapshot.n:
+            verdict = snapshot.verdict(vector)
+            was = verdict.label
+            if verdict.reason != OUT_OF_SCOPE and self._checks.maxlen:
+                with self._verdicts_lock:
+                    self._checks.append((verdict.p, verdict.best == label))
         with self._lock:
             if (label, text) in self._known:
                 return Learned(self.name, label, False, self.exemplars, was)

@@ -71,6 +71,22 @@ def stream_threshold(p: np.ndarray, target_accuracy: float) -> float | None:
     return max(MIN_THRESHOLD, float(p_desc[meets[-1]]))
 
 
+# ...and only while p holds on the stream's labelled verdicts: texts taught after a verdict (mostly escalations;
+# spot checks too), each verdict's p against whether its best label was the one taught. At least this many.
+MIN_STREAM_CHECKS = 50
+
+
+def p_holds(p: np.ndarray, right: np.ndarray) -> bool:
+    """Whether verdicts with these top probabilities were right about as often as p says: not less often than
+    their mean p by more than `STREAM_MARGIN_ERRORS` standard errors (an overconfident p would make the stream
+    threshold answer more than its target allows). False with fewer than `MIN_STREAM_CHECKS` verdicts."""
+    if len(p) < MIN_STREAM_CHECKS:
+        return False
+    expected = float(np.mean(p))
+    error = np.sqrt(max(expected * (1.0 - expected), 0.0) / len(p))
+    return bool(float(np.mean(right)) >= expected - STREAM_MARGIN_ERRORS * error)
+
+
 @dataclass(frozen=True)
 class Family:
     """One way of turning the fit into probabilities, with its out-of-fold evidence."""

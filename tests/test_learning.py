@@ -196,11 +196,10 @@ def test_a_head_refitted_between_recalibrations_keeps_the_regularization_per_exe
     service.close()
 
 
-def test_refits_answer_from_the_threshold_the_streams_verdicts_set(settings, fruit_tools_profile):
-    # A taught profile's exemplars are the hard texts it escalated: the cross-validated threshold asked for more
-    # than the stream needed. Once enough verdicts are recorded (each text once), a refit sets the threshold the
-    # stream's calibrated p supports for the target accuracy.
-    from mcp_latent.operating_point import MIN_STREAM_VERDICTS, stream_threshold
+def judged_and_taught(settings, taught_as):
+    """A service whose `kind` profile judged enough distinct texts to set a stream threshold, then was taught
+    MIN_STREAM_CHECKS fruit texts as `taught_as` (each judged just before: the checks of p)."""
+    from mcp_latent.operating_point import MIN_STREAM_CHECKS, MIN_STREAM_VERDICTS
 
     service = started(settings)
     live = service.live["kind"]
@@ -211,10 +210,30 @@ def test_refits_answer_from_the_threshold_the_streams_verdicts_set(settings, fru
     recorded = np.array(live._verdict_p)
     distinct = {row.tobytes() for row in HashingEmbedder().embed(texts)}  # hashed words may collide
     assert len(recorded) == len(distinct) >= MIN_STREAM_VERDICTS
-    service.teach("kind", "tools", text="a rusty spanner and pliers")
+    for i in range(MIN_STREAM_CHECKS):
+        service.teach("kind", taught_as, text=f"apple banana cherry fruit salad extra {i} bowl {i // 5}")
     assert service.wait_refitted(60)
+    return service, live, recorded
+
+
+def test_refits_answer_from_the_threshold_the_streams_verdicts_set(settings, fruit_tools_profile):
+    # A taught profile's exemplars are the hard texts it escalated: the cross-validated threshold asked for more
+    # than the stream needed. Once enough verdicts are recorded (each text once) and the taught texts' verdicts
+    # confirm p, a refit sets the threshold the stream's calibrated p supports for the target accuracy.
+    from mcp_latent.operating_point import stream_threshold
+
+    service, live, recorded = judged_and_taught(settings, "fruit")
     expected = stream_threshold(recorded, live.base.target_accuracy)
-    assert expected is not None and live.snapshot.calibration.threshold == pytest.approx(expected)
+    assert expected is not None and live.stream_threshold == pytest.approx(expected)
+    assert live.snapshot.calibration.threshold == pytest.approx(expected)
+    service.close()
+
+
+def test_no_stream_threshold_while_the_taught_texts_say_p_is_overconfident(settings, fruit_tools_profile):
+    # Every taught text contradicts the confident verdict it had: p does not hold on this stream, so the
+    # threshold stays the fit's own.
+    service, live, _ = judged_and_taught(settings, "tools")
+    assert live.stream_threshold is None
     service.close()
 
 
