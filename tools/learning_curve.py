@@ -357,7 +357,11 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=250)
     parser.add_argument("--test-split", default="test")
     parser.add_argument(
-        "--target-accuracy", type=float, default=0.97, help="the seed profile's target (the goal's answered agreement)"
+        "--target-accuracy",
+        type=float,
+        default=0.975,
+        help="the seed profile's target: the goal's 97%% answered agreement with half a point of margin (runs at 0.97 "
+        "measured 96.8-97.2%%)",
     )
     parser.add_argument("--hold-out-every", type=int, default=0, help="leave every N-th label out (out of scope)")
     parser.add_argument("--effect-every", type=int, default=10, help="check teach-to-effect every N-th teach")
