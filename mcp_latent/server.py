@@ -332,6 +332,7 @@ def build_server(settings: Settings | None = None, service: LatentService | None
         # Load the model in the background so `initialize`/`tools/list` answer at once; calls wait for it.
         # HTTP enters this once per session, so it only starts; `serve` closes the service at exit.
         service.start_in_background()
+        service.mark_serving()  # the server is up: first fits may take the CPU now
         yield service
 
     # None = derive the output schema from the return annotation; False = plain text tools, no schema.
@@ -621,6 +622,7 @@ def serve(
     listener = bind_listener(settings.host, settings.port)
     try:
         service.start_in_background()  # warm up before the first client connects; /healthz says 503 until ready
+        service.mark_serving()  # every import is done here: first fits compete with nothing of the server's
         print(f"mcp-latent: listening on {endpoint_url(listener)}", file=sys.stderr, flush=True)
         config = uvicorn.Config(app, log_level=settings.log_level.lower())
         uvicorn.Server(config).run(sockets=[listener])
