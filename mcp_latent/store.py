@@ -141,7 +141,8 @@ class LatentStore(ABC):
     - `similar` returns up to `k` records of one namespace nearest to a unit vector, best first, with cosine
       similarity in [-1, 1], never a record another process removed, and every committed record of the namespace
       (by any process) as a candidate.
-    - `count`, `namespaces` (name, count, oldest, newest), `export` (oldest first, streamed).
+    - `count` (exact, from counters kept in the write transactions: cheap at any size, `/healthz` polls it),
+      `namespaces` (name, count, oldest, newest), `export` (oldest first, streamed).
     - `drop` removes a namespace; `compact` applies a cap (keep the newest `max_records`) and/or a TTL to one
       namespace; `retention` applies them to every namespace. Each bumps the namespace's generation when it
       removed something, in the same transaction.

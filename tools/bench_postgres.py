@@ -490,7 +490,8 @@ async def crash_under_load(primary: LocalPostgres, url: str) -> dict:
 
 def markdown(r: dict) -> str:
     t = r.get("tools", {"embedded": {}})
-    lines = ["| tool call (stdio, same run) | embedded p50 ms | p99 ms | PostgreSQL p50 ms | p99 ms | p50 ratio |",
+    lines = [f"Machine: {r.get('machine', '?')}, {r.get('machine_end', '?')} at the end.", "",
+             "| tool call (stdio, same run) | embedded p50 ms | p99 ms | PostgreSQL p50 ms | p99 ms | p50 ratio |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for s in t["embedded"]:
         e, p = t["embedded"][s], t["postgres"][s]
@@ -498,7 +499,8 @@ def markdown(r: dict) -> str:
                      f"{t['ratio_p50'][s]:.2f} |")  # fmt: skip
     lines += ["", "| vectors | load | ef_search | similar p50 ms | p99 ms | recall@10 | less CPU queueing: p50 ms | p99 ms | table + indexes MB | load avg |",
               "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
-    sweeps = []
+    sweeps = ["", "| vectors | MCP_LATENT_HNSW_EF_SEARCH | similar p50 ms | p99 ms | less CPU queueing: p50 ms | p99 ms | recall@10 | load avg |",
+              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for row in sorted(r.get("scale", []), key=lambda row: row["vectors"]):
         load = (f"online {row['insert_per_s']:,.0f}/s" if "insert_per_s" in row else
                 f"COPY {row['copy_per_s']:,.0f}/s + HNSW build {row['index_build_s']:.0f} s" if "copy_per_s" in row
@@ -508,13 +510,11 @@ def markdown(r: dict) -> str:
         lines.append(f"| {row['vectors']:,} | {load} | {row['ef_search']} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
                      f"{row['recall_at_10']:.3f} | {row['unqueued_p50_ms']:.2f} | {row['unqueued_p99_ms']:.2f} | "
                      f"{row['disk_mb']:,.0f} | {row['load_avg']} |")  # fmt: skip
-        if len(row["by_ef_search"]) > 1:
-            sweeps.append(f"{row['vectors']:,} vectors: " + "; ".join(
-                f"ef_search {ef}: p50 {m['p50_ms']:.2f} ms, p99 {m['p99_ms']:.2f} ms (less CPU queueing "
-                f"{m['unqueued_p99_ms']:.2f} ms), recall@10 {m['recall_at_10']:.3f}"
-                for ef, m in row["by_ef_search"].items()))  # fmt: skip
-    if sweeps:
-        lines += ["", "MCP_LATENT_HNSW_EF_SEARCH sweep (same run): " + " | ".join(sweeps) + "."]
+        for ef, m in row["by_ef_search"].items():
+            sweeps.append(f"| {row['vectors']:,} | {ef} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {m['unqueued_p50_ms']:.2f} | "
+                          f"{m['unqueued_p99_ms']:.2f} | {m['recall_at_10']:.3f} | {m['load_avg']} |")  # fmt: skip
+    if any(len(row["by_ef_search"]) > 1 for row in r.get("scale", [])):
+        lines += sweeps
     if "replica" in r:
         rep = r["replica"]
         v, s = rep["visible_on_replica"], rep["similar_on_replica"]
