@@ -26,6 +26,7 @@ def test_bench_quick_writes_table_json_and_plot(tmp_path, warm_profile_cache):
         assert measured["tools"]["evaluate handle, 1 profile"]["n"] == 100 and measured["ping"]["n"] == 100
         assert measured["cold_start"]["warm"]["backend"] == backend, "each server must run the path it is named for"
         assert measured["memory_mib"]["VmRSS"] > 0
+        assert measured["tools"]["embed 64 sentences"]["server_cpu_ms_mean"] > 0  # the server's pid was found
     assert {g["goal"] for g in results["goals"]} >= {"serving RSS: ONNX / torch", "embed 64: ONNX throughput / torch's"}
     assert results["tokens"]["handoff_3_verdicts_chars"] <= 240
     table = (tmp_path / "bench.md").read_text()
