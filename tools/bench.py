@@ -126,12 +126,16 @@ async def cold_start(data_dir: Path, path: str) -> dict:
         listed = time.perf_counter()
         first = await client.call_tool("evaluate", {"text": PROPOSAL, "profiles": ["risk"]})
         answered = time.perf_counter()
+        # What the start cost the server in CPU (all its threads, imports included): on a shared machine the wall
+        # time above also counts waiting for a core; on an idle one it is about this or less (two threads).
+        cpu = cpu_seconds(server_proc(data_dir))
         assert not first.is_error, first.content[0].text
         status = json.loads((await client.read_resource("latent://status")).contents[0].text)
     return {
         "initialize_s": initialized - spawned,
         "tools_list_s": listed - spawned,
         "first_verdict_s": answered - spawned,
+        "server_cpu_to_first_verdict_s": cpu,
         "server_ready_after_s": status.get("ready_after_s"),
         "backend": status.get("backend"),
     }
@@ -293,6 +297,14 @@ def goals(by_path: dict) -> list[dict]:
         )
         out.append(
             {
+                "goal": "ONNX server CPU until the first verdict, warm (s; about an idle machine's wall time)",
+                "value": warm["server_cpu_to_first_verdict_s"],
+                "target": "<= 1.5",
+                "met": warm["server_cpu_to_first_verdict_s"] <= 1.5,
+            }
+        )
+        out.append(
+            {
                 "goal": "ONNX tools/list after spawn (s)",
                 "value": warm["tools_list_s"],
                 "target": "< 1",
@@ -347,13 +359,18 @@ def markdown(r: dict) -> str:
         ("initialize_s", "initialize"),
         ("tools_list_s", "tools/list"),
         ("first_verdict_s", "first verdict"),
+        ("server_cpu_to_first_verdict_s", "server CPU until the first verdict"),
     ):
         for start in ("fresh data dir", "warm"):
-            if key != "first_verdict_s" and start == "fresh data dir":
+            if key not in ("first_verdict_s", "server_cpu_to_first_verdict_s") and start == "fresh data dir":
                 continue
             cells = [f"{by[p]['cold_start'][start][key]:.2f}" for p in paths]
             lines.append(
-                f"| {label}" + (f" ({start})" if key == "first_verdict_s" else "") + " | " + " | ".join(cells) + " |"
+                f"| {label}"
+                + (f" ({start})" if key != "initialize_s" and key != "tools_list_s" else "")
+                + " | "
+                + " | ".join(cells)
+                + " |"
             )
     mem = [by[p]["memory_mib"] for p in paths]
     lines.append(
