@@ -87,8 +87,6 @@ class LatentService:
         ready on its own: cached fits first, then the unfitted ones smallest first. The server runs this in a
         background thread; library users get every profile fitted when it returns."""
         self._started = True
-        if fit_profiles:
-            threading.Thread(target=self._preload_fitting, name="mcp-latent-imports", daemon=True).start()
         try:
             s = self.settings
             if self._embedder is None:
@@ -185,6 +183,10 @@ class LatentService:
         startup thread then waits for that fit before starting a larger one (else the small fit would share the
         cores with a large profile's embedding)."""
         pending = [live for live in self.live.values() if not live.load_cached()]
+        if pending:
+            # The fitting libraries import (once the server answers) only when a profile needs a fit: with every
+            # fit cached, scipy and scikit-learn (~1 CPU-second) would compete with the server's first calls.
+            threading.Thread(target=self._preload_fitting, name="mcp-latent-imports", daemon=True).start()
         self._serving.wait(SERVING_WAIT_SECONDS)
         for live in sorted(pending, key=lambda p: p.exemplars * len(p.labels)):
             live.ensure_fitted()

@@ -1,7 +1,10 @@
 """The library API with a fake embedder: contracts, limits, teach, caching."""
 
+import subprocess
+import sys
+
 import pytest
-from conftest import FRUIT, TOOLS, write_profile
+from conftest import FRUIT, ROOT, TOOLS, write_profile
 
 from mcp_latent.errors import InvalidInput, NotAllowed, NotFound
 from mcp_latent.service import LatentService
@@ -165,3 +168,34 @@ def test_get_returns_the_stored_text_and_provenance(service):
     }
     with pytest.raises(NotFound):
         service.get(handle, namespace="elsewhere")
+
+
+def test_a_start_with_every_fit_cached_never_imports_the_fitting_libraries(tmp_path):
+    """scipy and scikit-learn (~1 CPU-second) were imported at every start, beside the MCP SDK's import on the way
+    to the first verdict, also when every fit came from the cache; a start that fits still imports them early."""
+    script = f"""
+import sys
+from pathlib import Path
+sys.path.insert(0, {str(ROOT / "tests")!r})
+from conftest import FRUIT, TOOLS, HashingEmbedder, write_profile
+from mcp_latent.service import LatentService
+from mcp_latent.settings import Settings
+
+profiles = Path({str(tmp_path / "profiles")!r})
+if not profiles.exists():
+    write_profile(profiles, "kind", {{"fruit": FRUIT, "tools": TOOLS}})
+settings = Settings(data_dir=Path({str(tmp_path / "data")!r}), profiles_dir=profiles, builtin_profiles=False)
+service = LatentService(settings, embedder=HashingEmbedder())
+service.start()
+verdict = service.evaluate(text="apple banana cherry fruit salad", profiles=["kind"])["verdicts"]["kind"]
+service.close()
+print(verdict["label"], "sklearn" in sys.modules, "scipy" in sys.modules)
+"""
+
+    def start() -> list[str]:
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.split()
+
+    assert start() == ["fruit", "True", "True"]  # the first start fits, with the libraries imported
+    assert start() == ["fruit", "False", "False"]  # the second loads the cached fit
