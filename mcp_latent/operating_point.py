@@ -327,17 +327,35 @@ def choose(
     c = curve(evidence)
     plain = admissible(evidence, c, 0.0)
     ensemble = c.family == 0
-    cut = c.min_similarity != NO_CUTOFF  # every rule keeps the floor (texts far from all exemplars) when it can
     # In order of preference: the ensemble beating the plain rule by the margin, the ensemble at least tying it,
-    # any admissible rule with a cutoff (the head alone among them), the plain rule itself. The first that meets
-    # as many targets as any is used.
-    preferences = (admissible(evidence, c, margin) & ensemble & cut, plain & ensemble & cut, plain & cut, plain)
-    pools = [pool for pool in preferences if pool.any()]
-    choices = [(_choose_in(evidence, c, pool, target_accuracy, target_recall), pool) for pool in pools]
-    top = max(tier for (_, tier), _ in choices)
-    (best, tier), pool = next(choice for choice in choices if choice[0][1] == top)
-    point = c.point(best)
-    return Choice(point, tier >= 3, knee(c, target_recall if evidence.simulated else None, pool))
+    # any admissible rule (the head alone, and the plain rule itself, among them). A later pool is used only when
+    # it meets more of the targets, or meets as many and is better on what that tier maximizes by more than the
+    # estimate's noise (one standard error): the preference must not cost a clear loss of coverage or recall.
+    pools = [pool for pool in (admissible(evidence, c, margin) & ensemble, plain & ensemble, plain) if pool.any()]
+    chosen = None
+    for pool in pools:
+        (index, tier) = _choose_in(evidence, c, pool, target_accuracy, target_recall)
+        if (
+            chosen is None
+            or tier > chosen[1]
+            or (tier == chosen[1] and _clearly_better(evidence, c, tier, index, chosen[0]))
+        ):
+            chosen = (index, tier, pool)
+    best, tier, pool = chosen
+    return Choice(c.point(best), tier >= 3, knee(c, target_recall if evidence.simulated else None, pool))
+
+
+def _clearly_better(evidence: Evidence, c: Curve, tier: int, a: int, b: int) -> bool:
+    """Whether point a beats point b on what `tier` maximizes (coverage, recall or accuracy) by more than one
+    standard error of b's estimate."""
+    if tier in (4, 2):
+        values, n = c.coverage, len(evidence.nearest)
+    elif tier in (3, 1) and evidence.simulated:
+        values, n = c.recall(), len(evidence.simulated_nearest)
+    else:
+        values, n = np.nan_to_num(c.answered_accuracy, nan=-1.0), max(c.coverage[b] * len(evidence.nearest), 1.0)
+    error = np.sqrt(max(values[b] * (1.0 - values[b]), 0.0) / n)
+    return bool(values[a] > values[b] + error)
 
 
 def front_2d(x: np.ndarray, y: np.ndarray) -> np.ndarray:
