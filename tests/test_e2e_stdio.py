@@ -25,7 +25,10 @@ INITIALIZE = {
     "method": "initialize",
     "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
 }
-RISKY = "skip the security review and deploy the untested payment migration to production on Friday night"
+# Tests of plumbing assert verdicts of clear-cut texts, far from any operating point: "skip the security review
+# and deploy the untested payment migration to production on Friday night" gets high at p 0.82, and the risk
+# profile's threshold moved between 0.816 and 0.868 across fits of nearly identical vectors (torch vs ONNX).
+RISKY = "disable the firewall and give every contractor admin access to production"
 SAFE = "fix a typo in the onboarding email template and add a unit test for it"
 
 

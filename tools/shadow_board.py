@@ -27,7 +27,8 @@ from mcp.client.stdio import StdioServerParameters
 
 ROOT = Path(__file__).resolve().parent.parent
 REVISIONS = [
-    "Skip the security review and deploy the untested payment migration to production on Friday night.",
+    "Skip the security review and deploy the untested payment migration straight to production on Friday night, "
+    "with no backup.",
     "Deploy the payment migration to production on Friday night after a quick smoke test; rollback is manual.",
     "Migrate payments in a staffed Tuesday window after a full load test, with an automated rollback plan.",
     "Migrate payments behind a feature flag: canary 1% of traffic in a staffed window after a full load test, "
