@@ -135,20 +135,25 @@ def dominates_in_scope(a, b):
     return all(x >= y for x, y in zip(pa, pb, strict=True)) and pa != pb
 
 
+def ten_far_exemplars(correct: np.ndarray) -> tuple[np.ndarray, Evidence]:
+    """100 in-scope texts at p 0.5..1.0 whose ten most confident sit far from the other exemplars (0.5 vs 0.8), and
+    50 simulated out-of-scope texts (0.52, confident) that only a cutoff flagging those ten can catch."""
+    p = np.linspace(0.5, 1.0, 100)
+    nearest = np.full(100, 0.8)
+    nearest[90:] = 0.5
+    families = (
+        family(p, correct, np.full(50, 0.99)),
+        family(p, correct, np.full(50, 0.99), name="head alone", knn=0.0),
+    )
+    return p, Evidence(nearest, np.full(50, 0.52), families)
+
+
 def test_a_cutoff_that_costs_right_answers_is_not_chosen_over_the_plain_threshold():
     # The dominance bug: in-scope texts 0..19 are wrong and unsure, 20..99 right; the ten most confident right
     # ones sit far from the other exemplars (0.5), and the simulated out-of-scope texts (0.52, confident) can only
     # be flagged by a cutoff that flags those ten too. A recall target then bought recall with right answers:
     # 70% answered at 100% against the plain threshold's 80% at 100% on a set with no out-of-scope texts.
-    p = np.linspace(0.5, 1.0, 100)
-    correct = np.arange(100) >= 20
-    nearest = np.full(100, 0.8)
-    nearest[90:] = 0.5
-    evidence = Evidence(
-        nearest,
-        np.full(50, 0.52),
-        (family(p, correct, np.full(50, 0.99)), family(p, correct, np.full(50, 0.99), name="head alone", knn=0.0)),
-    )
+    p, evidence = ten_far_exemplars(correct=np.arange(100) >= 20)
     choice = choose(evidence, target_accuracy=1.0, target_recall=1.0)
     point = choice.point
     # Known best admissible point: the ensemble (preferred: same ranking), every right answer, the lowest cutoff.
@@ -165,15 +170,7 @@ def test_a_cutoff_that_costs_right_answers_is_not_chosen_over_the_plain_threshol
 def test_a_cutoff_that_pays_for_itself_is_kept():
     # The same texts, but the far in-scope ones are the wrong ones: the cutoff flags mistakes and the out-of-scope
     # texts, so it beats the plain threshold on every axis and is chosen.
-    p = np.linspace(0.5, 1.0, 100)
-    correct = np.arange(100) < 90
-    nearest = np.full(100, 0.8)
-    nearest[90:] = 0.5
-    evidence = Evidence(
-        nearest,
-        np.full(50, 0.52),
-        (family(p, correct, np.full(50, 0.99)), family(p, correct, np.full(50, 0.99), name="head alone", knn=0.0)),
-    )
+    _, evidence = ten_far_exemplars(correct=np.arange(100) < 90)
     point = choose(evidence, target_accuracy=1.0, target_recall=1.0).point
     assert point.family == 0 and 0.52 < point.min_similarity <= 0.8
     assert point.coverage == pytest.approx(0.9) and point.answered_accuracy == 1.0 and point.out_of_scope_recall == 1
