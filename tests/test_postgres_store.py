@@ -69,21 +69,26 @@ def test_open_store_picks_postgres_by_url_and_namespaces_are_a_column(postgres, 
     assert not (tmp_path / "latent.db").exists()  # nothing embedded was opened
 
 
-def test_migrations_are_versioned_and_applied_once_by_concurrent_servers(opened, postgres, pg_schema):
+def errors_of_four_at_once(open_one) -> list[BaseException]:
+    """Run `open_one` in 4 threads at once (servers starting together); what they raised."""
     errors: list[BaseException] = []
 
-    def open_one() -> None:
+    def guarded() -> None:
         try:
-            opened()
-        except BaseException as exc:  # noqa: BLE001 - reported below
+            open_one()
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller
             errors.append(exc)
 
-    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    threads = [threading.Thread(target=guarded) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
+    return errors
+
+
+def test_migrations_are_versioned_and_applied_once_by_concurrent_servers(opened, postgres, pg_schema):
+    assert errors_of_four_at_once(opened) == []
     versions = [row[0] for row in sql(postgres, f"SELECT version FROM {pg_schema}.schema_migrations ORDER BY 1")]
     assert versions == list(range(1, SCHEMA_VERSION + 1))
 
@@ -93,19 +98,8 @@ def test_servers_starting_together_on_a_fresh_database_create_pgvector_once(post
     database = "fresh_" + uuid.uuid4().hex[:8]
     sql(postgres, f"CREATE DATABASE {database}")
     url = postgres.url.rsplit("/", 1)[0] + "/" + database
-    stores, errors = [], []
-
-    def open_one() -> None:
-        try:
-            stores.append(PostgresStore(url, DIM, "m"))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=open_one) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    stores = []
+    errors = errors_of_four_at_once(lambda: stores.append(PostgresStore(url, DIM, "m")))
     for store in stores:
         store.close()
     sql(postgres, f"DROP DATABASE {database}")
