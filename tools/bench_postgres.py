@@ -42,9 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from bench_scale import derived  # noqa: E402
+from bench_scale import base_vectors, derived  # noqa: E402
 
-from mcp_latent.embedder import load_embedder  # noqa: E402
 from mcp_latent.ensemble import exact_neighbours  # noqa: E402
 from mcp_latent.local_postgres import LocalPostgres, free_port  # noqa: E402
 from mcp_latent.postgres_store import PostgresStore, _adapters  # noqa: E402
@@ -145,23 +144,6 @@ async def tool_latency(url: str, rounds: int) -> dict:
 
 
 # --- 2. similar at scale -------------------------------------------------------------------------------------
-
-
-def base_vectors(shared: Path, cache: Path, count: int) -> np.ndarray:
-    """Real embeddings of `count` texts drawn evenly from the shared intent data (cached): the seeds from which
-    every benchmark vector is derived (tools/bench_scale.py embeds all of them; a sample keeps this run short)."""
-    if cache.exists():
-        return np.load(cache)
-    texts = []
-    for path in sorted(shared.glob("*/*.jsonl")):
-        texts += [json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip()]
-    texts = texts[:: max(1, len(texts) // count)][:count]
-    settings = Settings()
-    embedder = load_embedder(settings.model, "cpu", settings.effective_torch_threads, 128)
-    vectors = np.concatenate([embedder.embed(texts[i : i + 256]) for i in range(0, len(texts), 256)])
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cache, vectors)
-    return vectors
 
 
 def load_bulk(url: str, schema: str, vectors: np.ndarray, settings: Settings, workers: int, memory: str) -> dict:

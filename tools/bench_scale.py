@@ -38,12 +38,16 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def base_vectors(shared: Path, cache: Path) -> np.ndarray:
+def base_vectors(shared: Path, cache: Path, count: int | None = None) -> np.ndarray:
+    """Real embeddings of the shared intent data's texts (cached): the seeds every benchmark vector is derived
+    from. `count`: only that many, drawn evenly (a sample keeps a run short)."""
     if cache.exists():
         return np.load(cache)
     texts = []
     for path in sorted(shared.glob("*/*.jsonl")):
         texts += [json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip()]
+    if count is not None:
+        texts = texts[:: max(1, len(texts) // count)][:count]
     settings = Settings()
     embedder = load_embedder(settings.model, "cpu", settings.effective_torch_threads, 128)
     vectors = np.concatenate([embedder.embed(texts[i : i + 512]) for i in range(0, len(texts), 512)])
