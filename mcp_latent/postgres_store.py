@@ -57,6 +57,14 @@ log = logging.getLogger(__name__)
 SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _COLUMNS = "seq, handle, namespace, from_agent, created_at, parent, meta, text, vector"
 _TAUGHT_COLUMNS = "id, profile, label, text, source, created_at"
+# One row per namespace that holds handoffs; first/last by seq (insertion order) through handoffs_by_namespace.
+_NAMESPACES_SQL = (
+    "SELECT c.namespace, c.total,"
+    " (SELECT created_at FROM handoffs h WHERE h.namespace = c.namespace ORDER BY h.seq LIMIT 1),"
+    " (SELECT created_at FROM handoffs h WHERE h.namespace = c.namespace ORDER BY h.seq DESC LIMIT 1)"
+    " FROM (SELECT namespace, SUM(n)::bigint AS total FROM handoff_counts GROUP BY namespace HAVING SUM(n) > 0) c"
+    " ORDER BY c.namespace"
+)
 _NOW = "extract(epoch from clock_timestamp())"  # one clock for every host: the database's
 # Generations and taught ids are cursors: a reader that has seen value v must never later find a smaller one
 # committed. Writers of either take this transaction lock, so values are handed out in commit order.
@@ -463,11 +471,10 @@ class PostgresStore(LatentStore):
 
     @_boundary("list namespaces")
     def namespaces(self) -> list[dict[str, Any]]:
+        """Counts from the trigger-kept counters; oldest/newest are the first and last written records, two index
+        lookups per namespace (a GROUP BY over `handoffs` read all of it: ~1M rows on every call at scale)."""
         with self._connection() as conn:
-            rows = conn.execute(
-                "SELECT namespace, COUNT(*), MIN(created_at), MAX(created_at) FROM handoffs GROUP BY namespace"
-                " ORDER BY namespace"
-            ).fetchall()
+            rows = conn.execute(_NAMESPACES_SQL).fetchall()
         return [{"namespace": n, "count": c, "oldest": lo, "newest": hi} for n, c, lo, hi in rows]
 
     def export(self, namespace: str) -> Iterator[Handoff]:

@@ -49,6 +49,13 @@ log = logging.getLogger(__name__)
 
 _COLUMNS = "seq, handle, namespace, from_agent, created_at, parent, meta, text, vector"
 _TAUGHT_COLUMNS = "id, profile, label, text, source, created_at"
+# One row per namespace that holds handoffs; first/last by seq (insertion order) through handoffs_by_namespace.
+_NAMESPACES_SQL = (
+    "SELECT c.namespace, c.n,"
+    " (SELECT created_at FROM handoffs h WHERE h.namespace = c.namespace ORDER BY h.seq LIMIT 1),"
+    " (SELECT created_at FROM handoffs h WHERE h.namespace = c.namespace ORDER BY h.seq DESC LIMIT 1)"
+    " FROM handoff_counts c WHERE c.n > 0 ORDER BY c.namespace"
+)
 _PAGE = 10_000  # rows read per query when building or catching up an index
 
 T = TypeVar("T")
@@ -350,14 +357,9 @@ class SqliteStore(LatentStore):
 
     @_boundary("list namespaces")
     def namespaces(self) -> list[dict[str, Any]]:
-        rows = (
-            self._reader()
-            .execute(
-                "SELECT namespace, COUNT(*), MIN(created_at), MAX(created_at) FROM handoffs GROUP BY namespace"
-                " ORDER BY namespace"
-            )
-            .fetchall()
-        )
+        """Counts from the trigger-kept counters; oldest/newest are the first and last written records, two index
+        lookups per namespace (a GROUP BY over `handoffs` read every row: the whole table on each call)."""
+        rows = self._reader().execute(_NAMESPACES_SQL).fetchall()
         return [{"namespace": n, "count": c, "oldest": lo, "newest": hi} for n, c, lo, hi in rows]
 
     def export(self, namespace: str) -> Iterator[Handoff]:

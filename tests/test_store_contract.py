@@ -69,6 +69,40 @@ def test_add_get_and_namespaces(store):
     assert (listed["namespace"], listed["count"]) == ("ns", 3) and listed["oldest"] <= listed["newest"]
 
 
+def test_namespaces_follow_adds_compaction_and_drops(store):
+    """Listed from the counters (no scan of `handoffs`): counts, first/last written, emptied namespaces gone."""
+    first = store.add("a", unit(2), ["a1", "a2"])
+    store.add("b", unit(1, 1), ["b1"])
+    last = store.add("a", unit(1, 2), ["a3"])[0]
+    listed = {entry["namespace"]: entry for entry in store.namespaces()}
+    assert {n: e["count"] for n, e in listed.items()} == {"a": 3, "b": 1}
+    assert (listed["a"]["oldest"], listed["a"]["newest"]) == (first[0].created_at, last.created_at)
+    assert store.compact("a", max_records=1) == 2
+    listed = {entry["namespace"]: entry for entry in store.namespaces()}
+    assert listed["a"]["count"] == 1 and listed["a"]["oldest"] == listed["a"]["newest"] == last.created_at
+    assert store.drop("b") == 1
+    assert [entry["namespace"] for entry in store.namespaces()] == ["a"]
+
+
+def test_sqlite_namespaces_never_scan_the_handoffs_table(tmp_path):
+    """The listing must cost per namespace, not per handoff: no full scan of `handoffs` in its query plan."""
+    store = SqliteStore(tmp_path / "state", DIM, "m")
+    try:
+        store.add("ns", unit(3), ["a", "b", "c"])
+        statements: list[str] = []
+        store._reader().set_trace_callback(statements.append)
+        store.namespaces()
+        store._reader().set_trace_callback(None)
+        plans = [
+            " / ".join(row[-1] for row in store._reader().execute("EXPLAIN QUERY PLAN " + sql))
+            for sql in statements
+            if sql.lstrip().upper().startswith("SELECT")
+        ]
+        assert plans and not any("SCAN handoffs" in plan or "SCAN h " in plan for plan in plans), plans
+    finally:
+        store.close()
+
+
 def test_parent_in_another_namespace_is_refused_and_nothing_written(store):
     parent = store.add("a", unit(1), ["p"])[0].handle
     assert store.add("a", unit(1, 1), ["c"], parent=parent)[0].parent == parent
