@@ -12,7 +12,11 @@ learning), and a semantic cache (GPTCache pattern: answer with the label of the 
 when cosine >= 0.9, else escalate and store it). With `--hold-out-every N`, every N-th label (sorted) is left
 out of the profile: its rows are out of scope (the LLM decides "none of these", nothing is taught).
 
-Writes summary.json, summary.md and learning_curve.png. Timings include the 2 shared cores' load: `uptime` is
+Every learning verdict is asked with `detail`, so the summary also decomposes the last third's escalations by reason
+(low confidence, out of scope) and by how many exemplars the winning label had, and replays the last third's
+verdicts at lower thresholds (what answered accuracy a looser threshold would have bought): where the room is.
+
+Writes summary.json, summary.md, items.jsonl (one line per stream item) and learning_curve.png. Timings include the 2 shared cores' load: `uptime` is
 recorded beside them.
 """
 
@@ -69,6 +73,52 @@ def server_cpu_seconds() -> float:
         if int(fields[1]) == os.getpid():  # fields[1]: the parent's pid
             total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
     return total
+
+
+EXEMPLAR_BINS = (0, 10, 20, 30, 50, 100)  # winning label's exemplars at the verdict: bin lower edges
+WHAT_IF_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+
+
+def decompose(items: list[dict]) -> dict:
+    """The last third's escalations by reason and by the winning label's exemplar count, and the last third replayed
+    at fixed thresholds. items: per stream item `gold` (None: out of scope), `label` (None: escalated), `reason`,
+    `best` (the most probable label, also when unsure), `p`, `nearest`, `best_exemplars`."""
+    last = items[-(len(items) // 3) :] if len(items) >= 3 else items
+    n = max(len(last), 1)
+    reasons: dict[str, float] = {}
+    for item in last:
+        if item["label"] is None:
+            key = item["reason"] or "unknown"
+            reasons[key] = reasons.get(key, 0.0) + 1 / n
+    bins = []
+    edges = (*EXEMPLAR_BINS, float("inf"))
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        members = [i for i in last if low <= i["best_exemplars"] < high]
+        if not members:
+            continue
+        answered = [i for i in members if i["label"] is not None]
+        in_scope = [i for i in members if i["gold"] is not None]
+        bins.append(
+            {
+                "exemplars": f"{low}-{high - 1}" if high != float("inf") else f"{low}+",
+                "items": len(members),
+                "escalated": float(np.mean([i["label"] is None for i in members])),
+                "best_right": float(np.mean([i["best"] == i["gold"] for i in in_scope])) if in_scope else None,
+                "answered_accuracy": float(np.mean([i["label"] == i["gold"] for i in answered])) if answered else None,
+            }
+        )
+    # Replay: answered when p >= t and the item was not cut as out of scope (the cutoff stays as the server set it).
+    what_if = []
+    for t in WHAT_IF_THRESHOLDS:
+        answered = [i for i in last if i["p"] >= t and i["reason"] != "out_of_scope"]
+        what_if.append(
+            {
+                "threshold": t,
+                "escalated": 1 - len(answered) / n,
+                "answered_accuracy": float(np.mean([i["best"] == i["gold"] for i in answered])) if answered else None,
+            }
+        )
+    return {"items": len(last), "escalated_by_reason": reasons, "by_winning_label_exemplars": bins, "what_if": what_if}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -142,6 +192,8 @@ async def run(args: argparse.Namespace) -> dict:
     teach_ms: list[float] = []
     effect_ms: list[float] = []  # teach + the next evaluate that already reflects it
     effect_seen = 0
+    items: list[dict] = []  # per stream item: the learning profile's verdict in detail (for `decompose`)
+    exemplars = {label: len(texts) for label, texts in seed.items()}  # per label, as taught so far
     load_before = os.getloadavg()
     async with Client(params, mode="legacy", read_timeout_seconds=600) as client:
 
@@ -159,13 +211,28 @@ async def run(args: argparse.Namespace) -> dict:
         for n, row in enumerate(stream, start=1):
             gold = None if row["label"] in held_out else row["label"]
             t0 = time.perf_counter()
-            made = await call("handoff", {"text": row["text"], "namespace": STREAM_NS, "evaluate": [name, static]})
+            made = await call(
+                "handoff", {"text": row["text"], "namespace": STREAM_NS, "evaluate": [name, static], "detail": True}
+            )
             verdict = made["verdicts"][name]
+            best = verdict["top"][0][0] if verdict.get("top") else None
+            items.append(
+                {
+                    "gold": gold,
+                    "label": verdict["label"],
+                    "reason": verdict.get("reason"),
+                    "best": best,
+                    "p": verdict["top"][0][1] if verdict.get("top") else verdict["p"],  # 3 decimals, not 2
+                    "nearest": verdict.get("nearest"),
+                    "best_exemplars": exemplars.get(best, 0),
+                }
+            )
             if verdict.get("unsure") and gold is not None:  # escalated: the LLM decides, and teaches it back
                 t1 = time.perf_counter()
                 await call("teach", {"handle": made["handle"], "namespace": STREAM_NS, "labels": {name: gold}})
                 t2 = time.perf_counter()
                 teach_ms.append(1000 * (t2 - t1))
+                exemplars[gold] += 1
                 per_item.append(t2 - t0)
                 if len(teach_ms) % args.effect_every == 0:  # is it in effect on the very next call?
                     judged = await call(
@@ -206,6 +273,8 @@ async def run(args: argparse.Namespace) -> dict:
             for profile, tally in test_results.items():
                 tally.add(judged["verdicts"][profile]["label"], gold)
         stats = json.loads((await client.read_resource("latent://stats")).contents[0].text)["stats"][name]
+        fitted = json.loads((await client.read_resource("latent://profiles")).contents[0].text)
+        fitted = fitted.get("profiles", []) if isinstance(fitted, dict) else fitted
 
     def test_summary(tally: Tally) -> dict:
         in_scope = [
@@ -259,7 +328,13 @@ async def run(args: argparse.Namespace) -> dict:
             "cpus": os.cpu_count(),
         },
         "server_stats": stats,
+        "last_third": decompose(items),
+        "profile_after_stream": next(
+            ({k: v for k, v in p.items() if k != "labels"} for p in fitted if p.get("name") == name), None
+        ),
     }
+    with (out / "items.jsonl").open("w", encoding="utf-8") as f:
+        f.writelines(json.dumps(item) + "\n" for item in items)
     return summary
 
 
@@ -315,6 +390,24 @@ def markdown(s: dict) -> str:
         f"{sp['cpus']} CPUs, load average {sp['load_average_before'][0]} before, "
         f"{sp['load_average_after_stream'][0]} after the stream.",
     ]
+    d = s.get("last_third")
+    if d:
+        reasons = ", ".join(f"{k.replace('_', ' ')} {pct(v)}" for k, v in sorted(d["escalated_by_reason"].items()))
+        lines += [
+            "",
+            f"Last third ({d['items']} items): escalated by reason: {reasons or 'none'}.",
+            "",
+            "| winning label's exemplars | items | escalated | best label right | answered accuracy |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for b in d["by_winning_label_exemplars"]:
+            lines.append(
+                f"| {b['exemplars']} | {b['items']} | {pct(b['escalated'])} | {pct(b['best_right'])} "
+                f"| {pct(b['answered_accuracy'])} |"
+            )
+        lines += ["", "| last third at threshold | escalated | answered accuracy |", "| --- | ---: | ---: |"]
+        for w in d["what_if"]:
+            lines.append(f"| p >= {w['threshold']} | {pct(w['escalated'])} | {pct(w['answered_accuracy'])} |")
     return "\n".join(lines) + "\n"
 
 
