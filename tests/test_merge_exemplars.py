@@ -102,3 +102,26 @@ def test_profiles_option_merges_into_the_named_profiles_only(profiles_dir: Path,
     assert (profiles_dir / "category.toml").read_text(encoding="utf-8") == category
     # the abstain label survives the rewrite
     assert [lab.name for lab in read_profile_file(profiles_dir / "risk.toml").labels if lab.abstain] == ["off_topic"]
+
+
+def test_drop_disagreed_removes_items_merged_before_the_second_judge(profiles_dir: Path, tmp_path: Path) -> None:
+    joint = write_jsonl(tmp_path / "joint.jsonl", JOINT)
+    assert merge_exemplars.main([str(joint), "--profiles-dir", str(profiles_dir), "--profiles", "risk", "roi"]) == 0
+    judge2 = write_jsonl(
+        tmp_path / "judge2.jsonl",
+        [
+            {"id": "j0001", "risk": "high", "roi": "medium", "category": "engineering"},
+            {"id": "j0002", "risk": "low", "roi": "high"},
+        ],
+    )
+    args = [str(joint), "--second-judge", str(judge2), "--profiles-dir", str(profiles_dir), "--drop-disagreed"]
+    assert merge_exemplars.main(args + ["--profiles", "risk", "roi"]) == 0
+    assert "ship the migration tonight, no backup" in examples(profiles_dir, "risk", "high")  # agreed: stays
+    assert all("ship the migration tonight" not in e for e in examples(profiles_dir, "roi", "low"))  # removed
+    assert "Enforce MFA on the 7 admin accounts" in examples(profiles_dir, "roi", "high")
+    report = merge_exemplars.merge(
+        merge_exemplars.read_jsonl(joint), merge_exemplars.read_jsonl(judge2), profiles_dir, False, ("roi",), True
+    )
+    assert report["roi"]["removed"] == 0 and report["roi"]["already present"] == 1  # a rerun changes nothing
+    with pytest.raises(SystemExit):
+        merge_exemplars.main([str(joint), "--profiles-dir", str(profiles_dir), "--drop-disagreed"])

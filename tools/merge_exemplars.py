@@ -3,12 +3,17 @@
 
     .venv/bin/python tools/merge_exemplars.py tools/data/exemplars/joint.jsonl --dry-run
     .venv/bin/python tools/merge_exemplars.py tools/data/exemplars/joint.jsonl --second-judge judge2.jsonl
+    .venv/bin/python tools/merge_exemplars.py joint2.jsonl --second-judge joint2_judge2.jsonl --drop-disagreed
 
 Each line of the joint file is {"id", "text", "risk", "roi", "category", ...}: one proposal labelled on all
 three profiles at once. With --second-judge (lines {"id" or "text", "risk", "roi", "category"}, labelled blind
 by another judge), an item goes into a profile only where both judges gave that profile the same label: a
 disagreement there means the item is ambiguous for that profile, and an ambiguous exemplar teaches the fit
 noise. A judge may leave a profile out (or give null) to abstain on it; the item is then skipped there.
+
+With --drop-disagreed, items of the joint file that are already in a profile (merged earlier on one judge's
+word) leave it where the second judge disagrees there or did not judge them, so a batch merged before its second
+judge finished ends up as if it had been merged with both.
 
 Texts already in the profile (under any label, compared lowercased with punctuation and spacing ignored) are
 skipped, so running it twice changes nothing. Profiles are written with mcp_latent.profiles.write_profile_file
@@ -81,6 +86,7 @@ def merge(
     profiles_dir: Path,
     dry_run: bool,
     profiles: tuple[str, ...] = PROFILES,
+    drop_disagreed: bool = False,
 ) -> dict[str, Counter]:
     by_id, by_text = second_judge_index(second) if second is not None else ({}, {})
     report: dict[str, Counter] = {}
@@ -96,11 +102,11 @@ def merge(
                 raise SystemExit(f"item {item.get('id')}: {profile} label {label!r} is not one of {sorted(labels)}")
             if second is not None:
                 other = by_id.get(str(item.get("id"))) or by_text.get(normalise(item["text"]))
-                if other is None or other.get(profile) is None:
-                    counts["not judged twice"] += 1
-                    continue
-                if other[profile] != label:
-                    counts["judges disagree"] += 1
+                if other is None or other.get(profile) is None or other[profile] != label:
+                    counts["not judged twice" if other is None or other.get(profile) is None else "judges disagree"] += 1
+                    if drop_disagreed:
+                        counts["removed"] += _remove(spec, normalise(item["text"]))
+                        present.discard(normalise(item["text"]))
                     continue
             key = normalise(item["text"])
             if key in present:
@@ -122,6 +128,16 @@ def merge(
     return report
 
 
+def _remove(spec: ProfileSpec, key: str) -> int:
+    """Remove every exemplar of the spec whose normalised text is `key`; how many were removed."""
+    removed = 0
+    for label in spec.labels:
+        kept = [e for e in label.examples if normalise(e) != key]
+        removed += len(label.examples) - len(kept)
+        label.examples[:] = kept
+    return removed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("joint", type=Path, help="JSONL of proposals labelled on risk, roi and category")
@@ -131,10 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profiles", nargs="+", choices=PROFILES, default=list(PROFILES), help="merge into these profiles only"
     )
+    parser.add_argument(
+        "--drop-disagreed",
+        action="store_true",
+        help="also remove items already in a profile where the second judge disagrees or did not judge them",
+    )
     args = parser.parse_args(argv)
+    if args.drop_disagreed and not args.second_judge:
+        parser.error("--drop-disagreed needs --second-judge")
     joint = read_jsonl(args.joint)
     second = read_jsonl(args.second_judge) if args.second_judge else None
-    report = merge(joint, second, args.profiles_dir, args.dry_run, tuple(args.profiles))
+    report = merge(joint, second, args.profiles_dir, args.dry_run, tuple(args.profiles), args.drop_disagreed)
     for profile, counts in report.items():
         print(f"{profile}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return 0
