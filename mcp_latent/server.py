@@ -10,9 +10,10 @@ import json
 import logging
 import socket
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import anyio
 from mcp.server.mcpserver import MCPServer
@@ -25,9 +26,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import __version__
-from .errors import InvalidInput, LatentError
-from .service import LatentService
+from .errors import InvalidInput, LatentError, ModelError
 from .settings import Settings
+
+if TYPE_CHECKING:  # imported at run time only where a service is built: numpy and the engine come with it
+    from .service import LatentService
 
 log = logging.getLogger(__name__)
 
@@ -322,13 +325,16 @@ def selected_tools(settings: Settings, tools: list[LatentTool]) -> list[LatentTo
     return chosen
 
 
-def build_server(settings: Settings | None = None, service: LatentService | None = None) -> MCPServer:
+def build_server(settings: Settings | None = None, service: LatentService | DeferredService | None = None) -> MCPServer:
     """Build the MCP server; pass a ready service (e.g. with a fake embedder) to test without the model."""
     settings = settings or (service.settings if service else Settings())
-    service = service or LatentService(settings)
+    if service is None:
+        from .service import LatentService
+
+        service = LatentService(settings)
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer) -> AsyncIterator[LatentService]:
+    async def lifespan(_: MCPServer) -> AsyncIterator[LatentService | DeferredService]:
         # Load the model in the background so `initialize`/`tools/list` answer at once; calls wait for it.
         # HTTP enters this once per session, so it only starts; `serve` closes the service at exit.
         service.start_in_background()
@@ -457,7 +463,7 @@ def build_server(settings: Settings | None = None, service: LatentService | None
     @tool(READ_ONLY)
     async def namespaces() -> Annotated[CallToolResult, NamespacesOut]:
         """Namespaces with handoff counts and age range (unix seconds)."""
-        return await call(service.namespaces)
+        return await call(lambda: service.namespaces())
 
     @tool(DESTROYS)
     async def drop_namespace(namespace: str) -> Annotated[CallToolResult, DropOut]:
@@ -476,17 +482,17 @@ def build_server(settings: Settings | None = None, service: LatentService | None
     @server.resource("latent://profiles", name="profiles", mime_type="application/json")
     async def profiles_resource() -> str:
         """All evaluator profiles with labels, exemplar counts and fitted thresholds."""
-        return minified(await anyio.to_thread.run_sync(service.list_profiles))
+        return minified(await anyio.to_thread.run_sync(lambda: service.list_profiles()))
 
     @server.resource("latent://stats", name="stats", mime_type="application/json")
     async def stats_resource() -> str:
         """Per profile: verdicts answered and escalated, exemplars taught, agreement measured by spot checks."""
-        return minified(await anyio.to_thread.run_sync(service.profile_stats))
+        return minified(await anyio.to_thread.run_sync(lambda: service.profile_stats()))
 
     @server.resource("latent://status", name="status", mime_type="application/json")
     async def status_resource() -> str:
         """Model, readiness, handoff count and profiles."""
-        return minified(await anyio.to_thread.run_sync(service.status))
+        return minified(await anyio.to_thread.run_sync(lambda: service.status()))
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> Response:
@@ -494,7 +500,7 @@ def build_server(settings: Settings | None = None, service: LatentService | None
         process managers and load balancers wait for a server that can answer; then 200: `fitting` while some
         profiles still fit in the background (each with its estimate; a call naming one says when to retry), `ok`
         once every profile is ready or has failed (its error is listed)."""
-        status = await anyio.to_thread.run_sync(service.status)  # counts handoffs: not on the event loop
+        status = await anyio.to_thread.run_sync(lambda: service.status())  # counts handoffs: not on the event loop
         if not status["ready"]:
             state = "error" if status["startup_error"] else "starting"
         else:
@@ -599,14 +605,80 @@ def one_blas_thread() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
+class DeferredService:
+    """A LatentService whose module is imported, and which is built and started, in the startup thread, so the MCP
+    server answers `initialize` and `tools/list` before numpy and the engine are imported (about a tenth of the
+    time to `tools/list` on a quiet machine, and the SDK import it would otherwise wait behind holds the GIL).
+
+    Calls reach the built service through attribute access, which waits until it is built: the tools run in worker
+    threads, so that wait never blocks the event loop; what runs on the loop (`is_quick`, the lifespan's
+    `start_in_background` and `mark_serving`) is defined here and never waits. Ownership: the startup thread writes
+    `_service` and `_error` once, before setting `_built`; any thread reads them after `_built` is set."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._service: LatentService | None = None
+        self._error: Exception | None = None
+        self._built = threading.Event()
+        self._start_lock = threading.Lock()
+        self._started = False
+
+    def start_in_background(self) -> None:
+        """Import, build and start the service in a background thread, once (later calls do nothing)."""
+        with self._start_lock:
+            if self._started:
+                return
+            self._started = True
+        threading.Thread(target=self._build_and_start, name="mcp-latent-startup", daemon=True).start()
+
+    def mark_serving(self) -> None:
+        """Nothing to gate: the service is built once the server answers, so its first fits may start at once."""
+
+    def _build_and_start(self) -> None:
+        try:
+            from .service import LatentService
+
+            one_blas_thread()  # numpy's BLAS is loaded now (serve's own call came before it was)
+            self._service = LatentService(self.settings)
+        except Exception as exc:  # keep the server up to report it on every call, as a failed start does
+            self._error = exc
+            log.exception("startup failed")
+        finally:
+            self._built.set()
+        if self._service is not None:
+            self._service.start()  # loads the model, the store and the profiles; then fits what is not cached
+
+    def is_quick(self, text: Any = None, profiles: Any = None) -> bool:
+        """False until the service is built (runs on the event loop: never waits)."""
+        return self._service is not None and self._service.is_quick(text, profiles)
+
+    def close(self) -> None:
+        if self._started:
+            self._built.wait(600)
+        if self._service is not None:
+            self._service.close()
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else is the built service's (waits until it is built; called from worker threads)."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if not self._built.wait(600):
+            raise ModelError("the server is still starting after 600 s; retry shortly.")
+        if self._service is None:
+            raise ModelError(f"startup failed: {self._error!r}")
+        return getattr(self._service, name)
+
+
 def serve(
-    settings: Settings, transport: Literal["stdio", "http"] | None = None, service: LatentService | None = None
+    settings: Settings,
+    transport: Literal["stdio", "http"] | None = None,
+    service: LatentService | DeferredService | None = None,
 ) -> None:
-    """Run the server until the client goes away (stdio) or the process is stopped (http); a given service may
-    already be loading (stdio), HTTP builds its own after its checks."""
+    """Run the server until the client goes away (stdio) or the process is stopped (http). Over stdio the service is
+    built once the server answers (`DeferredService`) unless one is given; HTTP builds its own after its checks."""
     one_blas_thread()
     if (transport or settings.transport) == "stdio":
-        service = service or LatentService(settings)
+        service = service or DeferredService(settings)
         try:
             build_server(settings, service).run("stdio")
         finally:
@@ -617,6 +689,8 @@ def serve(
     # Everything that can be refused is checked before the model starts loading: a token file, a public bind
     # without a token, a port in use.
     token = settings.bearer_token()
+    from .service import LatentService
+
     service = LatentService(settings)
     app = http_app(build_server(settings, service), settings, token)
     listener = bind_listener(settings.host, settings.port)

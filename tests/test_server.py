@@ -96,6 +96,87 @@ async def test_an_unexpected_engine_failure_is_logged_and_answered_as_a_tool_err
     assert any("tool call failed unexpectedly" in r.message and r.exc_info for r in caplog.records)
 
 
+async def test_deferred_service_answers_once_built(monkeypatch, settings, fake_embedder, fruit_tools_profile):
+    """The stdio server's service is built in its startup thread; calls wait for it, `is_quick` on the loop never."""
+    import mcp_latent.service as service_module
+    from mcp_latent.server import DeferredService
+
+    monkeypatch.setattr(service_module, "load_configured_embedder", lambda settings: fake_embedder)
+    deferred = DeferredService(settings)
+    assert deferred.is_quick("apple", ["kind"]) is False  # not built: answered at once, without waiting
+    async with Client(build_server(settings, deferred), mode="legacy") as client:
+        result = await client.call_tool("evaluate", {"text": "apple banana", "profiles": ["kind"]})
+        assert not result.is_error and result.structured_content["verdicts"]["kind"]["label"] == "fruit"
+        status = json.loads((await client.read_resource("latent://status")).contents[0].text)
+        assert status["ready"] is True
+    deferred.close()
+
+
+async def test_deferred_service_that_fails_to_build_reports_it_on_every_call(monkeypatch, settings):
+    import mcp_latent.service as service_module
+    from mcp_latent.server import DeferredService
+
+    def broken(self, settings=None, embedder=None):
+        raise OSError("data dir is read-only")
+
+    monkeypatch.setattr(service_module.LatentService, "__init__", broken)
+    deferred = DeferredService(settings)
+    async with Client(build_server(settings, deferred), mode="legacy") as client:
+        for _ in range(2):
+            result = await client.call_tool("evaluate", {"text": "apple", "profiles": ["kind"]})
+            assert result.is_error and "startup failed" in result.content[0].text
+            assert "data dir is read-only" in result.content[0].text
+    deferred.close()
+
+
+def test_stdio_server_runs_before_the_engine_is_imported(tmp_path):
+    """`serve` over stdio builds and runs the MCP server before numpy and the engine import (they load in the
+    startup thread the server's lifespan starts); once built, the service runs numpy's BLAS on one thread."""
+    import subprocess
+    import sys
+
+    script = """
+import json, sys
+import mcp_latent.server as server
+from mcp_latent.settings import Settings
+
+seen = {}
+
+class Recorder:
+    def __init__(self, service):
+        self.service = service
+
+    def run(self, transport):
+        seen["imported_before_run"] = sorted(m for m in ("numpy", "mcp_latent.service") if m in sys.modules)
+        import numpy as np
+        import mcp_latent.service as service_module
+
+        class Ones:  # no model in this test
+            model_id, dim = "test/ones", 4
+
+            def embed(self, texts):
+                return np.ones((len(texts), 4), dtype=np.float32) / 2
+
+        service_module.load_configured_embedder = lambda settings: Ones()
+        self.service.start_in_background()  # what the lifespan does
+        self.service.wait_ready(120)  # waits until built, then until started
+        from threadpoolctl import threadpool_info
+
+        seen["blas_threads"] = sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+
+server.build_server = lambda settings, service: Recorder(service)
+server.serve(Settings(data_dir=sys.argv[1], builtin_profiles=False))
+print(json.dumps(seen))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "d")], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["imported_before_run"] == []
+    assert seen["blas_threads"] == [1]
+
+
 def test_serving_process_runs_blas_on_one_thread(monkeypatch, settings, fake_embedder):
     """Each verdict's small matrix product waited ~20 ms for a second OpenBLAS thread on a busy machine."""
     from threadpoolctl import threadpool_info, threadpool_limits
