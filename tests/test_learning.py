@@ -450,3 +450,40 @@ def test_a_fit_built_beside_the_profile_file_is_found_from_any_data_dir(settings
     service = started(settings, embedder)  # another data dir: its own cache is empty
     assert embedder.calls == 0 and service.live["kind"].ready  # nothing embedded, nothing fitted
     service.close()
+
+
+def test_a_recalibrations_rest_never_holds_back_the_head():
+    # A recalibration of 30 s at a quarter of a core owed 90 s of rest, and every teach meanwhile only nudged the
+    # head: on a loaded machine the HWU64 stream was answered from nudged heads most of the time (worse p, more
+    # escalations). Head refits now rest in proportion to their own cost; a recalibration waits for all of it.
+    from mcp_latent.live_profile import REFIT_DEBOUNCE_SECONDS, RefitPacer
+
+    pacer = RefitPacer(cpu_share=0.25)
+    assert pacer.wait(0.0, teaches_pending=True, recalibration_due=True) == 0.0  # nothing owed yet: recalibrate
+    pacer.done(started=0.0, ended=30.0, recalibrated=True)  # 90 s of rest owed
+    assert not pacer.may_recalibrate(31.0)
+    assert pacer.wait(31.0, teaches_pending=True, recalibration_due=True) == 0.0  # a head refit at once
+    pacer.done(started=31.0, ended=31.5, recalibrated=False)  # a head refit of 0.5 s owes 1.5 s more
+    assert pacer.wait(32.0, teaches_pending=True, recalibration_due=True) == pytest.approx(1.0)
+    assert pacer.wait(32.0, teaches_pending=False, recalibration_due=True) == pytest.approx(121.5 - 32.0)
+    assert pacer.may_recalibrate(121.5) and pacer.wait(121.5, False, True) == 0.0
+    assert pacer.wait(121.5, teaches_pending=False, recalibration_due=False) is None  # nothing to do: the thread ends
+    pacer.done(
+        started=200.0, ended=200.01, recalibrated=False
+    )  # a very cheap refit still rests the debounce before the next
+    assert pacer.wait(200.01, True, False) == pytest.approx(REFIT_DEBOUNCE_SECONDS)
+
+
+def test_a_profile_that_cannot_cross_validate_is_not_recalibrated_again_without_new_exemplars(settings, fake_embedder):
+    # A recalibration is due while the calibration was never cross-validated; without the guard the refit thread,
+    # which now also wakes for a due recalibration, would refit such a profile forever.
+    write_profile(settings.user_profiles_dir, "pair", {"yes": ["sure thing"], "no": ["no way"]})
+    service = started(settings)
+    live = service.live["pair"]
+    service.teach("pair", "yes", text="absolutely, go ahead")
+    assert service.wait_refitted(60)
+    refits = live.refits
+    assert live.snapshot.calibration.cv_accuracy is None  # one exemplar per label too few to cross-validate
+    time.sleep(0.5)
+    assert live.refits == refits and live._refit_thread is None
+    service.close()
