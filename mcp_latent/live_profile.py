@@ -9,8 +9,9 @@ Who owns what (one `LiveProfile` per profile; nothing here is shared across prof
 - `_taught` (label, text) pairs and `_digest` (their running hash, part of the fit cache key) belong to `_lock`.
 - The background refit is single-flight: at most one thread per profile (`_refit_thread`), which loops while
   teaches keep arriving; exemplars taught during a refit are appended to its result before it is swapped in.
-- `_verdict_p` (recent verdicts' p, for the stream threshold) and `_verdict_keys` belong to `_verdicts_lock`, held
-  only to append (any thread that judges); the refit thread copies `_verdict_p` under it.
+- `_verdicts` (recent verdicts: p, best label, and whether it was right once the text is taught; for the stream
+  threshold) and `_checks` belong to `_verdicts_lock`, held only to record or mark one (any thread that judges or
+  teaches); the refit thread copies them under it.
 - The first fit is single-flight too: whoever needs the profile first (the startup thread or a call) fits it;
   everyone else waits on `_fitted_event` up to their budget, then gets a "fitting, ready in about N s" error.
 """
@@ -143,8 +144,10 @@ class LiveProfile:
         # The p of recent verdicts on distinct in-scope texts, each given before the text was taught: every refit
         # sets the threshold from them (`operating_point.stream_threshold`) once there are enough.
         self._verdicts_lock = threading.Lock()
-        self._verdict_p: collections.deque[float] = collections.deque(maxlen=stream_window)
-        self._verdict_keys: dict[bytes, None] = {}  # texts recorded lately: a handle judged twice counts once
+        # Per text (its vector's bytes: a handle judged twice counts once), oldest first: [p, best label, whether
+        # the best label was right], the last None until the text is taught (an escalation, or a spot check).
+        self._stream_window = stream_window
+        self._verdicts: dict[bytes, list] = {}
         # (p, best label right) of the verdict each taught text had just before it was taught: p's check.
         self._checks: collections.deque[tuple[float, bool]] = collections.deque(maxlen=stream_window)
         self.stream_threshold: float | None = None  # the threshold the stream set last (None: the fit's own)
@@ -227,29 +230,45 @@ class LiveProfile:
 
     # --- the stream ----------------------------------------------------------------------------------------------
 
-    def observe(self, vector: np.ndarray, p: float, in_scope: bool) -> None:
-        """Record a verdict this profile gave (texts cut as out of scope are answered at no threshold: left out)."""
-        window = self._verdict_p.maxlen
+    def observe(self, vector: np.ndarray, p: float, in_scope: bool, best: str | None = None) -> None:
+        """Record a verdict this profile gave (texts cut as out of scope are answered at no threshold: left out);
+        `best`: its most probable label, also when unsure (a later teach of the text says whether it was right)."""
+        window = self._stream_window
         if not window or not in_scope:
             return
         key = vector.tobytes()
         with self._verdicts_lock:
-            if key in self._verdict_keys:
+            if key in self._verdicts:
                 return
-            self._verdict_keys[key] = None
-            if len(self._verdict_keys) > window:
-                del self._verdict_keys[next(iter(self._verdict_keys))]  # dicts keep insertion order: oldest goes
-            self._verdict_p.append(p)
+            self._verdicts[key] = [p, best, None]
+            if len(self._verdicts) > window:
+                del self._verdicts[next(iter(self._verdicts))]  # dicts keep insertion order: oldest goes
+
+    def stream_verdicts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(p, right) of the recorded verdicts, oldest first; right is 1/0 for texts taught since (whether the
+        verdict's best label was the one taught), NaN for the others."""
+        with self._verdicts_lock:
+            records = list(self._verdicts.values())
+        p = np.array([r[0] for r in records], dtype=np.float64)
+        right = np.array([np.nan if r[2] is None else float(r[2]) for r in records], dtype=np.float64)
+        return p, right
+
+    def _label_recorded_verdict(self, vector: np.ndarray, label: str) -> None:
+        """A text was taught: its recorded verdict (if any) now knows whether its best label was right."""
+        with self._verdicts_lock:
+            record = self._verdicts.get(vector.tobytes())
+            if record is not None and record[1] is not None and record[2] is None:
+                record[2] = record[1] == label
 
     def _on_stream(self, fitted: FittedProfile) -> FittedProfile:
         """The fit answering from the stream's threshold when the stream has set one (`stream_threshold`); a
         fixed threshold in the profile file is left alone."""
         if self.base.threshold is not None:
             return fitted
+        p, right = self.stream_verdicts()
         with self._verdicts_lock:
-            p = np.array(self._verdict_p, dtype=np.float64)
             checks = np.array(self._checks, dtype=np.float64).reshape(-1, 2)
-        threshold = stream_threshold(p, self.base.target_accuracy)
+        threshold = stream_threshold(p, self.base.target_accuracy, right)
         if threshold is None or not p_holds(checks[:, 0], checks[:, 1]):
             return fitted
         self.stream_threshold = threshold
@@ -360,6 +379,7 @@ class LiveProfile:
             if verdict.reason != OUT_OF_SCOPE and self._checks.maxlen:
                 with self._verdicts_lock:
                     self._checks.append((verdict.p, verdict.best == label))
+        self._label_recorded_verdict(vector, label)
         with self._lock:
             if (label, text) in self._known:
                 return Learned(self.name, label, False, self.exemplars, was)

@@ -506,7 +506,7 @@ class LatentService:
             self.stats.record(name, "escalated" if verdict.unsure else "answered")
             live = self.live.get(name)
             if live is not None:
-                live.observe(vector, verdict.p, verdict.reason != OUT_OF_SCOPE)
+                live.observe(vector, verdict.p, verdict.reason != OUT_OF_SCOPE, verdict.best)
         return verdicts
 
     @staticmethod

@@ -207,7 +207,7 @@ def judged_and_taught(settings, taught_as):
     made = [service.handoff(text, evaluate=["kind"]) for text in texts]
     for m in made[:50]:
         service.evaluate(handle=m["handle"], profiles=["kind"])  # judged again: recorded once
-    recorded = np.array(live._verdict_p)
+    recorded, _ = live.stream_verdicts()
     distinct = {row.tobytes() for row in HashingEmbedder().embed(texts)}  # hashed words may collide
     assert len(recorded) == len(distinct) >= MIN_STREAM_VERDICTS
     for i in range(MIN_STREAM_CHECKS):
@@ -486,4 +486,20 @@ def test_a_profile_that_cannot_cross_validate_is_not_recalibrated_again_without_
     assert live.snapshot.calibration.cv_accuracy is None  # one exemplar per label too few to cross-validate
     time.sleep(0.5)
     assert live.refits == refits and live._refit_thread is None
+    service.close()
+
+
+def test_a_taught_text_marks_whether_its_earlier_verdict_was_right(settings, fruit_tools_profile):
+    # The stream threshold counts a verdict whose text was taught since as what the teach showed, not as its p.
+    service = started(settings)
+    live = service.live["kind"]
+    texts = ["a ripe banana split", "a rusty old hammer", "a crisp green apple"]
+    made = [service.handoff(text, evaluate=["kind"]) for text in texts]
+    best = [live.snapshot.verdict(HashingEmbedder().embed([t])[0]).best for t in texts]
+    service.teach("kind", best[0], handle=made[0]["handle"])  # the verdict's best label was the one taught
+    service.teach("kind", "tools" if best[1] == "fruit" else "fruit", handle=made[1]["handle"])  # it was not
+    p, right = live.stream_verdicts()
+    assert len(p) == 3 and right[0] == 1.0 and right[1] == 0.0 and np.isnan(right[2])
+    service.teach("kind", best[1], handle=made[1]["handle"])  # a second teach of the text changes nothing
+    assert live.stream_verdicts()[1][1] == 0.0
     service.close()

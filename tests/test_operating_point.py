@@ -213,6 +213,22 @@ def test_the_stream_threshold_is_the_lowest_whose_answered_verdicts_mean_p_meets
     assert stream_threshold(np.concatenate([np.full(300, 0.99), np.full(10, 0.3)]), 0.5) == MIN_THRESHOLD
 
 
+def test_verdicts_taught_since_count_as_what_their_teach_showed():
+    from mcp_latent.operating_point import stream_threshold
+
+    # 1000 verdicts at 0.99 (answered: never taught) and 1000 at 0.90 (escalated and taught). By p alone the 0.90
+    # band expects 94.5% down to it; its teaches showed the best label right 99% of the time, so answering it too
+    # expects 99%; had they shown 80%, not even the target of 0.96 would be met down to 0.90.
+    p = np.repeat([0.99, 0.90], 1000)
+    unknown = np.full(1000, np.nan)
+    assert stream_threshold(p, 0.96) == pytest.approx(0.99)
+    right = np.concatenate([unknown, (np.arange(1000) % 100 != 0).astype(float)])
+    assert stream_threshold(p, 0.96, right) == pytest.approx(0.90)
+    wrong = np.concatenate([unknown, (np.arange(1000) % 5 != 0).astype(float)])
+    assert stream_threshold(p, 0.96, wrong) == pytest.approx(0.99)
+    assert stream_threshold(p, 0.96, np.full(2000, np.nan)) == stream_threshold(p, 0.96)  # nothing known: p
+
+
 def test_no_threshold_of_the_plain_rule_beats_an_admissible_point():
     # The yardstick is the plain rule at every threshold, not only at the curve's quantile steps: with 3,000
     # exemplars a threshold between two steps beat the chosen point of a 3-label profile (p >= 0.70 on HWU64's
