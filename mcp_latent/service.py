@@ -402,6 +402,8 @@ class LatentService:
                 snapshot = live.snapshot
                 if snapshot is not None:
                     summary.update(operating_summary(snapshot.calibration, profile.spec))
+                    if live.stream_threshold is not None:  # the threshold above was set from the stream's verdicts
+                        summary["stream_threshold"] = round(live.stream_threshold, 3)
             out.append(summary)
         return out
 

@@ -14,6 +14,11 @@ refits, and startup with a large unfitted profile. A real `mcp-latent serve` ove
    beside the same server without the large profile.
 
 The first run embeds and fits the large profile (minutes on 2 cores); `--work` keeps that fit for later runs.
+`--only startup` measures just 3. (no fit of the large profile needed; about a minute), `--repeat N` starts each
+server N times and reports every start and the median: the goal "tools/list and a small profile within 2 s with a
+15k-exemplar profile in the profiles dir" is for a quiet machine, so run it there:
+
+    nice -n 0 .venv/bin/python tools/bench_learning.py --only startup --repeat 5 --out /tmp/bench-startup
 Timings are noisy on shared cores: the load average is recorded beside them.
 """
 
@@ -135,7 +140,7 @@ async def teach_and_isolation(work: Path, banking: list[dict], teaches: int) -> 
     }
 
 
-async def startup(work: Path, banking: list[dict], hwu: list[dict]) -> dict:
+async def startup(work: Path, banking: list[dict], hwu: list[dict], repeat: int = 1) -> dict:
     big_rows = [r for r in banking if r["split"] == "train"] + [r for r in hwu if r["split"] == "train"]
     out = {}
     for case, with_big in (("small only", False), ("with a 15,000-exemplar unfitted profile", True)):
@@ -154,23 +159,33 @@ async def startup(work: Path, banking: list[dict], hwu: list[dict]) -> dict:
         # what the large profile costs the others, not the small profile's own first fit.
         async with Client(params(data, profiles), mode="legacy", read_timeout_seconds=600) as client:
             await client.call_tool("evaluate", {"text": "warm", "profiles": ["mood"]})
-        t0 = time.monotonic()
-        async with Client(
-            params(data, profiles, profile_wait_seconds="60"), mode="legacy", read_timeout_seconds=600
-        ) as client:
-            await client.list_tools()
-            listed = time.monotonic() - t0
-            small = await client.call_tool("evaluate", {"text": "what a lovely surprise", "profiles": ["mood"]})
-            answered = time.monotonic() - t0
-            entry = {
-                "tools_list_s": round(listed, 2),
-                "small_profile_verdict_s": round(answered, 2),
-                "small_profile_error": small.is_error,
-            }
-            if with_big:
-                pending = await client.call_tool("evaluate", {"text": "card arrival", "profiles": ["big"]})
-                entry["large_profile_answer"] = pending.content[0].text[:160]
-        out[case] = entry
+        starts = []
+        for _ in range(repeat):  # each start finds the large profile unfitted: its fit never finishes in the start
+            t0 = time.monotonic()
+            async with Client(
+                params(data, profiles, profile_wait_seconds="60"), mode="legacy", read_timeout_seconds=600
+            ) as client:
+                await client.list_tools()
+                listed = time.monotonic() - t0
+                small = await client.call_tool("evaluate", {"text": "what a lovely surprise", "profiles": ["mood"]})
+                answered = time.monotonic() - t0
+                entry = {
+                    "tools_list_s": round(listed, 2),
+                    "small_profile_verdict_s": round(answered, 2),
+                    "small_profile_error": small.is_error,
+                    "load_average": round(os.getloadavg()[0], 2),
+                }
+                if with_big:
+                    pending = await client.call_tool("evaluate", {"text": "card arrival", "profiles": ["big"]})
+                    entry["large_profile_answer"] = pending.content[0].text[:160]
+            starts.append(entry)
+        out[case] = {
+            "tools_list_s": statistics.median(e["tools_list_s"] for e in starts),
+            "small_profile_verdict_s": statistics.median(e["small_profile_verdict_s"] for e in starts),
+            "small_profile_error": any(e["small_profile_error"] for e in starts),
+            **({"large_profile_answer": starts[-1]["large_profile_answer"]} if with_big else {}),
+            "starts": starts,
+        }
     return out
 
 
@@ -180,34 +195,40 @@ async def run(args: argparse.Namespace) -> dict:
     hwu = read_rows(data / "hwu64" / "hwu64.jsonl")
     work = Path(args.work)
     load = os.getloadavg()
-    result = {"startup": await startup(work, banking, hwu)}
-    result.update(await teach_and_isolation(work, banking, args.teaches))
+    result = {"startup": await startup(work, banking, hwu, args.repeat)}
+    if args.only != "startup":
+        result.update(await teach_and_isolation(work, banking, args.teaches))
     result["load_average"] = {"before": [round(x, 1) for x in load], "after": [round(x, 1) for x in os.getloadavg()]}
     result["cpus"] = os.cpu_count()
     return result
 
 
 def markdown(r: dict) -> str:
-    t, q, b = (
-        r["teach_to_effect"],
-        r["evaluate_other_profile_quiet"],
-        r["evaluate_other_profile_while_teaching_and_refitting"],
-    )
-    lines = [
-        "| measurement | p50 ms | p99 ms | max ms | n |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        f"| teach-to-effect, 10,003-exemplar 77-label profile (teach + next evaluate; effect seen "
-        f"{t['effect_seen_on_next_call']}) | {t['p50_ms']:.1f} | {t['p99_ms']:.1f} | {t['max_ms']:.1f} | {t['n']} |",
-        f"| evaluate by handle, another profile, quiet | {q['p50_ms']:.1f} | {q['p99_ms']:.1f} | {q['max_ms']:.1f} "
-        f"| {q['n']} |",
-        f"| same, while the large profile is taught and refitted | {b['p50_ms']:.1f} | {b['p99_ms']:.1f} | "
-        f"{b['max_ms']:.1f} | {b['n']} |",
-        "",
-        "| startup | tools/list s | small profile's first verdict s |",
-        "| --- | ---: | ---: |",
+    lines = []
+    if "teach_to_effect" in r:
+        t, q, b = (
+            r["teach_to_effect"],
+            r["evaluate_other_profile_quiet"],
+            r["evaluate_other_profile_while_teaching_and_refitting"],
+        )
+        lines += [
+            "| measurement | p50 ms | p99 ms | max ms | n |",
+            "| --- | ---: | ---: | ---: | ---: |",
+            f"| teach-to-effect, 10,003-exemplar 77-label profile (teach + next evaluate; effect seen "
+            f"{t['effect_seen_on_next_call']}) | {t['p50_ms']:.1f} | {t['p99_ms']:.1f} | {t['max_ms']:.1f} "
+            f"| {t['n']} |",
+            f"| evaluate by handle, another profile, quiet | {q['p50_ms']:.1f} | {q['p99_ms']:.1f} "
+            f"| {q['max_ms']:.1f} | {q['n']} |",
+            f"| same, while the large profile is taught and refitted | {b['p50_ms']:.1f} | {b['p99_ms']:.1f} | "
+            f"{b['max_ms']:.1f} | {b['n']} |",
+            "",
+        ]
+    lines += [
+        "| startup (median of each start) | tools/list s | small profile's first verdict s | starts |",
+        "| --- | ---: | ---: | ---: |",
     ]
     for case, s in r["startup"].items():
-        lines.append(f"| {case} | {s['tools_list_s']} | {s['small_profile_verdict_s']} |")
+        lines.append(f"| {case} | {s['tools_list_s']} | {s['small_profile_verdict_s']} | {len(s.get('starts', [s]))} |")
     lines += [
         "",
         f"{r['cpus']} CPUs shared with other work: load average {r['load_average']['before'][0]} before, "
@@ -222,6 +243,8 @@ def main() -> int:
     parser.add_argument("--work", default="/tmp/bench-learning", help="kept between runs (the large fit)")
     parser.add_argument("--out", default="bench-learning-out")
     parser.add_argument("--teaches", type=int, default=40)
+    parser.add_argument("--only", choices=["startup"], help="measure only this part")
+    parser.add_argument("--repeat", type=int, default=1, help="starts per startup case (the median is reported)")
     args = parser.parse_args()
     result = anyio.run(run, args)
     out = Path(args.out)

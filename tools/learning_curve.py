@@ -192,6 +192,7 @@ async def run(args: argparse.Namespace) -> dict:
     teach_ms: list[float] = []
     effect_ms: list[float] = []  # teach + the next evaluate that already reflects it
     effect_seen = 0
+    thresholds: list[dict] = []  # the learning profile's threshold at each window's end (from the stream or not)
     items: list[dict] = []  # per stream item: the learning profile's verdict in detail (for `decompose`)
     exemplars = {label: len(texts) for label, texts in seed.items()}  # per label, as taught so far
     load_before = os.getloadavg()
@@ -254,6 +255,12 @@ async def run(args: argparse.Namespace) -> dict:
                 cache_labels[stored["handles"][0]] = gold or "(out of scope)"
             if n % args.window == 0:
                 recent = np.mean(learning.escalated[-args.window :])
+                listed = json.loads((await client.read_resource("latent://profiles")).contents[0].text)
+                listed = listed.get("profiles", []) if isinstance(listed, dict) else listed
+                mine = next(p for p in listed if p.get("name") == name)
+                thresholds.append(
+                    {"item": n, "threshold": mine.get("threshold"), "stream": mine.get("stream_threshold")}
+                )
                 print(
                     f"{n:>5}/{len(stream)}  escalated (last {args.window}): learning {recent:.1%}, "
                     f"no learning {np.mean(frozen.escalated[-args.window :]):.1%}, "
@@ -329,6 +336,7 @@ async def run(args: argparse.Namespace) -> dict:
         },
         "server_stats": stats,
         "last_third": decompose(items),
+        "thresholds": thresholds,
         "profile_after_stream": next(
             ({k: v for k, v in p.items() if k != "labels"} for p in fitted if p.get("name") == name), None
         ),
