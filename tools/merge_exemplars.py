@@ -103,7 +103,9 @@ def merge(
             if second is not None:
                 other = by_id.get(str(item.get("id"))) or by_text.get(normalise(item["text"]))
                 if other is None or other.get(profile) is None or other[profile] != label:
-                    counts["not judged twice" if other is None or other.get(profile) is None else "judges disagree"] += 1
+                    counts[
+                        "not judged twice" if other is None or other.get(profile) is None else "judges disagree"
+                    ] += 1
                     if drop_disagreed:
                         counts["removed"] += _remove(spec, normalise(item["text"]))
                         present.discard(normalise(item["text"]))
