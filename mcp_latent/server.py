@@ -676,9 +676,11 @@ def serve(
 ) -> None:
     """Run the server until the client goes away (stdio) or the process is stopped (http). Over stdio the service is
     built once the server answers (`DeferredService`) unless one is given; HTTP builds its own after its checks."""
-    one_blas_thread()
     if (transport or settings.transport) == "stdio":
-        service = service or DeferredService(settings)
+        if service is None:
+            service = DeferredService(settings)  # limits BLAS itself once numpy is imported
+        else:
+            one_blas_thread()
         try:
             build_server(settings, service).run("stdio")
         finally:
@@ -691,6 +693,7 @@ def serve(
     token = settings.bearer_token()
     from .service import LatentService
 
+    one_blas_thread()  # numpy's BLAS came with the service module
     service = LatentService(settings)
     app = http_app(build_server(settings, service), settings, token)
     listener = bind_listener(settings.host, settings.port)

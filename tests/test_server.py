@@ -131,7 +131,8 @@ async def test_deferred_service_that_fails_to_build_reports_it_on_every_call(mon
 
 def test_stdio_server_runs_before_the_engine_is_imported(tmp_path):
     """`serve` over stdio builds and runs the MCP server before numpy and the engine import (they load in the
-    startup thread the server's lifespan starts); once built, the service runs numpy's BLAS on one thread."""
+    startup thread the server's lifespan starts); once built, the service runs numpy's BLAS on one thread. So does
+    an HTTP server, which imports the engine before it serves (a BLAS limit set before numpy's import is lost)."""
     import subprocess
     import sys
 
@@ -164,17 +165,34 @@ class Recorder:
 
         seen["blas_threads"] = sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
 
-server.build_server = lambda settings, service: Recorder(service)
-server.serve(Settings(data_dir=sys.argv[1], builtin_profiles=False))
+if sys.argv[2] == "http":
+    import uvicorn
+    from threadpoolctl import threadpool_info
+
+    def run(self, sockets):
+        seen["imported_before_run"] = []
+        seen["blas_threads"] = sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+
+    uvicorn.Server.run = run
+else:
+    server.build_server = lambda settings, service: Recorder(service)
+# HTTP starts its own service: a model that fails at once keeps this test free of any model
+no_model = {"model": "/nonexistent", "embed_backend": "onnx"} if sys.argv[2] == "http" else {}
+server.serve(Settings(data_dir=sys.argv[1], builtin_profiles=False, transport=sys.argv[2], port=0, **no_model))
 print(json.dumps(seen))
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "d")], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen["imported_before_run"] == []
-    assert seen["blas_threads"] == [1]
+    for transport in ("stdio", "http"):
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / transport), transport],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        seen = json.loads(done.stdout.strip().splitlines()[-1])
+        assert seen["imported_before_run"] == []
+        assert seen["blas_threads"] == [1], transport
 
 
 def test_serving_process_runs_blas_on_one_thread(monkeypatch, settings, fake_embedder):
