@@ -32,7 +32,7 @@ from .calibration import Calibration
 from .decision import OUT_OF_SCOPE
 from .errors import InvalidInput, NotReady
 from .evaluator import FittedProfile
-from .operating_point import p_holds, stream_threshold
+from .operating_point import MAX_OVERCONFIDENCE, overconfidence, stream_threshold
 from .profile_fitter import ProfileFitter, flatten
 from .profiles import Profile
 
@@ -268,11 +268,12 @@ class LiveProfile:
         p, right = self.stream_verdicts()
         with self._verdicts_lock:
             checks = np.array(self._checks, dtype=np.float64).reshape(-1, 2)
-        threshold = stream_threshold(p, self.base.target_accuracy, right)
-        if threshold is None or not p_holds(checks[:, 0], checks[:, 1]):
-            return fitted
+        # None: too few labelled verdicts to go by p; above the cap, p is too far off to go by
+        ratio = overconfidence(checks[:, 0], checks[:, 1])
+        usable = ratio is not None and ratio <= MAX_OVERCONFIDENCE
+        threshold = stream_threshold(p, self.base.target_accuracy, right, ratio) if usable else None
         self.stream_threshold = threshold
-        return fitted.with_threshold(threshold)
+        return fitted if threshold is None else fitted.with_threshold(threshold)
 
     # --- first fit ---------------------------------------------------------------------------------------------
 
