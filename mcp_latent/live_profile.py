@@ -32,7 +32,7 @@ from .calibration import Calibration
 from .decision import OUT_OF_SCOPE
 from .errors import InvalidInput, NotReady
 from .evaluator import FittedProfile
-from .operating_point import MAX_OVERCONFIDENCE, overconfidence, stream_threshold
+from .operating_point import MIN_SHARPNESS, stream_sharpness, stream_threshold
 from .profile_fitter import ProfileFitter, flatten
 from .profiles import Profile
 
@@ -268,10 +268,10 @@ class LiveProfile:
         p, right = self.stream_verdicts()
         with self._verdicts_lock:
             checks = np.array(self._checks, dtype=np.float64).reshape(-1, 2)
-        # None: too few labelled verdicts to go by p; above the cap, p is too far off to go by
-        ratio = overconfidence(checks[:, 0], checks[:, 1])
-        usable = ratio is not None and ratio <= MAX_OVERCONFIDENCE
-        threshold = stream_threshold(p, self.base.target_accuracy, right, ratio) if usable else None
+        # None: too few labelled verdicts to go by p; below MIN_SHARPNESS, p is too far off to go by
+        sharpness = stream_sharpness(checks[:, 0], checks[:, 1])
+        usable = sharpness is not None and sharpness >= MIN_SHARPNESS
+        threshold = stream_threshold(p, self.base.target_accuracy, right, sharpness) if usable else None
         self.stream_threshold = threshold
         return fitted if threshold is None else fitted.with_threshold(threshold)
 

@@ -50,15 +50,15 @@ STREAM_MARGIN_ERRORS = 2.0
 
 
 def stream_threshold(
-    p: np.ndarray, target_accuracy: float, right: np.ndarray | None = None, overconfidence: float = 1.0
+    p: np.ndarray, target_accuracy: float, right: np.ndarray | None = None, sharpness: float = 1.0
 ) -> float | None:
     """The lowest threshold at which the texts a profile has been judging would be answered with an expected
     accuracy `STREAM_MARGIN_ERRORS` standard errors above the target, so the measured rate holds it, not just the
     expectation. p: the top probability of each recent verdict (prequential: given before any of them was taught);
     right: per verdict 1/0 when the text was taught since (whether the verdict's best label was the one taught),
-    NaN when not. A verdict counts as what its teach showed, else as right with probability p, its chance of being
-    wrong multiplied by `overconfidence` (what the labelled verdicts say of p: `overconfidence()`). None with too
-    few verdicts, or when no threshold reaches the target.
+    NaN when not. A verdict counts as what its teach showed, else as right with probability p made as sure as the
+    labelled verdicts say it is (`sharpness`: `stream_sharpness`). None with too few verdicts, or when no threshold
+    reaches the target.
 
     Why: the cross-validated choice sees only exemplars, and a taught profile's exemplars are the hard texts it
     escalated; it asked for thresholds the stream did not need (HWU64: 0.92-0.97 where the stream's verdicts,
@@ -69,7 +69,7 @@ def stream_threshold(
     if len(p) < MIN_STREAM_VERDICTS:
         return None
     p = np.asarray(p, dtype=np.float64)
-    expected = np.clip(1.0 - overconfidence * (1.0 - p), 0.0, 1.0)
+    expected = p if sharpness == 1.0 else sharpened(p, sharpness)
     value = expected if right is None else np.where(np.isnan(right), expected, right)
     order = np.argsort(-p, kind="stable")
     p_desc = p[order]
@@ -88,31 +88,47 @@ def stream_threshold(
 MIN_STREAM_CHECKS = 50
 
 
-# Beyond this many times the errors p expects, p is not a guide at all: no stream threshold (the fit's own stays).
-MAX_OVERCONFIDENCE = 2.0
-
-
-def overconfidence(p: np.ndarray, right: np.ndarray) -> float | None:
-    """How many times more often verdicts with these top probabilities were wrong than p says, beyond the
-    estimate's noise: 1.0 while they were right about as often as p says (not less often than their mean p by more
-    than `STREAM_MARGIN_ERRORS` standard errors), else the ratio of the fewest errors the evidence is consistent
-    with to the errors p expects. None with fewer than `MIN_STREAM_CHECKS` verdicts.
-
-    Why not a yes/no: a check that passed or failed by a hair switched the stream threshold on and off (HWU64
-    through the server: off from item 1,000 to 2,250, the fit's own threshold of 0.96-0.996 escalating 52-56% in
-    those windows, 37-44% after); the ratio discounts p as much as the evidence says, and no more."""
+def p_holds(p: np.ndarray, right: np.ndarray) -> bool:
+    """Whether verdicts with these top probabilities were right about as often as p says: not less often than
+    their mean p by more than `STREAM_MARGIN_ERRORS` standard errors. False with fewer than `MIN_STREAM_CHECKS`."""
     if len(p) < MIN_STREAM_CHECKS:
-        return None
+        return False
     expected = float(np.mean(p))
     error = np.sqrt(max(expected * (1.0 - expected), 0.0) / len(p))
-    fewest_errors = 1.0 - float(np.mean(right)) - STREAM_MARGIN_ERRORS * error
-    return float(max(1.0, fewest_errors / max(1.0 - expected, 1e-12)))
+    return bool(float(np.mean(right)) >= expected - STREAM_MARGIN_ERRORS * error)
 
 
-def p_holds(p: np.ndarray, right: np.ndarray) -> bool:
-    """Whether verdicts with these top probabilities were right about as often as p says (`overconfidence` 1.0).
-    False with fewer than `MIN_STREAM_CHECKS` verdicts."""
-    return bool(overconfidence(p, right) == 1.0)
+# Below this sharpness p is too far off to go by: no stream threshold (the fit's own stays).
+MIN_SHARPNESS = 0.5
+SHARPNESS_GRID = np.linspace(MIN_SHARPNESS / 2, 1.0, 76)  # candidate scales of p's log-odds, steps of 0.01
+
+
+def _log_odds(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1.0 - 1e-6)
+    return np.log(p / (1.0 - p))
+
+
+def sharpened(p: np.ndarray, sharpness: float) -> np.ndarray:
+    """p with its log-odds scaled by `sharpness` (1.0: unchanged; below 1: less sure)."""
+    return 1.0 / (1.0 + np.exp(-sharpness * _log_odds(p)))
+
+
+def stream_sharpness(p: np.ndarray, right: np.ndarray) -> float | None:
+    """The scale of p's log-odds (at most 1) under which labelled verdicts (texts taught after a verdict: its top
+    probability p, and whether its best label was the one taught) are most likely: 1.0 while p is as sure as it
+    should be or less, below 1 when p was right less often than it said. None with fewer than `MIN_STREAM_CHECKS`.
+
+    Why log-odds: p was overconfident on HWU64's stream by about the same factor in log-odds across its range
+    (0.72 meant about 0.68; 0.99 about 0.97), where a ratio of error rates measured on the escalated band (1.0-1.5)
+    said nothing about the answered top (2-4 times the errors p expected). A yes/no check (`p_holds`) flipped on
+    noise and switched the stream threshold off and on (off from item 1,000 to 2,250 of the HWU64 stream: the
+    fit's own threshold escalated 52-56% per window, 37-44% after)."""
+    if len(p) < MIN_STREAM_CHECKS:
+        return None
+    z = _log_odds(p)[None, :] * SHARPNESS_GRID[:, None]
+    right = np.asarray(right, dtype=np.float64)[None, :]
+    log_likelihood = (right * z - np.logaddexp(0.0, z)).sum(axis=1)
+    return float(SHARPNESS_GRID[int(np.argmax(log_likelihood))])
 
 
 @dataclass(frozen=True)

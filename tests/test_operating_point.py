@@ -229,21 +229,22 @@ def test_verdicts_taught_since_count_as_what_their_teach_showed():
     assert stream_threshold(p, 0.96, np.full(2000, np.nan)) == stream_threshold(p, 0.96)  # nothing known: p
 
 
-def test_overconfident_p_is_discounted_by_as_much_as_the_labelled_verdicts_say():
-    from mcp_latent.operating_point import MIN_STREAM_CHECKS, overconfidence, stream_threshold
+def test_overconfident_p_is_made_as_sure_as_the_labelled_verdicts_say():
+    from mcp_latent.operating_point import MIN_STREAM_CHECKS, sharpened, stream_sharpness, stream_threshold
 
-    p = np.full(400, 0.9)  # 400 labelled verdicts at p 0.9: one standard error is 1.5 points
-    assert overconfidence(p, np.arange(400) % 10 != 0) == 1.0  # right 90%: as p says
-    assert overconfidence(p, np.arange(400) % 100 > 11) == 1.0  # right 88%: within two standard errors
-    # right 80%: 20% wrong, at least 17% allowing for noise, where p expects 10%
-    assert overconfidence(p, np.arange(400) % 10 > 1) == pytest.approx(1.7, abs=1e-9)
-    assert overconfidence(p[: MIN_STREAM_CHECKS - 1], np.ones(MIN_STREAM_CHECKS - 1)) is None  # too few to tell
-    # The stream threshold counts unlabelled verdicts wrong that many times more often than p: it moves up by as
-    # much as that costs, instead of being dropped altogether (it was, and the profile escalated a sixth more).
+    p = np.full(400, 0.9)  # 400 labelled verdicts at p 0.9
+    assert stream_sharpness(p, np.arange(400) % 10 != 0) == pytest.approx(1.0)  # right 90%: as p says
+    assert stream_sharpness(p, np.ones(400)) == 1.0  # right more often than p says: never made surer
+    # right 80%: log-odds 1.386 where p says 2.197, a scale of 0.63
+    assert stream_sharpness(p, np.arange(400) % 10 > 1) == pytest.approx(np.log(4) / np.log(9), abs=0.01)
+    assert stream_sharpness(p[: MIN_STREAM_CHECKS - 1], np.ones(MIN_STREAM_CHECKS - 1)) is None  # too few to tell
+    assert sharpened(np.array([0.9]), np.log(4) / np.log(9))[0] == pytest.approx(0.8)
+    # The stream threshold counts unlabelled verdicts at the sharpened p: it moves up by as much as that costs,
+    # instead of being dropped altogether (it was, and the profile escalated a sixth more).
     verdicts = np.repeat([0.995, 0.98, 0.95], 1000)
     assert stream_threshold(verdicts, 0.965) == pytest.approx(0.95)
-    assert stream_threshold(verdicts, 0.965, overconfidence=1.7) == pytest.approx(0.98)
-    assert stream_threshold(verdicts, 0.965, overconfidence=8.0) is None
+    assert stream_threshold(verdicts, 0.965, sharpness=0.85) == pytest.approx(0.98)
+    assert stream_threshold(verdicts, 0.965, sharpness=0.6) is None
 
 
 def test_no_threshold_of_the_plain_rule_beats_an_admissible_point():
