@@ -161,7 +161,8 @@ class Settings(BaseSettings):
         gt=0,
         le=1,
         description="most of one core a taught profile's background refits may use: after a refit of d seconds the "
-        "next starts d*(1/share-1) s later (a taught exemplar counts from the next call regardless)",
+        "next starts d*(1/share-1) s later, a recalibration only once every refit's rest is paid (a taught exemplar "
+        "counts from the next call regardless)",
     )
     stream_calibration_window: int = Field(
         1000,
