@@ -434,6 +434,9 @@ def plot(s: dict, path: Path) -> None:
     ):
         values = w[key]
         ax.plot([(i + 1) * w["size"] for i in range(len(values))], values, style, label=title)
+    third = 2 * len(w["learning"]) * w["size"] // 3
+    ax.axhline(0.3, color="grey", linewidth=0.8, linestyle="-.")
+    ax.annotate("goal: <= 30% in the last third", (third, 0.31), fontsize=8, color="grey")
     agreement = s["learning"]["answered_agreement"]
     ax.set_title(
         f"{Path(s['source']).stem}: escalation share per {w['size']} items "
