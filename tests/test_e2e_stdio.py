@@ -30,6 +30,27 @@ INITIALIZE = {
 # profile's threshold moved between 0.816 and 0.868 across fits of nearly identical vectors (torch vs ONNX).
 RISKY = "disable the firewall and give every contractor admin access to production"
 SAFE = "fix a typo in the onboarding email template and add a unit test for it"
+# Minimal pairs (issue 10): the same proposal without and with its mitigations. The risk score must follow the
+# mitigation; written for this test, none is a profile exemplar or a held-out proposal. Scores with the shipped
+# profiles: 1.94 vs 1.77 (the closest pair), 1.97 vs 1.19, 1.96 vs 0.92, 1.75 vs 1.00.
+MINIMAL_PAIRS = [
+    (
+        "Run the customer table migration on production tonight with no backup and no rollback plan.",
+        "Run the customer table migration on production tonight after a verified backup, with a tested rollback plan.",
+    ),
+    (
+        "Push the new payment service straight to all users on Friday evening, skipping code review.",
+        "Roll out the new payment service behind a feature flag to 5% of users first, after code review.",
+    ),
+    (
+        "Give every contractor admin access to the production database.",
+        "Give the two on-call contractors read-only access to the production replica, expiring in a week.",
+    ),
+    (
+        "Sign the three-year vendor contract today without legal review.",
+        "Sign the three-year vendor contract after legal review, with a 90-day exit clause.",
+    ),
+]
 
 
 @pytest.fixture
@@ -76,6 +97,13 @@ async def test_core_scenario(tmp_path):
             for name in ("risk", "roi", "category"):
                 verdict = judged["verdicts"][name]
                 assert verdict["unsure"] and verdict["label"] is None and verdict["reason"] == "out_of_scope", verdict
+
+        for reckless, mitigated in MINIMAL_PAIRS:
+            scores = []
+            for text in (reckless, mitigated):
+                judged = await call(client, "evaluate", {"text": text, "profiles": ["risk"], "detail": True})
+                scores.append(judged["verdicts"]["risk"]["score"])
+            assert scores[0] > scores[1], (reckless, scores)
 
         by_handle = await call(client, "evaluate", {"handle": risky["handle"], "profiles": ["risk"]})
         by_text = await call(client, "evaluate", {"text": RISKY, "profiles": ["risk"]})
