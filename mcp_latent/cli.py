@@ -72,8 +72,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # without bringing the first verdict sooner.
     from .server import serve
 
-    serve(settings)
+    serve(settings)  # returns once the client left (stdio) or the process was stopped (http), the store closed
     return 0
+
+
+def end_process_now(code: int) -> None:
+    """End a finished `serve` without Python's finalisation. Profile fits may still run in background threads inside
+    native code (ONNX Runtime, BLAS, hnswlib); finalisation ends such threads by unwinding them through C++ frames,
+    which aborts the process (SIGABRT, 'terminate called without an active exception') where a client left while
+    profiles fitted. Nothing is lost by skipping it: the store is closed, fits are written atomically and an
+    unfinished one is fitted again at the next start, and output is flushed here."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # the client may have closed the pipe already
+            pass
+    os._exit(code)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -554,15 +569,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Called without `argv` it is the process's entry point (the console script, `python -m`): a
+    finished `serve` then ends the process itself (end_process_now); with `argv` (tests) it only returns."""
     _quiet_libraries()
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except LatentError as exc:
         print(f"mcp-latent: {exc}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
-        return 130
+        code = 130
+    if argv is None and args.command == "serve":
+        end_process_now(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -77,6 +77,38 @@ async def call(client: Client, tool: str, args: dict) -> dict:
     return result.structured_content
 
 
+async def test_client_leaving_mid_fit_ends_the_server_cleanly(tmp_path):
+    """A client that left while profiles were fitting ended the server with SIGABRT (rc 134, 'terminate called
+    without an active exception'): Python's finalisation unwound the fitting threads through native frames."""
+    env = server_env() | {
+        "MCP_LATENT_PROFILE_CACHE_DIR": str(tmp_path / "cold-cache"),  # nothing fitted: the fits run at startup
+        "SERVER_STDERR": str(tmp_path / "stderr"),
+        "SERVER_RC": str(tmp_path / "rc"),
+    }
+    wrapper = '"$@" 2> "$SERVER_STDERR"; echo $? > "$SERVER_RC"'  # bash reports the server's exit status
+    command = [*server_command(), "serve", "--data-dir", str(tmp_path / "data")]
+    fitting_seen = False
+    async with Client(
+        StdioServerParameters(command="bash", args=["-c", wrapper, "server", *command], env=env),
+        mode="legacy",
+        read_timeout_seconds=300,
+    ) as client:
+        for _ in range(600):
+            status = json.loads((await client.read_resource("latent://status")).contents[0].text)
+            fitting_seen = status["ready"] and not status["profiles_ready"]
+            if fitting_seen or status.get("profiles_ready"):
+                break
+            time.sleep(0.1)
+    rc_file = tmp_path / "rc"
+    for _ in range(600):
+        if rc_file.exists() and rc_file.read_text().strip():
+            break
+        time.sleep(0.1)
+    stderr = (tmp_path / "stderr").read_text()
+    assert rc_file.read_text().strip() == "0" and "terminate called" not in stderr, stderr[-2000:]
+    print("left while fitting:", fitting_seen)
+
+
 async def test_core_scenario(tmp_path):
     async with Client(params(tmp_path / "d"), mode="legacy", read_timeout_seconds=120) as client:
         names = {t.name for t in (await client.list_tools()).tools}
