@@ -83,19 +83,10 @@ def stream_threshold(
     return max(MIN_THRESHOLD, float(p_desc[meets[-1]]))
 
 
-# ...and only while p holds on the stream's labelled verdicts: texts taught after a verdict (mostly escalations;
-# spot checks too), each verdict's p against whether its best label was the one taught. At least this many.
+# ...and only while p can be trusted on the stream's labelled verdicts (`stream_sharpness`): texts taught after a
+# verdict (mostly escalations; spot checks too), each verdict's p against whether its best label was the one taught.
+# At least this many.
 MIN_STREAM_CHECKS = 50
-
-
-def p_holds(p: np.ndarray, right: np.ndarray) -> bool:
-    """Whether verdicts with these top probabilities were right about as often as p says: not less often than
-    their mean p by more than `STREAM_MARGIN_ERRORS` standard errors. False with fewer than `MIN_STREAM_CHECKS`."""
-    if len(p) < MIN_STREAM_CHECKS:
-        return False
-    expected = float(np.mean(p))
-    error = np.sqrt(max(expected * (1.0 - expected), 0.0) / len(p))
-    return bool(float(np.mean(right)) >= expected - STREAM_MARGIN_ERRORS * error)
 
 
 # Below this sharpness p is too far off to go by: no stream threshold (the fit's own stays).
@@ -120,9 +111,10 @@ def stream_sharpness(p: np.ndarray, right: np.ndarray) -> float | None:
 
     Why log-odds: p was overconfident on HWU64's stream by about the same factor in log-odds across its range
     (0.72 meant about 0.68; 0.99 about 0.97), where a ratio of error rates measured on the escalated band (1.0-1.5)
-    said nothing about the answered top (2-4 times the errors p expected). A yes/no check (`p_holds`) flipped on
-    noise and switched the stream threshold off and on (off from item 1,000 to 2,250 of the HWU64 stream: the
-    fit's own threshold escalated 52-56% per window, 37-44% after)."""
+    said nothing about the answered top (2-4 times the errors p expected). The yes/no check this replaced (p
+    within two standard errors of the labelled verdicts' hit rate) flipped on noise and switched the stream
+    threshold off and on (off from item 1,000 to 2,250 of the HWU64 stream: the fit's own threshold escalated
+    52-56% per window, 37-44% after)."""
     if len(p) < MIN_STREAM_CHECKS:
         return None
     z = _log_odds(p)[None, :] * SHARPNESS_GRID[:, None]
