@@ -338,7 +338,6 @@ def build_server(settings: Settings | None = None, service: LatentService | Defe
         # Load the model in the background so `initialize`/`tools/list` answer at once; calls wait for it.
         # HTTP enters this once per session, so it only starts; `serve` closes the service at exit.
         service.start_in_background()
-        service.mark_serving()  # the server is up: first fits may take the CPU now
         yield service
 
     # None = derive the output schema from the return annotation; False = plain text tools, no schema.
@@ -611,8 +610,8 @@ class DeferredService:
     time to `tools/list` on a quiet machine, and the SDK import it would otherwise wait behind holds the GIL).
 
     Calls reach the built service through attribute access, which waits until it is built: the tools run in worker
-    threads, so that wait never blocks the event loop; what runs on the loop (`is_quick`, the lifespan's
-    `start_in_background` and `mark_serving`) is defined here and never waits. Ownership: the startup thread writes
+    threads, so that wait never blocks the event loop; what runs on the loop (`is_quick` and the lifespan's
+    `start_in_background`) is defined here and never waits. Ownership: the startup thread writes
     `_service` and `_error` once, before setting `_built`; any thread reads them after `_built` is set."""
 
     def __init__(self, settings: Settings):
@@ -630,9 +629,6 @@ class DeferredService:
                 return
             self._started = True
         threading.Thread(target=self._build_and_start, name="mcp-latent-startup", daemon=True).start()
-
-    def mark_serving(self) -> None:
-        """Nothing to gate: the service is built once the server answers, so its first fits may start at once."""
 
     def _build_and_start(self) -> None:
         try:
@@ -699,7 +695,6 @@ def serve(
     listener = bind_listener(settings.host, settings.port)
     try:
         service.start_in_background()  # warm up before the first client connects; /healthz says 503 until ready
-        service.mark_serving()  # every import is done here: first fits compete with nothing of the server's
         print(f"mcp-latent: listening on {endpoint_url(listener)}", file=sys.stderr, flush=True)
         config = uvicorn.Config(app, log_level=settings.log_level.lower())
         uvicorn.Server(config).run(sockets=[listener])

@@ -28,8 +28,6 @@ from .store_maintenance import StoreMaintenance
 
 log = logging.getLogger(__name__)
 
-SERVING_WAIT_SECONDS = 30.0  # first fits start at the latest this long after a server's background start
-
 PREVIEW_CHARS = 120  # text shown per `similar` hit: enough to recognise it, cheap in tokens
 
 
@@ -62,11 +60,6 @@ class LatentService:
         self._start_lock = threading.Lock()
         self._started = False
         self._startup_error: LatentError | None = None
-        # Set while first fits may run: at once for library use; a server's background start clears it until the
-        # server answers (fits and the fitting libraries' import took the GIL from the MCP SDK's import and
-        # doubled the time to `tools/list`, 3.3 -> 7 s on a loaded machine). Any thread; an Event needs no lock.
-        self._serving = threading.Event()
-        self._serving.set()
         # One owner per profile for its fit lifecycle. The dict is filled once by `start` before `_ready` is set
         # and only read after that, so readers need no lock; each LiveProfile guards its own state.
         self.live: dict[str, LiveProfile] = {}
@@ -143,23 +136,13 @@ class LatentService:
             self._ready.set()
 
     def start_in_background(self) -> None:
-        """Start loading once; later calls (one per HTTP session) do nothing. First fits (and the import of the
-        fitting libraries) then wait until `mark_serving` (at most SERVING_WAIT_SECONDS), so they never compete
-        with the server's own start; cached fits are taken at once."""
+        """Start loading once; later calls (one per HTTP session) do nothing. Servers call this once they answer
+        (stdio builds the service then, HTTP after its imports), so loading never competes with their own start."""
         with self._start_lock:
             if self._started:
                 return
             self._started = True
-            self._serving.clear()
         threading.Thread(target=self.start, name="mcp-latent-startup", daemon=True).start()
-
-    def mark_serving(self) -> None:
-        """The server answers requests now: first fits may start (see `start_in_background`)."""
-        self._serving.set()
-
-    def _preload_fitting(self) -> None:
-        self._serving.wait(SERVING_WAIT_SECONDS)
-        preload_fitting()
 
     def wait_ready(self, timeout: float = 300.0) -> None:
         if not self._ready.wait(timeout):
@@ -184,10 +167,9 @@ class LatentService:
         cores with a large profile's embedding)."""
         pending = [live for live in self.live.values() if not live.load_cached()]
         if pending:
-            # The fitting libraries import (once the server answers) only when a profile needs a fit: with every
-            # fit cached, scipy and scikit-learn (~1 CPU-second) would compete with the server's first calls.
-            threading.Thread(target=self._preload_fitting, name="mcp-latent-imports", daemon=True).start()
-        self._serving.wait(SERVING_WAIT_SECONDS)
+            # The fitting libraries import only when a profile needs a fit: with every fit cached, scipy and
+            # scikit-learn (~1 CPU-second) would compete with the server's first calls.
+            threading.Thread(target=preload_fitting, name="mcp-latent-imports", daemon=True).start()
         for live in sorted(pending, key=lambda p: p.exemplars * len(p.labels)):
             live.ensure_fitted()
             live.wait_fitted()

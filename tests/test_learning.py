@@ -237,24 +237,6 @@ def test_no_stream_threshold_while_the_taught_texts_say_p_is_overconfident(setti
     service.close()
 
 
-def test_a_servers_first_fits_wait_until_it_serves_and_cached_fits_do_not(settings, fruit_tools_profile):
-    # The stdio server loads the model while the MCP SDK imports; first fits (and importing scikit-learn for
-    # them) took the GIL from that import and doubled the time to `tools/list` (3.3 -> 7 s on a loaded machine).
-    service = LatentService(settings, embedder=HashingEmbedder())
-    service.start_in_background()
-    service.wait_ready(30)
-    live = service.live["kind"]
-    assert not live.ready and live.status()["ready"] is False  # not fitted before the server answers
-    service.mark_serving()
-    wait_until(lambda: live.ready)
-    service.close()
-    again = LatentService(settings, embedder=HashingEmbedder())  # same data dir: the fit is cached now
-    again.start_in_background()
-    again.wait_ready(30)
-    wait_until(lambda: again.live["kind"].ready)  # taken at once, serving or not
-    again.close()
-
-
 class GatedEmbedder(HashingEmbedder):
     """Embeds texts containing `word` only once the gate opens: a profile that takes forever to embed."""
 
