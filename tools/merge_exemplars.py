@@ -102,10 +102,9 @@ def merge(
                 raise SystemExit(f"item {item.get('id')}: {profile} label {label!r} is not one of {sorted(labels)}")
             if second is not None:
                 other = by_id.get(str(item.get("id"))) or by_text.get(normalise(item["text"]))
-                if other is None or other.get(profile) is None or other[profile] != label:
-                    counts[
-                        "not judged twice" if other is None or other.get(profile) is None else "judges disagree"
-                    ] += 1
+                second_label = None if other is None else other.get(profile)
+                if second_label != label:
+                    counts["not judged twice" if second_label is None else "judges disagree"] += 1
                     if drop_disagreed:
                         counts["removed"] += _remove(spec, normalise(item["text"]))
                         present.discard(normalise(item["text"]))
