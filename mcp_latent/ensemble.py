@@ -1,5 +1,6 @@
-"""The ensemble's arithmetic: a linear softmax head on frozen embeddings, a similarity-weighted kNN vote, and
-their product. Pure numpy (scikit-learn and scipy are imported only by the fitting functions)."""
+"""The ensemble's arithmetic: a linear softmax head on frozen embeddings, a similarity-weighted kNN vote, the words
+expert's label log-probabilities (`words`), and their product. Pure numpy (scikit-learn and scipy are imported
+only by the fitting functions)."""
 
 from __future__ import annotations
 
@@ -76,9 +77,21 @@ def knn_votes(similarities: np.ndarray, neighbour_labels: np.ndarray, n_labels: 
     return votes / votes.sum(axis=1, keepdims=True)
 
 
-def ensemble_logits(head_logits: np.ndarray, votes: np.ndarray, knn_weight: float) -> np.ndarray:
-    """Product of experts: the linear head's log-probabilities plus the weighted kNN vote log-shares."""
-    return log_softmax(head_logits) + knn_weight * np.log(votes + KNN_FLOOR)
+def ensemble_logits(
+    head_logits: np.ndarray,
+    votes: np.ndarray | None,
+    knn_weight: float,
+    words: np.ndarray | None = None,
+    words_weight: float = 0.0,
+) -> np.ndarray:
+    """Product of experts: the linear head's log-probabilities plus the weighted kNN vote log-shares plus the
+    weighted words log-probabilities (an expert with weight 0 may be None)."""
+    logits = log_softmax(head_logits)
+    if knn_weight:
+        logits = logits + knn_weight * np.log(votes + KNN_FLOOR)
+    if words_weight:
+        logits = logits + words_weight * words
+    return logits
 
 
 def nll(logits: np.ndarray, y: np.ndarray) -> float:

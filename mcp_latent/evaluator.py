@@ -1,5 +1,6 @@
-"""A fitted profile judging vectors: neighbours -> per-label probabilities -> a calibrated verdict, or an honest
-"unsure". How the decision's parameters are chosen lives in `calibration`; the arithmetic in `ensemble`.
+"""A fitted profile judging texts by their vectors (and words): neighbours, linear head and words expert ->
+per-label probabilities -> a calibrated verdict, or an honest "unsure". How the decision's parameters are chosen
+lives in `calibration`; the arithmetic in `ensemble`.
 
 A `FittedProfile` is an immutable snapshot: readers judge with it from any thread without a lock, and learning
 makes a new snapshot (`with_exemplars`, microseconds to milliseconds) that the profile's owner swaps in
@@ -23,6 +24,7 @@ from .calibration import Calibration, fit_calibration
 from .decision import Decisions, decide
 from .ensemble import KNN_K, ensemble_logits, exact_neighbours, fit_head, knn_votes, softmax
 from .profiles import ProfileSpec
+from .words import WordsModel
 
 # A taught exemplar nudges the head at once (before the background refit): gradient steps of the softmax loss on
 # that exemplar alone, until the head ranks its label first. The step moves logits only along the exemplar's
@@ -98,7 +100,11 @@ class _Rows:
 
 
 class FittedProfile:
-    """A profile ready to judge vectors: exemplars (exact neighbours), linear head and calibration. Immutable."""
+    """A profile ready to judge vectors: exemplars (exact neighbours), linear head, words expert (when the
+    calibration gives it weight) and calibration. Immutable.
+
+    Texts are optional everywhere: a verdict without its text (a handle stored with MCP_LATENT_STORE_TEXT off)
+    is judged from the vector alone, at the operating point chosen for that (`Calibration.for_text`)."""
 
     def __init__(
         self,
@@ -111,6 +117,7 @@ class FittedProfile:
         calibration: Calibration,
         n: int | None = None,
         provisional: bool = False,
+        words: WordsModel | None = None,
     ):
         self.spec = spec
         self.labels = [label.name for label in spec.labels]
@@ -124,7 +131,12 @@ class FittedProfile:
         self.n = self._rows.used if n is None else n
         self.weights = weights
         self.bias = bias
+        if calibration.words_weight and words is None:  # no words to judge with: the vector-only point
+            calibration = calibration.for_text(False)
+            if calibration.words_weight:
+                calibration = replace(calibration, words_weight=0.0)
         self.calibration = calibration
+        self.words = words if calibration.words_weight else None
         # True when the head or calibration has not yet been refitted on every exemplar (right after `teach`):
         # good to answer with; the owner's background refit replaces it.
         self.provisional = provisional
@@ -157,10 +169,19 @@ class FittedProfile:
         # Fitting is hundreds of small BLAS calls: with one BLAS thread a 950-exemplar, 6-label fit took 11 s
         # instead of 130 s on a busy 2-core machine, where idle BLAS workers spin waiting for a core.
         with threadpool_limits(limits=1, user_api="blas"):
-            calibration = reuse_calibration or fit_calibration(vectors, y, n_labels, spec)
+            calibration = reuse_calibration or fit_calibration(vectors, y, n_labels, spec, texts)
             start = (warm_start.weights, warm_start.bias) if warm_start is not None else None
             weights, bias = fit_head(vectors, y, n_labels, calibration.c, start)
-        return cls(spec, vectors, y, texts, weights, bias, calibration, provisional=reuse_calibration is not None)
+        words = None
+        head_refit = reuse_calibration is not None and warm_start is not None and warm_start.n == len(y)
+        if calibration.words_weight and head_refit and warm_start.words is not None:
+            words = warm_start.words  # the snapshot's words already count every exemplar (its taught ones added)
+        elif calibration.words_weight and len(texts) == len(y):
+            words = WordsModel.fit(texts, y, n_labels)
+        elif calibration.words_weight:  # no texts to count words from: judge from the vectors alone
+            calibration = calibration.for_text(False)
+        provisional = reuse_calibration is not None
+        return cls(spec, vectors, y, texts, weights, bias, calibration, provisional=provisional, words=words)
 
     @classmethod
     def empty(cls, spec: ProfileSpec, dim: int) -> FittedProfile:
@@ -183,7 +204,16 @@ class FittedProfile:
         """A snapshot answering from another threshold (same exemplars and head; nothing is copied)."""
         calibration = replace(self.calibration, threshold=threshold)
         return FittedProfile(
-            self.spec, self._rows, None, None, self.weights, self.bias, calibration, self.n, self.provisional
+            self.spec,
+            self._rows,
+            None,
+            None,
+            self.weights,
+            self.bias,
+            calibration,
+            self.n,
+            self.provisional,
+            self.words,
         )
 
     def with_exemplars(self, vectors: np.ndarray, label_ids: np.ndarray, texts: list[str]) -> FittedProfile:
@@ -200,36 +230,51 @@ class FittedProfile:
                 gradient[label] += 1.0
                 weights += ONLINE_STEP * np.outer(x, gradient).astype(np.float32)
         rows = self._rows.appended(self.n, vectors, label_ids, list(texts))
-        return FittedProfile(
-            self.spec, rows, None, None, weights, bias, self.calibration, n=self.n + len(vectors), provisional=True
-        )
+        words = None if self.words is None else self.words.with_texts(texts, label_ids)
+        n = self.n + len(vectors)
+        return FittedProfile(self.spec, rows, None, None, weights, bias, self.calibration, n, True, words)
 
-    def probabilities(self, vectors: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """Calibrated per-label probabilities for a batch of vectors (neighbours: exact search when not given)."""
+    def _calibration(self, texts: list[str] | None) -> Calibration:
+        """The calibration for this batch: the words expert's when every text is there, else the vector-only one."""
+        return self.calibration.for_text(texts is not None and self.words is not None)
+
+    def probabilities(
+        self,
+        vectors: np.ndarray,
+        neighbours: tuple[np.ndarray, np.ndarray] | None = None,
+        texts: list[str] | None = None,
+    ) -> np.ndarray:
+        """Calibrated per-label probabilities for a batch of vectors (neighbours: exact search when not given;
+        texts: theirs, for the words expert; None judges from the vectors alone)."""
+        calibration = self._calibration(texts)
         logits = vectors @ self.weights + self.bias
-        if self.calibration.knn_weight:
+        votes = None
+        if calibration.knn_weight:
             ids, sims = neighbours if neighbours is not None else exact_neighbours(vectors, self.vectors, KNN_K)
             votes = knn_votes(sims, self.y[ids], len(self.labels))
-            logits = ensemble_logits(logits, votes, self.calibration.knn_weight)
-        return softmax(logits / self.calibration.temperature)
+        words = self.words.log_probs(texts) if calibration.words_weight else None
+        logits = ensemble_logits(logits, votes, calibration.knn_weight, words, calibration.words_weight)
+        return softmax(logits / calibration.temperature)
 
     def neighbours(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact nearest `k` exemplars of each vector: (ids, cosine similarities), each (n, <= k), best first."""
         return exact_neighbours(np.atleast_2d(vectors), self.vectors, k)
 
     def judge(
-        self, vectors: np.ndarray, neighbours: int = 0
+        self, vectors: np.ndarray, neighbours: int = 0, texts: list[str] | None = None
     ) -> tuple[Decisions, np.ndarray, tuple[np.ndarray, np.ndarray]]:
-        """The server's decision for a batch of vectors: (decisions, probabilities, (neighbour ids, similarities)),
-        fetching at least `neighbours` exemplars per vector (for evidence). The evaluation harness measures this."""
+        """The server's decision for a batch of vectors (and their texts, None: from the vectors alone):
+        (decisions, probabilities, (neighbour ids, similarities)), fetching at least `neighbours` exemplars per
+        vector (for evidence). The evaluation harness measures this."""
         vectors = np.atleast_2d(vectors)
+        calibration = self._calibration(texts)
         # Neighbours feed the kNN expert (when the fit uses it), the evidence and the out-of-scope check
         # (the nearest only): fetch just as many as needed.
-        wanted = max(neighbours, KNN_K if self.calibration.knn_weight else 1)
+        wanted = max(neighbours, KNN_K if calibration.knn_weight else 1)
         ids, sims = self.neighbours(vectors, wanted)
-        probs = self.probabilities(vectors, (ids[:, :KNN_K], sims[:, :KNN_K]))
+        probs = self.probabilities(vectors, (ids[:, :KNN_K], sims[:, :KNN_K]), texts)
         nearest = sims[:, 0] if sims.shape[1] else np.full(len(vectors), -1.0)
-        decisions = decide(probs, nearest, self.calibration.threshold, self.calibration.min_similarity, self.abstain)
+        decisions = decide(probs, nearest, calibration.threshold, calibration.min_similarity, self.abstain)
         return decisions, probs, (ids, sims)
 
     def expected_score(self, probs: np.ndarray) -> float | None:
@@ -239,10 +284,12 @@ class FittedProfile:
         answers = probs if self.abstain is None else np.where(self.abstain, 0.0, probs)
         return float(answers @ self.values / max(float(answers.sum()), 1e-12))
 
-    def verdict(self, vector: np.ndarray, detail: bool = False, show: int = 3) -> Verdict:
+    def verdict(self, vector: np.ndarray, text: str | None = None, detail: bool = False, show: int = 3) -> Verdict:
+        """The verdict on one text, by its vector and (when known) its words."""
         if self.n == 0:  # a cold-start profile before its first teach
             return Verdict(label=None, p=1.0 / len(self.labels), unsure=True, reason="no_exemplars", nearest=-1.0)
-        decisions, probs, (ids, sims) = self.judge(vector.reshape(1, -1), neighbours=show if detail else 0)
+        texts = None if text is None else [text]
+        decisions, probs, (ids, sims) = self.judge(vector.reshape(1, -1), show if detail else 0, texts)
         probs, reason, best = probs[0], decisions.reason[0], int(decisions.best[0])
         verdict = Verdict(
             label=None if reason else self.labels[best],
@@ -267,7 +314,8 @@ class FittedProfile:
     def save(self, path: Path) -> None:
         with replacing(path) as tmp, tmp.open("wb") as out:
             arrays = {"vectors": self.vectors, "y": self.y, "weights": self.weights, "bias": self.bias}
-            np.savez(out, **arrays, **self.calibration.to_arrays())
+            words = {} if self.words is None else self.words.to_arrays()
+            np.savez(out, **arrays, **self.calibration.to_arrays(), **words)
 
     @classmethod
     def load(cls, path: Path, spec: ProfileSpec, texts: list[str]) -> FittedProfile:
@@ -275,4 +323,8 @@ class FittedProfile:
         a changed target accuracy moves the point without a refit)."""
         with np.load(path) as data:
             calibration = Calibration.from_arrays(data).retarget(spec)
-            return cls(spec, data["vectors"], data["y"], texts, data["weights"], data["bias"], calibration)
+            words = WordsModel.from_arrays(data)
+            if words is None:  # fitted without texts: judge from the vectors alone
+                calibration = calibration.for_text(False)
+            arrays = (data["vectors"], data["y"], texts, data["weights"], data["bias"])
+            return cls(spec, *arrays, calibration, words=words)

@@ -375,7 +375,7 @@ class LiveProfile:
         snapshot = self.snapshot
         was = None
         if snapshot is not None and snapshot.n:
-            verdict = snapshot.verdict(vector)
+            verdict = snapshot.verdict(vector, text)
             was = verdict.label
             if verdict.reason != OUT_OF_SCOPE and self._checks.maxlen:
                 with self._verdicts_lock:

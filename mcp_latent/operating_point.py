@@ -133,6 +133,7 @@ class Family:
     p: np.ndarray  # (n,) top probability of each exemplar, from a fit that did not see it
     correct: np.ndarray  # (n,) whether that top label was the exemplar's own
     simulated_p: np.ndarray | None  # (m,) top probability of simulated out-of-scope texts; None: no simulation
+    words_weight: float = 0.0  # the words expert's weight (0: the family judges from the vector alone)
 
 
 @dataclass(frozen=True)
@@ -148,9 +149,15 @@ class Evidence:
         return self.simulated_nearest is not None
 
     def anchor(self) -> int:
-        """Index of the family without the kNN expert (the linear head alone): the plain rule to beat. The
-        ensemble itself when cross-validation gave the kNN expert no weight."""
-        return next((f for f, fam in enumerate(self.families) if fam.knn_weight == 0.0), 0)
+        """Index of the family without the kNN and words experts (the linear head alone): the plain rule to beat.
+        The ensemble itself when cross-validation gave both experts no weight."""
+        plain = (f for f, fam in enumerate(self.families) if fam.knn_weight == 0.0 and fam.words_weight == 0.0)
+        return next(plain, 0)
+
+    def from_vectors(self) -> Evidence:
+        """The evidence of the families that judge from the vector alone (no words expert): the operating point
+        for texts the server has no words for (a handle stored with MCP_LATENT_STORE_TEXT off)."""
+        return Evidence(self.nearest, self.simulated_nearest, tuple(f for f in self.families if f.words_weight == 0.0))
 
     def floor(self) -> float:
         """The lowest out-of-scope cutoff: all but OUT_OF_SCOPE_QUANTILE of held-out in-scope exemplars reach it."""

@@ -228,7 +228,7 @@ class LatentService:
         record = self._store().add(namespace, vector, self._texts_to_store([text]), from_agent, parent, meta)[0]
         result: dict[str, Any] = {"handle": record.handle}
         if fitted:
-            result["verdicts"] = self._shown(self._judge(fitted, vector[0], detail), detail)
+            result["verdicts"] = self._shown(self._judge(fitted, vector[0], text, detail), detail)
         return result
 
     def evaluate(
@@ -244,7 +244,7 @@ class LatentService:
         namespace = self._namespace(namespace)
         fitted = self._profiles(profiles, default_all=True)
         record, vector = self._resolve(handle, text, namespace)
-        verdicts = self._judge(fitted, vector, detail)
+        verdicts = self._judge(fitted, vector, text if record is None else (record.text or None), detail)
         result: dict[str, Any] = {"verdicts": self._shown(verdicts, detail)}
         if profiles is None or profiles == []:
             fitting = sorted(set(self.live) - set(fitted))
@@ -483,9 +483,12 @@ class LatentService:
         wait = self.settings.profile_wait_seconds
         return {name: self._live(name).fitted(wait) for name in dict.fromkeys(names)}
 
-    def _judge(self, fitted: dict[str, FittedProfile], vector: np.ndarray, detail: bool) -> dict[str, Verdict]:
+    def _judge(
+        self, fitted: dict[str, FittedProfile], vector: np.ndarray, text: str | None, detail: bool
+    ) -> dict[str, Verdict]:
+        """Every named profile's verdict on one text (its words too, when known: None judges by the vector)."""
         show = self.settings.detail_neighbours
-        verdicts = {name: profile.verdict(vector, detail=detail, show=show) for name, profile in fitted.items()}
+        verdicts = {name: profile.verdict(vector, text, detail, show) for name, profile in fitted.items()}
         for name, verdict in verdicts.items():
             self.stats.record(name, "escalated" if verdict.unsure else "answered")
             live = self.live.get(name)
@@ -509,7 +512,7 @@ class LatentService:
             return {"handle": record.parent, "stored": False, "note": "the parent is no longer stored (retention)"}
         changes: dict[str, Any] = {}
         for name, profile in fitted.items():
-            was, now = profile.verdict(parent.vector), verdicts[name]
+            was, now = profile.verdict(parent.vector, parent.text or None), verdicts[name]
             change: dict[str, Any] = {"was": was.label, "dp": round(now.p - was.p, 2)}
             if now.score is not None and was.score is not None:
                 change["dscore"] = round(now.score - was.score, 2)

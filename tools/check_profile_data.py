@@ -166,7 +166,8 @@ def main() -> int:
                 print(
                     f"\ncv_accuracy {cal.cv_accuracy:.3f}  cv_coverage {cal.cv_coverage:.3f}  "
                     f"cv_answered_accuracy {cal.cv_answered_accuracy or 0:.3f}  threshold {cal.threshold:.3f}  "
-                    f"min_similarity {cal.min_similarity:.3f}  head C {cal.c:g}  knn_weight {cal.knn_weight:g}"
+                    f"min_similarity {cal.min_similarity:.3f}  head C {cal.c:g}  knn_weight {cal.knn_weight:g}  "
+                    f"words_weight {cal.words_weight:g}"
                 )
             if args.suspects and fitted is not None:
                 print(f"\nlikeliest mislabels (out-of-fold p, label -> predicted), top {args.suspects}:")

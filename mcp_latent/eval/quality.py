@@ -102,11 +102,12 @@ def metrics(
     texts: list[str] | None = None,
     with_baselines: bool = True,
 ) -> dict[str, Any]:
-    """All figures for one evaluation set (texts: only for baselines that need them, e.g. semantic-router)."""
+    """All figures for one evaluation set (texts: the rows', judged with their words as the server does, and for
+    baselines that need them, e.g. semantic-router; None judges from the vectors alone)."""
     index = {name: i for i, name in enumerate(fitted.labels)}
     in_scope = np.array([label in index for label in labels])
     y = np.array([index.get(label, -1) for label in labels])
-    decisions, _, _ = fitted.judge(vectors)  # exactly what the server's verdicts do
+    decisions, _, _ = fitted.judge(vectors, texts=texts)  # exactly what the server's verdicts do
     d = {"pred": decisions.best, "p": decisions.p, "nearest": decisions.nearest, "answered": decisions.answered}
     correct = d["pred"] == y
     result: dict[str, Any] = {
@@ -313,6 +314,7 @@ def run_evaluation(
         "rule": cal.family,
         "c": cal.c,
         "knn_weight": cal.knn_weight,
+        "words_weight": cal.words_weight,
         "temperature": cal.temperature,
         "cv_accuracy": cal.cv_accuracy,
         "cv_coverage": cal.cv_coverage,

@@ -1,0 +1,112 @@
+"""The words expert: n-gram naive Bayes beside the embedding, weighed by cross-validation, on cases whose answer is
+known (labels that only a word decides, vectors that carry no label at all)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mcp_latent.evaluator import FittedProfile
+from mcp_latent.profiles import ProfileSpec
+from mcp_latent.words import WordsModel, featurize
+
+DIM = 32
+FILLER = "the team wants to ship the quarterly change for the billing service next week".split()
+
+
+def spec(**kw) -> ProfileSpec:
+    labels = [{"name": name, "examples": ["x"]} for name in ("safe", "unsafe")]
+    return ProfileSpec.model_validate({"name": "words", "labels": labels, **kw})
+
+
+def keyword_texts(n: int, seed: int) -> tuple[list[str], np.ndarray]:
+    """Texts whose label is decided by one phrase only ("with a rollback plan" / "without any rollback plan")
+    amid shuffled filler words."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    texts = []
+    for label in y:
+        words = list(rng.choice(FILLER, size=8))
+        words.insert(int(rng.integers(0, 8)), "with a rollback plan" if label == 0 else "without any rollback plan")
+        texts.append(" ".join(words))
+    return texts, y
+
+
+def unrelated_vectors(n: int, seed: int) -> np.ndarray:
+    """Vectors that carry no label: what an embedding that blurs the deciding words gives, at the extreme."""
+    x = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_labels_that_only_words_decide_are_answered_with_the_words_and_abstained_on_without():
+    texts, y = keyword_texts(80, seed=0)
+    fitted = FittedProfile.fit(spec(target_accuracy=0.9), unrelated_vectors(80, 0), texts, y)
+    assert fitted.calibration.words_weight > 0  # cross-validation found the words worth weighing
+    new_texts, new_y = keyword_texts(40, seed=1)
+    vectors = unrelated_vectors(40, 1)
+    decisions, _, _ = fitted.judge(vectors, texts=new_texts)
+    assert decisions.answered.mean() >= 0.8
+    assert (decisions.best == new_y)[decisions.answered].mean() >= 0.95
+    # without the words (a handle stored without its text) the vectors alone decide: they cannot, so it abstains
+    blind, _, _ = fitted.judge(vectors)
+    assert blind.answered.mean() <= 0.2
+    assert fitted.calibration.for_text(False).words_weight == 0.0
+
+
+def test_a_taught_text_counts_its_words_from_the_next_verdict():
+    texts, y = keyword_texts(40, seed=0)
+    model = WordsModel.fit(texts, y, 2)
+    probe = ["ship it behind a canary flag"]  # words the fit never saw with any label
+    before = model.log_probs(probe)[0]
+    taught = model.with_texts(["roll out behind a canary flag"], np.array([1]))
+    after = taught.log_probs(probe)[0]
+    assert after[1] - after[0] > before[1] - before[0] + 0.5
+    np.testing.assert_allclose(model.log_probs(probe), before[None, :])  # the old model is unchanged (immutable)
+
+
+def test_a_stored_model_judges_exactly_as_the_one_in_memory(tmp_path):
+    texts, y = keyword_texts(60, seed=0)
+    model = WordsModel.fit(texts, y, 2).with_texts(["a canary flag rollout"], np.array([0]))
+    np.savez(tmp_path / "w.npz", **model.to_arrays())
+    with np.load(tmp_path / "w.npz") as data:
+        loaded = WordsModel.from_arrays(data)
+    probe, _ = keyword_texts(10, seed=3)
+    # the taught text's n-grams, folded into the stored sums, weigh what they weighed beside the fitted ones
+    # (float32 storage: 1e-5)
+    probe = probe + ["a canary flag"]
+    np.testing.assert_allclose(loaded.log_probs(probe), model.log_probs(probe), rtol=1e-5)
+
+
+def test_a_fit_file_keeps_the_words_and_judges_the_same(tmp_path):
+    texts, y = keyword_texts(80, seed=0)
+    fitted = FittedProfile.fit(spec(target_accuracy=0.9), unrelated_vectors(80, 0), texts, y)
+    fitted.save(tmp_path / "fit.npz")
+    loaded = FittedProfile.load(tmp_path / "fit.npz", spec(target_accuracy=0.9), texts)
+    new_texts, _ = keyword_texts(20, seed=1)
+    vectors = unrelated_vectors(20, 1)
+    np.testing.assert_allclose(
+        loaded.probabilities(vectors, texts=new_texts), fitted.probabilities(vectors, texts=new_texts), rtol=1e-5
+    )
+    assert loaded.calibration.words_weight == fitted.calibration.words_weight
+
+
+@pytest.mark.parametrize("texts", [["", "   "], ["a"], ["Ünïcode — émojis 🚀 and CJK 中文字"]])
+def test_odd_texts_give_finite_probabilities(texts):
+    model = WordsModel.fit(*keyword_texts(20, seed=0), 2)
+    out = model.log_probs(texts)
+    assert out.shape == (len(texts), 2) and np.isfinite(out).all()
+
+
+def test_ngram_features_are_the_same_in_every_process():
+    """Fits are cached on disk and shared across hosts: features must not depend on Python's salted `hash`."""
+    script = "from mcp_latent.words import featurize; print(featurize(['Ship the billing change']).feature.tolist())"
+
+    def features(seed: str) -> str:
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        return subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+        ).stdout
+
+    assert features("1") == features("2") == str(featurize(["Ship the billing change"]).feature.tolist()) + "\n"
