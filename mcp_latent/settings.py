@@ -87,7 +87,9 @@ class Settings(BaseSettings):
         "several data dirs may share one and fit each profile once); default `<data_dir>/cache/profiles`",
     )
     store_text: bool = Field(
-        True, description="keep each handoff's text beside its vector (needed for `detail` and export)"
+        True,
+        description="keep each handoff's text beside its vector (needed for `detail`, export and the words expert "
+        "on verdicts by handle: without it a handle is judged from its vector alone)",
     )
     default_namespace: str = Field("default", description="namespace used when a call names none")
 

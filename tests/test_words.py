@@ -110,3 +110,54 @@ def test_ngram_features_are_the_same_in_every_process():
         ).stdout
 
     assert features("1") == features("2") == str(featurize(["Ship the billing change"]).feature.tolist()) + "\n"
+
+
+class LabelBlindEmbedder:
+    """A vector per text that carries nothing of its label (seeded by the text): only the words can decide."""
+
+    model_id = "test/label-blind"
+    dim = DIM
+
+    def embed(self, texts):
+        seeds = [zlib_seed(t) for t in texts]
+        return np.stack([unrelated_vectors(1, seed)[0] for seed in seeds])
+
+
+def zlib_seed(text: str) -> int:
+    import zlib
+
+    return zlib.crc32(text.encode())
+
+
+@pytest.mark.parametrize("store_text", [True, False])
+def test_the_server_judges_a_handle_by_its_words_and_without_stored_text_by_its_vector(tmp_path, store_text):
+    from conftest import write_profile
+
+    from mcp_latent.service import LatentService
+    from mcp_latent.settings import Settings
+
+    texts, y = keyword_texts(80, seed=0)
+    labels = {"safe": [t for t, label in zip(texts, y, strict=True) if label == 0]}
+    labels["unsafe"] = [t for t, label in zip(texts, y, strict=True) if label == 1]
+    settings = Settings(data_dir=tmp_path / "data", builtin_profiles=False, store_text=store_text)
+    write_profile(settings.user_profiles_dir, "change", labels, extra="target_accuracy = 0.9")
+    service = LatentService(settings, embedder=LabelBlindEmbedder())
+    service.start()
+    try:
+        fitted = service.fitted_profile("change", wait=60)
+        assert fitted.calibration.words_weight > 0
+        new_texts, new_y = keyword_texts(20, seed=5)
+        right_by_text = answered_by_handle = 0
+        for text, label in zip(new_texts, new_y, strict=True):
+            handle = service.handoff(text)["handle"]
+            by_handle = service.evaluate(handle=handle, profiles=["change"])["verdicts"]["change"]
+            by_text = service.evaluate(text=text, profiles=["change"])["verdicts"]["change"]
+            vector = LabelBlindEmbedder().embed([text])[0]
+            assert by_handle == fitted.verdict(vector, text if store_text else None).compact()
+            assert by_text == fitted.verdict(vector, text).compact()
+            right_by_text += by_text["label"] == ("safe", "unsafe")[label]
+            answered_by_handle += not by_handle.get("unsure", False)
+        assert right_by_text >= 16
+        assert answered_by_handle >= 16 if store_text else answered_by_handle <= 4
+    finally:
+        service.close()
