@@ -19,7 +19,7 @@ from .words import Counts, WordsModel, featurize
 
 log = logging.getLogger(__name__)
 
-FIT_VERSION = "7"  # bump when fitting changes: cached fits keyed by it are then refitted
+FIT_VERSION = "8"  # bump when fitting changes: cached fits keyed by it are then refitted
 # The simulation hides one of this many groups of labels at a time; it needs enough labels that the hidden
 # ones are a fair stand-in for unseen topics (a 3-label profile has no "other topics" to learn from).
 SIMULATION_GROUPS = 4
@@ -31,6 +31,10 @@ CV_FOLDS = 5
 HEAD_CS = (3.0, 10.0, 30.0)
 KNN_WEIGHTS = (0.0, 0.15, 0.3, 0.5, 0.75, 1.0)
 WORDS_WEIGHTS = (0.0, 0.1, 0.3, 0.6, 1.0)
+# Candidates whose out-of-fold accuracy is within this many standard errors of the best count as tied, and the
+# log-loss decides among them (the one-standard-error rule): accuracy alone swapped candidates a few exemplars
+# apart between refits of nearly identical vectors, and log-loss alone chose less accurate ones.
+SELECTION_TOLERANCE_SE = 1.0
 
 
 def _folds(y: np.ndarray, n_folds: int, seed: int = 0) -> list[np.ndarray] | None:
@@ -83,8 +87,9 @@ def _select_head(
     y: np.ndarray,
     words_weights: tuple[float, ...] = WORDS_WEIGHTS,
 ) -> tuple[float, float, float, float, np.ndarray]:
-    """(C, kNN weight, words weight, temperature, scaled logits) with the best out-of-fold accuracy; log-loss
-    breaks ties (the temperature is fitted only for the tied candidates: accuracy does not depend on it)."""
+    """(C, kNN weight, words weight, temperature, scaled logits): among the candidates whose out-of-fold accuracy
+    is within SELECTION_TOLERANCE_SE standard errors of the best, the best log-loss (the temperature is fitted
+    only for those: accuracy does not depend on it)."""
     if oof_words is None:
         words_weights = (0.0,)
     grid = [(c, kw, ww) for c in oof_head for kw in KNN_WEIGHTS for ww in words_weights]
@@ -92,9 +97,11 @@ def _select_head(
         float((ensemble_logits(oof_head[c], oof_votes, kw, oof_words, ww).argmax(axis=1) == y).mean())
         for c, kw, ww in grid
     ]
+    top = max(accuracy)
+    tied_from = top - SELECTION_TOLERANCE_SE * np.sqrt(top * (1.0 - top) / len(y)) - 1e-12
     best = None  # only the best candidate's logits are kept: 90 copies of a large profile's would be ~500 MB
     for (c, kw, ww), acc in zip(grid, accuracy, strict=True):
-        if acc < max(accuracy):
+        if acc < tied_from:
             continue
         logits = ensemble_logits(oof_head[c], oof_votes, kw, oof_words, ww)
         temperature, _, neg_nll = _temperature_and_accuracy(logits, y)

@@ -319,3 +319,21 @@ def test_fits_of_nearly_identical_vectors_choose_nearly_the_same_point():
     assert max(coverages) - min(coverages) <= 0.03, coverages
     assert all(0.5 < c < 0.7 for c in coverages), coverages  # mid-curve, not at a bound
     assert all(f.reachable and f.cv_answered_accuracy >= 0.95 for f in fits)
+
+
+def test_candidates_within_noise_of_the_best_accuracy_are_chosen_by_log_loss():
+    """Out-of-fold accuracy a few exemplars apart is noise: among candidates within one standard error of the best
+    accuracy the better log-loss wins (accuracy alone picked the one whose p says nothing about which are right)."""
+    from mcp_latent.calibration import _select_head
+
+    y = np.random.default_rng(0).integers(0, 2, size=400)
+    toward = np.where(np.eye(2)[y] == 1, 1.0, -1.0)  # logits +1 for the right label, -1 for the other
+    # C=3: right on 300 (75%), every logit the same size, so p cannot tell right from wrong
+    flat = 2.0 * toward
+    flat[:100] *= -1
+    # C=10: right on 298 (74.5%, within one standard error), sure when right and unsure when wrong
+    ranked = 3.0 * toward
+    ranked[:102] *= -0.1
+    votes = 1.0 - np.eye(2)[y]  # neighbours that always vote wrong: any kNN weight only adds log-loss
+    c, knn_weight, words_weight, _, _ = _select_head({3.0: flat, 10.0: ranked}, votes, None, y)
+    assert (c, knn_weight, words_weight) == (10.0, 0.0, 0.0)
