@@ -25,9 +25,10 @@ FIT_VERSION = "8"  # bump when fitting changes: cached fits keyed by it are then
 SIMULATION_GROUPS = 4
 MIN_LABELS_TO_SIMULATE = 8
 CV_FOLDS = 5
-# Candidates chosen per profile by out-of-fold accuracy (log-loss breaks ties): the head's inverse
-# regularization, the kNN expert's weight (large clean profiles gain from neighbours, small noisy ones less), and
-# the words expert's (proposals whose label turns on a few words gain most: risk, roi; paraphrased intents least).
+# Candidates chosen per profile by out-of-fold accuracy, near-ties by log-loss (SELECTION_TOLERANCE_SE): the
+# head's inverse regularization, the kNN expert's weight (large clean profiles gain from neighbours, small noisy
+# ones less), and the words expert's (proposals whose label turns on a few words gain most: risk, roi;
+# paraphrased intents least).
 HEAD_CS = (3.0, 10.0, 30.0)
 KNN_WEIGHTS = (0.0, 0.15, 0.3, 0.5, 0.75, 1.0)
 WORDS_WEIGHTS = (0.0, 0.1, 0.3, 0.6, 1.0)

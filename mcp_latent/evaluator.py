@@ -178,8 +178,7 @@ class FittedProfile:
             words = warm_start.words  # the snapshot's words already count every exemplar (its taught ones added)
         elif calibration.words_weight and len(texts) == len(y):
             words = WordsModel.fit(texts, y, n_labels)
-        elif calibration.words_weight:  # no texts to count words from: judge from the vectors alone
-            calibration = calibration.for_text(False)
+        # (no texts to count words from: the constructor falls back to the vector-only point)
         provisional = reuse_calibration is not None
         return cls(spec, vectors, y, texts, weights, bias, calibration, provisional=provisional, words=words)
 
