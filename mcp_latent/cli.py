@@ -246,7 +246,11 @@ def cmd_profiles_build(args: argparse.Namespace) -> int:
     if cal.cv_accuracy is None:
         print("fitted with default calibration (too few exemplars per label)", file=sys.stderr)
         return 0
-    print(f"fitted: cross-validated closed-set accuracy {cal.cv_accuracy:.4f}", file=sys.stderr)
+    print(
+        f"fitted: cross-validated closed-set accuracy {cal.cv_accuracy:.4f} (head C {cal.c:g}, kNN weight "
+        f"{cal.knn_weight:g}, words weight {cal.words_weight:g})",
+        file=sys.stderr,
+    )
     knee = knee_target(cal)
     if asked is None and not cal.reachable and knee is not None:
         # The default target would escalate most texts: a default should fit the profile, so take the knee.
