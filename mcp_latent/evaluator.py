@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from .atomic_files import replacing
 from .calibration import Calibration, fit_calibration
-from .decision import Decisions, decide
+from .decision import OUT_OF_SCOPE, Decisions, decide
 from .ensemble import KNN_K, ensemble_logits, exact_neighbours, fit_head, knn_votes, softmax
 from .profiles import ProfileSpec
 from .words import WordsModel
@@ -46,6 +46,7 @@ class Verdict:
     neighbours: list[tuple[str, str, float]] = field(default_factory=list)
     nearest: float = 0.0
     best: str | None = None  # the most probable answer label, also when unsure (never shown: checks p on teach)
+    words: list[str] = field(default_factory=list)  # the text's words that weighed most for `best` over the next
 
     def compact(self) -> dict[str, Any]:
         """The model-visible default: label, p, and `unsure` when abstaining (three verdicts fit ~55 tokens)."""
@@ -64,6 +65,8 @@ class Verdict:
         out["top"] = [[label, round(p, 3)] for label, p in self.candidates]
         out["nearest"] = round(self.nearest, 3)
         out["neighbours"] = [[text, label, round(sim, 3)] for text, label, sim in self.neighbours]
+        if self.words:
+            out["words"] = self.words
         return out
 
 
@@ -306,6 +309,8 @@ class FittedProfile:
             verdict.neighbours = [
                 (texts[i], self.labels[y[i]], float(s)) for i, s in zip(ids[0, :show], sims[0, :show], strict=True)
             ]
+            if text is not None and self.words is not None and len(top) > 1 and reason != OUT_OF_SCOPE:
+                verdict.words = self.words.evidence(text, int(top[0]), int(top[1]))
         return verdict
 
     # --- on-disk cache ---------------------------------------------------------------------------------------

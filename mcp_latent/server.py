@@ -129,7 +129,7 @@ class TeachOut(BaseModel):
 Text = Annotated[str, Field(description="The proposal or message.")]
 Handle = str
 Namespace = str
-Detail = Annotated[bool, Field(description="Add evidence (top labels, nearest exemplars).")]
+Detail = Annotated[bool, Field(description="Add evidence (top labels, nearest exemplars, deciding words).")]
 
 # Only the hints clients act on (permission prompts), where they differ from the spec's defaults (readOnly false,
 # destructive true, idempotent false). openWorldHint is left out: 22 bytes per tool to say "no web access".

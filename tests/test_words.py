@@ -161,3 +161,25 @@ def test_the_server_judges_a_handle_by_its_words_and_without_stored_text_by_its_
         assert answered_by_handle >= 16 if store_text else answered_by_handle <= 4
     finally:
         service.close()
+
+
+def test_detail_names_the_words_the_verdict_turned_on():
+    texts, y = keyword_texts(80, seed=0)
+    fitted = FittedProfile.fit(spec(target_accuracy=0.9), unrelated_vectors(80, 0), texts, y)
+    new_texts, new_y = keyword_texts(10, seed=7)
+    for text, label, vector in zip(new_texts, new_y, unrelated_vectors(10, 7), strict=True):
+        detail = fitted.verdict(vector, text, detail=True).detailed()
+        assert detail["label"] == ("safe", "unsafe")[label]
+        deciding = "with" if label == 0 else "without"
+        assert any(deciding in gram.split() for gram in detail["words"]), detail["words"]
+        assert len(detail["words"]) <= 3
+        assert "words" not in fitted.verdict(vector, None, detail=True).detailed()  # no text: no words to name
+
+
+def test_detail_names_no_words_for_a_text_out_of_scope():
+    """Words that favour one answer over another say nothing about a text the profile abstains on as off-topic."""
+    texts, y = keyword_texts(80, seed=0)
+    fitted = FittedProfile.fit(spec(target_accuracy=0.9, min_similarity=0.99), unrelated_vectors(80, 0), texts, y)
+    text, _ = keyword_texts(1, seed=9)
+    detail = fitted.verdict(unrelated_vectors(1, 9)[0], text[0], detail=True).detailed()
+    assert detail["reason"] == "out_of_scope" and "words" not in detail
