@@ -121,18 +121,19 @@ def judged(
     from mcp_latent.ensemble import softmax
 
     vectors = views.view(texts, name)
-    decisions, probs, _ = fitted.judge(vectors)
+    decisions, probs, _ = fitted.judge(vectors)  # views of the vector alone: the fit's vector-only point
     if name != "clause-scored":
         return decisions.answered, decisions.best, probs
     # The whole text's logits plus the mean of its clauses' logits under the same head, then the same rule.
-    logits = np.log(np.maximum(probs, 1e-12)) * fitted.calibration.temperature
+    calibration = fitted.calibration.for_text(False)
+    logits = np.log(np.maximum(probs, 1e-12)) * calibration.temperature
     for row, text in enumerate(texts):
         clause_logits = views.cache[text][2] @ fitted.weights + fitted.bias
         clause_logits -= clause_logits.max(axis=1, keepdims=True)
         logits[row] += CLAUSE_WEIGHT * clause_logits.mean(axis=0)
-    probs = softmax(logits / fitted.calibration.temperature)
+    probs = softmax(logits / calibration.temperature)
     nearest = decisions.nearest
-    decisions = decide(probs, nearest, fitted.calibration.threshold, fitted.calibration.min_similarity, fitted.abstain)
+    decisions = decide(probs, nearest, calibration.threshold, calibration.min_similarity, fitted.abstain)
     return decisions.answered, decisions.best, probs
 
 
