@@ -70,10 +70,16 @@ def featurize_one(text: str) -> Counts:
     return featurize([text])
 
 
+def feature_of(gram: str) -> int:
+    """The hashed feature of an n-gram (CRC-32: the same in every process and on every host)."""
+    return zlib.crc32(gram.encode()) & (N_FEATURES - 1)
+
+
 def featurize(texts: Sequence[str]) -> Counts:
+    """Counts of a batch of texts, ordered by text, then feature."""
     doc_ids, feature_ids = [], []
     for i, text in enumerate(texts):
-        hashed = [zlib.crc32(g.encode()) & (N_FEATURES - 1) for g in ngrams(text)]
+        hashed = [feature_of(g) for g in ngrams(text)]
         feature_ids.extend(hashed)
         doc_ids.extend([i] * len(hashed))
     keys = np.array(doc_ids, dtype=np.int64) << FEATURE_BITS | np.array(feature_ids, dtype=np.int64)
@@ -94,12 +100,18 @@ class LabelSums:
         keys, where = np.unique(_key(feature, label), return_inverse=True)  # sorted by feature, then label
         return cls(keys >> 16, keys & 0xFFFF, np.bincount(where, weights=value, minlength=len(keys)))
 
+    @functools.cached_property
+    def keys(self) -> np.ndarray:
+        """(feature, label) keys of the entries, sorted (as `of` made them); computed once per instance."""
+        return _key(self.feature, self.label)
+
     def at(self, feature: np.ndarray, label: np.ndarray) -> np.ndarray:
         """The stored total of each (feature, label) pair, 0 where none is stored."""
-        keys = _key(self.feature, self.label)  # sorted, as `of` made them
-        where = np.minimum(np.searchsorted(keys, _key(feature, label)), max(len(keys) - 1, 0))
-        found = (keys[where] == _key(feature, label)) if len(keys) else np.zeros(len(feature), dtype=bool)
-        return np.where(found, self.total[where] if len(keys) else 0.0, 0.0)
+        if not len(self.keys):
+            return np.zeros(len(feature))
+        wanted = _key(feature, label)
+        where = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
+        return np.where(self.keys[where] == wanted, self.total[where], 0.0)
 
     def lookup(self, feature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(query row, entry) of every stored entry whose feature matches one of `feature` (query rows)."""
@@ -186,7 +198,7 @@ class WordsModel:
         grams = {}
         for gram in ngrams(text):
             if gram.startswith("w "):
-                grams.setdefault(zlib.crc32(gram.encode()) & (N_FEATURES - 1), gram[2:])
+                grams.setdefault(feature_of(gram), gram[2:])
         features = np.array(sorted(grams), dtype=np.int64)
         if not len(features):
             return []
@@ -195,7 +207,7 @@ class WordsModel:
             rows, entries = sums.lookup(features)
             sign = np.where(sums.label[entries] == label, 1.0, np.where(sums.label[entries] == against, -1.0, 0.0))
             lean += np.bincount(rows, weights=sign * weight[entries], minlength=len(features))
-        lean *= value[np.searchsorted(counts.feature, features)]
+        lean *= value[np.searchsorted(counts.feature, features)]  # one text's counts are ordered by feature
         order = [i for i in np.argsort(-lean, kind="stable")[:k] if lean[i] > 0]
         return [grams[int(features[i])] for i in order]
 
