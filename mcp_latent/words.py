@@ -28,6 +28,8 @@ FEATURE_BITS = 17  # 131,072 hashed n-grams: collisions are rare next to a profi
 N_FEATURES = 1 << FEATURE_BITS
 SMOOTHING = 0.1  # additive smoothing of the per-label n-gram weights (on tf-idf rows of unit length)
 CHAR_NGRAMS = (2, 5)  # character n-grams inside each word, the word padded with a space on each side
+_LABEL_BITS = 32  # (feature, label) pairs share one int64 key: 17 + 32 bits
+_LABEL_MASK = (1 << _LABEL_BITS) - 1
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 _SPACES = re.compile(r"\s\s+")
 
@@ -98,7 +100,7 @@ class LabelSums:
     @classmethod
     def of(cls, feature: np.ndarray, label: np.ndarray, value: np.ndarray) -> LabelSums:
         keys, where = np.unique(_key(feature, label), return_inverse=True)  # sorted by feature, then label
-        return cls(keys >> 16, keys & 0xFFFF, np.bincount(where, weights=value, minlength=len(keys)))
+        return cls(keys >> _LABEL_BITS, keys & _LABEL_MASK, np.bincount(where, weights=value, minlength=len(keys)))
 
     @functools.cached_property
     def keys(self) -> np.ndarray:
@@ -241,7 +243,7 @@ class WordsModel:
 
 
 def _key(feature: np.ndarray, label: np.ndarray) -> np.ndarray:
-    return feature << 16 | label  # labels fit in 16 bits: a profile has far fewer than 65,536
+    return feature << _LABEL_BITS | label  # sorted by feature first: what `lookup` searches by
 
 
 def _empty_sums() -> LabelSums:

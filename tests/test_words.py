@@ -183,3 +183,11 @@ def test_detail_names_no_words_for_a_text_out_of_scope():
     text, _ = keyword_texts(1, seed=9)
     detail = fitted.verdict(unrelated_vectors(1, 9)[0], text[0], detail=True).detailed()
     assert detail["reason"] == "out_of_scope" and "words" not in detail
+
+
+def test_label_ids_beyond_16_bits_keep_their_own_n_grams():
+    """(feature, label) pairs share one integer key; labels past 65,535 collided with small ones when they had
+    16 bits (label 70,000 read back as 4,464)."""
+    model = WordsModel.fit(["alpha beta", "gamma delta"], np.array([0, 70_000]), 70_001)
+    assert model.log_probs(["alpha beta"]).argmax() == 0
+    assert model.log_probs(["gamma delta"]).argmax() == 70_000
