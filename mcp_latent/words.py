@@ -103,6 +103,17 @@ class LabelSums:
         return cls(keys >> _LABEL_BITS, keys & _LABEL_MASK, np.bincount(where, weights=value, minlength=len(keys)))
 
     @functools.cached_property
+    def excess(self) -> np.ndarray:
+        """log1p(total / smoothing) of each entry: its weight over an unseen n-gram's; computed once per instance
+        (the fit's sums are shared by every model a teach derives from them)."""
+        return np.log1p(self.total / SMOOTHING)
+
+    @functools.cached_property
+    def per_label(self) -> np.ndarray:
+        """Sum of the totals of each label id up to the largest stored; computed once per instance."""
+        return np.bincount(self.label, weights=self.total)
+
+    @functools.cached_property
     def keys(self) -> np.ndarray:
         """(feature, label) keys of the entries, sorted (as `of` made them); computed once per instance."""
         return _key(self.feature, self.label)
@@ -140,10 +151,11 @@ class WordsModel:
         self.vocabulary = vocabulary  # distinct n-grams seen at fit: the smoothing spreads over these
         self.n_labels = n_labels
         self.fitted, self.taught = fitted, taught
-        totals = np.bincount(fitted.label, weights=fitted.total, minlength=n_labels)
-        totals += np.bincount(taught.label, weights=taught.total, minlength=n_labels)
+        totals = np.zeros(n_labels)
+        for sums in (fitted, taught):
+            totals[: len(sums.per_label)] += sums.per_label
         self._normaliser = np.log(totals + SMOOTHING * max(vocabulary, 1))
-        self._fitted_weight = np.log1p(fitted.total / SMOOTHING)
+        self._fitted_weight = fitted.excess
         before = fitted.at(taught.feature, taught.label) + SMOOTHING
         self._taught_weight = np.log((before + taught.total) / before)
 
