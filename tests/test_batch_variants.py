@@ -9,7 +9,7 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
 
-from mcp_latent.embedder import resolve_model_source  # noqa: E402
+from mcp_latent.embedding.model_source import resolve_model_source
 
 SOURCE = Path(resolve_model_source("")[0])
 pytestmark = pytest.mark.skipif(not (SOURCE / "config.json").is_file(), reason="the shipped model is not installed")

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from mcp_latent.errors import InvalidInput
-from mcp_latent.profile_builder import build_profile, read_rows
-from mcp_latent.profiles import read_profile_file
+from mcp_latent.profiles.builder import build_profile, read_rows
+from mcp_latent.profiles.spec import read_profile_file
 
 
 def jsonl(path, rows):

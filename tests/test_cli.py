@@ -11,7 +11,8 @@ import sys
 import pytest
 from conftest import HashingEmbedder
 
-from mcp_latent import __version__, cli
+from mcp_latent import __version__
+from mcp_latent.cli import main as cli
 from mcp_latent.settings import Settings
 
 HEAVY_MODULES = ("torch", "sentence_transformers", "transformers")
@@ -77,7 +78,7 @@ def test_every_option_has_help_and_settings_name_their_environment_variable():
 
 
 def test_namespaces_drop_needs_an_explicit_name_and_yes(tmp_path, capsys):
-    from mcp_latent.service import LatentService
+    from mcp_latent.service.api import LatentService
 
     data = tmp_path / "d"
     service = LatentService(Settings(data_dir=data, builtin_profiles=False), embedder=HashingEmbedder())
@@ -100,7 +101,7 @@ def test_namespaces_drop_needs_an_explicit_name_and_yes(tmp_path, capsys):
 
 
 def test_exporting_an_unknown_namespace_is_an_error(tmp_path, capsys):
-    from mcp_latent.service import LatentService
+    from mcp_latent.service.api import LatentService
 
     data = tmp_path / "d"
     service = LatentService(Settings(data_dir=data, builtin_profiles=False), embedder=HashingEmbedder())
@@ -141,7 +142,7 @@ def test_serve_leaves_loading_to_the_server(monkeypatch, tmp_path):
     """Nothing loads while the MCP SDK imports: loading beside it only shared the GIL with it and delayed
     `tools/list` (1.11 s quiet) without bringing the first verdict sooner. The server starts the loading once it
     answers (its lifespan); HTTP after its token and port checks."""
-    import mcp_latent.server as server
+    import mcp_latent.server.startup as server
 
     handed: list = []
     monkeypatch.setattr(server, "serve", lambda settings, transport=None, service=None: handed.append(service))

@@ -15,7 +15,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from test_e2e_stdio import call, server_command
 
-from mcp_latent.profiles import builtin_profiles_dir
+from mcp_latent.profiles.spec import builtin_profiles_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 

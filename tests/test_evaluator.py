@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from mcp_latent.eval.quality import expected_calibration_error
-from mcp_latent.evaluator import FittedProfile
-from mcp_latent.profiles import ProfileSpec
+from mcp_latent.judge.fitted import FittedProfile
+from mcp_latent.profiles.spec import ProfileSpec
 
 DIM = 32
 

@@ -7,7 +7,7 @@ from itertools import count
 import numpy as np
 from conftest import HashingEmbedder
 
-from mcp_latent.profile_fitter import ExemplarVectors
+from mcp_latent.profiles.fitter import ExemplarVectors
 
 
 class CountingEmbedder(HashingEmbedder):

@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client
 
-from mcp_latent.server import build_server
+from mcp_latent.server.tools import build_server
 
 TOOLS = ["handoff", "evaluate", "embed", "similar", "profiles", "teach", "namespaces", "drop_namespace"]
 NAMES = [

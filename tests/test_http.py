@@ -17,8 +17,9 @@ from conftest import server_env
 from test_e2e_stdio import RISKY, call, server_command
 from test_shared_state import free_port, http_client
 
-from mcp_latent.server import build_server, http_app
-from mcp_latent.service import LatentService
+from mcp_latent.server.http import http_app
+from mcp_latent.server.tools import build_server
+from mcp_latent.service.api import LatentService
 
 pytestmark = pytest.mark.anyio
 

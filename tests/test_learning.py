@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from conftest import FRUIT, TOOLS, HashingEmbedder, write_profile
 
-from mcp_latent import evaluator
-from mcp_latent.embedder import CachedEmbedder
+from mcp_latent.embedding.base import CachedEmbedder
 from mcp_latent.errors import InvalidInput, NotFound, NotReady
-from mcp_latent.profiles import builtin_profiles_dir
-from mcp_latent.service import LatentService
+from mcp_latent.judge import fitted as evaluator
+from mcp_latent.profiles.spec import builtin_profiles_dir
+from mcp_latent.service.api import LatentService
 from mcp_latent.settings import Settings
 
 SMALL = [f"small red ball number {i}" for i in range(6)]
@@ -199,7 +199,7 @@ def test_a_head_refitted_between_recalibrations_keeps_the_regularization_per_exe
 def judged_and_taught(settings, taught_as):
     """A service whose `kind` profile judged enough distinct texts to set a stream threshold, then was taught
     MIN_STREAM_CHECKS fruit texts as `taught_as` (each judged just before: the checks of p)."""
-    from mcp_latent.operating_point import MIN_STREAM_CHECKS, MIN_STREAM_VERDICTS
+    from mcp_latent.judge.stream import MIN_STREAM_CHECKS, MIN_STREAM_VERDICTS
 
     service = started(settings)
     live = service.live["kind"]
@@ -220,7 +220,7 @@ def test_refits_answer_from_the_threshold_the_streams_verdicts_set(settings, fru
     # A taught profile's exemplars are the hard texts it escalated: the cross-validated threshold asked for more
     # than the stream needed. Once enough verdicts are recorded (each text once) and the taught texts' verdicts
     # confirm p, a refit sets the threshold the stream's calibrated p supports for the target accuracy.
-    from mcp_latent.operating_point import stream_threshold
+    from mcp_latent.judge.stream import stream_threshold
 
     service, live, recorded = judged_and_taught(settings, "fruit")
     expected = stream_threshold(recorded, live.base.target_accuracy)
@@ -421,8 +421,8 @@ def test_exemplar_rows_are_shared_safely_between_snapshots():
 
 def test_a_fit_built_beside_the_profile_file_is_found_from_any_data_dir(settings, fruit_tools_profile, tmp_path):
     # `profiles build --out DIR` used to fit into its own data dir's cache only: a server elsewhere fitted again.
-    from mcp_latent.profile_fitter import ProfileFitter
-    from mcp_latent.profiles import ProfileRegistry
+    from mcp_latent.profiles.fitter import ProfileFitter
+    from mcp_latent.profiles.registry import ProfileRegistry
 
     profile = ProfileRegistry(settings.user_profiles_dir, include_builtin=False).load_all()["kind"]
     builder = ProfileFitter(tmp_path / "builder-data" / "cache", HashingEmbedder())
@@ -438,7 +438,7 @@ def test_a_recalibrations_rest_never_holds_back_the_head():
     # A recalibration of 30 s at a quarter of a core owed 90 s of rest, and every teach meanwhile only nudged the
     # head: on a loaded machine the HWU64 stream was answered from nudged heads most of the time (worse p, more
     # escalations). Head refits now rest in proportion to their own cost; a recalibration waits for all of it.
-    from mcp_latent.live_profile import REFIT_DEBOUNCE_SECONDS, RefitPacer
+    from mcp_latent.service.refit_pacer import REFIT_DEBOUNCE_SECONDS, RefitPacer
 
     pacer = RefitPacer(cpu_share=0.25)
     assert pacer.wait(0.0, teaches_pending=True, recalibration_due=True) == 0.0  # nothing owed yet: recalibrate

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_latent.profiles import read_profile_file
+from mcp_latent.profiles.spec import read_profile_file
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from conftest import ROOT, server_env
 
-from mcp_latent import onnx_export
-from mcp_latent.embedder import SentenceTransformerEmbedder, load_embedder, resolve_model_source
+from mcp_latent.embedding import onnx_export
+from mcp_latent.embedding.factory import load_embedder
+from mcp_latent.embedding.model_source import resolve_model_source
+from mcp_latent.embedding.torch_backend import SentenceTransformerEmbedder
 from mcp_latent.errors import ModelError
 from mcp_latent.settings import Settings, default_model_cache_dir
 
@@ -114,7 +116,7 @@ def torch_embedder() -> SentenceTransformerEmbedder:
 @shipped
 @pytest.mark.e2e
 def test_onnx_vectors_match_torch(export_dir, torch_embedder):
-    from mcp_latent.onnx_embedder import OnnxEmbedder
+    from mcp_latent.embedding.onnx_backend import OnnxEmbedder
 
     onnx = OnnxEmbedder(export_dir, threads=2, batch_size=4)  # batches of 4: padding inside a batch is exercised
     assert onnx.model_id == torch_embedder.model_id and onnx.dim == torch_embedder.dim == 384
@@ -135,8 +137,8 @@ def test_verdicts_equal_on_both_paths(export_dir, torch_embedder, tmp_path, warm
     that switches paths finds it), so any difference in a verdict comes from the query's vector. When each path
     fitted the ~6,000 shipped exemplars itself, tiny vector differences moved risk's cross-validated threshold
     (0.830 vs 0.816) across a test text at p 0.82: a fit's sensitivity, not the embedding path's."""
-    from mcp_latent.onnx_embedder import OnnxEmbedder
-    from mcp_latent.service import LatentService
+    from mcp_latent.embedding.onnx_backend import OnnxEmbedder
+    from mcp_latent.service.api import LatentService
 
     verdicts = []
     for name, embedder in (("torch", torch_embedder), ("onnx", OnnxEmbedder(export_dir, threads=2))):

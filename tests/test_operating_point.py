@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mcp_latent.operating_point import (
+from mcp_latent.judge.operating_point import (
     MIN_THRESHOLD,
     Evidence,
     Family,
@@ -199,7 +199,7 @@ def test_the_ensemble_is_kept_when_the_head_alone_meets_no_more_targets():
 
 
 def test_the_stream_threshold_is_the_lowest_whose_answered_verdicts_mean_p_meets_the_target():
-    from mcp_latent.operating_point import MIN_STREAM_VERDICTS, STREAM_MARGIN_ERRORS, stream_threshold
+    from mcp_latent.judge.stream import MIN_STREAM_VERDICTS, STREAM_MARGIN_ERRORS, stream_threshold
 
     # 1000 verdicts at 0.99, 1000 at 0.95, 1000 at 0.90, 1000 at 0.60: answering down to 0.95 expects 97.0%,
     # down to 0.90 94.67%; less two standard errors (0.76 and 0.82 points): 96.24% and 93.85%.
@@ -214,7 +214,7 @@ def test_the_stream_threshold_is_the_lowest_whose_answered_verdicts_mean_p_meets
 
 
 def test_verdicts_taught_since_count_as_what_their_teach_showed():
-    from mcp_latent.operating_point import stream_threshold
+    from mcp_latent.judge.stream import stream_threshold
 
     # 1000 verdicts at 0.99 (answered: never taught) and 1000 at 0.90 (escalated and taught). By p alone the 0.90
     # band expects 94.5% down to it; its teaches showed the best label right 99% of the time, so answering it too
@@ -230,7 +230,7 @@ def test_verdicts_taught_since_count_as_what_their_teach_showed():
 
 
 def test_overconfident_p_is_made_as_sure_as_the_labelled_verdicts_say():
-    from mcp_latent.operating_point import MIN_STREAM_CHECKS, sharpened, stream_sharpness, stream_threshold
+    from mcp_latent.judge.stream import MIN_STREAM_CHECKS, sharpened, stream_sharpness, stream_threshold
 
     p = np.full(400, 0.9)  # 400 labelled verdicts at p 0.9
     assert stream_sharpness(p, np.arange(400) % 10 != 0) == pytest.approx(1.0)  # right 90%: as p says
@@ -301,8 +301,8 @@ def test_fits_of_nearly_identical_vectors_choose_nearly_the_same_point():
     # 0.95 (57% to 37% coverage): only candidate thresholds that happened to land on a corner of the accuracy
     # curve survived the comparison with the plain rule, so which did decided the point (the shipped risk
     # profile's moved between 0.82 and 0.87, and a text at p 0.82 flipped between answered and unsure).
-    from mcp_latent.calibration import fit_calibration
-    from mcp_latent.profiles import LabelSpec, ProfileSpec
+    from mcp_latent.judge.selection import fit_calibration
+    from mcp_latent.profiles.spec import LabelSpec, ProfileSpec
 
     x, y = clusters(4, 300, 16, 1.8, seed=0)
     labels = [LabelSpec(name=f"label{k}", examples=[f"text {k}"]) for k in range(4)]
@@ -324,7 +324,7 @@ def test_fits_of_nearly_identical_vectors_choose_nearly_the_same_point():
 def test_candidates_within_noise_of_the_best_accuracy_are_chosen_by_log_loss():
     """Out-of-fold accuracy a few exemplars apart is noise: among candidates within one standard error of the best
     accuracy the better log-loss wins (accuracy alone picked the one whose p says nothing about which are right)."""
-    from mcp_latent.calibration import _select_head
+    from mcp_latent.judge.selection import _select_head
 
     y = np.random.default_rng(0).integers(0, 2, size=400)
     toward = np.where(np.eye(2)[y] == 1, 1.0, -1.0)  # logits +1 for the right label, -1 for the other

@@ -17,11 +17,11 @@ import pytest
 from test_service_store import wait_for
 
 from mcp_latent.errors import StoreError
-from mcp_latent.postgres_schema import SCHEMA_VERSION
-from mcp_latent.postgres_store import PostgresStore
-from mcp_latent.service import LatentService
+from mcp_latent.service.api import LatentService
 from mcp_latent.settings import Settings
-from mcp_latent.store import open_store
+from mcp_latent.store.factory import open_store
+from mcp_latent.store.postgres import PostgresStore
+from mcp_latent.store.postgres_migrations import SCHEMA_VERSION
 
 DIM = 16
 
@@ -163,7 +163,7 @@ def test_counts_stay_exact_through_every_kind_of_write(opened, postgres, pg_sche
 
 def test_an_existing_schema_gets_its_counters_backfilled(opened, postgres, pg_schema, monkeypatch):
     """A database written before the counters existed (schema version 3): migration 4 counts what is there."""
-    from mcp_latent import postgres_schema
+    from mcp_latent.store import postgres_migrations as postgres_schema
 
     monkeypatch.setattr(postgres_schema, "MIGRATIONS", postgres_schema.MIGRATIONS[:3])
     old = opened()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from mcp_latent.profiles import ProfileSpec, builtin_profiles_dir, read_profile_file
+from mcp_latent.profiles.spec import ProfileSpec, builtin_profiles_dir, read_profile_file
 
 _spec = importlib.util.spec_from_file_location("check_profile_data", ROOT / "tools" / "check_profile_data.py")
 check = importlib.util.module_from_spec(_spec)

@@ -6,8 +6,9 @@ import pytest
 from conftest import write_profile
 
 from mcp_latent.errors import NotFound, ProfileError
-from mcp_latent.profiles import ProfileRegistry, builtin_profiles_dir, import_taught_logs, read_profile_file
-from mcp_latent.sqlite_store import SqliteStore
+from mcp_latent.profiles.registry import ProfileRegistry, import_taught_logs
+from mcp_latent.profiles.spec import builtin_profiles_dir, read_profile_file
+from mcp_latent.store.sqlite import SqliteStore
 
 
 def test_shipped_profiles_are_valid_and_rich():

@@ -6,8 +6,8 @@ import re
 import pytest
 from mcp import Client
 
-from mcp_latent.server import build_server
-from mcp_latent.service import LatentService
+from mcp_latent.server.tools import build_server
+from mcp_latent.service.api import LatentService
 
 pytestmark = pytest.mark.anyio
 
@@ -70,7 +70,7 @@ async def test_profiles_are_discoverable_as_tool_and_resource(client):
 
 
 async def test_text_only_mode_sends_no_structured_content(settings, fake_embedder, fruit_tools_profile):
-    from mcp_latent.service import LatentService
+    from mcp_latent.service.api import LatentService
 
     text_only = settings.model_copy(update={"structured_content": False})
     service = LatentService(text_only, embedder=fake_embedder)
@@ -98,8 +98,8 @@ async def test_an_unexpected_engine_failure_is_logged_and_answered_as_a_tool_err
 
 async def test_deferred_service_answers_once_built(monkeypatch, settings, fake_embedder, fruit_tools_profile):
     """The stdio server's service is built in its startup thread; calls wait for it, `is_quick` on the loop never."""
-    import mcp_latent.service as service_module
-    from mcp_latent.server import DeferredService
+    import mcp_latent.service.api as service_module
+    from mcp_latent.server.startup import DeferredService
 
     monkeypatch.setattr(service_module, "load_configured_embedder", lambda settings: fake_embedder)
     deferred = DeferredService(settings)
@@ -113,8 +113,8 @@ async def test_deferred_service_answers_once_built(monkeypatch, settings, fake_e
 
 
 async def test_deferred_service_that_fails_to_build_reports_it_on_every_call(monkeypatch, settings):
-    import mcp_latent.service as service_module
-    from mcp_latent.server import DeferredService
+    import mcp_latent.service.api as service_module
+    from mcp_latent.server.startup import DeferredService
 
     def broken(self, settings=None, embedder=None):
         raise OSError("data dir is read-only")
@@ -138,7 +138,7 @@ def test_stdio_server_runs_before_the_engine_is_imported(tmp_path):
 
     script = """
 import json, sys
-import mcp_latent.server as server
+import mcp_latent.server.startup as server
 from mcp_latent.settings import Settings
 
 seen = {}
@@ -148,9 +148,9 @@ class Recorder:
         self.service = service
 
     def run(self, transport):
-        seen["imported_before_run"] = sorted(m for m in ("numpy", "mcp_latent.service") if m in sys.modules)
+        seen["imported_before_run"] = sorted(m for m in ("numpy", "mcp_latent.service.api") if m in sys.modules)
         import numpy as np
-        import mcp_latent.service as service_module
+        import mcp_latent.service.api as service_module
 
         class Ones:  # no model in this test
             model_id, dim = "test/ones", 4
@@ -199,7 +199,7 @@ def test_serving_process_runs_blas_on_one_thread(monkeypatch, settings, fake_emb
     """Each verdict's small matrix product waited ~20 ms for a second OpenBLAS thread on a busy machine."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    import mcp_latent.server as server
+    import mcp_latent.server.startup as server
 
     seen: list[set[int]] = []
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import FRUIT, ROOT, TOOLS, write_profile
 
 from mcp_latent.errors import InvalidInput, NotAllowed, NotFound
-from mcp_latent.service import LatentService
+from mcp_latent.service.api import LatentService
 from mcp_latent.settings import Settings
 
 
@@ -178,7 +178,7 @@ import sys
 from pathlib import Path
 sys.path.insert(0, {str(ROOT / "tests")!r})
 from conftest import FRUIT, TOOLS, HashingEmbedder, write_profile
-from mcp_latent.service import LatentService
+from mcp_latent.service.api import LatentService
 from mcp_latent.settings import Settings
 
 profiles = Path({str(tmp_path / "profiles")!r})

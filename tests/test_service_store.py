@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from mcp_latent.service import LatentService
+from mcp_latent.service.api import LatentService
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:

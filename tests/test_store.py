@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from mcp_latent.errors import InvalidInput, NotFound, StoreError
-from mcp_latent.sqlite_schema import SCHEMA_VERSION
-from mcp_latent.sqlite_store import SqliteStore as LatentStore
-from mcp_latent.store import HANDLE_RE
-from mcp_latent.vector_index import VectorIndex
+from mcp_latent.store.base import HANDLE_RE
+from mcp_latent.store.sqlite import SqliteStore as LatentStore
+from mcp_latent.store.sqlite_migrations import SCHEMA_VERSION
+from mcp_latent.store.vector_index import VectorIndex
 
 DIM = 16
 

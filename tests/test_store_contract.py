@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from mcp_latent.errors import InvalidInput, NotFound, StoreError
-from mcp_latent.sqlite_store import SqliteStore
-from mcp_latent.store import LatentStore
+from mcp_latent.store.base import LatentStore
+from mcp_latent.store.sqlite import SqliteStore
 
 DIM = 16
 
@@ -29,7 +29,7 @@ def unit(rows: int, seed: int = 0) -> np.ndarray:
 def open_backend(request, tmp_path) -> Iterator[Callable[[], LatentStore]]:
     opened: list[LatentStore] = []
     if request.param == "postgres":
-        from mcp_latent.postgres_store import PostgresStore
+        from mcp_latent.store.postgres import PostgresStore
 
         url, schema = request.getfixturevalue("postgres").url, request.getfixturevalue("pg_schema")
 

@@ -10,8 +10,8 @@ from conftest import FRUIT, TOOLS, write_profile
 from mcp import Client
 
 from mcp_latent.errors import InvalidInput
-from mcp_latent.server import build_server
-from mcp_latent.service import LatentService
+from mcp_latent.server.tools import build_server
+from mcp_latent.service.api import LatentService
 
 pytestmark = pytest.mark.anyio
 

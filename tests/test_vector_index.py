@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mcp_latent.errors import StoreError
-from mcp_latent.vector_index import VectorIndex
+from mcp_latent.store.vector_index import VectorIndex
 
 
 def unit(rows, dim=8, seed=0):

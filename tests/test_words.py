@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from mcp_latent.evaluator import FittedProfile
-from mcp_latent.profiles import ProfileSpec
-from mcp_latent.words import WordsModel, featurize
+from mcp_latent.judge.fitted import FittedProfile
+from mcp_latent.judge.words import WordsModel, featurize
+from mcp_latent.profiles.spec import ProfileSpec
 
 DIM = 32
 FILLER = "the team wants to ship the quarterly change for the billing service next week".split()
@@ -101,7 +101,9 @@ def test_odd_texts_give_finite_probabilities(texts):
 
 def test_ngram_features_are_the_same_in_every_process():
     """Fits are cached on disk and shared across hosts: features must not depend on Python's salted `hash`."""
-    script = "from mcp_latent.words import featurize; print(featurize(['Ship the billing change']).feature.tolist())"
+    script = (
+        "from mcp_latent.judge.words import featurize; print(featurize(['Ship the billing change']).feature.tolist())"
+    )
 
     def features(seed: str) -> str:
         env = {**os.environ, "PYTHONHASHSEED": seed}
@@ -133,7 +135,7 @@ def zlib_seed(text: str) -> int:
 def test_the_server_judges_a_handle_by_its_words_and_without_stored_text_by_its_vector(tmp_path, store_text):
     from conftest import write_profile
 
-    from mcp_latent.service import LatentService
+    from mcp_latent.service.api import LatentService
     from mcp_latent.settings import Settings
 
     texts, y = keyword_texts(80, seed=0)

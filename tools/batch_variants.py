@@ -33,9 +33,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mcp_latent.embedder import load_embedder, resolve_model_source  # noqa: E402
-from mcp_latent.onnx_embedder import OnnxEmbedder  # noqa: E402
-from mcp_latent.onnx_export import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, WEIGHTS_FILE  # noqa: E402
+from mcp_latent.embedding.factory import load_embedder
+from mcp_latent.embedding.model_source import resolve_model_source
+from mcp_latent.embedding.onnx_backend import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, WEIGHTS_FILE, OnnxEmbedder
 
 PROPOSAL = (
     "Proposal: migrate the payment service to the new cluster this weekend, skipping the load test to hit the "

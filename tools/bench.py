@@ -30,7 +30,7 @@ from mcp.client.stdio import StdioServerParameters
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mcp_latent.embedder import resolve_model_source  # noqa: E402
+from mcp_latent.embedding.model_source import resolve_model_source
 
 PROPOSAL = (
     "Proposal: migrate the payment service to the new cluster this weekend, skipping the load test to hit the "
@@ -155,7 +155,7 @@ async def cold_start(data_dir: Path, path: str) -> dict:
 
 def in_process_embedders(paths: list[str]) -> dict:
     """The same embedders the servers use, in this process: one embedding's cost without any protocol."""
-    from mcp_latent.embedder import load_embedder
+    from mcp_latent.embedding.factory import load_embedder
 
     return {p: load_embedder("", "cpu", 2, 64, backend=p) for p in paths}
 

@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mcp_latent.sqlite_store import SqliteStore  # noqa: E402
+from mcp_latent.store.sqlite import SqliteStore
 
 DIM = 32
 MODEL = "crash-bench"

@@ -47,7 +47,7 @@ SMALL = {
 
 
 def write(directory: Path, name: str, labels: dict[str, list[str]]) -> None:
-    from mcp_latent.profiles import ProfileSpec, write_profile_file
+    from mcp_latent.profiles.spec import ProfileSpec, write_profile_file
 
     spec = ProfileSpec.model_validate(
         {"name": name, "target_accuracy": 0.98, "labels": [{"name": k, "examples": v} for k, v in labels.items()]}

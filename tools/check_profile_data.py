@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mcp_latent.profiles import ProfileSpec, builtin_profiles_dir, read_profile_file  # noqa: E402
+from mcp_latent.profiles.spec import ProfileSpec, builtin_profiles_dir, read_profile_file
 
 NEAR_DUPLICATE = 0.95  # cosine at or above which two exemplars say the same thing (the model can't tell them apart)
 MAX_IMBALANCE = 1.5  # largest label / smallest label exemplar count
@@ -140,7 +140,7 @@ def main() -> int:
     paths = [args.profiles_dir / f"{n}.toml" for n in args.names] or sorted(args.profiles_dir.glob("*.toml"))
     specs = [read_profile_file(p) for p in paths]  # validation errors name the file and field
 
-    from mcp_latent.service import LatentService  # imported late: loads torch
+    from mcp_latent.service.api import LatentService  # imported late: loads torch
     from mcp_latent.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,7 +26,7 @@ setup() {
     "$VENV/bin/python" -m compileall -q mcp_latent >&2
     # The serving path runs the shipped model on ONNX Runtime; exporting here (about 20 s, once per model
     # install) spares the first server that cost. A failure is not fatal: the server then falls back to torch.
-    "$VENV/bin/python" -m mcp_latent.onnx_export >&2 || echo "ONNX export failed; servers will embed with torch" >&2
+    "$VENV/bin/python" -m mcp_latent.embedding.onnx_export >&2 || echo "ONNX export failed; servers will embed with torch" >&2
 }
 
 install() {

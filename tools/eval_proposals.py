@@ -25,8 +25,8 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mcp_latent.service import LatentService  # noqa: E402
-from mcp_latent.settings import Settings  # noqa: E402
+from mcp_latent.service.api import LatentService
+from mcp_latent.settings import Settings
 
 DATA = ROOT / "tools" / "data" / "proposals"
 PROFILES = ("risk", "roi", "category")

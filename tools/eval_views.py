@@ -34,9 +34,9 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mcp_latent.evaluator import FittedProfile  # noqa: E402
-from mcp_latent.profile_fitter import flatten  # noqa: E402
-from mcp_latent.profiles import read_profile_file  # noqa: E402
+from mcp_latent.judge.fitted import FittedProfile
+from mcp_latent.profiles.fitter import flatten
+from mcp_latent.profiles.spec import read_profile_file
 
 DATA = ROOT / "tools" / "data" / "proposals"
 PROFILES = ("risk", "roi", "category")
@@ -74,7 +74,7 @@ class TokenViews:
     def __init__(self) -> None:
         from sentence_transformers import SentenceTransformer
 
-        from mcp_latent.embedder import resolve_model_source
+        from mcp_latent.embedding.model_source import resolve_model_source
 
         source, _ = resolve_model_source("")
         self.model = SentenceTransformer(source, device="cpu", local_files_only=Path(source).exists())
@@ -117,8 +117,8 @@ def judged(
     fitted: FittedProfile, views: TokenViews, texts: list[str], name: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(answered, best label, probabilities) per text under one view, by the server's decision rule."""
-    from mcp_latent.decision import decide
-    from mcp_latent.ensemble import softmax
+    from mcp_latent.judge.decision import decide
+    from mcp_latent.judge.ensemble import softmax
 
     vectors = views.view(texts, name)
     decisions, probs, _ = fitted.judge(vectors)  # views of the vector alone: the fit's vector-only point

@@ -24,12 +24,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mcp_latent.calibration import Calibration  # noqa: E402
-from mcp_latent.embedder import load_embedder  # noqa: E402
-from mcp_latent.eval.quality import metrics  # noqa: E402
-from mcp_latent.evaluator import FittedProfile  # noqa: E402
-from mcp_latent.profile_builder import collect_examples, read_rows  # noqa: E402
-from mcp_latent.profiles import ProfileSpec  # noqa: E402
+from mcp_latent.embedding.factory import load_embedder
+from mcp_latent.eval.quality import metrics
+from mcp_latent.judge.fitted import FittedProfile
+from mcp_latent.judge.selection import Calibration
+from mcp_latent.profiles.builder import collect_examples, read_rows
+from mcp_latent.profiles.spec import ProfileSpec
 
 SAME_CALIBRATION = Calibration(10.0, 0.3, 1.0, 0.5, -1.0, None, None, None)
 VARIANTS = {"fp32": False, "int8": True}

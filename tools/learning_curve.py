@@ -48,7 +48,7 @@ def read_rows(path: Path) -> list[dict]:
 
 def write_profile(directory: Path, name: str, seed: dict[str, list[str]], target_accuracy: float) -> None:
     """The seed profile as TOML, the way `profiles build` writes one."""
-    from mcp_latent.profiles import ProfileSpec, write_profile_file
+    from mcp_latent.profiles.spec import ProfileSpec, write_profile_file
 
     spec = ProfileSpec.model_validate(
         {

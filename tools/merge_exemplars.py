@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mcp_latent.profiles import ProfileSpec, read_profile_file, write_profile_file  # noqa: E402
+from mcp_latent.profiles.spec import ProfileSpec, read_profile_file, write_profile_file
 
 PROFILES = ("risk", "roi", "category")
 

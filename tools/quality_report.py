@@ -18,9 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mcp_latent.eval.quality import run_evaluation  # noqa: E402
-from mcp_latent.profile_builder import build_profile, read_rows  # noqa: E402
-from mcp_latent.settings import Settings  # noqa: E402
+from mcp_latent.eval.quality import run_evaluation
+from mcp_latent.profiles.builder import build_profile, read_rows
+from mcp_latent.settings import Settings
 
 
 def protocols(shared: Path) -> list[tuple[str, Path, set[str]]]:

@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from ..decision import decide
-from ..ensemble import exact_neighbours, softmax
-from ..evaluator import FittedProfile
-from ..profile_builder import read_rows
-from ..profile_fitter import ExemplarVectors
-from ..settings import Settings
+from mcp_latent.judge.decision import decide
+from mcp_latent.judge.ensemble import exact_neighbours, softmax
+from mcp_latent.judge.fitted import FittedProfile
+from mcp_latent.profiles.builder import read_rows
+from mcp_latent.profiles.fitter import ExemplarVectors
+from mcp_latent.settings import Settings
+
 from . import semantic_router_baseline
 
 log = logging.getLogger(__name__)
@@ -291,7 +292,7 @@ def run_evaluation(
     """Evaluate one profile on a labeled file and write summary.json, summary.md and PNG plots to out_dir."""
     from tqdm import tqdm
 
-    from ..service import LatentService
+    from mcp_latent.service.api import LatentService
 
     service = LatentService(settings)
     service.start(fit_profiles=False)  # only the measured profile is fitted (below, in this thread)

@@ -1,0 +1,9 @@
+"""The verdict math: pure functions and immutable snapshots, no threads, no I/O but a fit's own file.
+
+- `fitted.py`: `FittedProfile`, a profile's fitted snapshot, and `Verdict`; `FittedProfile.verdict` judges.
+- `ensemble.py`: linear head, kNN vote and their product; `words.py`: the n-gram naive Bayes expert.
+- `decision.py`: the one decision rule (label, or abstain with a reason).
+- `selection.py`: choosing C, the kNN and words weights, the temperature and the operating point by
+  cross-validation (`fit_calibration`).
+- `operating_point.py`: the offline choice of threshold and out-of-scope cutoff from held-out evidence.
+- `stream.py`: the online threshold and sharpness learned from a deployment's own taught verdicts."""

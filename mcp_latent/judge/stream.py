@@ -1,0 +1,93 @@
+"""The online side of the operating point: a threshold and a sharpness learned from a deployment's own stream
+of verdicts whose right label later became known (by `teach`). The offline choice is in `operating_point.py`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mcp_latent.judge.operating_point import MIN_THRESHOLD
+
+# The stream's verdicts set the threshold once this many (of distinct in-scope texts) are recorded.
+MIN_STREAM_VERDICTS = 200
+
+
+# ...so that their expected answered accuracy is this many standard errors above the target: p is calibrated on
+# exemplars, and on a stream it may be off by a little (HWU64 through the server, one error: 96.9% measured for a
+# 97% target), so the measured rate, not just its expectation, is to hold the target.
+STREAM_MARGIN_ERRORS = 2.0
+
+
+def stream_threshold(
+    p: np.ndarray, target_accuracy: float, right: np.ndarray | None = None, sharpness: float = 1.0
+) -> float | None:
+    """The lowest threshold at which the texts a profile has been judging would be answered with an expected
+    accuracy `STREAM_MARGIN_ERRORS` standard errors above the target, so the measured rate holds it, not just the
+    expectation. p: the top probability of each recent verdict (prequential: given before any of them was taught);
+    right: per verdict 1/0 when the text was taught since (whether the verdict's best label was the one taught),
+    NaN when not. A verdict counts as what its teach showed, else as right with probability p made as sure as the
+    labelled verdicts say it is (`sharpness`: `stream_sharpness`). None with too few verdicts, or when no threshold
+    reaches the target.
+
+    Why: the cross-validated choice sees only exemplars, and a taught profile's exemplars are the hard texts it
+    escalated; it asked for thresholds the stream did not need (HWU64: 0.92-0.97 where the stream's verdicts,
+    calibrated within a point in every band, met 97% from about 0.90). Why `right`: the verdicts just below the
+    threshold are the ones escalated and taught, so how often their best label was right is known, not estimated:
+    lowering the threshold over them is judged on what they were (HWU64: p said 96.5% at p >= 0.85 where the
+    taught texts showed 97.8%)."""
+    if len(p) < MIN_STREAM_VERDICTS:
+        return None
+    p = np.asarray(p, dtype=np.float64)
+    expected = p if sharpness == 1.0 else sharpened(p, sharpness)
+    value = expected if right is None else np.where(np.isnan(right), expected, right)
+    order = np.argsort(-p, kind="stable")
+    p_desc = p[order]
+    answered = np.arange(1, len(p_desc) + 1)
+    mean = np.cumsum(value[order]) / answered
+    error = np.sqrt(np.clip(mean * (1.0 - mean), 0.0, None) / answered)
+    last_of_ties = np.append(p_desc[1:] != p_desc[:-1], True)  # a threshold answers every text at p >= it
+    meets = np.nonzero((mean - STREAM_MARGIN_ERRORS * error >= target_accuracy - 1e-12) & last_of_ties)[0]
+    if not len(meets):
+        return None
+    return max(MIN_THRESHOLD, float(p_desc[meets[-1]]))
+
+
+# ...and only while p can be trusted on the stream's labelled verdicts (`stream_sharpness`): texts taught after a
+# verdict (mostly escalations; spot checks too), each verdict's p against whether its best label was the one taught.
+# At least this many.
+MIN_STREAM_CHECKS = 50
+
+
+# Below this sharpness p is too far off to go by: no stream threshold (the fit's own stays).
+MIN_SHARPNESS = 0.5
+
+
+SHARPNESS_GRID = np.linspace(MIN_SHARPNESS / 2, 1.0, 76)  # candidate scales of p's log-odds, steps of 0.01
+
+
+def _log_odds(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1.0 - 1e-6)
+    return np.log(p / (1.0 - p))
+
+
+def sharpened(p: np.ndarray, sharpness: float) -> np.ndarray:
+    """p with its log-odds scaled by `sharpness` (1.0: unchanged; below 1: less sure)."""
+    return 1.0 / (1.0 + np.exp(-sharpness * _log_odds(p)))
+
+
+def stream_sharpness(p: np.ndarray, right: np.ndarray) -> float | None:
+    """The scale of p's log-odds (at most 1) under which labelled verdicts (texts taught after a verdict: its top
+    probability p, and whether its best label was the one taught) are most likely: 1.0 while p is as sure as it
+    should be or less, below 1 when p was right less often than it said. None with fewer than `MIN_STREAM_CHECKS`.
+
+    Why log-odds: p was overconfident on HWU64's stream by about the same factor in log-odds across its range
+    (0.72 meant about 0.68; 0.99 about 0.97), where a ratio of error rates measured on the escalated band (1.0-1.5)
+    said nothing about the answered top (2-4 times the errors p expected). The yes/no check this replaced (p
+    within two standard errors of the labelled verdicts' hit rate) flipped on noise and switched the stream
+    threshold off and on (off from item 1,000 to 2,250 of the HWU64 stream: the fit's own threshold escalated
+    52-56% per window, 37-44% after)."""
+    if len(p) < MIN_STREAM_CHECKS:
+        return None
+    z = _log_odds(p)[None, :] * SHARPNESS_GRID[:, None]
+    right = np.asarray(right, dtype=np.float64)[None, :]
+    log_likelihood = (right * z - np.logaddexp(0.0, z)).sum(axis=1)
+    return float(SHARPNESS_GRID[int(np.argmax(log_likelihood))])

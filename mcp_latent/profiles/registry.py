@@ -1,0 +1,161 @@
+"""The profiles a server knows (shipped and user), each with the exemplars taught to it at run time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mcp_latent.errors import NotFound, ProfileError, StoreError
+from mcp_latent.profiles.spec import ProfileSpec, builtin_profiles_dir, read_profile_file
+
+if TYPE_CHECKING:
+    from mcp_latent.store.base import LatentStore, TaughtExemplar
+
+
+TAUGHT_SUFFIX = ".taught.jsonl"  # where versions before the store kept taught exemplars (imported once)
+
+
+@dataclass
+class Profile:
+    """A loaded profile: its spec (taught exemplars merged in), where it came from, and whether it is shipped.
+
+    `base` is the file's own content and `taught_entries` the (label, text) pairs taught at run time (from the
+    store), in order: a server's `LiveProfile` starts from these and owns the profile's exemplars from then on."""
+
+    spec: ProfileSpec
+    path: Path
+    builtin: bool
+    taught: int = 0
+    base: ProfileSpec | None = None
+    taught_entries: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.spec.description,
+            "labels": [label.name for label in self.spec.labels],
+            "ordinal": self.spec.ordinal,
+            "exemplars": sum(len(label.examples) for label in self.spec.labels),
+            "taught": self.taught,
+            "builtin": self.builtin,
+        }
+
+
+def _merge_taught(spec: ProfileSpec, taught: Sequence[TaughtExemplar]) -> tuple[ProfileSpec, int]:
+    """Add taught exemplars (from the store) to their labels; one whose label the file no longer has is skipped."""
+    extra: dict[str, list[str]] = {}
+    for exemplar in taught:
+        extra.setdefault(exemplar.label, []).append(exemplar.text)
+    labels = [
+        label.model_copy(update={"examples": label.examples + extra.get(label.name, [])}) for label in spec.labels
+    ]
+    return spec.model_copy(update={"labels": labels}), sum(len(extra.get(label.name, [])) for label in spec.labels)
+
+
+def spec_labels(spec: ProfileSpec) -> set[str]:
+    return {label.name for label in spec.labels}
+
+
+def import_taught_logs(store: LatentStore, directory: Path) -> int:
+    """Move taught exemplars of older versions (`<profile>.taught.jsonl` files) into the store; returns how many
+    were new. Safe to repeat and to race: each line's import key makes a second import add nothing, and lines an
+    older server appends later are picked up by the next import. The files are left in place."""
+    imported = 0
+    for path in sorted(Path(directory).glob(f"*{TAUGHT_SUFFIX}")):
+        profile = path.name[: -len(TAUGHT_SUFFIX)]
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            try:
+                entry = json.loads(line)
+                label, text = entry["label"], entry["text"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # blank, or a torn last line after a crash
+            key = f"{path.name}:{number}:{hashlib.sha256(line.encode()).hexdigest()[:16]}"
+            if store.add_taught(profile, label, text, source=f"import:{path.name}", import_key=key) is not None:
+                imported += 1
+    return imported
+
+
+class ProfileRegistry:
+    """Finds profiles: the user's directory first (it may shadow a shipped profile), then the shipped ones."""
+
+    def __init__(self, user_dir: Path, include_builtin: bool = True, store: LatentStore | None = None):
+        self.user_dir = Path(user_dir)
+        self.store = store  # where taught exemplars live; without one, profiles load with none
+        self.taught_cursor = 0  # the newest taught exemplar (store id) the loaded profiles include
+        self._merged: set[int] = set()  # ids merged since the load: a teach is seen here and again from the store
+        self.builtin_dir = builtin_profiles_dir() if include_builtin else None
+        self._profiles: dict[str, Profile] = {}
+
+    def _files(self) -> Iterator[tuple[Path, bool]]:
+        """Every profile file with whether it is shipped; user files come last, so they shadow shipped ones."""
+        for directory, builtin in ((self.builtin_dir, True), (self.user_dir, False)):
+            if directory is not None and directory.is_dir():
+                for path in sorted(directory.glob("*.toml")):
+                    yield path, builtin
+
+    def load_all(self) -> dict[str, Profile]:
+        """(Re)read every profile file; raises ProfileError for the first invalid one."""
+        found: dict[str, Profile] = {}
+        taught: dict[str, list[TaughtExemplar]] = {}
+        stored = self.store.taught() if self.store is not None else []
+        for exemplar in stored:
+            taught.setdefault(exemplar.profile, []).append(exemplar)
+        self.taught_cursor, self._merged = (stored[-1].id if stored else 0), set()
+        for path, builtin in self._files():
+            base = read_profile_file(path)
+            spec, taught_count = _merge_taught(base, taught.get(base.name, []))
+            entries = [(t.label, t.text) for t in taught.get(base.name, []) if t.label in spec_labels(base)]
+            found[base.name] = Profile(
+                spec=spec, path=path, builtin=builtin, taught=taught_count, base=base, taught_entries=entries
+            )
+        self._profiles = found
+        return found
+
+    def check_all(self) -> list[tuple[Path, str | None]]:
+        """Validate every file without stopping at the first error: (path, error or None)."""
+        results: list[tuple[Path, str | None]] = []
+        for path, _ in self._files():
+            try:
+                read_profile_file(path)
+                results.append((path, None))
+            except ProfileError as exc:
+                results.append((path, str(exc)))
+        return results
+
+    @property
+    def profiles(self) -> dict[str, Profile]:
+        return self._profiles
+
+    def get(self, name: str) -> Profile:
+        try:
+            return self._profiles[name]
+        except KeyError:
+            available = ", ".join(sorted(self._profiles)) or "none"
+            raise NotFound(f"profile {name!r} not found; available: {available}.") from None
+
+    def append_taught(self, name: str, label: str, text: str) -> Profile:
+        """Persist one taught exemplar in the store (every server on it sees it) and update the in-memory profile."""
+        self.get(name)
+        if self.store is None:
+            raise StoreError("taught exemplars need the latent store, which is not open; retry once the server is up.")
+        exemplar = self.store.add_taught(name, label, text, source="teach")
+        assert exemplar is not None  # only imports (with an import key) can be refused as already stored
+        return self.merge_taught(exemplar)
+
+    def merge_taught(self, exemplar: TaughtExemplar) -> Profile:
+        """Add a stored exemplar (taught here or by another server on the store) to the in-memory profile, once."""
+        profile = self.get(exemplar.profile)
+        if exemplar.id <= self.taught_cursor or exemplar.id in self._merged:
+            return profile
+        self._merged.add(exemplar.id)
+        profile.spec, added = _merge_taught(profile.spec, [exemplar])
+        profile.taught += added
+        return profile

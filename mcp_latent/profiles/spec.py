@@ -1,0 +1,182 @@
+"""The profile file: TOML of labelled exemplars, validated with pydantic, read and written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mcp_latent.atomic_files import replacing
+from mcp_latent.errors import ProfileError
+
+PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def builtin_profiles_dir() -> Path:
+    """Profiles shipped with mcp-latent: inside the wheel, or `profiles/` of a source checkout."""
+    package = Path(__file__).resolve().parent.parent  # mcp_latent/
+    packaged = package / "_builtin_profiles"
+    return packaged if packaged.is_dir() else package.parent / "profiles"
+
+
+class LabelSpec(BaseModel):
+    """One label of a profile and the exemplar texts that define it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    value: float | None = Field(None, description="numeric value for ordinal profiles (gives an expected score)")
+    # An abstain label holds texts the profile must not judge (small talk, questions, vague one-liners): the fit
+    # learns it like any label, and a text it wins is answered `unsure` with reason out_of_scope. It gives profiles
+    # with few labels real out-of-scope evidence, which the hidden-label simulation cannot make for them.
+    abstain: bool = Field(False, description="texts like these belong to no label: abstain (out of scope) on them")
+    # May start empty (a cold-start profile: label names and descriptions only); it abstains until taught.
+    examples: list[str] = Field(default_factory=list)
+
+    @field_validator("examples")
+    @classmethod
+    def _no_blank_examples(cls, examples: list[str]) -> list[str]:
+        cleaned = [e.strip() for e in examples]
+        if any(not e for e in cleaned):
+            raise ValueError("examples must not be empty strings")
+        return cleaned
+
+
+class OperatingPointRecord(BaseModel):
+    """The point the fit chose for a profile's targets, with its cross-validated estimates: written by
+    `profiles build` and `profiles tune` for readers of the file. The fit reads the targets (or a fixed
+    `threshold`/`min_similarity`), never this record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rule: str = Field(description="which probabilities are thresholded: `ensemble` or `head alone`")
+    threshold: float
+    min_similarity: float
+    coverage: float = Field(description="share of in-scope texts answered (cross-validated)")
+    answered_accuracy: float | None = None
+    out_of_scope_recall: float | None = Field(None, description="on the hidden-label simulation")
+    reachable: bool = Field(True, description="false: the target accuracy holds only below 50% coverage")
+    knee_accuracy: float | None = Field(None, description="the target at the knee of the curve")
+
+
+# Settings that choose where a fitted profile answers, not what it learns: changing them never refits.
+DECISION_FIELDS = frozenset(
+    {"description", "target_accuracy", "target_out_of_scope_recall", "threshold", "min_similarity", "operating_point"}
+)
+
+
+class ProfileSpec(BaseModel):
+    """A profile file's content."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    target_accuracy: float = Field(
+        0.9, gt=0, le=1, description="answered accuracy the abstention threshold is fitted to reach"
+    )
+    target_out_of_scope_recall: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="share of out-of-scope texts to flag, on a simulation that hides labels from the fit",
+    )
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="fixed confidence threshold; overrides the fitted one"
+    )
+    min_similarity: float | None = Field(
+        None, ge=-1, le=1, description="nearest-exemplar similarity below which a text is out of scope; default fitted"
+    )
+    operating_point: OperatingPointRecord | None = None
+    labels: list[LabelSpec] = Field(min_length=2)
+
+    @field_validator("name")
+    @classmethod
+    def _name_shape(cls, name: str) -> str:
+        if not PROFILE_NAME_RE.match(name):
+            raise ValueError("use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return name
+
+    @model_validator(mode="after")
+    def _consistent_labels(self) -> ProfileSpec:
+        names = [label.name for label in self.labels]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"label names must be unique; repeated: {duplicates}")
+        answers = self.answer_labels
+        if len(answers) < 2:
+            raise ValueError("a profile needs at least 2 labels that are not `abstain = true`")
+        if any(label.value is not None for label in self.labels if label.abstain):
+            raise ValueError("an `abstain = true` label has no `value` (it is never an answer)")
+        with_value = [label.value is not None for label in answers]
+        if any(with_value) and not all(with_value):
+            raise ValueError("either every label has a `value` (ordinal profile) or none does")
+        return self
+
+    @property
+    def answer_labels(self) -> list[LabelSpec]:
+        """The labels a verdict can answer with (every label but the abstain ones)."""
+        return [label for label in self.labels if not label.abstain]
+
+    @property
+    def ordinal(self) -> bool:
+        return self.answer_labels[0].value is not None
+
+    def _canonical(self, exclude: set[str] | None = None) -> str:
+        data = self.model_dump(mode="json", exclude=exclude)
+        for label in data["labels"]:  # files from before abstain labels keep their hashes (and cached fits)
+            if not label.get("abstain"):
+                label.pop("abstain", None)
+        return json.dumps(data, sort_keys=True, separators=(",", ":") if exclude is None else None)
+
+    def content_hash(self) -> str:
+        return hashlib.sha256(self._canonical().encode()).hexdigest()[:16]
+
+    def fit_hash(self) -> str:
+        """Hash of what a fit learns from (labels and exemplars), not of where it answers (DECISION_FIELDS)."""
+        return hashlib.sha256(self._canonical(set(DECISION_FIELDS)).encode()).hexdigest()[:16]
+
+
+def _format_validation_error(path: Path, exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"]) or "(file)"
+        problems.append(f"{where}: {err['msg']}")
+    return f"invalid profile {path}: " + "; ".join(problems)
+
+
+def read_profile_file(path: Path) -> ProfileSpec:
+    """Parse and validate one profile file; errors name the file and the field."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"invalid profile {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"invalid profile {path}: TOML syntax error: {exc}") from exc
+    except OSError as exc:
+        raise ProfileError(f"cannot read profile {path}: {exc}") from exc
+    try:
+        spec = ProfileSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ProfileError(_format_validation_error(path, exc)) from exc
+    if spec.name != path.stem:
+        raise ProfileError(f"invalid profile {path}: name {spec.name!r} must match the file name {path.stem!r}")
+    return spec
+
+
+def write_profile_file(spec: ProfileSpec, path: Path) -> None:
+    """Write a profile as TOML (atomically)."""
+    data = spec.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    for label in data["labels"]:
+        if not label.get("description"):
+            label.pop("description", None)
+        if not label.get("abstain"):
+            label.pop("abstain", None)
+    with replacing(path) as tmp:
+        tmp.write_text(tomli_w.dumps(data), encoding="utf-8")

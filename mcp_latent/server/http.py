@@ -1,0 +1,100 @@
+"""The HTTP transport's edges: the Starlette app at `/mcp`, bearer-token auth, loopback rules, the socket."""
+
+from __future__ import annotations
+
+import errno
+import hmac
+import ipaddress
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.responses import JSONResponse
+
+from mcp_latent.errors import InvalidInput
+from mcp_latent.settings import Settings
+
+if TYPE_CHECKING:  # imported at run time only where a service is built: numpy and the engine come with it
+    pass
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class BearerTokenMiddleware:
+    """Refuse MCP requests without `Authorization: Bearer <token>`; `/healthz` stays open for process managers."""
+
+    def __init__(self, app: Any, token: str):
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] != "/healthz":
+            supplied = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(supplied, self.expected):
+                # RFC 6750: say which scheme is expected, and whether the token sent was wrong.
+                challenge = 'Bearer error="invalid_token"' if supplied else "Bearer"
+                response = JSONResponse(
+                    {"error": "missing or wrong bearer token; send 'Authorization: Bearer <token>'"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": challenge},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def http_app(server: MCPServer, settings: Settings, token: str | None = None) -> Any:
+    """The streamable HTTP app at /mcp, with DNS-rebinding checks and the optional bearer token."""
+    if not is_loopback(settings.host) and not token:
+        raise InvalidInput(
+            f"refusing to bind {settings.host} without a token: set MCP_LATENT_TOKEN or --token-file, "
+            "or bind 127.0.0.1."
+        )
+    if is_loopback(settings.host):
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        )
+    else:  # a token is required here; Host values of a public bind are not known in advance
+        security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    app = server.streamable_http_app(transport_security=security, host=settings.host)
+    return BearerTokenMiddleware(app, token) if token else app
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """Bind and listen on host:port now, so a port in use fails at once, before the model loads."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listener = socket.socket(family, kind, proto)
+    except (OSError, UnicodeError) as exc:
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc}; check --host (MCP_LATENT_HOST).") from exc
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: rebind right after a restart
+        listener.bind(address)
+        listener.listen(2048)
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise InvalidInput(
+                f"port {port} on {host} is already in use (another mcp-latent?); stop that process or pick another "
+                "port with --port (MCP_LATENT_PORT)."
+            ) from exc
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}.") from exc
+    return listener
+
+
+def endpoint_url(listener: socket.socket) -> str:
+    host, port = listener.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/mcp"

@@ -1,0 +1,533 @@
+"""The shared `LatentStore`: handoffs, taught exemplars and generations in PostgreSQL, searched with pgvector HNSW.
+
+Every mcp-latent server pointed at one database (and schema) shares one latent state: there is no per-process
+copy to catch up or repair, so a handle written through any server is readable through every other as soon as
+`add` returns, and a removal is seen by the next search everywhere. Handoffs of all namespaces live in one
+table; the namespace is an indexed column, and a search filters by it (pgvector's iterative index scan keeps
+a small namespace's top-k complete inside a large table).
+
+Durability: `add` returns only after PostgreSQL committed (with the server's `synchronous_commit`, on by
+default: the commit is in the primary's WAL on disk; with synchronous standbys also on theirs).
+
+Faults: a dropped connection is never fatal. Reads retry once on a fresh connection; a write whose COMMIT may
+or may not have landed (the connection broke during it) is resolved by looking its handles up, because handles
+are chosen before the INSERT: the write is then reported as stored, or written again, never twice. When the
+database is unreachable, calls fail after `timeout_s` with a StoreError that says so, and the pool reconnects in
+the background.
+
+Who owns what: the connection pool (psycopg_pool) owns every connection and hands each to one thread at a
+time; this object holds no other mutable state, so every method may run on any thread at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import struct
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg.adapt import AdaptersMap, Dumper, Loader
+from psycopg.pq import Format
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from mcp_latent.errors import LatentError, NotFound, StoreError
+from mcp_latent.store.base import (
+    HANDOFFS_SCOPE,
+    TAUGHT_SCOPE,
+    Changes,
+    Handoff,
+    LatentStore,
+    NewHandoffs,
+    TaughtExemplar,
+    check_handle,
+    new_handle,
+)
+from mcp_latent.store.postgres_migrations import SCHEMA_VERSION, bind_model, migrate
+
+log = logging.getLogger(__name__)
+
+SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_COLUMNS = "seq, handle, namespace, from_agent, created_at, parent, meta, text, vector"
+_TAUGHT_COLUMNS = "id, profile, label, text, source, created_at"
+# One row per namespace that holds handoffs; first/last by seq (insertion order) through handoffs_by_namespace.
+_NAMESPACES_SQL = (
+    "SELECT c.namespace, c.total,"
+    " (SELECT created_at FROM handoffs h WHERE h.namespace = c.namespace ORDER BY h.seq LIMIT 1),"
+    " (SELECT created_at FROM handoffs h WHERE h.namespace = c.namespace ORDER BY h.seq DESC LIMIT 1)"
+    " FROM (SELECT namespace, SUM(n)::bigint AS total FROM handoff_counts GROUP BY namespace HAVING SUM(n) > 0) c"
+    " ORDER BY c.namespace"
+)
+_NOW = "extract(epoch from clock_timestamp())"  # one clock for every host: the database's
+# Generations and taught ids are cursors: a reader that has seen value v must never later find a smaller one
+# committed. Writers of either take this transaction lock, so values are handed out in commit order.
+_CURSOR_LOCK = 0x6D63706D
+_PAGE = 500  # rows per query when exporting
+_PGVECTOR_SCHEMA = "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'vector'"
+
+T = TypeVar("T")
+
+
+# --- pgvector's binary format: uint16 dim, uint16 unused, dim big-endian float32 ------------------------------
+
+
+class _VectorDumper(Dumper):
+    format = Format.BINARY
+
+    def dump(self, obj: np.ndarray) -> bytes:
+        return struct.pack(">HH", obj.shape[0], 0) + obj.astype(">f4", copy=False).tobytes()
+
+
+class _VectorLoader(Loader):
+    format = Format.BINARY
+
+    def load(self, data: Any) -> np.ndarray:
+        return np.frombuffer(bytes(data)[4:], dtype=">f4").astype(np.float32)
+
+
+def _adapters(vector_oid: int) -> AdaptersMap:
+    adapters = AdaptersMap(psycopg.adapters)
+    adapters.register_dumper(np.ndarray, type("VectorDumper", (_VectorDumper,), {"oid": vector_oid}))
+    adapters.register_loader(vector_oid, _VectorLoader)
+    return adapters
+
+
+def _handoff(row: tuple) -> Handoff:
+    seq, handle, namespace, from_agent, created_at, parent, meta, text, vector = row
+    return Handoff(seq, handle, namespace, from_agent, created_at, parent, meta, text, vector)
+
+
+def _boundary(action: str, retry: bool = True) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Translate lower-layer errors of one store method into StoreError (logged); retry a read once when its
+    connection broke (a restarted database leaves every pooled connection dead)."""
+
+    def wrap(method: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(method)
+        def translated(self: PostgresStore, *args: Any, **kwargs: Any) -> T:
+            with self._translated(action):
+                if not retry:
+                    return method(self, *args, **kwargs)
+                try:
+                    return method(self, *args, **kwargs)
+                except psycopg.errors.QueryCanceled:
+                    raise  # the statement timeout: trying again would only wait as long once more
+                except psycopg.OperationalError as exc:
+                    log.info("latent store: connection lost while trying to %s (%s); retrying once", action, exc)
+                    self._pool.check()
+                    return method(self, *args, **kwargs)
+
+        return translated
+
+    return wrap
+
+
+def describe_url(url: str) -> str:
+    """host:port/database of a libpq URL, without the credentials (for error messages and logs)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    return f"{host}:{parts.port or 5432}{parts.path or '/'}"
+
+
+class PostgresStore(LatentStore):
+    """One latent state in a PostgreSQL schema, shared by every server that opens the same URL and schema."""
+
+    def __init__(
+        self,
+        url: str,
+        dim: int | None,
+        model_id: str | None,
+        schema: str = "mcp_latent",
+        pool_size: int = 8,
+        timeout_s: float = 5.0,
+        statement_timeout_s: float = 60.0,
+        hnsw_m: int = 16,
+        hnsw_ef_construction: int = 64,
+        hnsw_ef_search: int = 64,
+    ):
+        if not SCHEMA_RE.match(schema):
+            raise StoreError(
+                f"invalid schema name {schema!r} (MCP_LATENT_STORE_SCHEMA): use lowercase letters, digits and '_'."
+            )
+        self.url, self.dim, self.model_id, self.schema = url, dim or 0, model_id, schema
+        self.where = describe_url(url)
+        self.timeout_s, self.statement_timeout_s = timeout_s, statement_timeout_s
+        self.ef_search = hnsw_ef_search
+        self.replica = False  # a read-only hot standby (set on connect)
+        self._closed = False
+        connect_args: dict[str, Any] = {
+            "connect_timeout": max(1, round(timeout_s)),
+            "application_name": "mcp-latent",
+        }
+        with self._translated("open the latent store", unreachable_hint="check MCP_LATENT_STORE_URL"):
+            with psycopg.connect(url, autocommit=True, **connect_args) as conn:
+                extension_schema = self._ensure_pgvector(conn)
+                conn.execute(
+                    sql.SQL("SET search_path = {}, {}").format(*map(sql.Identifier, (schema, extension_schema)))
+                )
+                # A streaming replica (hot standby) is read-only: it serves a read-only server (MCP_LATENT_READ_ONLY)
+                # the primary's schema, which must already be current; nothing is created or bound there.
+                self.replica = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+                if self.replica:
+                    self._check_replica(conn)
+                else:
+                    migrate(conn, schema)
+                    self._check_model(conn, hnsw_m, hnsw_ef_construction)
+                vector_oid = conn.execute("SELECT 'vector'::regtype::oid").fetchone()[0]
+            options = (
+                f"-c search_path={schema},{extension_schema}"
+                f" -c statement_timeout={round(statement_timeout_s * 1000)}"
+                f" -c hnsw.ef_search={hnsw_ef_search}"
+                # A namespace filter discards graph neighbours of other namespaces: keep scanning until k match.
+                " -c hnsw.iterative_scan=relaxed_order"
+                # Plan each search for its namespace: a small one is read exactly through the btree, and a partial
+                # HNSW index made for one large namespace (README, "Scale-out") is only usable by a custom plan.
+                " -c plan_cache_mode=force_custom_plan"
+            )
+            self._pool = ConnectionPool(
+                url,
+                min_size=1,
+                max_size=max(1, pool_size),
+                timeout=timeout_s,
+                reconnect_timeout=0,  # keep trying forever: the database may come back any time
+                kwargs={"autocommit": True, "options": options, "context": _adapters(vector_oid), **connect_args},
+                open=False,
+                name="mcp-latent",
+            )
+            self._pool.open(wait=True, timeout=timeout_s)
+
+    # --- connections and errors ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _ensure_pgvector(conn: psycopg.Connection) -> str:
+        """The schema pgvector lives in, creating the extension when this role may."""
+        row = conn.execute(_PGVECTOR_SCHEMA).fetchone()
+        if row is None:
+            try:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            except psycopg.errors.UniqueViolation:
+                pass  # another server created it at the same moment (IF NOT EXISTS does not guard that race)
+            except psycopg.Error as exc:
+                raise StoreError(
+                    f"the database has no pgvector extension and this role may not create it ({exc}); "
+                    "ask its administrator to run `CREATE EXTENSION vector;` (pgvector 0.8 or newer)."
+                ) from exc
+            row = conn.execute(_PGVECTOR_SCHEMA).fetchone()
+        return row[0]
+
+    def _check_replica(self, conn: psycopg.Connection) -> None:
+        """On a read-only standby: the primary's schema must be this version and hold this model (or adopt it)."""
+        exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
+        version = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0] if exists else 0
+        stored = dict(conn.execute("SELECT key, value FROM store_info").fetchall()) if exists else {}
+        if version != SCHEMA_VERSION or not stored:
+            raise StoreError(
+                f"{self.where} is a read-only replica whose schema {self.schema!r} is at version {version} (this "
+                f"mcp-latent needs {SCHEMA_VERSION}, with a model bound); start one server on the primary first."
+            )
+        if self.model_id is None:
+            self.model_id, self.dim = stored["model_id"], int(stored["dim"])
+        elif stored["model_id"] != self.model_id or int(stored["dim"]) != self.dim:
+            raise StoreError(
+                f"the replica's schema {self.schema!r} at {self.where} holds vectors from model {stored['model_id']!r}"
+                f" (dim {stored['dim']}), but this server embeds with {self.model_id!r} (dim {self.dim})."
+            )
+
+    def _check_model(self, conn: psycopg.Connection, m: int, ef_construction: int) -> None:
+        if self.model_id is None:  # opened without a model: adopt the schema's (0 / None while it holds none)
+            stored = dict(conn.execute("SELECT key, value FROM store_info").fetchall())
+            self.model_id, self.dim = stored.get("model_id"), int(stored.get("dim", 0))
+            return
+        stored = bind_model(conn, self.model_id, self.dim, m, ef_construction)
+        if stored["model_id"] != self.model_id or int(stored["dim"]) != self.dim:
+            raise StoreError(
+                f"the database schema {self.schema!r} at {self.where} holds vectors from model "
+                f"{stored['model_id']!r} (dim {stored['dim']}), but this server embeds with {self.model_id!r} "
+                f"(dim {self.dim}); set another MCP_LATENT_STORE_SCHEMA or use the same model."
+            )
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        if self._closed:
+            raise StoreError("the latent store is closed; the server is shutting down, retry on the new one.")
+        with self._pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _translated(self, action: str, unreachable_hint: str = "the server reconnects by itself") -> Iterator[None]:
+        try:
+            yield
+        except LatentError:
+            raise
+        except psycopg.errors.QueryCanceled as exc:
+            log.warning("latent store: could not %s: %s", action, exc)
+            raise StoreError(
+                f"the latent store could not {action}: the database took longer than "
+                f"MCP_LATENT_STORE_STATEMENT_TIMEOUT_SECONDS ({self.statement_timeout_s:g} s) and the statement was "
+                "cancelled; nothing acknowledged was lost, retry the call."
+            ) from exc
+        except (PoolTimeout, psycopg.OperationalError) as exc:
+            log.warning("latent store: could not %s: %s", action, exc)
+            raise StoreError(
+                f"the latent store could not {action}: PostgreSQL at {self.where} is unreachable or restarting "
+                f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
+                f"{unreachable_hint}: retry in a few seconds. Nothing acknowledged was lost."
+            ) from exc
+        except psycopg.errors.ReadOnlySqlTransaction as exc:
+            raise StoreError(
+                f"the latent store could not {action}: {self.where} is a read-only replica; send writes to a server "
+                "on the primary (a server on a replica should run with MCP_LATENT_READ_ONLY=true)."
+            ) from exc
+        except psycopg.Error as exc:
+            log.warning("latent store: could not %s: %s", action, exc)
+            raise StoreError(
+                f"the latent store could not {action}: {str(exc).strip()}; nothing acknowledged was lost, "
+                "retry the call."
+            ) from exc
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.close()
+
+    # --- handoff writes ------------------------------------------------------------------------------------
+
+    def _insert(self, new: NewHandoffs) -> list[Handoff]:
+        handles = [new_handle() for _ in new.texts]
+        with self._translated("store the handoff (nothing was written)"):
+            try:
+                return self._insert_once(new, handles)
+            except psycopg.errors.QueryCanceled:
+                raise  # cancelled by the statement timeout: rolled back, nothing to resolve
+            except psycopg.OperationalError as exc:
+                # The connection broke; the COMMIT may or may not have landed. The handles tell.
+                log.info("latent store: connection lost while storing a handoff (%s); resolving by handle", exc)
+                self._pool.check()
+                stored = self._stored(new.namespace, handles)
+                if len(stored) == len(handles):
+                    return stored
+                return self._insert_once(new, handles)
+
+    def _insert_once(self, new: NewHandoffs, handles: list[str]) -> list[Handoff]:
+        meta = Jsonb(new.meta) if new.meta else None
+        rows = []
+        with self._connection() as conn, conn.transaction(), conn.cursor(binary=True) as cur:
+            if new.parent is not None:
+                # FOR KEY SHARE: a compaction cannot remove the parent before this transaction commits.
+                cur.execute(
+                    "SELECT 1 FROM handoffs WHERE handle = %s AND namespace = %s FOR KEY SHARE",
+                    (new.parent, new.namespace),
+                )
+                if cur.fetchone() is None:
+                    raise NotFound(
+                        f"parent handle {new.parent!r} not found in namespace {new.namespace!r}; use a handle "
+                        "returned by `handoff`/`embed` in this namespace, or pass `text` instead."
+                    )
+            cur.executemany(
+                "INSERT INTO handoffs (handle, namespace, from_agent, created_at, parent, meta, text, vector)"
+                f" VALUES (%s, %s, %s, {_NOW}, %s, %s, %s, %b) RETURNING seq, created_at",
+                [
+                    (handle, new.namespace, new.from_agent, new.parent, meta, text, vector)
+                    for handle, text, vector in zip(handles, new.texts, new.vectors, strict=True)
+                ],
+                returning=True,
+            )
+            while True:
+                rows.append(cur.fetchone())
+                if not cur.nextset():
+                    break
+        # Committed: acknowledged. Nothing derived remains to update (the index lives in the database).
+        return [
+            Handoff(seq, handle, new.namespace, new.from_agent, created_at, new.parent, new.meta, text, vector)
+            for (seq, created_at), handle, text, vector in zip(rows, handles, new.texts, new.vectors, strict=True)
+        ]
+
+    def _stored(self, namespace: str, handles: list[str]) -> list[Handoff]:
+        with self._connection() as conn, conn.cursor(binary=True) as cur:
+            cur.execute(
+                f"SELECT {_COLUMNS} FROM handoffs WHERE handle = ANY(%s) AND namespace = %s ORDER BY seq",
+                (handles, namespace),
+            )
+            return [_handoff(row) for row in cur.fetchall()]
+
+    @_boundary("drop the namespace", retry=False)
+    def drop(self, namespace: str) -> int:
+        """Delete a namespace's records; returns how many went."""
+        with self._connection() as conn, conn.transaction():
+            count = conn.execute("DELETE FROM handoffs WHERE namespace = %s", (namespace,)).rowcount
+            if count:
+                self._bump(conn, HANDOFFS_SCOPE + namespace)
+        return count
+
+    @_boundary("compact the namespace", retry=False)
+    def compact(self, namespace: str, max_records: int | None = None, ttl_seconds: float | None = None) -> int:
+        """Apply retention to one namespace (oldest first). Returns how many records went."""
+        conditions, params = [], [namespace]
+        if ttl_seconds:
+            conditions.append(f"created_at < {_NOW} - %s")
+            params.append(float(ttl_seconds))
+        if max_records:
+            conditions.append(
+                "seq <= (SELECT seq FROM handoffs WHERE namespace = %s ORDER BY seq DESC LIMIT 1 OFFSET %s)"
+            )
+            params += [namespace, int(max_records)]
+        if not conditions:
+            return 0
+        with self._connection() as conn, conn.transaction():
+            removed = conn.execute(
+                "DELETE FROM handoffs WHERE namespace = %s AND (" + " OR ".join(conditions) + ")", params
+            ).rowcount
+            if removed:
+                self._bump(conn, HANDOFFS_SCOPE + namespace)
+        return removed
+
+    @_boundary("apply retention", retry=False)
+    def retention(self, max_records: int | None = None, ttl_seconds: float | None = None) -> dict[str, int]:
+        """Apply the cap and TTL to every namespace, one short transaction each; returns what each lost."""
+        if not (max_records or ttl_seconds):
+            return {}
+        removed = {name: self.compact(name, max_records, ttl_seconds) for name in self._namespace_names()}
+        return {name: n for name, n in removed.items() if n}
+
+    def _namespace_names(self) -> list[str]:
+        # A skip scan over the (namespace, seq) index: one probe per namespace, not one row per handoff.
+        with self._connection() as conn:
+            rows = conn.execute(
+                "WITH RECURSIVE names AS ("
+                " (SELECT namespace FROM handoffs ORDER BY namespace LIMIT 1)"
+                " UNION ALL SELECT (SELECT h.namespace FROM handoffs h WHERE h.namespace > names.namespace"
+                "  ORDER BY h.namespace LIMIT 1) FROM names WHERE names.namespace IS NOT NULL)"
+                " SELECT namespace FROM names WHERE namespace IS NOT NULL"
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    @staticmethod
+    def _bump(conn: psycopg.Connection, scope: str) -> None:
+        """Move one scope's generation to a new store-wide maximum (inside the caller's transaction)."""
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CURSOR_LOCK,))
+        conn.execute(
+            "INSERT INTO generations (scope, value) VALUES (%s, (SELECT COALESCE(MAX(value), 0) + 1 FROM generations))"
+            " ON CONFLICT (scope) DO UPDATE SET value = excluded.value",
+            (scope,),
+        )
+
+    # --- handoff reads -------------------------------------------------------------------------------------
+
+    @_boundary("read the handoff")
+    def get(self, handle: str, namespace: str) -> Handoff:
+        """The record behind a handle, or NotFound: a handle of another namespace is as absent as a made-up one."""
+        check_handle(handle)
+        with self._connection() as conn, conn.cursor(binary=True) as cur:
+            cur.execute(f"SELECT {_COLUMNS} FROM handoffs WHERE handle = %s AND namespace = %s", (handle, namespace))
+            row = cur.fetchone()
+        if row is None:
+            raise NotFound(
+                f"handle {handle!r} not found in namespace {namespace!r}; use a handle returned by `handoff`/`embed` "
+                "in this namespace, or pass `text` instead."
+            )
+        return _handoff(row)
+
+    @_boundary("search the namespace")
+    def similar(
+        self, namespace: str, vector: np.ndarray, k: int, exclude: str | None = None
+    ) -> list[tuple[Handoff, float]]:
+        """The `k` nearest handoffs of a namespace to `vector`, best first, with cosine similarity."""
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        if query.shape[0] != self.dim:
+            raise StoreError(f"vector of dimension {query.shape[0]} does not match the store's dimension {self.dim}")
+        where = "namespace = %s" + (" AND handle <> %s" if exclude else "")
+        params: list[Any] = [query, namespace] + ([exclude] if exclude else []) + [query, k]
+        statement = f"SELECT {_COLUMNS}, vector <=> %b FROM handoffs WHERE {where} ORDER BY vector <=> %b LIMIT %s"
+        with self._connection() as conn, conn.cursor(binary=True) as cur:
+            if k > self.ef_search:  # the graph walk must keep at least k candidates
+                with conn.transaction():
+                    cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(k),))
+                    cur.execute(statement, params)
+                    rows = cur.fetchall()
+            else:
+                cur.execute(statement, params)
+                rows = cur.fetchall()
+        # relaxed_order may return neighbours slightly out of order: sort by the exact distance it computed.
+        hits = sorted(((_handoff(row[:-1]), float(row[-1])) for row in rows), key=lambda hit: hit[1])
+        return [(record, float(np.clip(1.0 - distance, -1.0, 1.0))) for record, distance in hits]
+
+    @_boundary("count handoffs")
+    def count(self, namespace: str | None = None) -> int:
+        """Exact and transactional, without reading `handoffs`: the sum of the counters its triggers maintain
+        (migration 4), a few rows per namespace however large the table (COUNT(*) would read all of it)."""
+        with self._connection() as conn:
+            if namespace is None:
+                return conn.execute("SELECT COALESCE(SUM(n), 0)::bigint FROM handoff_counts").fetchone()[0]
+            return conn.execute(
+                "SELECT COALESCE(SUM(n), 0)::bigint FROM handoff_counts WHERE namespace = %s", (namespace,)
+            ).fetchone()[0]
+
+    @_boundary("list namespaces")
+    def namespaces(self) -> list[dict[str, Any]]:
+        """Counts from the trigger-kept counters; oldest/newest are the first and last written records, two index
+        lookups per namespace (a GROUP BY over `handoffs` read all of it: ~1M rows on every call at scale)."""
+        with self._connection() as conn:
+            rows = conn.execute(_NAMESPACES_SQL).fetchall()
+        return [{"namespace": n, "count": c, "oldest": lo, "newest": hi} for n, c, lo, hi in rows]
+
+    def export(self, namespace: str) -> Iterator[Handoff]:
+        """Every record of a namespace, oldest first (read in pages so a large namespace streams)."""
+        last = 0
+        while True:
+            rows = self._export_page(namespace, last)
+            if not rows:
+                return
+            for row in rows:
+                yield _handoff(row)
+            last = rows[-1][0]
+
+    @_boundary("export the namespace")
+    def _export_page(self, namespace: str, after: int) -> list[tuple]:
+        with self._connection() as conn, conn.cursor(binary=True) as cur:
+            cur.execute(
+                f"SELECT {_COLUMNS} FROM handoffs WHERE namespace = %s AND seq > %s ORDER BY seq LIMIT {_PAGE}",
+                (namespace, after),
+            )
+            return cur.fetchall()
+
+    # --- taught exemplars and changes ----------------------------------------------------------------------
+
+    @_boundary("store the taught exemplar", retry=False)
+    def add_taught(
+        self, profile: str, label: str, text: str, source: str | None = None, import_key: str | None = None
+    ) -> TaughtExemplar | None:
+        """Append one exemplar (acknowledged once committed); an `import_key` already stored adds nothing."""
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CURSOR_LOCK,))  # ids in commit order
+            row = conn.execute(
+                "INSERT INTO taught (profile, label, text, source, created_at, import_key)"
+                f" VALUES (%s, %s, %s, %s, {_NOW}, %s) ON CONFLICT (import_key) DO NOTHING RETURNING id, created_at",
+                (profile, label, text, source, import_key),
+            ).fetchone()
+            if row is None:
+                return None
+            self._bump(conn, TAUGHT_SCOPE + profile)
+        return TaughtExemplar(row[0], profile, label, text, source, row[1])
+
+    @_boundary("read taught exemplars")
+    def taught(self, after: int = 0, profile: str | None = None) -> list[TaughtExemplar]:
+        """Exemplars with id > `after`, oldest first; of one profile or all."""
+        query, params = f"SELECT {_TAUGHT_COLUMNS} FROM taught WHERE id > %s", [after]
+        if profile is not None:
+            query, params = query + " AND profile = %s", [after, profile]
+        with self._connection() as conn:
+            return [TaughtExemplar(*row) for row in conn.execute(query + " ORDER BY id", params)]
+
+    @_boundary("poll for changes")
+    def changes(self, after: int = 0) -> Changes:
+        """Scopes whose generation moved after `after` (one indexed read)."""
+        with self._connection() as conn:
+            rows = conn.execute("SELECT scope, value FROM generations WHERE value > %s", (after,)).fetchall()
+        return Changes(max([after] + [value for _, value in rows]), dict(rows))
