@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcp_latent.errors import InvalidInput
+from mcp_latent.judge.stream import MIN_SHARPNESS, MIN_STREAM_CHECKS, MIN_STREAM_VERDICTS, STREAM_MARGIN_ERRORS
 
 
 def default_data_dir() -> Path:
@@ -169,9 +170,16 @@ class Settings(BaseSettings):
     stream_calibration_window: int = Field(
         1000,
         ge=0,
-        description="recent verdicts per profile (distinct in-scope texts) from which each background refit sets "
-        "the threshold once 200 are recorded: the lowest whose answered texts' mean calibrated p meets the target "
-        "accuracy (exemplars alone over-represent the hard texts a taught profile escalated); 0: the fit's own",
+        # Built from the constants `judge/stream.py` decides with, so the text cannot drift from the code.
+        description=f"recent verdicts per profile (distinct in-scope texts) from which each background refit sets "
+        f"the threshold once {MIN_STREAM_VERDICTS} are recorded and {MIN_STREAM_CHECKS} texts were taught after a "
+        f"verdict on them: "
+        f"the lowest at which the answered texts' accuracy, less {STREAM_MARGIN_ERRORS:g} standard errors, still "
+        f"meets the target accuracy; a taught text counts as right or wrong as its teach showed, the others by their "
+        f"calibrated p, made as sure as the taught ones showed p to be (its log-odds scaled by a sharpness of at most "
+        f"1; below {MIN_SHARPNESS:g} p is not trusted and the fit's own threshold stays). Exemplars alone "
+        f"over-represent the hard texts a taught profile escalated. 0: always the fit's own threshold; a fixed "
+        f"`threshold` in the profile file is never replaced",
     )
     stats_flush_seconds: float = Field(
         5.0, gt=0, description="how often verdict and teach counts are added to `<data_dir>/stats.sqlite`"
