@@ -184,8 +184,7 @@ def cmd_profiles_tune(args: argparse.Namespace) -> int:
         changes["target_accuracy"] = args.target_accuracy
     if args.target_oos_recall is not None:
         changes["target_out_of_scope_recall"] = args.target_oos_recall
-    spec = (profile.base or profile.spec).model_copy(update=changes)  # the file's exemplars: the built fit's
-    profile.spec = profile.base = spec
+    spec = profile.spec = profile.spec.model_copy(update=changes)  # the file's exemplars: the built fit's
     fitted = ProfileFitter.for_settings(settings).cached(profile)  # the model is loaded only if none is stored
     how = "no refit: the point is chosen from the stored cross-validation"
     if fitted is None:

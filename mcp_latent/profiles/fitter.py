@@ -186,18 +186,16 @@ class ProfileFitter:
     def cached(self, profile: Profile) -> FittedProfile | None:
         """The stored full fit of the profile file's exemplars (taught ones aside: `profiles build` wrote it), at
         the operating point for the file's current targets, or None. Never embeds."""
-        base = profile.base or profile.spec
-        texts, _ = flatten(base)
-        return self.load(profile.name, self.fit_key(base), base, texts, profile.path)
+        texts, _ = flatten(profile.spec)
+        return self.load(profile.name, self.fit_key(profile.spec), profile.spec, texts, profile.path)
 
     def cached_calibration(self, profile: Profile) -> Calibration | None:
         """The calibration of `cached`, reading neither the exemplar vectors nor the model (for `profiles list`)."""
-        base = profile.base or profile.spec
-        name = self._fit_name(profile.name, self.fit_key(base))
+        name = self._fit_name(profile.name, self.fit_key(profile.spec))
         for folder in (self.cache_dir, self.beside(profile.path)):
             try:
                 with np.load(folder / name) as data:  # an .npz reads only the arrays asked for
-                    return Calibration.from_arrays(data).retarget(base)
+                    return Calibration.from_arrays(data).retarget(profile.spec)
             except FileNotFoundError:
                 continue
             except Exception as exc:
@@ -205,8 +203,8 @@ class ProfileFitter:
         return None
 
     def fitted(self, profile: Profile, progress: Callable[[int], None] | None = None) -> FittedProfile:
-        """The profile's cached full fit, else a new one (cached): for one-off use (CLI, tools). A server's
-        profiles go through their `LiveProfile` instead."""
+        """The profile file's cached full fit, else a new one (cached): for one-off use (CLI, tools). Taught
+        exemplars are not in it: a server's profiles go through their `LiveProfile` instead."""
         texts, y = flatten(profile.spec)
         key = self.fit_key(profile)
         fitted = self.load(profile.name, key, profile.spec, texts, profile.path)
