@@ -76,7 +76,8 @@ class Settings(BaseSettings):
     # --- storage --------------------------------------------------------------------------------------------
     data_dir: Path = Field(
         default_factory=default_data_dir,
-        description="where handoffs (SQLite, WAL mode), HNSW indexes and profile caches live",
+        description="where handoffs (SQLite, WAL mode), HNSW indexes and profile caches live (under "
+        "`$XDG_DATA_HOME/mcp-latent` by default where that variable is set)",
     )
     profiles_dir: Path | None = Field(
         None, description="the user's profile files (`*.toml`); default `<data_dir>/profiles`"
@@ -272,22 +273,28 @@ class Settings(BaseSettings):
         return self.torch_threads or max(1, min(4, os.cpu_count() or 1))
 
 
-# How the README shows defaults that depend on the environment.
+# How the documentation and `--help` show defaults that depend on the environment.
 FACTORY_DEFAULTS = {
-    default_data_dir: "`~/.local/share/mcp-latent`",
-    default_model_cache_dir: "`~/.cache/mcp-latent/models`",
+    default_data_dir: "~/.local/share/mcp-latent",
+    default_model_cache_dir: "~/.cache/mcp-latent/models",
 }
+
+
+def default_text(name: str) -> str | None:
+    """A setting's default as the configuration table and `--help` show it; None when it has none (unset)."""
+    info = Settings.model_fields[name]
+    if info.default_factory is not None:
+        return FACTORY_DEFAULTS[info.default_factory]
+    if info.default in (None, "", []):
+        return None
+    return str(info.default)
 
 
 def markdown_table() -> str:
     """The README's configuration table, generated so it cannot drift from the code."""
     rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for name, info in Settings.model_fields.items():
-        if info.default_factory is not None:
-            default = FACTORY_DEFAULTS[info.default_factory]
-        elif info.default in (None, "", []):
-            default = "(unset)"
-        else:
-            default = f"`{info.default}`"
-        rows.append(f"| `MCP_LATENT_{name.upper()}` | {default} | {info.description} |")
+        default = default_text(name)
+        shown = "(unset)" if default is None else f"`{default}`"
+        rows.append(f"| `MCP_LATENT_{name.upper()}` | {shown} | {info.description} |")
     return "\n".join(rows)
