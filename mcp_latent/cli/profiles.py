@@ -79,15 +79,19 @@ DEFAULT_TARGET_ACCURACY = 0.98  # `profiles build` aims here unless told otherwi
 def _show_operating_point(fitted: Any, spec: Any, path: Path, changes: dict[str, Any]) -> None:
     """Print the estimated curve, write its PNG beside the profile file, and write the file with `changes` and
     the chosen point recorded."""
+    from mcp_latent.plotting import PlotsUnavailable
     from mcp_latent.profiles.report import plot, record, table, warning
     from mcp_latent.profiles.spec import read_profile_file, write_profile_file
 
     cal = fitted.calibration
     for line in table(cal, spec):
         print(line, file=sys.stderr)
-    png = plot(cal, spec, path.with_suffix(".curve.png"))
-    if png is not None:
-        print(f"wrote {png}", file=sys.stderr)
+    try:
+        png = plot(cal, spec, path.with_suffix(".curve.png"))
+        if png is not None:
+            print(f"wrote {png}", file=sys.stderr)
+    except PlotsUnavailable as exc:  # the curve is a picture of the table above: the profile is built without it
+        print(f"no curve plot: {exc}", file=sys.stderr)
     problem = warning(cal, spec)
     if problem:
         print(f"warning: {problem}", file=sys.stderr)
