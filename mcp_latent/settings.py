@@ -52,11 +52,17 @@ class Settings(BaseSettings):
         "(shared by every data dir)",
     )
     device: str = Field("cpu", description="torch device for the embedding model (the ONNX path runs on CPU)")
+    embed_threads: int = Field(
+        0,
+        ge=0,
+        description="threads of the embedding model, whichever backend runs it (ONNX Runtime or torch); 0 = "
+        "`torch_threads` when that is set, else min(4, CPU count) (more threads than cores only adds noise)",
+    )
     torch_threads: int = Field(
         0,
         ge=0,
-        description="embedding intra-op threads (torch or ONNX Runtime); 0 = min(4, CPU count) (more threads than "
-        "cores only adds noise)",
+        description="the older name of `embed_threads`, kept working: despite the name it sets ONNX Runtime's "
+        "threads too; used when `embed_threads` is 0",
     )
     embed_batch_size: int = Field(
         64, ge=1, le=4096, description="texts per forward pass of the model on the torch path"
@@ -269,8 +275,9 @@ class Settings(BaseSettings):
         return self.profiles_dir
 
     @property
-    def effective_torch_threads(self) -> int:
-        return self.torch_threads or max(1, min(4, os.cpu_count() or 1))
+    def effective_embed_threads(self) -> int:
+        """The embedding model's thread count, ONNX Runtime and torch alike."""
+        return self.embed_threads or self.torch_threads or max(1, min(4, os.cpu_count() or 1))
 
 
 # How the documentation and `--help` show defaults that depend on the environment.

@@ -1,13 +1,18 @@
-"""Settings' descriptions say what the code does (they are the README's configuration table and the `--help`)."""
+"""Settings say what the code does: their descriptions are the configuration table and the `--help`."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
+import pytest
 
+from mcp_latent.embedding.model_source import resolve_model_source
 from mcp_latent.judge import stream
 from mcp_latent.settings import Settings
+
+SHIPPED = Path(resolve_model_source("")[0]).is_dir()
 
 
 def described_rule(p: np.ndarray, right: np.ndarray, target: float, margin: float) -> float | None:
@@ -47,3 +52,25 @@ def test_the_stream_threshold_setting_describes_the_rule_the_code_runs():
     assert (
         stream.stream_sharpness(too_few[: stream.MIN_STREAM_CHECKS - 1], np.ones(stream.MIN_STREAM_CHECKS - 1)) is None
     )
+
+
+@pytest.mark.skipif(not SHIPPED, reason="the shipped model package is not installed")
+def test_embed_threads_sets_the_onnx_runtime_threads_and_torch_threads_still_does(tmp_path, monkeypatch):
+    # `torch_threads` always set ONNX Runtime's threads too, which its name hid: `embed_threads` says what it does,
+    # and the old name keeps working where the new one is unset.
+    from mcp_latent.embedding.factory import load_configured_embedder
+
+    def onnx_threads(**env: str) -> int:
+        for key in ("MCP_LATENT_EMBED_THREADS", "MCP_LATENT_TORCH_THREADS"):
+            monkeypatch.delenv(key, raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(f"MCP_LATENT_{key.upper()}", value)
+        embedder = load_configured_embedder(Settings(data_dir=tmp_path))
+        assert embedder.backend.startswith("onnxruntime")
+        return embedder._session.get_session_options().intra_op_num_threads
+
+    assert onnx_threads(embed_threads="1") == 1
+    assert onnx_threads(torch_threads="3") == 3
+    assert onnx_threads(embed_threads="2", torch_threads="3") == 2
+    assert "ONNX Runtime" in Settings.model_fields["embed_threads"].description
+    assert "ONNX Runtime" in Settings.model_fields["torch_threads"].description

@@ -65,7 +65,7 @@ def load_configured_embedder(settings: Settings) -> Embedder:
     return load_embedder(
         settings.model,
         settings.device,
-        settings.effective_torch_threads,
+        settings.effective_embed_threads,
         settings.embed_batch_size,
         backend=settings.embed_backend,
         int8=settings.onnx_int8,
