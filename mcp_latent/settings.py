@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcp_latent.errors import InvalidInput
+from mcp_latent.judge.stream import MIN_SHARPNESS, MIN_STREAM_CHECKS, MIN_STREAM_VERDICTS, STREAM_MARGIN_ERRORS
 
 
 def default_data_dir() -> Path:
@@ -51,11 +52,17 @@ class Settings(BaseSettings):
         "(shared by every data dir)",
     )
     device: str = Field("cpu", description="torch device for the embedding model (the ONNX path runs on CPU)")
+    embed_threads: int = Field(
+        0,
+        ge=0,
+        description="threads of the embedding model, whichever backend runs it (ONNX Runtime or torch); 0 = "
+        "`torch_threads` when that is set, else min(4, CPU count) (more threads than cores only adds noise)",
+    )
     torch_threads: int = Field(
         0,
         ge=0,
-        description="embedding intra-op threads (torch or ONNX Runtime); 0 = min(4, CPU count) (more threads than "
-        "cores only adds noise)",
+        description="the older name of `embed_threads`, kept working: despite the name it sets ONNX Runtime's "
+        "threads too; used when `embed_threads` is 0",
     )
     embed_batch_size: int = Field(
         64, ge=1, le=4096, description="texts per forward pass of the model on the torch path"
@@ -75,7 +82,8 @@ class Settings(BaseSettings):
     # --- storage --------------------------------------------------------------------------------------------
     data_dir: Path = Field(
         default_factory=default_data_dir,
-        description="where handoffs (SQLite, WAL mode), HNSW indexes and profile caches live",
+        description="where handoffs (SQLite, WAL mode), HNSW indexes and profile caches live (under "
+        "`$XDG_DATA_HOME/mcp-latent` by default where that variable is set)",
     )
     profiles_dir: Path | None = Field(
         None, description="the user's profile files (`*.toml`); default `<data_dir>/profiles`"
@@ -169,9 +177,16 @@ class Settings(BaseSettings):
     stream_calibration_window: int = Field(
         1000,
         ge=0,
-        description="recent verdicts per profile (distinct in-scope texts) from which each background refit sets "
-        "the threshold once 200 are recorded: the lowest whose answered texts' mean calibrated p meets the target "
-        "accuracy (exemplars alone over-represent the hard texts a taught profile escalated); 0: the fit's own",
+        # Built from the constants `judge/stream.py` decides with, so the text cannot drift from the code.
+        description=f"recent verdicts per profile (distinct in-scope texts) from which each background refit sets "
+        f"the threshold once {MIN_STREAM_VERDICTS} are recorded and {MIN_STREAM_CHECKS} texts were taught after a "
+        f"verdict on them: "
+        f"the lowest at which the answered texts' accuracy, less {STREAM_MARGIN_ERRORS:g} standard errors, still "
+        f"meets the target accuracy; a taught text counts as right or wrong as its teach showed, the others by their "
+        f"calibrated p, made as sure as the taught ones showed p to be (its log-odds scaled by a sharpness of at most "
+        f"1; below {MIN_SHARPNESS:g} p is not trusted and the fit's own threshold stays). Exemplars alone "
+        f"over-represent the hard texts a taught profile escalated. 0: always the fit's own threshold; a fixed "
+        f"`threshold` in the profile file is never replaced",
     )
     stats_flush_seconds: float = Field(
         5.0, gt=0, description="how often verdict and teach counts are added to `<data_dir>/stats.sqlite`"
@@ -260,26 +275,33 @@ class Settings(BaseSettings):
         return self.profiles_dir
 
     @property
-    def effective_torch_threads(self) -> int:
-        return self.torch_threads or max(1, min(4, os.cpu_count() or 1))
+    def effective_embed_threads(self) -> int:
+        """The embedding model's thread count, ONNX Runtime and torch alike."""
+        return self.embed_threads or self.torch_threads or max(1, min(4, os.cpu_count() or 1))
 
 
-# How the README shows defaults that depend on the environment.
+# How the documentation and `--help` show defaults that depend on the environment.
 FACTORY_DEFAULTS = {
-    default_data_dir: "`~/.local/share/mcp-latent`",
-    default_model_cache_dir: "`~/.cache/mcp-latent/models`",
+    default_data_dir: "~/.local/share/mcp-latent",
+    default_model_cache_dir: "~/.cache/mcp-latent/models",
 }
+
+
+def default_text(name: str) -> str | None:
+    """A setting's default as the configuration table and `--help` show it; None when it has none (unset)."""
+    info = Settings.model_fields[name]
+    if info.default_factory is not None:
+        return FACTORY_DEFAULTS[info.default_factory]
+    if info.default in (None, "", []):
+        return None
+    return str(info.default)
 
 
 def markdown_table() -> str:
     """The README's configuration table, generated so it cannot drift from the code."""
     rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for name, info in Settings.model_fields.items():
-        if info.default_factory is not None:
-            default = FACTORY_DEFAULTS[info.default_factory]
-        elif info.default in (None, "", []):
-            default = "(unset)"
-        else:
-            default = f"`{info.default}`"
-        rows.append(f"| `MCP_LATENT_{name.upper()}` | {default} | {info.description} |")
+        default = default_text(name)
+        shown = "(unset)" if default is None else f"`{default}`"
+        rows.append(f"| `MCP_LATENT_{name.upper()}` | {shown} | {info.description} |")
     return "\n".join(rows)

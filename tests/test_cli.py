@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 
@@ -75,6 +76,37 @@ def test_every_option_has_help_and_settings_name_their_environment_variable():
         assert action.help, f"{path} {action.option_strings[0]} has no help"
         if setting:
             assert f"MCP_LATENT_{action.dest.upper()}" in action.help, f"{path} {action.option_strings[0]}"
+
+
+def test_top_level_help_is_whole_sentences_and_data_dir_shows_its_default(tmp_path):
+    # The top-level description was the CLI module's docstring cut at its first line: "... No logic of".
+    # And `--data-dir` (a factory default) showed no default at all.
+    def help_of(*argv: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "mcp_latent", *argv, "--help"], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return re.sub(r"-\s+", "-", " ".join(done.stdout.split()))  # undo argparse's wrapping, at hyphens too
+
+    top = help_of()
+    description = top.split("COMMAND ...", 1)[1].split("positional arguments:", 1)[0].strip()
+    assert description == " ".join(cli.DESCRIPTION.split()) and description.endswith(".")
+    assert cli.__doc__ is None or cli.__doc__.split("\n")[0] not in top
+    for sentence in re.split(r"(?<=[.;])\s+", description):
+        assert sentence.endswith((".", ";")) and len(sentence.split()) >= 4, sentence
+    assert "MCP server" in description and "mcp-latent serve" in description
+    for command in (("serve",), ("profiles", "list"), ("namespaces", "list")):
+        assert "--data-dir DIR" in help_of(*command)
+        assert "default ~/.local/share/mcp-latent; env MCP_LATENT_DATA_DIR" in help_of(*command), command
+
+
+def test_every_setting_option_shows_the_settings_default():
+    from mcp_latent.settings import default_text
+
+    for path, action, setting in every_option(cli.build_parser()):
+        default = default_text(action.dest) if setting else None
+        if default is not None:
+            assert f"default {default}; env" in action.help.replace("%%", "%"), f"{path} {action.option_strings[0]}"
 
 
 def test_namespaces_drop_needs_an_explicit_name_and_yes(tmp_path, capsys):

@@ -17,7 +17,7 @@ from conftest import ROOT, server_env
 
 from mcp_latent.embedding import onnx_export
 from mcp_latent.embedding.factory import load_embedder
-from mcp_latent.embedding.model_source import resolve_model_source
+from mcp_latent.embedding.model_source import resolve_model_source, variant_model_id
 from mcp_latent.embedding.torch_backend import SentenceTransformerEmbedder
 from mcp_latent.errors import ModelError
 from mcp_latent.settings import Settings, default_model_cache_dir
@@ -68,8 +68,8 @@ def test_cache_key_follows_model_files_id_and_variant(tmp_path):
 
 
 def test_int8_vectors_get_their_own_model_id():
-    assert onnx_export.variant_model_id("org/model", int8=False) == "org/model"
-    assert onnx_export.variant_model_id("org/model", int8=True) != "org/model"
+    assert variant_model_id("org/model", int8=False) == "org/model"
+    assert variant_model_id("org/model", int8=True) != "org/model"
 
 
 def test_only_mean_pooled_normalized_models_are_exported(tmp_path):

@@ -1,4 +1,4 @@
-"""Profile files: validation errors name the file and field; taught exemplars merge in."""
+"""Profile files: validation errors name the file and field; taught exemplars are read from the store only."""
 
 import json
 
@@ -65,19 +65,24 @@ def test_name_must_match_file_and_values_all_or_none(tmp_path):
         read_profile_file(path)
 
 
-def test_taught_exemplars_persist_in_the_store_and_merge(tmp_path):
-    write_profile(tmp_path, "p", {"a": ["x"], "b": ["y"]})
+def test_taught_exemplars_live_in_the_store_and_the_loaded_profile_holds_the_file_alone(tmp_path):
+    # The registry used to keep a second copy: each profile's spec with the taught exemplars merged in, updated
+    # only by `append_taught`/`merge_taught` (which only tests called), so a server's copy went stale at its
+    # first teach. Now the store holds them and the owner (LiveProfile) starts from what the load read.
+    path = write_profile(tmp_path, "p", {"a": ["x"], "b": ["y"]})
     store = SqliteStore(tmp_path / "data", 4, "m")
+    store.add_taught("p", "a", "new text", source="teach")
+    store.add_taught("p", "gone", "a label the file no longer has", source="teach")
+    store.add_taught("p", "b", "another", source="teach")
     registry = ProfileRegistry(tmp_path, include_builtin=False, store=store)
-    registry.load_all()
-    registry.append_taught("p", "a", "new text")
-    assert registry.get("p").spec.labels[0].examples == ["x", "new text"]
-    again = ProfileRegistry(tmp_path, include_builtin=False, store=store)
-    profile = again.load_all()["p"]
-    assert profile.spec.labels[0].examples == ["x", "new text"] and profile.taught == 1
+    profile = registry.load_all()["p"]
+    assert profile.spec == read_profile_file(path)  # the file's content, nothing taught merged in
+    assert profile.taught_entries == [("a", "new text"), ("b", "another")] and profile.taught == 2
+    assert profile.summary()["exemplars"] == 4 and registry.taught_cursor == store.taught()[-1].id
+    assert not hasattr(registry, "append_taught") and not hasattr(registry, "merge_taught")
     assert not list(tmp_path.glob("*.taught.jsonl"))  # the store is the only place taught exemplars go
     with pytest.raises(NotFound, match="available: p"):
-        again.get("nope")
+        registry.get("nope")
     store.close()
 
 
@@ -94,7 +99,7 @@ def test_taught_logs_of_older_versions_are_imported_once_without_loss(tmp_path):
     assert import_taught_logs(store, tmp_path) == 1
     registry = ProfileRegistry(tmp_path, include_builtin=False, store=store)
     profile = registry.load_all()["p"]
-    assert profile.spec.labels[0].examples == ["x", "first", "first"] and profile.taught == 4
+    assert profile.taught_entries == [("a", "first"), ("b", "second"), ("a", "first"), ("b", "third")]
     assert {t.source for t in store.taught()} == {"import:p.taught.jsonl"}
     store.close()
 

@@ -65,3 +65,23 @@ def test_engine_never_imports_the_harness_and_the_harness_uses_no_private_names(
                 assert not (harness and private), f"{path.name} imports private {private}"
             if isinstance(node, ast.Attribute) and harness:
                 assert not node.attr.startswith("_") or node.attr.startswith("__"), f"{path.name} uses .{node.attr}"
+
+
+def test_the_harness_docstring_names_every_engine_module_it_uses():
+    # It said "the public library API only (the service, FittedProfile.judge, decision.decide)" while importing
+    # the ensemble, the fitter's cache, the builder and the settings too.
+    import ast
+
+    from conftest import ROOT
+
+    import mcp_latent.eval
+
+    said = " ".join(mcp_latent.eval.__doc__.split())
+    used = set()
+    for path in (ROOT / "mcp_latent" / "eval").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mcp_latent."):
+                used.add(node.module.removeprefix("mcp_latent."))
+    assert used, "the harness imports nothing of the engine?"
+    for module in used - {"eval.semantic_router_baseline", "eval.quality"}:
+        assert f"`{module}`" in said, f"the harness uses {module} but its docstring does not say so"

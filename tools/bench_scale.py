@@ -49,7 +49,7 @@ def base_vectors(shared: Path, cache: Path, count: int | None = None) -> np.ndar
     if count is not None:
         texts = texts[:: max(1, len(texts) // count)][:count]
     settings = Settings()
-    embedder = load_embedder(settings.model, "cpu", settings.effective_torch_threads, 128)
+    embedder = load_embedder(settings.model, "cpu", settings.effective_embed_threads, 128)
     vectors = np.concatenate([embedder.embed(texts[i : i + 512]) for i in range(0, len(texts), 512)])
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, vectors)

@@ -77,11 +77,12 @@ def end_process_now(code: int) -> None:
 
 def setting_option(parser: argparse.ArgumentParser, flag: str, field: str, **kwargs: Any) -> None:
     """An option that overrides setting `field`; its help is the setting's description plus its variable."""
-    from mcp_latent.settings import Settings
+    from mcp_latent.settings import Settings, default_text
 
     info = Settings.model_fields[field]
-    default = "" if info.default in (None, "") or info.default_factory else f"default {info.default}; "
-    help_text = f"{info.description} ({default}env MCP_LATENT_{field.upper()})"
+    default = default_text(field)
+    shown = "" if default is None else f"default {default}; "
+    help_text = f"{info.description} ({shown}env MCP_LATENT_{field.upper()})"
     parser.add_argument(flag, dest=field, help=help_text.replace("%", "%%"), **kwargs)
     flags = parser.get_default("setting_flags") or ()
     parser.set_defaults(setting_flags=(*flags, field))

@@ -28,11 +28,20 @@ from mcp_latent.cli.store import (
 )
 from mcp_latent.errors import LatentError
 
+# The top-level `--help` text: written for a user, not cut from a docstring (a cut once ended it mid-sentence).
+DESCRIPTION = (
+    "mcp-latent is an MCP server that hands evaluation to vector math. `handoff` embeds a text once behind a "
+    "handle; `evaluate` scores it against evaluator profiles (risk, roi, category, or your own) and answers with a "
+    "calibrated verdict or 'unsure, escalate'; `teach` gives a profile the label the calling model chose, so the "
+    "next such text is decided without it. Start the server with `mcp-latent serve`; see `mcp-latent COMMAND "
+    "--help` for each command."
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcp-latent",
-        description=__doc__.split("\n")[0] if __doc__ else None,
+        description=DESCRIPTION,
         epilog="Every setting is also an environment variable MCP_LATENT_<NAME>; see the README's configuration table.",
     )
     parser.add_argument("--version", action="version", version=f"mcp-latent {__version__}")

@@ -27,19 +27,12 @@ def _registry(args: argparse.Namespace) -> Any:
     return registry
 
 
-def _stored_fits(settings: Any) -> Any:
-    """Reads stored fits by the configured model's id, without loading the model."""
-    from mcp_latent.embedding.model_source import resolve_model_source
-    from mcp_latent.profiles.fitter import NamedModel, ProfileFitter
-
-    return ProfileFitter(settings.data_dir / "cache" / "profiles", NamedModel(resolve_model_source(settings.model)[1]))
-
-
 def cmd_profiles_list(args: argparse.Namespace) -> int:
+    from mcp_latent.profiles.fitter import ProfileFitter
     from mcp_latent.profiles.report import summary
 
     settings = settings_from_args(args)
-    fits = _stored_fits(settings)
+    fits = ProfileFitter.for_settings(settings)  # stored fits only, found by the configured model's id
     profiles = []
     for profile in _registry(args).profiles.values():  # no fit: a stored one tells where each profile answers
         listed = profile.summary()
@@ -86,15 +79,19 @@ DEFAULT_TARGET_ACCURACY = 0.98  # `profiles build` aims here unless told otherwi
 def _show_operating_point(fitted: Any, spec: Any, path: Path, changes: dict[str, Any]) -> None:
     """Print the estimated curve, write its PNG beside the profile file, and write the file with `changes` and
     the chosen point recorded."""
+    from mcp_latent.plotting import PlotsUnavailable
     from mcp_latent.profiles.report import plot, record, table, warning
     from mcp_latent.profiles.spec import read_profile_file, write_profile_file
 
     cal = fitted.calibration
     for line in table(cal, spec):
         print(line, file=sys.stderr)
-    png = plot(cal, spec, path.with_suffix(".curve.png"))
-    if png is not None:
-        print(f"wrote {png}", file=sys.stderr)
+    try:
+        png = plot(cal, spec, path.with_suffix(".curve.png"))
+        if png is not None:
+            print(f"wrote {png}", file=sys.stderr)
+    except PlotsUnavailable as exc:  # the curve is a picture of the table above: the profile is built without it
+        print(f"no curve plot: {exc}", file=sys.stderr)
     problem = warning(cal, spec)
     if problem:
         print(f"warning: {problem}", file=sys.stderr)
@@ -139,7 +136,7 @@ def cmd_profiles_build(args: argparse.Namespace) -> int:
 
     embedder = load_configured_embedder(settings)
     profile = Profile(spec=spec, path=path, builtin=False)
-    fitter = ProfileFitter(settings.profile_cache_dir, embedder)
+    fitter = ProfileFitter.for_settings(settings, embedder)
     with tqdm(total=len(flatten(profile)[0]), desc=f"embedding {args.name}", unit="ex", file=sys.stderr) as bar:
         fitted = fitter.fitted(profile, bar.update)
     if args.out:  # beside the file too, so a server reading profiles from there finds it whatever its data dir
@@ -191,15 +188,14 @@ def cmd_profiles_tune(args: argparse.Namespace) -> int:
         changes["target_accuracy"] = args.target_accuracy
     if args.target_oos_recall is not None:
         changes["target_out_of_scope_recall"] = args.target_oos_recall
-    spec = (profile.base or profile.spec).model_copy(update=changes)  # the file's exemplars: the built fit's
-    profile.spec = profile.base = spec
-    fitted = _stored_fits(settings).cached(profile)
+    spec = profile.spec = profile.spec.model_copy(update=changes)  # the file's exemplars: the built fit's
+    fitted = ProfileFitter.for_settings(settings).cached(profile)  # the model is loaded only if none is stored
     how = "no refit: the point is chosen from the stored cross-validation"
     if fitted is None:
         how = "fitted once; later tunes reuse it"
         print(f"no cached fit of {args.profile}; fitting it (once)", file=sys.stderr)
         embedder = load_configured_embedder(settings)
-        fitted = ProfileFitter(settings.data_dir / "cache" / "profiles", embedder).fitted(profile)
+        fitted = ProfileFitter.for_settings(settings, embedder).fitted(profile)
     if fitted.calibration.evidence is None:
         raise InvalidInput(f"profile {args.profile!r} has too few exemplars per label to estimate a curve.")
     _show_operating_point(fitted, spec, profile.path, changes)

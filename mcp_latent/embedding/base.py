@@ -24,13 +24,6 @@ class Embedder(Protocol):
         ...
 
 
-def normalize_rows(vectors: np.ndarray) -> np.ndarray:
-    """Scale rows to unit length (zero rows stay zero) as contiguous float32."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
-
-
 class CachedEmbedder:
     """Wraps any embedder with a bounded LRU cache so an identical text is never embedded twice, and puts calls
     (`embed`: a verdict waits for it) ahead of bulk work (`embed_background`: a profile's exemplars).

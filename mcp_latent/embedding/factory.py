@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mcp_latent.embedding.base import Embedder
-from mcp_latent.embedding.model_source import resolve_model_source
+from mcp_latent.embedding.model_source import resolve_model_source, tries_onnx
 from mcp_latent.embedding.torch_backend import SentenceTransformerEmbedder
 from mcp_latent.errors import ModelError
 
@@ -34,13 +34,12 @@ def load_embedder(
     The ONNX graph is exported once into `cache_dir` (in a child process: torch never enters this one). When
     that is impossible the torch path serves instead, with a log line saying why."""
     source, model_id = resolve_model_source(model)
-    shipped = not model and Path(source).is_dir()
-    if backend == "onnx" and not shipped:
+    if backend == "onnx" and not tries_onnx(model, "onnx", "cpu"):
         raise ModelError(
             f"the ONNX backend serves only the shipped default model, not {model!r}; "
             "set MCP_LATENT_EMBED_BACKEND=torch (or auto) for other models."
         )
-    if backend != "torch" and shipped and device == "cpu":
+    if tries_onnx(model, backend, device):
         from mcp_latent.embedding.onnx_export import ExportError, ensure_export
         from mcp_latent.settings import default_model_cache_dir
 
@@ -66,7 +65,7 @@ def load_configured_embedder(settings: Settings) -> Embedder:
     return load_embedder(
         settings.model,
         settings.device,
-        settings.effective_torch_threads,
+        settings.effective_embed_threads,
         settings.embed_batch_size,
         backend=settings.embed_backend,
         int8=settings.onnx_int8,

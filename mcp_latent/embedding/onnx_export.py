@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from mcp_latent.embedding.model_source import variant_model_id
 from mcp_latent.embedding.onnx_backend import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, WEIGHTS_FILE, OnnxEmbedder
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,6 @@ EXPORT_VERSION = 2  # 2: weights in WEIGHTS_FILE beside the graph
 # The fp32 graph keeps the torch model's id (the data dir's vectors stay valid) only if it reproduces torch's
 # vectors this closely on the probe sentences; the test suite holds it to the same bar on varied text.
 MIN_FP32_COSINE = 0.999
-# int8 vectors differ measurably (cosine ~0.99 to torch): they get their own model id, so a data dir filled by
-# the fp32 paths refuses them instead of mixing the two.
-INT8_SUFFIX = "@onnx-int8"
 PROBES = [
     "Proposal: migrate the payment service to the new cluster this weekend, skipping the load test.",
     "my card never arrived",
@@ -45,11 +43,6 @@ EXPORT_TIMEOUT_S = 900  # a loaded 2-core machine takes ~1 min; a hung child mus
 
 class ExportError(RuntimeError):
     """The model cannot be exported (unsupported layout, missing exporter packages, or a failed self-check)."""
-
-
-def variant_model_id(model_id: str, int8: bool) -> str:
-    """The id vectors of this variant are stored under: fp32 shares torch's, int8 gets its own."""
-    return model_id + INT8_SUFFIX if int8 else model_id
 
 
 def source_fingerprint(source: Path) -> str:

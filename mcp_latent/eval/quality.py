@@ -16,6 +16,7 @@ import numpy as np
 from mcp_latent.judge.decision import decide
 from mcp_latent.judge.ensemble import exact_neighbours, softmax
 from mcp_latent.judge.fitted import FittedProfile
+from mcp_latent.plotting import PlotsUnavailable, figure
 from mcp_latent.profiles.builder import read_rows
 from mcp_latent.profiles.fitter import ExemplarVectors
 from mcp_latent.settings import Settings
@@ -201,16 +202,17 @@ def markdown(name: str, m: dict[str, Any]) -> str:
 
 
 def plots(m: dict[str, Any], out_dir: Path, title: str) -> list[Path]:
-    """Reliability diagram, coverage-vs-answered-accuracy curve, most confused pairs (PNG)."""
+    """Reliability diagram, coverage-vs-answered-accuracy curve, most confused pairs (PNG); none, with a warning
+    saying what to install, without matplotlib (the figures are in summary.md either way)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib is not installed; no plots (pip install 'mcp-latent[plots]')")
+        return _plots(m, out_dir, title)
+    except PlotsUnavailable as exc:
+        log.warning("no plots: %s", exc)
         return []
-    paths = []
+
+
+def _plots(m: dict[str, Any], out_dir: Path, title: str) -> list[Path]:
+    paths = [out_dir / "reliability.png"]
     p = np.array(m["_reliability"]["p"])
     correct = np.array(m["_reliability"]["correct"])
     edges = np.linspace(0, 1, 16)
@@ -221,60 +223,51 @@ def plots(m: dict[str, Any], out_dir: Path, title: str) -> list[Path]:
             centres.append(p[inside].mean())
             accuracy.append(correct[inside].mean())
             counts.append(inside.sum())
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-    ax.scatter(centres, accuracy, s=[20 + 200 * c / max(counts) for c in counts], label="bins (size = rows)")
-    ax.plot(centres, accuracy)
-    ax.set(xlabel="confidence p", ylabel="accuracy", title=f"{title}: reliability (ECE {m['ece']:.3f})")
-    ax.legend(loc="upper left")
-    paths.append(out_dir / "reliability.png")
-    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    with figure(paths[-1], figsize=(5, 5)) as (_, ax):
+        ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+        ax.scatter(centres, accuracy, s=[20 + 200 * c / max(counts) for c in counts], label="bins (size = rows)")
+        ax.plot(centres, accuracy)
+        ax.set(xlabel="confidence p", ylabel="accuracy", title=f"{title}: reliability (ECE {m['ece']:.3f})")
+        ax.legend(loc="upper left")
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(m["_curve"]["coverage"], m["_curve"]["accuracy"], label="ours, threshold only")
-    head = [v for k, v in m.get("anchor_points", {}).items() if k.startswith("linear head")]
-    if head:
-        ax.plot(
-            [v["coverage"] for v in head],
-            [v["answered_accuracy"] for v in head],
-            "s--",
-            ms=3,
-            color="grey",
-            label="linear head alone, p >= 0.50 ... 0.95",
-        )
-    ax.scatter([m["coverage"]], [m["answered_accuracy"]], color="red", zorder=3, label="default point")
-    ax.set(xlabel="coverage (share answered)", ylabel="answered accuracy", title=f"{title}: abstention trade-off")
-    ax.set_ylim(max(0.5, min(m["_curve"]["accuracy"]) - 0.02), 1.001)
-    ax.legend()
     paths.append(out_dir / "coverage.png")
-    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    with figure(paths[-1], figsize=(6, 4)) as (_, ax):
+        ax.plot(m["_curve"]["coverage"], m["_curve"]["accuracy"], label="ours, threshold only")
+        head = [v for k, v in m.get("anchor_points", {}).items() if k.startswith("linear head")]
+        if head:
+            ax.plot(
+                [v["coverage"] for v in head],
+                [v["answered_accuracy"] for v in head],
+                "s--",
+                ms=3,
+                color="grey",
+                label="linear head alone, p >= 0.50 ... 0.95",
+            )
+        ax.scatter([m["coverage"]], [m["answered_accuracy"]], color="red", zorder=3, label="default point")
+        ax.set(xlabel="coverage (share answered)", ylabel="answered accuracy", title=f"{title}: abstention trade-off")
+        ax.set_ylim(max(0.5, min(m["_curve"]["accuracy"]) - 0.02), 1.001)
+        ax.legend()
 
     if "_oos_curve" in m:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(m["_oos_curve"]["coverage"], m["_oos_curve"]["out_of_scope_recall"])
-        ax.scatter([m["coverage"]], [m["out_of_scope_recall"]], color="red", zorder=3, label="fitted cutoff")
-        ax.set(
-            xlabel="coverage (in-scope rows answered)",
-            ylabel="out-of-scope recall",
-            title=f"{title}: out-of-scope trade-off",
-        )
-        ax.legend()
         paths.append(out_dir / "out_of_scope.png")
-        fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        with figure(paths[-1], figsize=(6, 4)) as (_, ax):
+            ax.plot(m["_oos_curve"]["coverage"], m["_oos_curve"]["out_of_scope_recall"])
+            ax.scatter([m["coverage"]], [m["out_of_scope_recall"]], color="red", zorder=3, label="fitted cutoff")
+            ax.set(
+                xlabel="coverage (in-scope rows answered)",
+                ylabel="out-of-scope recall",
+                title=f"{title}: out-of-scope trade-off",
+            )
+            ax.legend()
 
     if m["most_confused"]:
         pairs, counts = zip(*m["most_confused"], strict=True)
-        fig, ax = plt.subplots(figsize=(7, 0.35 * len(pairs) + 1))
-        ax.barh(range(len(pairs)), counts)
-        ax.set_yticks(range(len(pairs)), pairs, fontsize=8)
-        ax.invert_yaxis()
-        ax.set(xlabel="test rows", title=f"{title}: most confused (true -> predicted)")
         paths.append(out_dir / "confusion.png")
-        fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        with figure(paths[-1], figsize=(7, 0.35 * len(pairs) + 1)) as (_, ax):
+            ax.barh(range(len(pairs)), counts)
+            ax.set_yticks(range(len(pairs)), pairs, fontsize=8)
+            ax.invert_yaxis()
+            ax.set(xlabel="test rows", title=f"{title}: most confused (true -> predicted)")
     return paths
 
 

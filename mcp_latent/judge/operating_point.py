@@ -10,8 +10,9 @@ The anchor is the plain rule: the linear head alone, thresholded, with no out-of
 admissible only if no anchor point is as good on coverage and answered accuracy and better on one: whether a
 deployment will see out-of-scope texts at all is unknown to the fit, so the out-of-scope recall a cutoff buys
 must never be paid for with in-scope answers the plain rule would have given right (on a set with no
-out-of-scope texts that recall is worth nothing). Admissible points are then also on the three-axis front.
-The ensemble (the family cross-validation chose for its accuracy) is preferred; the head alone is chosen only
+out-of-scope texts that recall is worth nothing). Among admissible points `choose` takes the most coverage that
+meets the targets, ties to accuracy then recall, so no candidate dominates its choice on the three axes. The
+ensemble (the family cross-validation chose for its accuracy) is preferred; the head alone is chosen only
 when no ensemble point is admissible."""
 
 from __future__ import annotations
@@ -350,22 +351,6 @@ def front_2d(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     best_y = np.maximum.accumulate(np.concatenate([[-np.inf], y[order]]))[:-1]
     keep = order[y[order] > best_y]  # strictly better y than every wider point
     return keep[::-1]
-
-
-def pareto_front(c: Curve) -> np.ndarray:
-    """Indexes of the candidates no other candidate dominates on (coverage, answered accuracy, recall); of equal
-    candidates, the first."""
-    axes = np.stack([c.coverage, np.nan_to_num(c.answered_accuracy, nan=-1.0), c.recall()], axis=1)
-    order = np.lexsort((-axes[:, 2], -axes[:, 1], -axes[:, 0]))  # best first: only earlier rows can dominate
-    front = np.empty((0, 3))
-    keep = []
-    for i in order:
-        row = axes[i]
-        if (front >= row).all(axis=1).any():  # dominated by, or equal to, a row already kept
-            continue
-        front = np.vstack([front, row])
-        keep.append(i)
-    return np.array(keep, dtype=np.int64)
 
 
 def knee(c: Curve, target_recall: float | None, pool: np.ndarray | None = None) -> Point:

@@ -3,9 +3,11 @@
 Exemplar vectors are cached per text (so teaching one exemplar embeds one text), and fits are keyed by the
 exemplars (file plus taught exemplars, not the decision settings), the model id and the fit version, so an
 unchanged profile is never re-embedded or refitted, and a moved target re-chooses the operating point from the
-stored cross-validation instead of refitting. Fits are written under the data dir; `profiles build --out DIR`
-also writes one beside the profile file (`DIR/.fits/`), and a server reading profiles from DIR finds it there
-whatever its data dir.
+stored cross-validation instead of refitting. Fits are written under `profile_cache_dir` (default
+`<data_dir>/cache/profiles`), one folder per model id; `profiles build --out DIR` also writes one beside the
+profile file (`DIR/.fits/`), and a server reading profiles from DIR finds it there whatever its data dir.
+`ProfileFitter.for_settings` is the one place that folder is computed from the settings: the server, `build`,
+`tune` and `list` all go through it, so they look for fits in the same place under the same model id.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +28,9 @@ from mcp_latent.judge.fitted import FittedProfile
 from mcp_latent.judge.selection import FIT_VERSION, Calibration
 from mcp_latent.profiles.registry import Profile
 from mcp_latent.profiles.spec import ProfileSpec
+
+if TYPE_CHECKING:
+    from mcp_latent.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +128,15 @@ class ProfileFitter:
         self.embedder = embedder
         self.cache_dir = Path(cache_dir) / _slug(embedder.model_id)
 
+    @classmethod
+    def for_settings(cls, settings: Settings, embedder: Embedder | None = None) -> ProfileFitter:
+        """The fit caches of these settings: `profile_cache_dir`, under the id of the model they configure. Without
+        an embedder only stored fits can be read (found by that id, the model is not loaded)."""
+        from mcp_latent.embedding.model_source import configured_model_id
+
+        assert settings.profile_cache_dir is not None  # filled by the settings' validator
+        return cls(settings.profile_cache_dir, embedder or NamedModel(configured_model_id(settings)))
+
     def fit_key(self, profile: Profile | ProfileSpec, taught_digest: str = "") -> str:
         """Content key of a fit: what it learns from (labels and exemplars, taught ones by digest; not the decision
         settings), model, fit version."""
@@ -171,18 +186,16 @@ class ProfileFitter:
     def cached(self, profile: Profile) -> FittedProfile | None:
         """The stored full fit of the profile file's exemplars (taught ones aside: `profiles build` wrote it), at
         the operating point for the file's current targets, or None. Never embeds."""
-        base = profile.base or profile.spec
-        texts, _ = flatten(base)
-        return self.load(profile.name, self.fit_key(base), base, texts, profile.path)
+        texts, _ = flatten(profile.spec)
+        return self.load(profile.name, self.fit_key(profile.spec), profile.spec, texts, profile.path)
 
     def cached_calibration(self, profile: Profile) -> Calibration | None:
         """The calibration of `cached`, reading neither the exemplar vectors nor the model (for `profiles list`)."""
-        base = profile.base or profile.spec
-        name = self._fit_name(profile.name, self.fit_key(base))
+        name = self._fit_name(profile.name, self.fit_key(profile.spec))
         for folder in (self.cache_dir, self.beside(profile.path)):
             try:
                 with np.load(folder / name) as data:  # an .npz reads only the arrays asked for
-                    return Calibration.from_arrays(data).retarget(base)
+                    return Calibration.from_arrays(data).retarget(profile.spec)
             except FileNotFoundError:
                 continue
             except Exception as exc:
@@ -190,8 +203,8 @@ class ProfileFitter:
         return None
 
     def fitted(self, profile: Profile, progress: Callable[[int], None] | None = None) -> FittedProfile:
-        """The profile's cached full fit, else a new one (cached): for one-off use (CLI, tools). A server's
-        profiles go through their `LiveProfile` instead."""
+        """The profile file's cached full fit, else a new one (cached): for one-off use (CLI, tools). Taught
+        exemplars are not in it: a server's profiles go through their `LiveProfile` instead."""
         texts, y = flatten(profile.spec)
         key = self.fit_key(profile)
         fitted = self.load(profile.name, key, profile.spec, texts, profile.path)

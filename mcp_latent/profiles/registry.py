@@ -1,15 +1,15 @@
-"""The profiles a server knows (shipped and user), each with the exemplars taught to it at run time."""
+"""The profiles a server knows (shipped and user), each with the exemplars taught to it as the store holds them."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mcp_latent.errors import NotFound, ProfileError, StoreError
+from mcp_latent.errors import NotFound, ProfileError
 from mcp_latent.profiles.spec import ProfileSpec, builtin_profiles_dir, read_profile_file
 
 if TYPE_CHECKING:
@@ -21,21 +21,25 @@ TAUGHT_SUFFIX = ".taught.jsonl"  # where versions before the store kept taught e
 
 @dataclass
 class Profile:
-    """A loaded profile: its spec (taught exemplars merged in), where it came from, and whether it is shipped.
+    """A loaded profile: its file's content (`spec`), where it came from, whether it is shipped, and the exemplars
+    taught to it that the store held when the registry loaded.
 
-    `base` is the file's own content and `taught_entries` the (label, text) pairs taught at run time (from the
-    store), in order: a server's `LiveProfile` starts from these and owns the profile's exemplars from then on."""
+    Taught exemplars live in the store, nowhere else durable. `taught_entries` ((label, text) pairs, in the order
+    taught) is that load's read, handed to the profile's owner (`service.live_profile.LiveProfile`), which keeps
+    the running list from then on; the registry never adds to it, and `spec` never includes them."""
 
     spec: ProfileSpec
     path: Path
     builtin: bool
-    taught: int = 0
-    base: ProfileSpec | None = None
     taught_entries: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def taught(self) -> int:
+        return len(self.taught_entries)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -43,21 +47,10 @@ class Profile:
             "description": self.spec.description,
             "labels": [label.name for label in self.spec.labels],
             "ordinal": self.spec.ordinal,
-            "exemplars": sum(len(label.examples) for label in self.spec.labels),
+            "exemplars": sum(len(label.examples) for label in self.spec.labels) + self.taught,
             "taught": self.taught,
             "builtin": self.builtin,
         }
-
-
-def _merge_taught(spec: ProfileSpec, taught: Sequence[TaughtExemplar]) -> tuple[ProfileSpec, int]:
-    """Add taught exemplars (from the store) to their labels; one whose label the file no longer has is skipped."""
-    extra: dict[str, list[str]] = {}
-    for exemplar in taught:
-        extra.setdefault(exemplar.label, []).append(exemplar.text)
-    labels = [
-        label.model_copy(update={"examples": label.examples + extra.get(label.name, [])}) for label in spec.labels
-    ]
-    return spec.model_copy(update={"labels": labels}), sum(len(extra.get(label.name, [])) for label in spec.labels)
 
 
 def spec_labels(spec: ProfileSpec) -> set[str]:
@@ -90,7 +83,6 @@ class ProfileRegistry:
         self.user_dir = Path(user_dir)
         self.store = store  # where taught exemplars live; without one, profiles load with none
         self.taught_cursor = 0  # the newest taught exemplar (store id) the loaded profiles include
-        self._merged: set[int] = set()  # ids merged since the load: a teach is seen here and again from the store
         self.builtin_dir = builtin_profiles_dir() if include_builtin else None
         self._profiles: dict[str, Profile] = {}
 
@@ -108,14 +100,12 @@ class ProfileRegistry:
         stored = self.store.taught() if self.store is not None else []
         for exemplar in stored:
             taught.setdefault(exemplar.profile, []).append(exemplar)
-        self.taught_cursor, self._merged = (stored[-1].id if stored else 0), set()
+        self.taught_cursor = stored[-1].id if stored else 0
         for path, builtin in self._files():
-            base = read_profile_file(path)
-            spec, taught_count = _merge_taught(base, taught.get(base.name, []))
-            entries = [(t.label, t.text) for t in taught.get(base.name, []) if t.label in spec_labels(base)]
-            found[base.name] = Profile(
-                spec=spec, path=path, builtin=builtin, taught=taught_count, base=base, taught_entries=entries
-            )
+            spec = read_profile_file(path)
+            # An exemplar whose label the file no longer has is skipped: it no longer applies.
+            entries = [(t.label, t.text) for t in taught.get(spec.name, []) if t.label in spec_labels(spec)]
+            found[spec.name] = Profile(spec=spec, path=path, builtin=builtin, taught_entries=entries)
         self._profiles = found
         return found
 
@@ -140,22 +130,3 @@ class ProfileRegistry:
         except KeyError:
             available = ", ".join(sorted(self._profiles)) or "none"
             raise NotFound(f"profile {name!r} not found; available: {available}.") from None
-
-    def append_taught(self, name: str, label: str, text: str) -> Profile:
-        """Persist one taught exemplar in the store (every server on it sees it) and update the in-memory profile."""
-        self.get(name)
-        if self.store is None:
-            raise StoreError("taught exemplars need the latent store, which is not open; retry once the server is up.")
-        exemplar = self.store.add_taught(name, label, text, source="teach")
-        assert exemplar is not None  # only imports (with an import key) can be refused as already stored
-        return self.merge_taught(exemplar)
-
-    def merge_taught(self, exemplar: TaughtExemplar) -> Profile:
-        """Add a stored exemplar (taught here or by another server on the store) to the in-memory profile, once."""
-        profile = self.get(exemplar.profile)
-        if exemplar.id <= self.taught_cursor or exemplar.id in self._merged:
-            return profile
-        self._merged.add(exemplar.id)
-        profile.spec, added = _merge_taught(profile.spec, [exemplar])
-        profile.taught += added
-        return profile

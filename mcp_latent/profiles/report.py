@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from mcp_latent.judge.operating_point import MIN_USEFUL_COVERAGE, NO_CUTOFF, curve, front_2d, score
+from mcp_latent.judge.operating_point import MIN_USEFUL_COVERAGE, NO_CUTOFF, Curve, curve, front_2d, score
 from mcp_latent.judge.selection import Calibration
+from mcp_latent.plotting import figure
 from mcp_latent.profiles.spec import OperatingPointRecord, ProfileSpec
 
 log = logging.getLogger(__name__)
@@ -127,23 +128,25 @@ def record(calibration: Calibration) -> OperatingPointRecord:
 def plot(calibration: Calibration, spec: ProfileSpec, path: Path) -> Path | None:
     """PNG of the cross-validated trade-off: answered accuracy against coverage (each rule's threshold curve and
     the best of all candidates) and, with a simulation, out-of-scope recall against coverage at a few accuracies;
-    the chosen point in red. None without matplotlib or evidence."""
+    the chosen point in red. None without evidence; PlotsUnavailable without matplotlib."""
     if calibration.evidence is None:
-        return None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib is not installed; no curve plot (pip install 'mcp-latent[plots]')")
         return None
     c = curve(calibration.evidence)
     accuracy = np.nan_to_num(c.answered_accuracy, nan=0.0)
     front = front_2d(c.coverage, accuracy)
     simulated = calibration.evidence.simulated
-    fig, axes = plt.subplots(1, 2 if simulated else 1, figsize=(11 if simulated else 6, 4.2), squeeze=False)
-    ax = axes[0][0]
+    size = (11 if simulated else 6, 4.2)
+    with figure(path, nrows=1, ncols=2 if simulated else 1, figsize=size, squeeze=False) as (_, axes):
+        _draw_accuracy(axes[0][0], calibration, spec, c, accuracy, front)
+        if simulated:
+            _draw_out_of_scope(axes[0][1], calibration, spec, c, accuracy)
+    return path
+
+
+def _draw_accuracy(
+    ax: Any, calibration: Calibration, spec: ProfileSpec, c: Curve, accuracy: np.ndarray, front: np.ndarray
+) -> None:
+    assert calibration.evidence is not None
     for f, fam in enumerate(calibration.evidence.families):
         # each family's plain threshold curve at the lowest cutoff, for reference
         line = (c.family == f) & (c.min_similarity == c.min_similarity[c.family == f].min())
@@ -162,18 +165,15 @@ def plot(calibration: Calibration, spec: ProfileSpec, path: Path) -> Path | None
     )
     ax.set_ylim(max(0.0, float(np.nanmin(c.answered_accuracy[front])) - 0.02), 1.002)
     ax.legend(fontsize=7, loc="lower left")
-    if simulated:
-        ax = axes[0][1]
-        for target in sorted({0.95, 0.97, spec.target_accuracy}):
-            meets = np.nonzero(accuracy >= target)[0]
-            if len(meets):
-                best = meets[front_2d(c.coverage[meets], c.recall()[meets])]
-                ax.plot(c.coverage[best], c.out_of_scope_recall[best], lw=1, label=f"answered accuracy >= {target}")
-        ax.scatter([calibration.cv_coverage], [calibration.cv_out_of_scope_recall], color="red", zorder=3)
-        ax.legend(fontsize=7, loc="lower left")
-        ax.axhline(spec.target_out_of_scope_recall, color="red", lw=0.6, ls="--")
-        ax.set(xlabel="coverage", ylabel="out-of-scope recall (simulated)", title="out-of-scope trade-off")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+
+
+def _draw_out_of_scope(ax: Any, calibration: Calibration, spec: ProfileSpec, c: Curve, accuracy: np.ndarray) -> None:
+    for target in sorted({0.95, 0.97, spec.target_accuracy}):
+        meets = np.nonzero(accuracy >= target)[0]
+        if len(meets):
+            best = meets[front_2d(c.coverage[meets], c.recall()[meets])]
+            ax.plot(c.coverage[best], c.out_of_scope_recall[best], lw=1, label=f"answered accuracy >= {target}")
+    ax.scatter([calibration.cv_coverage], [calibration.cv_out_of_scope_recall], color="red", zorder=3)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.axhline(spec.target_out_of_scope_recall, color="red", lw=0.6, ls="--")
+    ax.set(xlabel="coverage", ylabel="out-of-scope recall (simulated)", title="out-of-scope trade-off")

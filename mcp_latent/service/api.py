@@ -81,7 +81,7 @@ class LatentService:
                 log.info("imported %d taught exemplars from .taught.jsonl files into the store", imported)
             self.phase = "loading profiles"
             self.registry.load_all()
-            self.fitter = ProfileFitter(s.profile_cache_dir, self._embedder)
+            self.fitter = ProfileFitter.for_settings(s, self._embedder)
             self.live = {
                 name: LiveProfile(
                     profile,

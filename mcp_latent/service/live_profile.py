@@ -73,7 +73,7 @@ class LiveProfile:
         stream_window: int = 0,
     ):
         self.name = profile.name
-        self.base = profile.base or profile.spec  # the file's content; never changes while the server runs
+        self.base = profile.spec  # the file's content; never changes while the server runs
         self.path = profile.path
         self.builtin = profile.builtin
         self.labels = [label.name for label in self.base.labels]

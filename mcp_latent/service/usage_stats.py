@@ -149,33 +149,27 @@ def describe(counts: dict[str, int]) -> dict[str, Any]:
 
 
 def plot_escalation(stats: ProfileStats, profiles: list[str], out: Path, bucket_minutes: int = 0) -> Path:
-    """A PNG of each profile's escalation rate over time (buckets sized so the plot has about 40 points)."""
-    import matplotlib
+    """A PNG of each profile's escalation rate over time (buckets sized so the plot has about 40 points).
+    Raises PlotsUnavailable (one line: what to install) without matplotlib."""
+    from mcp_latent.plotting import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for name in profiles:
-        series = stats.series(name)
-        if not series:
-            continue
-        first, last = series[0][0], series[-1][0]
-        size = bucket_minutes or max(1, (last - first + 1) // 40)
-        buckets: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-        for minute, counts in series:
-            bucket = buckets[(minute - first) // size]
-            bucket[0] += counts["escalated"]
-            bucket[1] += counts["answered"] + counts["escalated"]
-        points = sorted((b * size / 60, e / v) for b, (e, v) in buckets.items() if v)
-        ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name)
-    ax.set_xlabel("hours since first verdict")
-    ax.set_ylabel("escalation rate (unsure / verdicts)")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    with figure(out, dpi=100, figsize=(8, 4)) as (_, ax):
+        for name in profiles:
+            series = stats.series(name)
+            if not series:
+                continue
+            first, last = series[0][0], series[-1][0]
+            size = bucket_minutes or max(1, (last - first + 1) // 40)
+            buckets: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+            for minute, counts in series:
+                bucket = buckets[(minute - first) // size]
+                bucket[0] += counts["escalated"]
+                bucket[1] += counts["answered"] + counts["escalated"]
+            points = sorted((b * size / 60, e / v) for b, (e, v) in buckets.items() if v)
+            ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name)
+        ax.set_xlabel("hours since first verdict")
+        ax.set_ylabel("escalation rate (unsure / verdicts)")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend()
     return out
