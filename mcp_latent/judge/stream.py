@@ -6,15 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from mcp_latent.judge.operating_point import MIN_THRESHOLD
-
-# The stream's verdicts set the threshold once this many (of distinct in-scope texts) are recorded.
-MIN_STREAM_VERDICTS = 200
-
-
-# ...so that their expected answered accuracy is this many standard errors above the target: p is calibrated on
-# exemplars, and on a stream it may be off by a little (HWU64 through the server, one error: 96.9% measured for a
-# 97% target), so the measured rate, not just its expectation, is to hold the target.
-STREAM_MARGIN_ERRORS = 2.0
+from mcp_latent.judge.stream_rule import MIN_SHARPNESS, MIN_STREAM_CHECKS, MIN_STREAM_VERDICTS, STREAM_MARGIN_ERRORS
 
 
 def stream_threshold(
@@ -49,16 +41,6 @@ def stream_threshold(
     if not len(meets):
         return None
     return max(MIN_THRESHOLD, float(p_desc[meets[-1]]))
-
-
-# ...and only while p can be trusted on the stream's labelled verdicts (`stream_sharpness`): texts taught after a
-# verdict (mostly escalations; spot checks too), each verdict's p against whether its best label was the one taught.
-# At least this many.
-MIN_STREAM_CHECKS = 50
-
-
-# Below this sharpness p is too far off to go by: no stream threshold (the fit's own stays).
-MIN_SHARPNESS = 0.5
 
 
 SHARPNESS_GRID = np.linspace(MIN_SHARPNESS / 2, 1.0, 76)  # candidate scales of p's log-odds, steps of 0.01

@@ -1,0 +1,21 @@
+"""The stream rule's constants, apart from its numpy code: the settings describe the rule with them, and a
+server imports the settings long before it may import numpy (`tools/list` answers first)."""
+
+# The stream's verdicts set the threshold once this many (of distinct in-scope texts) are recorded.
+MIN_STREAM_VERDICTS = 200
+
+
+# ...so that their expected answered accuracy is this many standard errors above the target: p is calibrated on
+# exemplars, and on a stream it may be off by a little (HWU64 through the server, one error: 96.9% measured for a
+# 97% target), so the measured rate, not just its expectation, is to hold the target.
+STREAM_MARGIN_ERRORS = 2.0
+
+
+# ...and only while p can be trusted on the stream's labelled verdicts (`stream_sharpness`): texts taught after a
+# verdict (mostly escalations; spot checks too), each verdict's p against whether its best label was the one taught.
+# At least this many.
+MIN_STREAM_CHECKS = 50
+
+
+# Below this sharpness p is too far off to go by: no stream threshold (the fit's own stays).
+MIN_SHARPNESS = 0.5
