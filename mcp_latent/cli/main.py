@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcp-latent",
         description=__doc__.split("\n")[0] if __doc__ else None,
-        epilog="Every setting is also an environment variable MCP_LATENT_<NAME>; see the README's configuration table.",
+        epilog="Every setting is also an environment variable MCP_LATENT_<NAME>; listed in docs/configuration.md.",
     )
     parser.add_argument("--version", action="version", version=f"mcp-latent {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
