@@ -396,3 +396,32 @@ def test_http_client_snippet_runs_against_a_server_with_a_token(tmp_path):
     finally:
         server.terminate()
         server.wait(60)
+
+
+# --- docs/tools.md names every tool and exactly its arguments ---------------------------------------------------------
+
+
+def documented_tools() -> dict[str, set[str]]:
+    """Each `## \\`tool\\`` section of docs/tools.md: the backticked names in its argument table's first column."""
+    sections = re.split(r"^## ", (DOCS / "tools.md").read_text(encoding="utf-8"), flags=re.M)[1:]
+    tools = {}
+    for section in sections:
+        heading = re.match(r"`(\w+)`", section)
+        if heading:
+            tools[heading.group(1)] = set(re.findall(r"^\| `(\w+)` \|", section, flags=re.M))
+    return tools
+
+
+def test_tools_doc_matches_the_published_tools(service):
+    import anyio
+    from mcp import Client
+
+    from mcp_latent.server.tools import build_server
+
+    async def published() -> dict[str, set[str]]:
+        async with Client(build_server(service=service), mode="legacy") as client:
+            return {t.name: set(t.input_schema.get("properties", {})) for t in (await client.list_tools()).tools}
+
+    assert documented_tools() == anyio.run(published)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert all(f"| `{name}`" in readme for name in documented_tools()), "README's tools table misses a tool"
