@@ -347,10 +347,19 @@ def run_snippet(name: str, env: dict[str, str]) -> list[str]:
     return result.stdout.splitlines()
 
 
+def json_lines(name: str, env: dict[str, str]) -> list[dict]:
+    """A snippet's output lines, each a tool result's JSON text (a tool error's sentence fails here, shown)."""
+    lines = run_snippet(name, env)
+    try:
+        return [json.loads(line) for line in lines]
+    except json.JSONDecodeError:
+        raise AssertionError(f"{name} printed something other than a result: {lines}") from None
+
+
 @pytest.mark.e2e
 @pytest.mark.usefixtures("warm_profile_cache")
 def test_stdio_client_snippet_runs_against_a_real_server(tmp_path):
-    made, judged, taught = (json.loads(line) for line in run_snippet("stdio_client.py", snippet_home(tmp_path)))
+    made, judged, taught = json_lines("stdio_client.py", snippet_home(tmp_path))
     assert made["handle"].startswith("h_") and made["verdicts"]["risk"]["label"] == "high"
     assert set(judged["verdicts"]) == {"risk", "roi"}
     assert taught["taught"]["roi"]["label"] == "low" and taught["taught"]["roi"]["exemplars"] > 0
@@ -386,7 +395,7 @@ def test_http_client_snippet_runs_against_a_server_with_a_token(tmp_path):
             assert line and time.monotonic() < deadline, "the HTTP server did not start"
         threading.Thread(target=server.stderr.read, daemon=True).start()  # keep the pipe drained
         env["LATENT_URL"] = f"http://127.0.0.1:{port}/mcp"
-        (verdict,) = (json.loads(line) for line in run_snippet("http_client.py", env))
+        (verdict,) = json_lines("http_client.py", env)
         assert verdict["verdicts"]["risk"]["label"] == "low"
         token_file.write_text("a-wrong-token\n", encoding="utf-8")  # the token is what lets it in
         refused = subprocess.run(

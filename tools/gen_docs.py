@@ -29,8 +29,7 @@ def configuration_md() -> str:
     from mcp_latent.settings import markdown_table
 
     return (
-        HEADER.format(source="mcp_latent/settings.py", python=PYTHON)
-        + "\n# Configuration\n\n"
+        HEADER.format(source="mcp_latent/settings.py", python=PYTHON) + "\n# Configuration\n\n"
         "Every setting is an environment variable with the prefix `MCP_LATENT_`; the ones the commands take as flags\n"
         "are listed in [the CLI reference](cli.md) (a flag wins over the variable). A limit that is reached is\n"
         "answered with a tool error that names the setting. Booleans take `true`/`false`; lists (`MCP_LATENT_TOOLS`)\n"
@@ -85,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text, encoding="utf-8")
             print(f"wrote docs/{name}")
     if args.check and stale:
-        print(f"stale: {', '.join('docs/' + n for n in stale)}; run .venv/bin/python tools/gen_docs.py", file=sys.stderr)
+        print(
+            f"stale: {', '.join('docs/' + n for n in stale)}; run .venv/bin/python tools/gen_docs.py", file=sys.stderr
+        )
         return 1
     return 0
 
