@@ -408,7 +408,7 @@ def test_http_client_snippet_runs_against_a_server_with_a_token(tmp_path):
         server.wait(60)
 
 
-# --- docs/tools.md names every tool and exactly its arguments ---------------------------------------------------------
+# --- docs/tools.md names every tool and exactly its arguments ----------------------------------------------------
 
 
 def documented_tools() -> dict[str, set[str]]:
@@ -435,3 +435,25 @@ def test_tools_doc_matches_the_published_tools(service):
     assert documented_tools() == anyio.run(published)
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert all(f"| `{name}`" in readme for name in documented_tools()), "README's tools table misses a tool"
+
+
+# --- names in the prose: settings, files and modules exist --------------------------------------------------------
+
+
+def prose() -> str:
+    return "\n".join(page.read_text(encoding="utf-8") for page in PAGES)
+
+
+def test_every_setting_named_exists():
+    named = set(re.findall(r"MCP_LATENT_([A-Z0-9_]+)", prose())) - {"<NAME>", ""}
+    unknown = sorted(name for name in named if name.lower() not in settings_fields())
+    assert not unknown, f"no such settings: {['MCP_LATENT_' + n for n in unknown]}"
+
+
+def test_every_file_and_module_named_exists():
+    text = prose()
+    paths = set(re.findall(r"\b((?:mcp_latent|tools|tests|profiles|docs)/[\w./-]*\w)", text))
+    modules = set(re.findall(r"\b((?:embedding|store|judge|profiles|service|server|cli|eval)/\w+\.py)\b", text))
+    missing = [p for p in sorted(paths - {"tools/list", "tools/call"}) if not (ROOT / p).exists()]  # MCP methods
+    missing += [m for m in sorted(modules) if not (ROOT / "mcp_latent" / m).exists() and not (ROOT / m).exists()]
+    assert not missing, f"named in the docs but not in the tree: {missing}"
