@@ -106,12 +106,21 @@ def language_tags() -> list[tuple[str, str]]:
 LINK = re.compile(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")
 
 
-def test_relative_links_point_at_files():
+def slugs(page: Path) -> set[str]:
+    """GitHub's anchors for a page's headings: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#+ (.+)$", FENCE.sub("", page.read_text(encoding="utf-8")), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_relative_links_point_at_files_and_headings():
     broken = []
     for page in PAGES:
-        for target, _ in LINK.findall(page.read_text(encoding="utf-8")):
-            if "://" not in target and not (page.parent / target).exists():
-                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+        for target, anchor in LINK.findall(page.read_text(encoding="utf-8")):
+            if "://" in target:
+                continue
+            path = page.parent / target
+            if not path.exists() or (anchor and path.suffix == ".md" and anchor[1:] not in slugs(path)):
+                broken.append(f"{page.relative_to(ROOT)} -> {target}{anchor}")
     assert not broken, broken
 
 
