@@ -37,6 +37,8 @@ PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 LANGUAGES = {"bash", "sh", "json", "python", "toml", "text"}
 FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
 README_MAX_LINES = 250
+# The model's ONNX export, as the spawned servers of tests/test_clients.py find it (read before isolated_env runs).
+MODEL_CACHE = Path(os.environ.get("MCP_LATENT_MODEL_CACHE_DIR", str(default_model_cache_dir())))
 
 
 def fenced_blocks(language: str | None = None) -> list[tuple[str, str]]:
@@ -340,7 +342,8 @@ def snippet_home(tmp_path: Path) -> dict[str, str]:
     shipped profiles' fits are there (symlinked to the session's warm caches), nothing else."""
     home = tmp_path / "home"
     (home / ".cache" / "mcp-latent").mkdir(parents=True)
-    (home / ".cache" / "mcp-latent" / "models").symlink_to(default_model_cache_dir())
+    MODEL_CACHE.mkdir(parents=True, exist_ok=True)
+    (home / ".cache" / "mcp-latent" / "models").symlink_to(MODEL_CACHE)
     (home / "latent-data" / "cache").mkdir(parents=True)
     (home / "latent-data" / "cache" / "profiles").symlink_to(SHARED_PROFILE_CACHE)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_LATENT_", "XDG_"))}
