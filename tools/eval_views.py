@@ -13,7 +13,7 @@ embeddings, as sentence-transformers returns them with output_value="token_embed
   punctuation and connectives such as "but", "without", "with", "no", "and then");
 - clause-scored: the head fitted on whole-text vectors scores every clause too, and the text's logits are the
   whole text's plus the mean of its clauses' (weight 0.5; "the strongest cue counts" as max over clauses
-  was measured too and was no better, see the README).
+  was measured too and was no better, see docs/benchmarks.md).
 Each view is fitted and judged by the server's code (`FittedProfile.fit`: cross-validated head, kNN weight,
 temperature and operating point; `FittedProfile.judge`: the decision rule), from the profile's exemplars only.
 The figures that choose are the cross-validated ones; the held-out proposals (tools/data/proposals) are reported

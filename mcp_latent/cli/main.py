@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcp-latent",
         description=DESCRIPTION,
-        epilog="Every setting is also an environment variable MCP_LATENT_<NAME>; see the README's configuration table.",
+        epilog="Every setting is also an environment variable MCP_LATENT_<NAME>; listed in docs/configuration.md.",
     )
     parser.add_argument("--version", action="version", version=f"mcp-latent {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
