@@ -134,6 +134,19 @@ class ProfileRegistry:
     def profiles(self) -> dict[str, Profile]:
         return self._profiles
 
+    def put(self, base: ProfileSpec, path: Path, taught: Sequence[TaughtExemplar]) -> Profile:
+        """Add or replace one user profile (defined at run time) with its taught exemplars. The dict is replaced
+        whole, so a reader that took it never sees it change size; the caller serialises writers."""
+        spec, count = _merge_taught(base, taught)
+        entries = [(t.label, t.text) for t in taught if t.label in spec_labels(base)]
+        profile = Profile(spec=spec, path=path, builtin=False, taught=count, base=base, taught_entries=entries)
+        self._profiles = {**self._profiles, base.name: profile}
+        return profile
+
+    def remove(self, name: str) -> None:
+        """Forget one profile (its file is the caller's to delete); copy-on-write like `put`."""
+        self._profiles = {key: value for key, value in self._profiles.items() if key != name}
+
     def get(self, name: str) -> Profile:
         try:
             return self._profiles[name]
