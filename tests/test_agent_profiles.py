@@ -60,6 +60,8 @@ async def test_define_use_teach_redefine_and_delete_a_profile(service, settings)
         assert listed["urgency"]["ready"] is True and listed["urgency"]["builtin"] is False
         # Cross-validated on two exemplars a label: the figures say how little there is to trust yet.
         assert 0.0 <= listed["urgency"]["coverage"] <= 1.0 and "answered_accuracy" in listed["urgency"]
+        assert listed["urgency"]["supported"] is False and "supported" not in listed["kind"]
+        assert "abstain_until_supported = true" in path.read_text()
         assert (
             listed["kind"]["ready"] is True and "coverage" in listed["kind"] and "answered_accuracy" in listed["kind"]
         )
@@ -252,3 +254,33 @@ def test_a_tiny_profile_with_the_off_topic_label_fits(fake_embedder):
     texts, y = flatten(spec)
     fitted = FittedProfile.fit(spec, fake_embedder.embed(texts), texts, y)
     assert fitted.verdict(fake_embedder.embed(["outage now production down"])[0]).label in (None, "now")
+
+
+def test_support_gate_abstains_until_the_evidence_supports_the_target(fake_embedder):
+    """Six held-out texts (two a label) answered 4 of 4 right: not enough to answer at a 0.9 target (the Wilson
+    bound at one standard error is 0.8); 24 exemplars of two clear labels are; without the flag nothing changes."""
+    from conftest import FRUIT, TOOLS
+
+    from mcp_latent.judge.fitted import FittedProfile
+    from mcp_latent.judge.support import UNSUPPORTED_THRESHOLD, wilson_lower
+    from mcp_latent.profiles.fitter import flatten
+    from mcp_latent.profiles.spec import ProfileSpec
+
+    assert wilson_lower(4, 4) == pytest.approx(0.8) and wilson_lower(9, 9) == pytest.approx(0.9)
+    assert wilson_lower(0, 0) == 0.0
+
+    def fit(labels, **extra):
+        spec = ProfileSpec.model_validate({"name": "u", "labels": labels, "min_similarity": -1.0, **extra})
+        texts, y = flatten(spec)
+        return FittedProfile.fit(spec, fake_embedder.embed(texts), texts, y)
+
+    tiny = fit(LABELS, abstain_until_supported=True)
+    assert tiny.calibration.threshold == UNSUPPORTED_THRESHOLD
+    assert all(tiny.verdict(fake_embedder.embed([t])[0]).unsure for t in NOW + WEEK + LATER)
+    plenty = [{"name": "fruit", "examples": FRUIT}, {"name": "tools", "examples": TOOLS}]
+    taught = fit(plenty, abstain_until_supported=True)
+    assert taught.calibration.threshold <= 1.0
+    assert taught.verdict(fake_embedder.embed(["apple banana cherry fruit salad"])[0]).label == "fruit"
+    assert fit(plenty).calibration.threshold == taught.calibration.threshold  # the flag only gates
+    fixed = fit(LABELS, abstain_until_supported=True, threshold=0.2)
+    assert fixed.calibration.threshold == 0.2  # a fixed threshold is the user's choice

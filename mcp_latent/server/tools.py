@@ -91,7 +91,7 @@ Until = float
 
 # What `profiles` shows per profile: enough to know what it judges and how far to trust it.
 PROFILE_FIELDS = ("name", "description", "labels", "builtin", "ready", "eta_s", "error", "exemplars", "taught")
-TRUST_FIELDS = ("coverage", "answered_accuracy")
+TRUST_FIELDS = ("supported", "coverage", "answered_accuracy")
 
 
 class LatentServer(MCPServer):

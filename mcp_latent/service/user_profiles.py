@@ -81,7 +81,7 @@ class ProfileEditor:
                 f"label name {OFF_TOPIC_LABEL!r} is where the shared off-topic texts go; rename your label, or pass "
                 "off_topic=false."
             )
-        data = {"name": name, "description": description or "", "labels": list(labels)}
+        data = {"name": name, "description": description or "", "labels": list(labels), "abstain_until_supported": True}
         try:
             spec = ProfileSpec.model_validate(data)
         except ValidationError as exc:
