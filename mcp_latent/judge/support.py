@@ -4,7 +4,9 @@ A profile defined with two examples a label cross-validates on six held-out text
 "100% answered accuracy at 67% coverage", and it answered live texts from that. Such a profile must abstain until
 the evidence supports its target: the chosen point's answered accuracy, lowered by one standard error (the Wilson
 bound at z = 1: the same one-standard-error margin the choice of operating point uses), reaches the target
-accuracy. With every held-out answer right that takes 9 answers for a 0.9 target, 19 for 0.95."""
+accuracy. With every held-out answer right that takes 9 answers for a 0.9 target, 19 for 0.95. And the held-out texts
+must number at least MIN_HELD_OUT_PER_LABEL per answer label: eleven texts of which nine were taught to one label
+were "supported" for a three-label profile whose other labels had two examples each."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 
 UNSUPPORTED_THRESHOLD = 1.01  # above every probability: each verdict abstains (low confidence)
 Z = 1.0
+MIN_HELD_OUT_PER_LABEL = 5
 
 
 def wilson_lower(correct: float, n: float, z: float = Z) -> float:
@@ -30,10 +33,12 @@ def wilson_lower(correct: float, n: float, z: float = Z) -> float:
     return (centre - spread) / (1 + z * z / n)
 
 
-def supported(calibration: Calibration, target_accuracy: float) -> bool:
+def supported(calibration: Calibration, target_accuracy: float, answer_labels: int) -> bool:
     """True when the calibration's held-out answers support its target accuracy (see the module docstring)."""
     evidence = calibration.evidence
     if evidence is None or calibration.cv_coverage is None or calibration.cv_answered_accuracy is None:
+        return False
+    if len(evidence.nearest) < MIN_HELD_OUT_PER_LABEL * answer_labels:
         return False
     answered = calibration.cv_coverage * len(evidence.nearest)
     return wilson_lower(calibration.cv_answered_accuracy * answered, answered) >= target_accuracy - 1e-9
@@ -44,7 +49,7 @@ def gate(calibration: Calibration, spec: ProfileSpec) -> Calibration:
     (a fixed `threshold` in the file is the user's choice and is left alone)."""
     if not spec.abstain_until_supported or spec.threshold is not None:
         return calibration
-    if supported(calibration, spec.target_accuracy):
+    if supported(calibration, spec.target_accuracy, len(spec.answer_labels)):
         return calibration
     return replace(calibration, threshold=UNSUPPORTED_THRESHOLD)
 

@@ -82,6 +82,8 @@ class LiveProfile:
         self._fitter = fitter
         self._persist = persist  # writes a taught exemplar durably (the data dir's overlay), or None in tests
         self._base_texts, self._base_y = flatten(self.base)
+        abstain_ids = [i for i, label in enumerate(self.base.labels) if label.abstain]
+        self._abstain_rows = int(np.isin(self._base_y, abstain_ids).sum())  # the file's abstain exemplars
         self._lock = threading.Lock()
         self._taught: list[tuple[str, str]] = []
         self._known: set[tuple[str, str]] = set(
