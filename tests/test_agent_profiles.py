@@ -284,3 +284,37 @@ def test_support_gate_abstains_until_the_evidence_supports_the_target(fake_embed
     assert fit(plenty).calibration.threshold == taught.calibration.threshold  # the flag only gates
     fixed = fit(LABELS, abstain_until_supported=True, threshold=0.2)
     assert fixed.calibration.threshold == 0.2  # a fixed threshold is the user's choice
+
+
+def test_defining_and_deleting_while_other_threads_read_the_profiles(service):
+    """`live` and the registry's dict are replaced whole (copy-on-write): readers iterating them on other threads
+    (evaluate with every profile, status, profiles) never see one change size, and nothing fails."""
+    import threading
+
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                service.evaluate(text="apple banana")
+                service.status()
+                service.list_profiles()
+            except BaseException as exc:  # any failure at all is what this test looks for
+                failures.append(exc)
+                return
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    try:
+        for i in range(15):
+            service.define_profile(f"p{i % 3}", "churn", LABELS, off_topic=False)
+            if i % 2:
+                service.delete_profile(f"p{i % 3}")
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(30)
+    assert not failures, failures[0]
+    assert "kind" in service.live

@@ -388,8 +388,9 @@ class LatentService:
         for exemplar in exemplars:
             fresh.setdefault(exemplar.profile, []).append((exemplar.label, exemplar.text))
         for name, entries in fresh.items():
-            if name in self.live:
-                self.live[name].learn_elsewhere(entries)
+            live = self.live.get(name)  # one read: a profile deleted meanwhile is simply skipped
+            if live is not None:
+                live.learn_elsewhere(entries)
 
     def list_profiles(self) -> list[dict[str, Any]]:
         self.wait_ready()
@@ -468,11 +469,11 @@ class LatentService:
         return self.store
 
     def _live(self, name: str) -> LiveProfile:
-        try:
-            return self.live[name]
-        except KeyError:
+        live = self.live.get(name)
+        if live is None:
             self.registry.get(name)  # raises NotFound naming the available profiles
-            raise
+            raise NotFound(f"profile {name!r} was just deleted; see `profiles`.")  # deleted between the two reads
+        return live
 
     def fitted_profile(self, name: str, wait: float | None = None) -> FittedProfile:
         """The fit that verdicts of profile `name` are judged with now; before its first fit, waits up to `wait`
