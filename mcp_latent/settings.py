@@ -203,6 +203,15 @@ class Settings(BaseSettings):
         "profile is applied)",
     )
     max_meta_bytes: int = Field(4096, ge=0, description="largest `meta` object on a handoff, as JSON bytes")
+    max_recent: int = Field(100, ge=1, description="most handoffs one `recent` call lists (`limit`)")
+    max_profile_labels: int = Field(
+        50, ge=2, description="most labels a profile made with `define_profile` may have (the off-topic one aside)"
+    )
+    max_profile_examples: int = Field(
+        2000,
+        ge=0,
+        description="most examples (all labels together) one `define_profile` call may send; `teach` adds more later",
+    )
 
     # --- server ------------------------------------------------------------------------------------------------
     transport: Literal["stdio", "http"] = Field(

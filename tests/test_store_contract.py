@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mcp_latent.errors import InvalidInput, NotFound, StoreError
-from mcp_latent.store.base import LatentStore
+from mcp_latent.store.base import HandoffFilter, LatentStore
 from mcp_latent.store.sqlite import SqliteStore
 
 DIM = 16
@@ -230,3 +230,113 @@ def test_a_closed_store_refuses_with_a_store_error(open_backend):
     store.close()  # idempotent
     with pytest.raises(StoreError, match="closed"):
         store.add("ns", unit(1), ["y"])
+
+
+# --- forgetting and filtering (issue 22) ----------------------------------------------------------------------------
+
+
+def test_forget_one_handle_is_gone_for_every_instance_and_their_indexes(open_backend):
+    first, second = open_backend(), open_backend()
+    vectors = unit(30, seed=8)
+    records = first.add("ns", vectors, [str(i) for i in range(30)], from_agent="A")
+    other = first.add("other", vectors[:1], ["same vector, other namespace"])[0]
+    assert first.similar("ns", vectors[0], 3)[0][0].handle == records[0].handle  # first holds a loaded index
+    second.similar("ns", vectors[0], 3)  # and so does second
+    assert second.forget("other", handle=records[0].handle) == 0  # another namespace's handle is not there
+    assert second.forget("ns", handle=records[0].handle) == 1
+    assert second.forget("ns", handle=records[0].handle) == 0  # forgetting twice removes nothing more
+    for store in (first, second):
+        with pytest.raises(NotFound):
+            store.get(records[0].handle, "ns")
+        hits = store.similar("ns", vectors[0], 30)
+        assert records[0].handle not in {h.handle for h, _ in hits} and len(hits) == 29
+        assert records[0].handle not in {r.handle for r in store.recent("ns", 50)}
+        assert store.count("ns") == 29
+    assert first.get(other.handle, "other").text == "same vector, other namespace"
+    assert "handoffs:ns" in first.changes().scopes  # the removal moved the namespace's generation
+
+
+def test_forget_every_handle_of_one_agent(open_backend):
+    first, second = open_backend(), open_backend()
+    a = first.add("ns", unit(10, seed=9), ["a"] * 10, from_agent="alice")
+    b = first.add("ns", unit(5, seed=10), ["b"] * 5, from_agent="bob")
+    elsewhere = first.add("ns2", unit(2, seed=11), ["a2"] * 2, from_agent="alice")
+    first.similar("ns", a[0].vector, 3)
+    assert second.forget("ns", from_agent="alice") == 10
+    hits = first.similar("ns", a[0].vector, 15)
+    assert {h.handle for h, _ in hits} == {r.handle for r in b}
+    assert first.count("ns2") == 2 and {r.handle for r in first.recent("ns2", 5)} == {r.handle for r in elsewhere}
+    with pytest.raises(InvalidInput, match="exactly one"):
+        first.forget("ns")
+    with pytest.raises(InvalidInput, match="exactly one"):
+        first.forget("ns", handle=b[0].handle, from_agent="bob")
+    with pytest.raises(InvalidInput, match="malformed handle"):
+        first.forget("ns", handle="h_nope")
+
+
+def test_recent_is_newest_first_and_filtered(store):
+    made = [store.add("ns", unit(1, seed=i), [f"t{i}"], from_agent="A" if i % 2 else "B")[0] for i in range(8)]
+    assert [r.handle for r in store.recent("ns", 3)] == [r.handle for r in made[::-1][:3]]
+    only_a = store.recent("ns", 10, HandoffFilter(from_agent="A"))
+    assert [r.handle for r in only_a] == [r.handle for r in made[::-1] if r.from_agent == "A"]
+    assert store.recent("nothing", 5) == []
+
+
+def test_similar_filters_by_agent_meta_and_time_window(store):
+    """Each filter keeps exactly the matching records, best first, complete (k matches when k exist)."""
+    vectors = unit(300, seed=12)
+    metas = [{"topic": "billing" if i % 3 == 0 else "ops", "n": i % 5, "urgent": i % 4 == 0} for i in range(300)]
+    records = []
+    for i in range(0, 300, 100):  # three batches: three distinct created_at values to window on
+        records += [
+            store.add("ns", vectors[j : j + 1], [f"t{j}"], from_agent=f"agent{j % 7}", meta=metas[j])[0]
+            for j in range(i, i + 100)
+        ]
+        time.sleep(0.02)
+    store.add("ns", unit(1, seed=13), ["string n"], meta={"n": "1", "urgent": 1})  # not n=1, not urgent=true
+    query = unit(1, seed=14)[0]
+    cut = records[100].created_at
+    filters = [
+        HandoffFilter(from_agent="agent3"),
+        HandoffFilter(meta={"topic": "billing"}),
+        HandoffFilter(meta={"n": 1}),
+        HandoffFilter(meta={"urgent": True, "topic": "ops"}),
+        HandoffFilter(since=cut),
+        HandoffFilter(until=cut),
+        HandoffFilter(from_agent="agent1", meta={"topic": "ops"}, since=cut),
+    ]
+    everything = list(store.export("ns"))
+    for where in filters:
+        expected = sorted((r for r in everything if where.matches(r)), key=lambda r: -float(r.vector @ query))[:10]
+        assert expected, where
+        hits = store.similar("ns", query, 10, where=where)
+        assert [h.handle for h, _ in hits] == [r.handle for r in expected], where
+        assert all(where.matches(h) for h, _ in hits)
+    assert store.similar("ns", query, 5, where=HandoffFilter(from_agent="nobody")) == []
+    assert store.similar("ns", query, 5, where=HandoffFilter(meta={"topic": "billing'; DROP TABLE handoffs"})) == []
+    assert store.count("ns") == 301
+
+
+def test_sqlite_filtered_search_over_many_matches_walks_the_graph_with_an_allow_list(tmp_path, monkeypatch):
+    """Past FILTER_EXACT_ROWS matches the graph is searched with the matches as an allow-list: same top-k."""
+    import mcp_latent.store.sqlite as sqlite_module
+
+    store = SqliteStore(tmp_path / "state", DIM, "m")
+    try:
+        vectors = unit(2000, seed=15)
+        records = store.add("ns", vectors, [None] * 2000)
+        store.add("ns", unit(500, seed=16), [None] * 500, from_agent="other")
+        query = unit(1, seed=17)[0]
+        where = HandoffFilter(until=time.time() + 60)
+        exact = store.similar("ns", query, 10, where=HandoffFilter(from_agent="other"))
+        monkeypatch.setattr(sqlite_module, "FILTER_EXACT_ROWS", 100)
+        walked = store.similar("ns", query, 10, where=HandoffFilter(from_agent="other"))
+        assert [h.handle for h, _ in walked] == [h.handle for h, _ in exact]
+        store.forget("ns", handle=exact[0][0].handle)
+        after = store.similar("ns", query, 10, where=HandoffFilter(from_agent="other"))
+        assert exact[0][0].handle not in {h.handle for h, _ in after} and len(after) == 10
+        everything = store.similar("ns", query, 10, where=where)
+        expected = sorted(records + [h for h, _ in after], key=lambda r: -float(r.vector @ query))
+        assert len(everything) == 10 and everything[0][1] >= expected[0].vector @ query - 1e-5
+    finally:
+        store.close()

@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--target-oos-recall", type=float, default=0.8, help="share of out-of-scope texts to flag (simulated)"
     )
     build.add_argument("--exclude-label", action="append", help="leave a label out (repeatable)")
+    build.add_argument(
+        "--off-topic",
+        action="store_true",
+        help="add the shared off-topic texts (small talk, questions) as an abstain label: the profile answers "
+        "'unsure, out of scope' on them instead of forcing a label",
+    )
     build.add_argument("--no-fit", action="store_true", help="write the file only; fit on first use")
     build.set_defaults(func=cmd_profiles_build)
 

@@ -124,6 +124,7 @@ def cmd_profiles_build(args: argparse.Namespace) -> int:
         target_accuracy=DEFAULT_TARGET_ACCURACY if asked is None else asked,
         target_out_of_scope_recall=args.target_oos_recall,
         exclude_labels=set(args.exclude_label or []),
+        off_topic=args.off_topic,
     )
     for line in report.lines():
         print(line, file=sys.stderr)

@@ -241,6 +241,8 @@ def admissible(evidence: Evidence, c: Curve, margin: float = ADMISSIBLE_MARGIN) 
     noise; the anchor's own points are judged without margin). Two envelopes over the plain rule, sorted by
     coverage: the best accuracy at each coverage or more, and at strictly more."""
     a_cov, a_acc = plain_rule(evidence)
+    if len(a_cov) == 0:  # no held-out p reaches MIN_THRESHOLD (2 exemplars a label): no plain point dominates
+        return np.ones(len(c.coverage), dtype=bool)
     order = np.argsort(-a_cov, kind="stable")
     a_cov, best = a_cov[order], np.maximum.accumulate(a_acc[order])  # best[i]: top accuracy at coverage >= a_cov[i]
     accuracy = np.nan_to_num(c.answered_accuracy, nan=-1.0)

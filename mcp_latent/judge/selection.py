@@ -23,6 +23,7 @@ from mcp_latent.judge.ensemble import (
     softmax,
 )
 from mcp_latent.judge.operating_point import MIN_THRESHOLD, Evidence, Family, Point, choose, score
+from mcp_latent.judge.support import gate
 from mcp_latent.judge.words import Counts, WordsModel, featurize
 from mcp_latent.profiles.spec import ProfileSpec
 
@@ -269,7 +270,7 @@ class Calibration:
         """The operating point for the spec's targets and fixed settings, chosen from the stored evidence: moving
         a profile's target accuracy never refits it."""
         if self.evidence is None:
-            return replace(self, **_fixed_or_default(spec))
+            return gate(replace(self, **_fixed_or_default(spec)), spec)
         return _operate(self.c, self.evidence, spec)
 
     def estimate(self, family: int, threshold: float, min_similarity: float) -> Point:
@@ -350,7 +351,7 @@ def _operate(c: float, evidence: Evidence, spec: ProfileSpec) -> Calibration:
             point.min_similarity if spec.min_similarity is None else spec.min_similarity,
         )
     fam = evidence.families[point.family]
-    return Calibration(
+    calibration = Calibration(
         c=c,
         knn_weight=fam.knn_weight,
         temperature=fam.temperature,
@@ -367,6 +368,7 @@ def _operate(c: float, evidence: Evidence, spec: ProfileSpec) -> Calibration:
         evidence=evidence,
         textless=_operate(c, evidence.from_vectors(), spec) if fam.words_weight else None,
     )
+    return gate(calibration, spec)
 
 
 def fit_calibration(
@@ -378,7 +380,7 @@ def fit_calibration(
     gathered = gather_evidence(vectors, y, n_labels, abstain if abstain.any() else None, texts)
     if gathered is None:
         log.info("profile %s: too few exemplars per label to cross-validate; default calibration", spec.name)
-        return Calibration(
+        default = Calibration(
             HEAD_CS[1],
             0.0,
             1.0,
@@ -387,4 +389,5 @@ def fit_calibration(
             cv_coverage=None,
             cv_answered_accuracy=None,
         )
+        return gate(default, spec)
     return _operate(*gathered, spec)

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from mcp_latent.errors import InvalidInput
-from mcp_latent.profiles.spec import PROFILE_NAME_RE, ProfileSpec, write_profile_file
+from mcp_latent.profiles.spec import OFF_TOPIC_LABEL, PROFILE_NAME_RE, ProfileSpec, off_topic_label, write_profile_file
 
 # Per-label texts are capped so a profile file stays loadable; past this, extra rows add little to kNN/linear fits.
 MAX_EXAMPLES_PER_LABEL = 5000
@@ -145,8 +145,10 @@ def build_profile(
     target_accuracy: float = 0.98,
     target_out_of_scope_recall: float = 0.8,
     exclude_labels: set[str] | None = None,
+    off_topic: bool = False,
 ) -> tuple[ProfileSpec, Path, BuildReport]:
-    """Read labeled rows and write `<out_dir>/<name>.toml`; returns the spec, its path and the report."""
+    """Read labeled rows and write `<out_dir>/<name>.toml`; returns the spec, its path and the report. `off_topic`
+    adds the shared off-topic texts as an abstain label (a small label set otherwise answers small talk too)."""
     if not PROFILE_NAME_RE.match(name):  # checked first: the name becomes a file name, and reading can take a while
         raise InvalidInput(
             f"profile name {name!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', starting with a "
@@ -154,6 +156,14 @@ def build_profile(
         )
     rows = read_rows(source)
     examples, report = collect_examples(rows, text_field, label_field, split_field, split, exclude_labels)
+    labels = [{"name": label, "examples": texts} for label, texts in examples.items()]
+    if off_topic:
+        if OFF_TOPIC_LABEL in examples:
+            raise InvalidInput(
+                f"the data has a label {OFF_TOPIC_LABEL!r}, the name --off-topic adds its abstain label under; "
+                "rename that label, or leave --off-topic out."
+            )
+        labels.append(off_topic_label().model_dump())
     try:
         spec = ProfileSpec.model_validate(
             {
@@ -161,7 +171,7 @@ def build_profile(
                 "description": description or f"Built from {Path(source).name} ({report.kept} exemplars).",
                 "target_accuracy": target_accuracy,
                 "target_out_of_scope_recall": target_out_of_scope_recall,
-                "labels": [{"name": label, "examples": texts} for label, texts in examples.items()],
+                "labels": labels,
             }
         )
     except ValidationError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,6 +123,18 @@ class ProfileRegistry:
     @property
     def profiles(self) -> dict[str, Profile]:
         return self._profiles
+
+    def put(self, spec: ProfileSpec, path: Path, taught: Sequence[TaughtExemplar]) -> Profile:
+        """Add or replace one user profile (defined at run time) with its taught exemplars. The dict is replaced
+        whole, so a reader that took it never sees it change size; the caller serialises writers."""
+        entries = [(t.label, t.text) for t in taught if t.label in spec_labels(spec)]
+        profile = Profile(spec=spec, path=path, builtin=False, taught_entries=entries)
+        self._profiles = {**self._profiles, spec.name: profile}
+        return profile
+
+    def remove(self, name: str) -> None:
+        """Forget one profile (its file is the caller's to delete); copy-on-write like `put`."""
+        self._profiles = {key: value for key, value in self._profiles.items() if key != name}
 
     def get(self, name: str) -> Profile:
         try:

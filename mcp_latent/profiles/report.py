@@ -14,6 +14,7 @@ import numpy as np
 
 from mcp_latent.judge.operating_point import MIN_USEFUL_COVERAGE, NO_CUTOFF, Curve, curve, front_2d, score
 from mcp_latent.judge.selection import Calibration
+from mcp_latent.judge.support import is_unsupported
 from mcp_latent.plotting import figure
 from mcp_latent.profiles.spec import OperatingPointRecord, ProfileSpec
 
@@ -101,6 +102,8 @@ def summary(calibration: Calibration, spec: ProfileSpec) -> dict[str, Any]:
     if calibration.cv_coverage is not None:
         out["coverage"] = round(calibration.cv_coverage, 3)
         out["answered_accuracy"] = round(calibration.cv_answered_accuracy or 0.0, 3)
+    if spec.abstain_until_supported:  # false: it abstains on everything until taught enough (judge/support.py)
+        out["supported"] = not is_unsupported(calibration)
     problem = warning(calibration, spec)
     if problem:
         out["warning"] = problem

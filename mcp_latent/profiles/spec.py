@@ -24,6 +24,17 @@ def builtin_profiles_dir() -> Path:
     return packaged if packaged.is_dir() else package.parent / "profiles"
 
 
+OFF_TOPIC_LABEL = "off_topic"
+
+
+def off_topic_label() -> LabelSpec:
+    """The shared abstain label: small talk, questions, recipes and vague one-liners that no profile judges. Its
+    texts ship inside the package (`off_topic.txt`, kept equal to tools/data/exemplars/off_topic.txt, the shipped
+    profiles' own off_topic label), so `define_profile` and `profiles build --off-topic` work from a wheel."""
+    lines = (Path(__file__).with_name("off_topic.txt")).read_text(encoding="utf-8").splitlines()
+    return LabelSpec(name=OFF_TOPIC_LABEL, abstain=True, examples=[line.strip() for line in lines if line.strip()])
+
+
 class LabelSpec(BaseModel):
     """One label of a profile and the exemplar texts that define it."""
 
@@ -67,7 +78,15 @@ class OperatingPointRecord(BaseModel):
 
 # Settings that choose where a fitted profile answers, not what it learns: changing them never refits.
 DECISION_FIELDS = frozenset(
-    {"description", "target_accuracy", "target_out_of_scope_recall", "threshold", "min_similarity", "operating_point"}
+    {
+        "description",
+        "target_accuracy",
+        "target_out_of_scope_recall",
+        "threshold",
+        "min_similarity",
+        "operating_point",
+        "abstain_until_supported",
+    }
 )
 
 
@@ -92,6 +111,13 @@ class ProfileSpec(BaseModel):
     )
     min_similarity: float | None = Field(
         None, ge=-1, le=1, description="nearest-exemplar similarity below which a text is out of scope; default fitted"
+    )
+    # Profiles made over MCP (`define_profile`) start from two examples a label: their first cross-validation is a
+    # handful of held-out texts, too few to answer on (judge/support.py).
+    abstain_until_supported: bool = Field(
+        False,
+        description="abstain on every text until the cross-validated answered accuracy, lowered by one standard "
+        "error, reaches target_accuracy (a profile defined with a few examples learns through `teach` until then)",
     )
     operating_point: OperatingPointRecord | None = None
     labels: list[LabelSpec] = Field(min_length=2)
@@ -130,6 +156,8 @@ class ProfileSpec(BaseModel):
 
     def _canonical(self, exclude: set[str] | None = None) -> str:
         data = self.model_dump(mode="json", exclude=exclude)
+        if not data.get("abstain_until_supported"):  # files from before the field keep their hashes
+            data.pop("abstain_until_supported", None)
         for label in data["labels"]:  # files from before abstain labels keep their hashes (and cached fits)
             if not label.get("abstain"):
                 label.pop("abstain", None)
@@ -173,6 +201,8 @@ def read_profile_file(path: Path) -> ProfileSpec:
 def write_profile_file(spec: ProfileSpec, path: Path) -> None:
     """Write a profile as TOML (atomically)."""
     data = spec.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    if not data.get("abstain_until_supported"):
+        data.pop("abstain_until_supported", None)
     for label in data["labels"]:
         if not label.get("description"):
             label.pop("description", None)

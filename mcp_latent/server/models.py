@@ -67,6 +67,38 @@ class NamespacesOut(BaseModel):
     namespaces: list[dict[str, Any]]
 
 
+class RecentHit(BaseModel):
+    handle: str
+    created_at: float
+    from_agent: str | None = None
+    text: str | None = None
+
+
+class RecentOut(BaseModel):
+    recent: list[RecentHit]
+
+
+class ForgetOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    namespace: str
+    forgotten: int
+
+
+class DefineOut(BaseModel):
+    """A profile written by `define_profile`: its labels, exemplars, and the taught exemplars kept or dropped."""
+
+    model_config = ConfigDict(extra="allow")
+    profile: str
+    labels: list[str]
+    exemplars: int
+
+
+class DeleteProfileOut(BaseModel):
+    profile: str
+    deleted: bool
+    taught_removed: int
+
+
 class DropOut(BaseModel):
     namespace: str
     dropped: int

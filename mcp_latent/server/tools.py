@@ -21,13 +21,17 @@ from mcp_latent.server.models import (
     DESTROYS,
     READ_ONLY,
     WRITES,
+    DefineOut,
+    DeleteProfileOut,
     DropOut,
     EmbedOut,
     EvaluateOut,
+    ForgetOut,
     GetOut,
     HandoffOut,
     NamespacesOut,
     ProfilesOut,
+    RecentOut,
     SimilarOut,
     TeachOut,
 )
@@ -70,6 +74,24 @@ Namespace = str
 
 
 Detail = Annotated[bool, Field(description="Add evidence (top labels, nearest exemplars, deciding words).")]
+
+
+# Filters of `similar` and `recent` (one description each, shared).
+Agent = str
+
+
+MetaMatch = Annotated[dict[str, Any] | None, Field(description="Meta values to match.")]
+
+
+Since = Annotated[float | None, Field(description="Unix s, or negative: s ago (also until).")]
+
+
+Until = float
+
+
+# What `profiles` shows per profile: enough to know what it judges and how far to trust it.
+PROFILE_FIELDS = ("name", "description", "labels", "builtin", "ready", "eta_s", "error", "exemplars", "taught")
+TRUST_FIELDS = ("supported", "coverage", "answered_accuracy")
 
 
 class LatentServer(MCPServer):
@@ -208,9 +230,39 @@ def build_server(settings: Settings | None = None, service: LatentService | Defe
         text: str | None = None,
         k: int = 5,
         namespace: Namespace | None = None,
+        from_agent: Agent | None = None,
+        meta: MetaMatch = None,
+        since: Since = None,
+        until: Until | None = None,
     ) -> Annotated[CallToolResult, SimilarOut]:
         """Nearest earlier handoffs, with cosine similarity and a text preview."""
-        return await call(lambda: service.similar(handle, text, k, namespace), quick=service.is_quick(text, []))
+        return await call(
+            lambda: service.similar(handle, text, k, namespace, from_agent, meta, since, until),
+            quick=service.is_quick(text, [])
+            and from_agent is None
+            and meta is None
+            and since is None
+            and until is None,
+        )
+
+    @tool(READ_ONLY)
+    async def recent(
+        limit: int = 10,
+        namespace: Namespace | None = None,
+        from_agent: Agent | None = None,
+        meta: MetaMatch = None,
+        since: Since = None,
+        until: Until | None = None,
+    ) -> Annotated[CallToolResult, RecentOut]:
+        """Newest handoffs first: handle, sender, time, text preview."""
+        return await call(lambda: service.recent(limit, namespace, from_agent, meta, since, until))
+
+    @tool(DESTROYS)
+    async def forget(
+        handle: Handle | None = None, from_agent: Agent | None = None, namespace: Namespace | None = None
+    ) -> Annotated[CallToolResult, ForgetOut]:
+        """Delete one handoff, or every handoff of `from_agent` in the namespace, for every server (irreversible)."""
+        return await call(lambda: service.forget(handle, from_agent, namespace))
 
     @tool(READ_ONLY)
     async def get(handle: Handle, namespace: Namespace | None = None) -> Annotated[CallToolResult, GetOut]:
@@ -219,12 +271,32 @@ def build_server(settings: Settings | None = None, service: LatentService | Defe
 
     @tool(READ_ONLY)
     async def profiles() -> Annotated[CallToolResult, ProfilesOut]:
-        """List the evaluator profiles and their labels."""
+        """List the evaluator profiles: labels, readiness, and cross-validated coverage and answered accuracy."""
         return await call(
             lambda: {
-                "profiles": [{k: p[k] for k in ("name", "description", "labels")} for p in service.list_profiles()]
+                "profiles": [
+                    {k: p[k] for k in PROFILE_FIELDS + TRUST_FIELDS if k in p} for p in service.list_profiles()
+                ]
             }
         )
+
+    @tool(WRITES)
+    async def define_profile(
+        name: str,
+        description: str,
+        labels: Annotated[
+            list[dict[str, Any]], Field(description='[{"name","description"?,"value"? (ordinal),"examples"?:[]}]')
+        ],
+        off_topic: Annotated[bool, Field(description="Abstain on small talk and questions.")] = True,
+    ) -> Annotated[CallToolResult, DefineOut]:
+        """Create or replace your own evaluator profile. It answers unsure until taught enough: `teach` your
+        decisions."""
+        return await call(lambda: service.define_profile(name, description, labels, off_topic))
+
+    @tool(DESTROYS)
+    async def delete_profile(name: str) -> Annotated[CallToolResult, DeleteProfileOut]:
+        """Delete a profile you defined, with its taught exemplars."""
+        return await call(lambda: service.delete_profile(name))
 
     @tool(WRITES)
     async def teach(

@@ -20,11 +20,13 @@ from mcp_latent.judge.fitted import FittedProfile, Verdict
 from mcp_latent.profiles.fitter import ProfileFitter
 from mcp_latent.profiles.registry import ProfileRegistry, import_taught_logs
 from mcp_latent.profiles.report import summary as operating_summary
+from mcp_latent.service import handoffs
 from mcp_latent.service.checks import check_meta, check_name, check_text, check_texts
 from mcp_latent.service.live_profile import Learned, LiveProfile
 from mcp_latent.service.maintenance import StoreMaintenance
 from mcp_latent.service.namespaces import export_namespace
 from mcp_latent.service.usage_stats import FIELDS, ProfileStats, describe
+from mcp_latent.service.user_profiles import ProfileEditor
 from mcp_latent.settings import Settings
 from mcp_latent.store.base import Handoff, LatentStore, TaughtExemplar, check_handle, check_namespace
 from mcp_latent.store.factory import open_store
@@ -45,9 +47,11 @@ class LatentService:
         self._start_lock = threading.Lock()
         self._started = False
         self._startup_error: LatentError | None = None
-        # One owner per profile for its fit lifecycle. The dict is filled once by `start` before `_ready` is set
-        # and only read after that, so readers need no lock; each LiveProfile guards its own state.
+        # One owner per profile for its fit lifecycle. The dict is filled by `start` before `_ready` is set; after
+        # that it is only ever replaced whole (copy-on-write, by `user_profiles.ProfileEditor` under its lock), so
+        # readers need no lock; each LiveProfile guards its own state.
         self.live: dict[str, LiveProfile] = {}
+        self.editor = ProfileEditor(self)  # define_profile / delete_profile
         self.stats = ProfileStats(self.settings.data_dir / "stats.sqlite", self.settings.stats_flush_seconds)
         self.store: LatentStore | None = None
         self.registry = ProfileRegistry(self.settings.user_profiles_dir, self.settings.builtin_profiles)
@@ -240,15 +244,44 @@ class LatentService:
         return result
 
     def similar(
-        self, handle: str | None = None, text: str | None = None, k: int = 5, namespace: str | None = None
+        self,
+        handle: str | None = None,
+        text: str | None = None,
+        k: int = 5,
+        namespace: str | None = None,
+        from_agent: str | None = None,
+        meta: dict[str, Any] | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> dict[str, Any]:
-        """The nearest earlier handoffs of a namespace, with cosine similarity."""
+        """The nearest earlier handoffs of a namespace, with cosine similarity; only those of `from_agent`, with
+        these `meta` values, or written within [`since`, `until`) when given (see `handoffs.handoff_filter`)."""
         namespace = self._namespace(namespace)
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.settings.max_k:
             raise InvalidInput(f"`k` must be an integer from 1 to {self.settings.max_k} (setting MCP_LATENT_MAX_K).")
+        where = handoffs.handoff_filter(from_agent, meta, since, until)
         record, vector = self._resolve(handle, text, namespace)
-        hits = self._store().similar(namespace, vector, k, exclude=record.handle if record else None)
+        hits = self._store().similar(namespace, vector, k, exclude=record.handle if record else None, where=where)
         return {"similar": [self._hit(h, sim) for h, sim in hits]}
+
+    def recent(
+        self,
+        limit: int = 10,
+        namespace: str | None = None,
+        from_agent: str | None = None,
+        meta: dict[str, Any] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> dict[str, Any]:
+        """The newest handoffs of a namespace, newest first, compact (handle, sender, time, text preview)."""
+        where = handoffs.handoff_filter(from_agent, meta, since, until)
+        return handoffs.recent(self, limit, self._namespace(namespace), where)
+
+    def forget(
+        self, handle: str | None = None, from_agent: str | None = None, namespace: str | None = None
+    ) -> dict[str, Any]:
+        """Remove one handoff, or every handoff of one agent in a namespace, for every server on the store."""
+        return handoffs.forget(self, handle, from_agent, self._namespace(namespace))
 
     def teach(
         self,
@@ -355,8 +388,9 @@ class LatentService:
         for exemplar in exemplars:
             fresh.setdefault(exemplar.profile, []).append((exemplar.label, exemplar.text))
         for name, entries in fresh.items():
-            if name in self.live:
-                self.live[name].learn_elsewhere(entries)
+            live = self.live.get(name)  # one read: a profile deleted meanwhile is simply skipped
+            if live is not None:
+                live.learn_elsewhere(entries)
 
     def list_profiles(self) -> list[dict[str, Any]]:
         self.wait_ready()
@@ -373,6 +407,17 @@ class LatentService:
                         summary["stream_threshold"] = round(live.stream_threshold, 3)
             out.append(summary)
         return out
+
+    def define_profile(
+        self, name: str, description: str = "", labels: list[dict[str, Any]] | None = None, off_topic: bool = True
+    ) -> dict[str, Any]:
+        """Write (or replace) a user profile from labels with a few examples each; it fits in the background and
+        abstains until cross-validation supports answers (see `user_profiles.ProfileEditor`)."""
+        return self.editor.define(name, description, labels if labels is not None else [], off_topic)
+
+    def delete_profile(self, name: str) -> dict[str, Any]:
+        """Remove a user profile: its file and taught exemplars (shipped profiles are refused)."""
+        return self.editor.delete(name)
 
     def profile_stats(self) -> dict[str, Any]:
         """Per profile: answered, escalated, taught, agreement from spot checks (every server on the data dir)."""
@@ -424,11 +469,11 @@ class LatentService:
         return self.store
 
     def _live(self, name: str) -> LiveProfile:
-        try:
-            return self.live[name]
-        except KeyError:
+        live = self.live.get(name)
+        if live is None:
             self.registry.get(name)  # raises NotFound naming the available profiles
-            raise
+            raise NotFound(f"profile {name!r} was just deleted; see `profiles`.")  # deleted between the two reads
+        return live
 
     def fitted_profile(self, name: str, wait: float | None = None) -> FittedProfile:
         """The fit that verdicts of profile `name` are judged with now; before its first fit, waits up to `wait`

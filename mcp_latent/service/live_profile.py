@@ -33,6 +33,7 @@ from mcp_latent.judge.decision import OUT_OF_SCOPE
 from mcp_latent.judge.fitted import FittedProfile
 from mcp_latent.judge.selection import Calibration
 from mcp_latent.judge.stream import MIN_SHARPNESS, stream_sharpness, stream_threshold
+from mcp_latent.judge.support import is_unsupported
 from mcp_latent.profiles.fitter import ProfileFitter, flatten
 from mcp_latent.profiles.registry import Profile
 from mcp_latent.service.refit_pacer import REFIT_DEBOUNCE_SECONDS, RefitPacer
@@ -81,6 +82,8 @@ class LiveProfile:
         self._fitter = fitter
         self._persist = persist  # writes a taught exemplar durably (the data dir's overlay), or None in tests
         self._base_texts, self._base_y = flatten(self.base)
+        abstain_ids = [i for i, label in enumerate(self.base.labels) if label.abstain]
+        self._abstain_rows = int(np.isin(self._base_y, abstain_ids).sum())  # the file's abstain exemplars
         self._lock = threading.Lock()
         self._taught: list[tuple[str, str]] = []
         self._known: set[tuple[str, str]] = set(
@@ -226,8 +229,8 @@ class LiveProfile:
     def _on_stream(self, fitted: FittedProfile) -> FittedProfile:
         """The fit answering from the stream's threshold when the stream has set one (`stream_threshold`); a
         fixed threshold in the profile file is left alone."""
-        if self.base.threshold is not None:
-            return fitted
+        if self.base.threshold is not None or is_unsupported(fitted.calibration):
+            return fitted  # a fixed threshold, or a profile abstaining until its evidence supports answers
         p, right = self.stream_verdicts()
         with self._verdicts_lock:
             checks = np.array(self._checks, dtype=np.float64).reshape(-1, 2)
@@ -448,7 +451,13 @@ class LiveProfile:
         was never cross-validated (a cold start, or a first fit with too few exemplars per label)."""
         if fitted.n <= self._recalibration_tried_n:  # nothing new since the last try (it may not cross-validate)
             return False
-        return fitted.n >= self._calibrated_n * (1 + RECALIBRATE_GROWTH) or fitted.calibration.cv_accuracy is None
+        # A profile abstaining until supported (judge/support.py) is small: each teach may be what supports it.
+        unsupported = is_unsupported(fitted.calibration)
+        return (
+            fitted.n >= self._calibrated_n * (1 + RECALIBRATE_GROWTH)
+            or fitted.calibration.cv_accuracy is None
+            or unsupported
+        )
 
     def wait_refitted(self, timeout: float = 300.0) -> bool:
         """Block until no background refit is queued or running; False on timeout (for tests and tools)."""

@@ -124,6 +124,46 @@ class Changes:
         return {s[len(TAUGHT_SCOPE) :] for s in self.scopes if s.startswith(TAUGHT_SCOPE)}
 
 
+MetaValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class HandoffFilter:
+    """Which handoffs of a namespace a `similar` or `recent` call considers: every condition set must hold.
+
+    `meta` matches top-level keys of a handoff's meta exactly (JSON equality of scalars: "1" is not 1, true is
+    not 1); `since`/`until` bound `created_at` (unix seconds, since inclusive, until exclusive)."""
+
+    from_agent: str | None = None
+    meta: dict[str, MetaValue] | None = None
+    since: float | None = None
+    until: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.from_agent is None and not self.meta and self.since is None and self.until is None
+
+    def matches(self, record: Handoff) -> bool:
+        """The same test in Python (the backends run it in SQL): for checks and tests."""
+        if self.from_agent is not None and record.from_agent != self.from_agent:
+            return False
+        if self.since is not None and record.created_at < self.since:
+            return False
+        if self.until is not None and record.created_at >= self.until:
+            return False
+        for key, value in (self.meta or {}).items():
+            stored = (record.meta or {}).get(key, _MISSING)
+            if stored is _MISSING or type(stored) is bool or type(value) is bool:
+                if not (type(stored) is bool and type(value) is bool and stored == value):
+                    return False
+            elif isinstance(value, str) != isinstance(stored, str) or stored != value:
+                return False
+        return True
+
+
+_MISSING = object()
+
+
 @dataclass(frozen=True)
 class NewHandoffs:
     """Checked arguments of one `add` call, handed to the backend's `_insert`."""
@@ -153,6 +193,11 @@ class LatentStore(ABC):
       (by any process) as a candidate.
     - `count` (exact, from counters kept in the write transactions: cheap at any size, `/healthz` polls it),
       `namespaces` (name, count, oldest, newest), `export` (oldest first, streamed).
+    - `similar` and `recent` take a `HandoffFilter` (agent, meta key/values, time window): only matching records
+      are candidates, and a filtered `similar` is as complete as an unfiltered one (k matches when k exist).
+    - `recent` returns the newest records of a namespace, newest first.
+    - `forget` removes one handle, or every record of one agent, from a namespace: gone from the record and
+      from every process's index (its namespace's generation moves in the same transaction, like `drop`).
     - `drop` removes a namespace; `compact` applies a cap (keep the newest `max_records`) and/or a TTL to one
       namespace; `retention` applies them to every namespace. Each bumps the namespace's generation when it
       removed something, in the same transaction.
@@ -161,6 +206,7 @@ class LatentStore(ABC):
     - `add_taught` appends one exemplar for (profile, label) and bumps the profile's generation in the same
       transaction. With an `import_key` it is idempotent: a key already stored returns None and adds nothing.
     - `taught(after=cursor, profile=None)` returns exemplars with `id > after`, in id order (all profiles or one).
+    - `drop_taught(profile)` removes every exemplar taught to a profile (a deleted profile); returns how many.
 
     Changes
     - `changes(after=cursor)` is a cheap poll (one indexed read): the scopes (`handoffs:<ns>`, `taught:<profile>`)
@@ -205,8 +251,29 @@ class LatentStore(ABC):
 
     @abstractmethod
     def similar(
-        self, namespace: str, vector: np.ndarray, k: int, exclude: str | None = None
+        self,
+        namespace: str,
+        vector: np.ndarray,
+        k: int,
+        exclude: str | None = None,
+        where: HandoffFilter | None = None,
     ) -> list[tuple[Handoff, float]]: ...
+
+    @abstractmethod
+    def recent(self, namespace: str, limit: int, where: HandoffFilter | None = None) -> list[Handoff]: ...
+
+    def forget(self, namespace: str, handle: str | None = None, from_agent: str | None = None) -> int:
+        """Remove one handle, or every record `from_agent` wrote, from a namespace; returns how many went (0: none
+        matched). Exactly one of `handle` and `from_agent`."""
+        if (handle is None) == (from_agent is None):
+            raise InvalidInput("pass exactly one of `handle` or `from_agent` to forget.")
+        if handle is not None:
+            check_handle(handle)
+        return self._forget(namespace, handle, from_agent)
+
+    @abstractmethod
+    def _forget(self, namespace: str, handle: str | None, from_agent: str | None) -> int:
+        """`forget` after its arguments are checked."""
 
     @abstractmethod
     def count(self, namespace: str | None = None) -> int: ...
@@ -233,6 +300,9 @@ class LatentStore(ABC):
 
     @abstractmethod
     def taught(self, after: int = 0, profile: str | None = None) -> list[TaughtExemplar]: ...
+
+    @abstractmethod
+    def drop_taught(self, profile: str) -> int: ...
 
     @abstractmethod
     def changes(self, after: int = 0) -> Changes: ...

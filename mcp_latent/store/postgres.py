@@ -44,6 +44,7 @@ from mcp_latent.store.base import (
     TAUGHT_SCOPE,
     Changes,
     Handoff,
+    HandoffFilter,
     LatentStore,
     NewHandoffs,
     TaughtExemplar,
@@ -102,6 +103,27 @@ def _adapters(vector_oid: int) -> AdaptersMap:
 def _handoff(row: tuple) -> Handoff:
     seq, handle, namespace, from_agent, created_at, parent, meta, text, vector = row
     return Handoff(seq, handle, namespace, from_agent, created_at, parent, meta, text, vector)
+
+
+def filter_sql(where: HandoffFilter | None) -> tuple[str, list[Any]]:
+    """` AND ...` conditions (and their parameters) that keep the records matching `where`."""
+    if where is None or where.empty:
+        return "", []
+    conditions, params = [], []
+    if where.from_agent is not None:
+        conditions.append("from_agent = %s")
+        params.append(where.from_agent)
+    if where.since is not None:
+        conditions.append("created_at >= %s")
+        params.append(float(where.since))
+    if where.until is not None:
+        conditions.append("created_at < %s")
+        params.append(float(where.until))
+    if where.meta:
+        # jsonb containment of a one-level object: equal scalars per key, JSON types kept ("1" is not 1).
+        conditions.append("meta @> %s")
+        params.append(Jsonb(dict(where.meta)))
+    return "".join(" AND " + condition for condition in conditions), params
 
 
 def _boundary(action: str, retry: bool = True) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -366,6 +388,19 @@ class PostgresStore(LatentStore):
                 self._bump(conn, HANDOFFS_SCOPE + namespace)
         return count
 
+    @_boundary("forget handoffs", retry=False)
+    def _forget(self, namespace: str, handle: str | None, from_agent: str | None) -> int:
+        """Delete one handle or one agent's records: the next search of every server no longer finds them."""
+        column = "handle" if handle is not None else "from_agent"
+        with self._connection() as conn, conn.transaction():
+            removed = conn.execute(
+                f"DELETE FROM handoffs WHERE namespace = %s AND {column} = %s",
+                (namespace, handle if handle is not None else from_agent),
+            ).rowcount
+            if removed:
+                self._bump(conn, HANDOFFS_SCOPE + namespace)
+        return removed
+
     @_boundary("compact the namespace", retry=False)
     def compact(self, namespace: str, max_records: int | None = None, ttl_seconds: float | None = None) -> int:
         """Apply retention to one namespace (oldest first). Returns how many records went."""
@@ -436,15 +471,22 @@ class PostgresStore(LatentStore):
 
     @_boundary("search the namespace")
     def similar(
-        self, namespace: str, vector: np.ndarray, k: int, exclude: str | None = None
+        self,
+        namespace: str,
+        vector: np.ndarray,
+        k: int,
+        exclude: str | None = None,
+        where: HandoffFilter | None = None,
     ) -> list[tuple[Handoff, float]]:
-        """The `k` nearest handoffs of a namespace to `vector`, best first, with cosine similarity."""
+        """The `k` nearest handoffs of a namespace to `vector`, best first, with cosine similarity. A filter is
+        part of the WHERE clause: the iterative index scan keeps walking until k records match it."""
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
         if query.shape[0] != self.dim:
             raise StoreError(f"vector of dimension {query.shape[0]} does not match the store's dimension {self.dim}")
-        where = "namespace = %s" + (" AND handle <> %s" if exclude else "")
-        params: list[Any] = [query, namespace] + ([exclude] if exclude else []) + [query, k]
-        statement = f"SELECT {_COLUMNS}, vector <=> %b FROM handoffs WHERE {where} ORDER BY vector <=> %b LIMIT %s"
+        conditions, filter_params = filter_sql(where)
+        clause = "namespace = %s" + (" AND handle <> %s" if exclude else "") + conditions
+        params: list[Any] = [query, namespace] + ([exclude] if exclude else []) + filter_params + [query, k]
+        statement = f"SELECT {_COLUMNS}, vector <=> %b FROM handoffs WHERE {clause} ORDER BY vector <=> %b LIMIT %s"
         with self._connection() as conn, conn.cursor(binary=True) as cur:
             if k > self.ef_search:  # the graph walk must keep at least k candidates
                 with conn.transaction():
@@ -457,6 +499,17 @@ class PostgresStore(LatentStore):
         # relaxed_order may return neighbours slightly out of order: sort by the exact distance it computed.
         hits = sorted(((_handoff(row[:-1]), float(row[-1])) for row in rows), key=lambda hit: hit[1])
         return [(record, float(np.clip(1.0 - distance, -1.0, 1.0))) for record, distance in hits]
+
+    @_boundary("list recent handoffs")
+    def recent(self, namespace: str, limit: int, where: HandoffFilter | None = None) -> list[Handoff]:
+        """The newest `limit` records of a namespace (matching `where`), newest first (the (namespace, seq) index)."""
+        conditions, params = filter_sql(where)
+        with self._connection() as conn, conn.cursor(binary=True) as cur:
+            cur.execute(
+                f"SELECT {_COLUMNS} FROM handoffs WHERE namespace = %s{conditions} ORDER BY seq DESC LIMIT %s",
+                [namespace, *params, int(limit)],
+            )
+            return [_handoff(row) for row in cur.fetchall()]
 
     @_boundary("count handoffs")
     def count(self, namespace: str | None = None) -> int:
@@ -524,6 +577,15 @@ class PostgresStore(LatentStore):
             query, params = query + " AND profile = %s", [after, profile]
         with self._connection() as conn:
             return [TaughtExemplar(*row) for row in conn.execute(query + " ORDER BY id", params)]
+
+    @_boundary("remove taught exemplars", retry=False)
+    def drop_taught(self, profile: str) -> int:
+        """Delete every exemplar taught to a profile (bumps its generation: fits that had them are stale)."""
+        with self._connection() as conn, conn.transaction():
+            removed = conn.execute("DELETE FROM taught WHERE profile = %s", (profile,)).rowcount
+            if removed:
+                self._bump(conn, TAUGHT_SCOPE + profile)
+        return removed
 
     @_boundary("poll for changes")
     def changes(self, after: int = 0) -> Changes:

@@ -36,6 +36,7 @@ from mcp_latent.store.base import (
     TAUGHT_SCOPE,
     Changes,
     Handoff,
+    HandoffFilter,
     LatentStore,
     NewHandoffs,
     TaughtExemplar,
@@ -57,6 +58,11 @@ _NAMESPACES_SQL = (
     " FROM handoff_counts c WHERE c.n > 0 ORDER BY c.namespace"
 )
 _PAGE = 10_000  # rows read per query when building or catching up an index
+# A filtered search with at most this many matching records scores them all exactly (their vectors read from
+# SQLite: ~1.5 KB each); above it, the HNSW graph is walked with the matches as an allow-list. Exact is complete
+# for a selective filter, where a filtered graph walk can stop before it finds k matches.
+FILTER_EXACT_ROWS = 20_000
+_IN_CHUNK = 900  # seqs per `IN (...)` list (SQLite allows 999 variables by default on older builds)
 
 T = TypeVar("T")
 
@@ -67,6 +73,34 @@ def _handoff(row: tuple) -> Handoff:
         seq, handle, namespace, from_agent, created_at, parent, json.loads(meta) if meta else None, text,
         np.frombuffer(blob, dtype=np.float32),
     )  # fmt: skip
+
+
+def filter_sql(where: HandoffFilter | None) -> tuple[str, list[Any]]:
+    """` AND ...` conditions (and their parameters) that keep the records matching `where`."""
+    if where is None or where.empty:
+        return "", []
+    sql, params = [], []
+    if where.from_agent is not None:
+        sql.append("from_agent = ?")
+        params.append(where.from_agent)
+    if where.since is not None:
+        sql.append("created_at >= ?")
+        params.append(float(where.since))
+    if where.until is not None:
+        sql.append("created_at < ?")
+        params.append(float(where.until))
+    for key, value in (where.meta or {}).items():
+        path = "$." + json.dumps(key)  # a quoted key: any characters, no JSON-path injection
+        if isinstance(value, bool):  # json_extract gives 1/0 for true/false: compare the JSON type instead
+            sql.append("json_type(meta, ?) = ?")
+            params += [path, "true" if value else "false"]
+        elif isinstance(value, str):
+            sql.append("json_type(meta, ?) = 'text' AND json_extract(meta, ?) = ?")
+            params += [path, path, value]
+        else:
+            sql.append("json_type(meta, ?) IN ('integer', 'real') AND json_extract(meta, ?) = ?")
+            params += [path, path, value]
+    return "".join(" AND " + condition for condition in sql), params
 
 
 def _boundary(action: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -261,6 +295,19 @@ class SqliteStore(LatentStore):
                 path.unlink(missing_ok=True)
         return count
 
+    @_boundary("forget handoffs")
+    def _forget(self, namespace: str, handle: str | None, from_agent: str | None) -> int:
+        """Delete one handle or one agent's records; the generation bump makes every process's index drop them
+        (this one's too, on its next read)."""
+        column, value = ("handle", handle) if handle is not None else ("from_agent", from_agent)
+        with self._write() as db:
+            removed = db.execute(
+                f"DELETE FROM handoffs WHERE namespace = ? AND {column} = ?", (namespace, value)
+            ).rowcount
+            if removed:
+                self._bump(db, HANDOFFS_SCOPE + namespace)
+        return removed
+
     @_boundary("compact the namespace")
     def compact(self, namespace: str, max_records: int | None = None, ttl_seconds: float | None = None) -> int:
         """Apply retention to one namespace (oldest first); the indexes of every process follow. Returns how many."""
@@ -325,12 +372,31 @@ class SqliteStore(LatentStore):
 
     @_boundary("search the namespace")
     def similar(
-        self, namespace: str, vector: np.ndarray, k: int, exclude: str | None = None
+        self,
+        namespace: str,
+        vector: np.ndarray,
+        k: int,
+        exclude: str | None = None,
+        where: HandoffFilter | None = None,
     ) -> list[tuple[Handoff, float]]:
         """The `k` nearest handoffs of a namespace to `vector`, best first, with cosine similarity."""
         with self._index_lock:
             entry = self._sync_index(namespace)
-        labels, similarities = entry.index.search(vector, k + (1 if exclude else 0))
+        wanted = k + (1 if exclude else 0)
+        if where is not None and not where.empty:
+            conditions, params = filter_sql(where)
+            allowed = [
+                row[0]
+                for row in self._reader().execute(
+                    f"SELECT seq FROM handoffs WHERE namespace = ?{conditions}", [namespace, *params]
+                )
+            ]
+            if len(allowed) <= FILTER_EXACT_ROWS:
+                labels, similarities = self._exact(allowed, vector, wanted)
+            else:
+                labels, similarities = entry.index.search(vector, wanted, allowed=set(allowed))
+        else:
+            labels, similarities = entry.index.search(vector, wanted)
         if len(labels) == 0:
             return []
         placeholders = ",".join("?" * len(labels))
@@ -346,6 +412,40 @@ class SqliteStore(LatentStore):
             if int(label) in by_seq and by_seq[int(label)].handle != exclude
         ]
         return hits[:k]
+
+    def _exact(self, seqs: list[int], vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The `k` of these records nearest to `vector`, scored exactly (a selective filter's candidates)."""
+        best_labels, best_sims = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        for start in range(0, len(seqs), _IN_CHUNK):
+            chunk = seqs[start : start + _IN_CHUNK]
+            rows = (
+                self._reader()
+                .execute(f"SELECT seq, vector FROM handoffs WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
+                .fetchall()
+            )
+            if not rows:
+                continue
+            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
+            best_labels = np.concatenate([best_labels, np.array([r[0] for r in rows], dtype=np.int64)])
+            best_sims = np.concatenate([best_sims, vectors @ query])
+            order = np.argsort(-best_sims, kind="stable")[:k]
+            best_labels, best_sims = best_labels[order], best_sims[order]
+        return best_labels, np.clip(best_sims, -1.0, 1.0)
+
+    @_boundary("list recent handoffs")
+    def recent(self, namespace: str, limit: int, where: HandoffFilter | None = None) -> list[Handoff]:
+        """The newest `limit` records of a namespace (matching `where`), newest first."""
+        conditions, params = filter_sql(where)
+        rows = (
+            self._reader()
+            .execute(
+                f"SELECT {_COLUMNS} FROM handoffs WHERE namespace = ?{conditions} ORDER BY seq DESC LIMIT ?",
+                [namespace, *params, int(limit)],
+            )
+            .fetchall()
+        )
+        return [_handoff(row) for row in rows]
 
     @_boundary("count handoffs")
     def count(self, namespace: str | None = None) -> int:
@@ -407,6 +507,15 @@ class SqliteStore(LatentStore):
         if profile is not None:
             query, params = query + " AND profile = ?", [after, profile]
         return [TaughtExemplar(*row) for row in self._reader().execute(query + " ORDER BY id", params)]
+
+    @_boundary("remove taught exemplars")
+    def drop_taught(self, profile: str) -> int:
+        """Delete every exemplar taught to a profile (bumps its generation: fits that had them are stale)."""
+        with self._write() as db:
+            removed = db.execute("DELETE FROM taught WHERE profile = ?", (profile,)).rowcount
+            if removed:
+                self._bump(db, TAUGHT_SCOPE + profile)
+        return removed
 
     @_boundary("poll for changes")
     def changes(self, after: int = 0) -> Changes:

@@ -71,11 +71,13 @@ class VectorIndex:
                 except RuntimeError:
                     pass  # never present: deleting is idempotent
 
-    def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest `k` labels to one vector with cosine similarity, best first; fewer when the index is smaller."""
+    def search(self, vector: np.ndarray, k: int, allowed: set[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest `k` labels to one vector with cosine similarity, best first; fewer when the index is smaller.
+        `allowed`: only these labels are results (the graph walk still passes through the others)."""
         query = self._check(vector.reshape(1, -1))
+        accept = None if allowed is None else allowed.__contains__
         with self._lock:
-            k = min(k, len(self))
+            k = min(k, len(self) if allowed is None else len(allowed - self._deleted))
             if k <= 0:
                 return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
             ef = max(self.ef_search, k)
@@ -84,7 +86,7 @@ class VectorIndex:
                     self._set_ef(ef)
                 try:
                     # One query: a single thread (hnswlib would otherwise dispatch to a thread pool per call).
-                    labels, distances = self._index.knn_query(query, k=k, num_threads=1)
+                    labels, distances = self._index.knn_query(query, k=k, num_threads=1, filter=accept)
                     break
                 except RuntimeError:
                     # Raised when the graph walk finds fewer than k live items (deletions, tiny graphs):
