@@ -269,6 +269,8 @@ def build_server(settings: Settings | None = None, service: LatentService | Defe
         on_call=service.stats.record_call,  # a deque append (DeferredService has its stats before it is built)
     )
 
+    server.service = service  # for the HTTP app's `/metrics` and usage page (server/ops_routes.py)
+
     @server.resource("latent://profiles", name="profiles", mime_type="application/json")
     async def profiles_resource() -> str:
         """All evaluator profiles with labels, exemplar counts and fitted thresholds."""
