@@ -61,7 +61,9 @@ class DeferredService:
             from mcp_latent.service.api import LatentService
 
             one_blas_thread()  # numpy's BLAS is loaded now (serve's own call came before it was)
-            self._service = LatentService(self.settings, stats=self.stats)
+            service = LatentService(self.settings)
+            service.stats = self.stats  # the counts recorded while it was built (not started yet: no thread to stop)
+            self._service = service
         except Exception as exc:  # keep the server up to report it on every call, as a failed start does
             self._error = exc
             log.exception("startup failed")

@@ -38,9 +38,7 @@ PREVIEW_CHARS = 120  # text shown per `similar` hit: enough to recognise it, che
 class LatentService:
     """One latent state: an embedder, a store of handoffs and the fitted profiles."""
 
-    def __init__(
-        self, settings: Settings | None = None, embedder: Embedder | None = None, stats: ProfileStats | None = None
-    ):
+    def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None):
         self.settings = settings or Settings()
         self._embedder = CachedEmbedder(embedder, self.settings.embed_cache_size) if embedder else None
         self._ready = threading.Event()
@@ -50,7 +48,7 @@ class LatentService:
         # One owner per profile for its fit lifecycle. The dict is filled once by `start` before `_ready` is set
         # and only read after that, so readers need no lock; each LiveProfile guards its own state.
         self.live: dict[str, LiveProfile] = {}
-        self.stats = stats or ProfileStats.for_settings(self.settings)
+        self.stats = ProfileStats.for_settings(self.settings)
         self.store: LatentStore | None = None
         self.registry = ProfileRegistry(self.settings.user_profiles_dir, self.settings.builtin_profiles)
         self.started_at = time.monotonic()
