@@ -71,9 +71,16 @@ def gather(
     for name in profiles or []:
         totals.setdefault(
             name,
-            {"answered": 0, "escalated": 0, "taught": 0, "agreed": 0, "disagreed": 0, "escalation_rate": None,
-             "agreement": None},
-        )  # fmt: skip
+            {
+                "answered": 0,
+                "escalated": 0,
+                "taught": 0,
+                "agreed": 0,
+                "disagreed": 0,
+                "escalation_rate": None,
+                "agreement": None,
+            },
+        )
     figures = []
     for name, counts in sorted(totals.items()):
         series, width = bucketed(stats.series(name))
