@@ -210,7 +210,7 @@ def check_profiles(settings: Settings) -> list[Check]:
             "profile files",
             "fail" if bad or not results else "ok",
             f"{len(results) - len(bad)} valid of {len(results)} in {settings.user_profiles_dir}"
-            + (" and the shipped ones" if settings.builtin_profiles else ""),
+            + (" plus the shipped ones" if settings.builtin_profiles else ""),
             "" if results else "add a profile (mcp-latent profiles build) or set MCP_LATENT_BUILTIN_PROFILES",
         )
     ]
