@@ -26,11 +26,18 @@ th { text-align: left; } td.n { text-align: right; font-variant-numeric: tabular
 
 
 def _n(value: object) -> str:
+    """A count with thousands separators, or text; '–' for none."""
     if value is None:
         return "–"
-    if isinstance(value, float):
-        return f"{value:.1%}" if value <= 1 else f"{value:,.1f}"
     return f"{value:,}" if isinstance(value, int) else html.escape(str(value))
+
+
+def _pct(share: float | None) -> str:
+    return "–" if share is None else f"{share:.1%}"
+
+
+def _ms(milliseconds: float | None) -> str:
+    return "–" if milliseconds is None else f"{milliseconds:,.2f}"
 
 
 def _table(headers: list[str], rows: list[list[object]]) -> str:
@@ -69,7 +76,7 @@ def render(board: Dashboard, refresh_seconds: int | None = None) -> str:
     cards = [
         ("verdicts answered by vector math", board.llm_calls_saved),
         ("escalated to the LLM", board.escalated),
-        ("share left to the LLM", share),
+        ("share left to the LLM", _pct(share)),
         ("LLM calls saved (est.)", board.llm_calls_saved),
         ("LLM tokens saved (est.)", board.tokens_saved),
     ]
@@ -78,16 +85,16 @@ def render(board: Dashboard, refresh_seconds: int | None = None) -> str:
             p.name,
             p.totals["answered"],
             p.totals["escalated"],
-            p.totals["escalation_rate"],
+            _pct(p.totals["escalation_rate"]),
             p.totals["taught"],
             p.totals["agreed"] + p.totals["disagreed"],
-            p.totals["agreement"],
+            _pct(p.totals["agreement"]),
             p.totals["answered"] * board.tokens_per_judgement,
         ]
         for p in board.profiles
     ]
     tool_rows = [
-        [name, t["calls"], t["errors"], t["mean_ms"], t["p50_ms_at_most"], t["p95_ms_at_most"]]
+        [name, t["calls"], t["errors"], _ms(t["mean_ms"]), _ms(t["p50_ms_at_most"]), _ms(t["p95_ms_at_most"])]
         for name, t in board.tools.items()
     ]
     server = ""

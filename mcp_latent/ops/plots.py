@@ -26,9 +26,17 @@ def _times(points: list[tuple[float, int, int]]) -> list[datetime]:
     return [datetime.fromtimestamp(start, UTC) for start, _, _ in points]
 
 
-def _time_axis(ax) -> None:
+def _time_axis(ax, profiles: list[ProfileFigures]) -> None:
+    """Dates on x, padded by one bucket each side (a single bucket would otherwise be a zero-width range)."""
+    from datetime import timedelta
+
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 
+    points = [(start, p.bucket_minutes) for p in profiles for start, _, _ in p.series]
+    if points:
+        pad = timedelta(minutes=max(width for _, width in points))
+        first, last = (datetime.fromtimestamp(t, UTC) for t in (min(points)[0], max(points)[0]))
+        ax.set_xlim(first - pad, last + pad)
     locator = AutoDateLocator(maxticks=6)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
@@ -49,7 +57,7 @@ def escalation_share(profiles: list[ProfileFigures]) -> str:
     ax.set_ylim(0, 1)
     ax.set_ylabel("escalated / verdicts")
     ax.set_title("Share of verdicts left to the LLM (UTC)")
-    _time_axis(ax)
+    _time_axis(ax, profiles)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper right", fontsize="small")
     return _svg(fig)
@@ -68,7 +76,7 @@ def answered_vs_escalated(profile: ProfileFigures) -> str:
     ax.bar(times, answered, width=width, color=ANSWERED, label="answered")
     ax.bar(times, escalated, width=width, bottom=answered, color=ESCALATED, label="escalated")
     ax.set_title(f"{profile.name}: verdicts per {_width_name(profile.bucket_minutes)}", fontsize="medium")
-    _time_axis(ax)
+    _time_axis(ax, [profile])
     ax.legend(fontsize="x-small")
     return _svg(fig)
 
