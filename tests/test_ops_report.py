@@ -65,3 +65,18 @@ def test_report_writes_one_html_file_from_the_data_dir(tmp_path, capsys):
     assert '<td>risk</td><td class="n">3</td>' in page
     assert "wrote" in capsys.readouterr().err
     assert 'http-equiv="refresh"' not in page  # a saved report does not reload itself
+
+
+def test_report_never_loads_the_model(tmp_path):
+    """A report reads the stats file and the profile files only: no torch, no ONNX Runtime, no store."""
+    import subprocess
+
+    from test_cli import HEAVY_MODULES
+
+    command = [sys.executable, "-X", "importtime", "-m", "mcp_latent", "report", "--data-dir", str(tmp_path / "d")]
+    done = subprocess.run([*command, "--out", str(tmp_path / "r.html")], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert not {name for name in imported if name.split(".")[0] in HEAVY_MODULES}
+    assert (tmp_path / "r.html").stat().st_size > 1000

@@ -50,16 +50,27 @@ def cmd_setup(args: argparse.Namespace) -> int:
     """Export the shipped model to ONNX (once, cached) and fit every profile (cached), reporting each step."""
     import time
 
+    from mcp_latent.errors import LatentError
+
     started = time.monotonic()
     service = service_from_args(args)  # loads the model: the ONNX export is made here when missing
+    failed = []
     try:
         status = service.status()
         print(f"model ready: {status['model']} ({status['backend']})", file=sys.stderr)
         for name in sorted(service.live):
             began = time.monotonic()
-            service.fitted_profile(name)  # waits for the fit (or reads the cached one)
+            try:
+                service.fitted_profile(name)  # waits for the fit (or reads the cached one)
+            except LatentError as exc:  # one bad profile does not stop the others
+                failed.append(name)
+                print(f"profile {name}: FAILED: {exc}", file=sys.stderr)
+                continue
             print(f"profile {name}: fitted ({time.monotonic() - began:.1f} s)", file=sys.stderr)
     finally:
         service.close()
+    if failed:
+        print(f"setup done with {len(failed)} failed profile(s): {', '.join(failed)}", file=sys.stderr)
+        return 1
     print(f"setup done in {time.monotonic() - started:.1f} s; `mcp-latent serve` now answers at once", file=sys.stderr)
     return 0
