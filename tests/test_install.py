@@ -19,7 +19,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from test_e2e_stdio import RISKY
 
-pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio, pytest.mark.timeout(1500)]  # pip alone takes ~5 min here
 
 TORCH = "torch==2.13.0"  # the CPU build, as tools/dev.sh installs it; an unpinned torch pulls a CUDA build
 
