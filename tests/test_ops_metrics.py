@@ -167,3 +167,14 @@ def test_series_is_bounded_and_totals_stay_exact(tmp_path):
     assert rows_after < rows_before / 10
     assert min(m for m, _ in series) >= (now // 1440 - 10) * 1440  # older days are in the total only
     assert sum(c["answered"] for _, c in series) < 2 * len(minutes)
+
+
+async def test_a_loopback_server_refuses_a_foreign_host_header(service):
+    """DNS rebinding: a web page whose name resolves to 127.0.0.1 must not read the figures."""
+    app = http_app(build_server(service=service), service.settings)
+    async with asgi_client(app) as http:
+        for path in ("/", "/metrics"):
+            refused = await http.get(path, headers={"Host": "evil.example:8765"})
+            assert refused.status_code == 421 and "127.0.0.1" in refused.text
+            assert (await http.get(path, headers={"Host": "localhost:8765"})).status_code == 200
+            assert (await http.get(path, headers={"Host": "[::1]:8765"})).status_code == 200

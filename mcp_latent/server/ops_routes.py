@@ -10,11 +10,12 @@ from typing import Any
 import anyio
 from mcp.server.mcpserver import MCPServer
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
 from mcp_latent.settings import Settings
 
 OPS_PATHS = ("/", "/metrics")
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 PAGE_REFRESH_SECONDS = 30
 
 
@@ -23,17 +24,32 @@ def add_ops_routes(server: MCPServer, service: Any, settings: Settings) -> None:
     from prometheus_client import CONTENT_TYPE_LATEST
 
     from mcp_latent.ops.metrics import metrics_registry, render
+    from mcp_latent.server.http import is_loopback  # imported here: http.py imports this module
 
     registry = metrics_registry(service)  # this server's own: never the process-wide default registry
+    loopback = is_loopback(settings.host)
 
     @server.custom_route("/metrics", methods=["GET"])
-    async def metrics(_: Request) -> Response:
+    async def metrics(request: Request) -> Response:
+        if refused := foreign_host(request, loopback):
+            return refused
         body = await anyio.to_thread.run_sync(lambda: render(registry))
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @server.custom_route("/", methods=["GET"])
-    async def page(_: Request) -> Response:
+    async def page(request: Request) -> Response:
+        if refused := foreign_host(request, loopback):
+            return refused
         return HTMLResponse(await anyio.to_thread.run_sync(lambda: usage_page(service, settings)))
+
+
+def foreign_host(request: Request, loopback: bool) -> Response | None:
+    """On a loopback bind, refuse a Host header that is not loopback: a web page the user visits could otherwise
+    read these pages through DNS rebinding (the SDK guards `/mcp` the same way)."""
+    host = request.url.hostname or ""  # from the Host header, port and IPv6 brackets removed
+    if not loopback or host in LOOPBACK_NAMES:
+        return None
+    return PlainTextResponse(f"Host {host!r} is not this loopback server; open it as http://127.0.0.1:<port>/", 421)
 
 
 def usage_page(service: Any, settings: Settings) -> str:
