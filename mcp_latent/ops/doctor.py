@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mcp_latent.settings import Settings
+from mcp_latent.settings import Settings, is_loopback
 
 DIST = "mcp-latent"
 
@@ -326,7 +326,6 @@ def check_postgres(settings: Settings) -> Check:
 
 def check_token(settings: Settings) -> list[Check]:
     from mcp_latent.errors import InvalidInput
-    from mcp_latent.server.http import is_loopback
 
     if settings.transport != "http":
         return [Check("token", "ok", "not used: stdio transport (pass --transport http to check an HTTP setup)")]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import hmac
-import ipaddress
 import logging
 import socket
 from typing import TYPE_CHECKING, Any
@@ -16,21 +15,12 @@ from starlette.responses import JSONResponse
 
 from mcp_latent.errors import InvalidInput
 from mcp_latent.server.ops_routes import OPS_PATHS, add_ops_routes
-from mcp_latent.settings import Settings
+from mcp_latent.settings import Settings, is_loopback
 
 if TYPE_CHECKING:  # imported at run time only where a service is built: numpy and the engine come with it
     pass
 
 log = logging.getLogger(__name__)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class BearerTokenMiddleware:

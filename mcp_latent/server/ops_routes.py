@@ -12,7 +12,7 @@ from mcp.server.mcpserver import MCPServer
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
-from mcp_latent.settings import Settings
+from mcp_latent.settings import Settings, is_loopback
 
 OPS_PATHS = ("/", "/metrics")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
@@ -24,7 +24,6 @@ def add_ops_routes(server: MCPServer, service: Any, settings: Settings) -> None:
     from prometheus_client import CONTENT_TYPE_LATEST
 
     from mcp_latent.ops.metrics import metrics_registry, render
-    from mcp_latent.server.http import is_loopback  # imported here: http.py imports this module
 
     registry = metrics_registry(service)  # this server's own: never the process-wide default registry
     loopback = is_loopback(settings.host)
