@@ -83,3 +83,35 @@ def test_text_output_prints_each_fix(tmp_path):
     )  # fmt: skip
     assert done.returncode == 1
     assert "[FAIL] token:" in done.stdout and "fix: set MCP_LATENT_TOKEN_FILE" in done.stdout
+
+
+def test_postgres_store_reachable_with_pgvector_and_its_schema_version(tmp_path, postgres, pg_schema, fake_embedder):
+    """A real PostgreSQL + pgvector: reachable, pgvector's version and the schema version once a server migrated it;
+    an unreachable URL fails with what to check."""
+    from mcp_latent.service.api import LatentService
+    from mcp_latent.settings import Settings
+    from mcp_latent.store.postgres_migrations import SCHEMA_VERSION
+
+    flags = ["--quick", "--data-dir", str(tmp_path / "d"), "--store-url", postgres.url]
+    env = server_env() | {"MCP_LATENT_STORE_SCHEMA": pg_schema}
+    _, fresh = doctor(*flags, env=env)
+    assert (
+        by_name(fresh)["store"]["status"] == "ok"
+        and f"version 0 of {SCHEMA_VERSION}" in by_name(fresh)["store"]["detail"]
+    )
+    service = LatentService(
+        Settings(data_dir=tmp_path / "d", store_url=postgres.url, store_schema=pg_schema, builtin_profiles=False),
+        embedder=fake_embedder,
+    )
+    service.start()  # migrates the schema
+    service.close()
+    _, migrated = doctor(*flags, env=env)
+    store = by_name(migrated)["store"]
+    assert store["status"] == "ok" and "pgvector 0." in store["detail"], store
+    assert f"version {SCHEMA_VERSION} of {SCHEMA_VERSION}" in store["detail"]
+
+    code, down = doctor(
+        "--quick", "--data-dir", str(tmp_path / "d"), "--store-url", "postgresql://nobody@127.0.0.1:1/x"
+    )
+    assert code == 1 and by_name(down)["store"]["status"] == "fail"
+    assert "unreachable" in by_name(down)["store"]["detail"] and "MCP_LATENT_STORE_URL" in by_name(down)["store"]["fix"]
