@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -11,6 +12,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcp_latent.errors import InvalidInput
 from mcp_latent.judge.stream_rule import MIN_SHARPNESS, MIN_STREAM_CHECKS, MIN_STREAM_VERDICTS, STREAM_MARGIN_ERRORS
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address (or a Host name) is this machine only: `localhost`, 127.0.0.0/8, ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def default_data_dir() -> Path:
@@ -191,6 +202,25 @@ class Settings(BaseSettings):
     stats_flush_seconds: float = Field(
         5.0, gt=0, description="how often verdict and teach counts are added to `<data_dir>/stats.sqlite`"
     )
+    stats_detail_hours: int = Field(
+        48,
+        ge=1,
+        description="usage counts (verdicts, teaches, tool calls) are kept per minute this long, then summed per day "
+        "(the page and `mcp-latent report` plot them over time)",
+    )
+    stats_keep_days: int = Field(
+        90,
+        ge=1,
+        description="per-day usage counts are kept this long; older ones are summed into one total per profile and "
+        "tool, so totals stay exact while `<data_dir>/stats.sqlite` stays small",
+    )
+
+    llm_tokens_per_judgement: int = Field(
+        700,
+        ge=0,
+        description="tokens one evaluation by the calling LLM is estimated to cost (the page and `mcp-latent "
+        "report` multiply answered verdicts by it): a ~300-token proposal, ~250 of instructions and ~150 of answer",
+    )
 
     # --- limits (each answered with a clear tool error past it) ------------------------------------------------------
     max_text_chars: int = Field(20_000, ge=1, description="longest text accepted, in characters")
@@ -226,6 +256,11 @@ class Settings(BaseSettings):
     )
     token_file: Path | None = Field(
         None, description="file whose first line is the bearer token (used when `token` is unset)"
+    )
+    open_ops_pages: bool = Field(
+        False,
+        description="serve the HTTP page at `/` and `/metrics` without the bearer token (they show counts, "
+        "latencies, profile and namespace names, never texts); off: they need the token like `/mcp`",
     )
     structured_content: bool = Field(
         True,

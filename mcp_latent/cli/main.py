@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mcp_latent import __version__
 from mcp_latent.cli.common import add_common_options, add_data_options, end_process_now, quiet_libraries, setting_option
+from mcp_latent.cli.doctor import cmd_doctor
 from mcp_latent.cli.profiles import (
     DEFAULT_TARGET_ACCURACY,
     cmd_profiles_build,
@@ -18,6 +19,7 @@ from mcp_latent.cli.profiles import (
     cmd_profiles_teach,
     cmd_profiles_tune,
 )
+from mcp_latent.cli.report import cmd_report, cmd_setup
 from mcp_latent.cli.serve import cmd_evaluate, cmd_serve
 from mcp_latent.cli.store import (
     cmd_namespaces_drop,
@@ -145,6 +147,25 @@ def build_parser() -> argparse.ArgumentParser:
     ns_drop.add_argument("namespace", help="the namespace to delete (no default: name it)")
     ns_drop.add_argument("--yes", action="store_true", help="confirm the deletion (irreversible)")
     ns_drop.set_defaults(func=cmd_namespaces_drop)
+
+    doctor = commands.add_parser("doctor", help="check the install and the configuration; print each fix")
+    add_common_options(doctor)
+    setting_option(doctor, "--transport", "transport", choices=["stdio", "http"])
+    setting_option(doctor, "--host", "host")
+    setting_option(doctor, "--token-file", "token_file", metavar="FILE")
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    doctor.add_argument("--quick", action="store_true", help="skip comparing the ONNX vectors with torch's")
+    doctor.add_argument("--min-free-mb", type=int, default=500, help="free space the data dir needs (default 500)")
+    doctor.set_defaults(func=cmd_doctor)
+
+    report = commands.add_parser("report", help="write the usage page (what vector math saved) as one HTML file")
+    add_common_options(report)
+    report.add_argument("--out", default="mcp-latent-report.html", help="the HTML file to write")
+    report.set_defaults(func=cmd_report)
+
+    setup = commands.add_parser("setup", help="prepare a fresh install: export the model to ONNX, fit every profile")
+    add_common_options(setup)
+    setup.set_defaults(func=cmd_setup)
 
     pg = commands.add_parser(
         "postgres", help="a local PostgreSQL + pgvector for trying the shared store (the [pgserver] extra)"

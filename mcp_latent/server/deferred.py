@@ -7,6 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from mcp_latent.errors import ModelError
+from mcp_latent.service.usage_stats import ProfileStats
 from mcp_latent.settings import Settings
 
 if TYPE_CHECKING:  # imported at run time only where a service is built: numpy and the engine come with it
@@ -39,6 +40,8 @@ class DeferredService:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        # Usage counts are recorded from the event loop from the first call on, so they exist before the service.
+        self.stats = ProfileStats.for_settings(settings)
         self._service: LatentService | None = None
         self._error: Exception | None = None
         self._built = threading.Event()
@@ -58,7 +61,9 @@ class DeferredService:
             from mcp_latent.service.api import LatentService
 
             one_blas_thread()  # numpy's BLAS is loaded now (serve's own call came before it was)
-            self._service = LatentService(self.settings)
+            service = LatentService(self.settings)
+            service.stats = self.stats  # the counts recorded while it was built (not started yet: no thread to stop)
+            self._service = service
         except Exception as exc:  # keep the server up to report it on every call, as a failed start does
             self._error = exc
             log.exception("startup failed")

@@ -1,10 +1,10 @@
-"""The HTTP transport's edges: the Starlette app at `/mcp`, bearer-token auth, loopback rules, the socket."""
+"""The HTTP transport's edges: the Starlette app at `/mcp` (with `/metrics` and the usage page at `/`), bearer-token
+auth, loopback rules, the socket."""
 
 from __future__ import annotations
 
 import errno
 import hmac
-import ipaddress
 import logging
 import socket
 from typing import TYPE_CHECKING, Any
@@ -14,7 +14,8 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.responses import JSONResponse
 
 from mcp_latent.errors import InvalidInput
-from mcp_latent.settings import Settings
+from mcp_latent.server.ops_routes import OPS_PATHS, add_ops_routes
+from mcp_latent.settings import Settings, is_loopback
 
 if TYPE_CHECKING:  # imported at run time only where a service is built: numpy and the engine come with it
     pass
@@ -22,24 +23,17 @@ if TYPE_CHECKING:  # imported at run time only where a service is built: numpy a
 log = logging.getLogger(__name__)
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class BearerTokenMiddleware:
-    """Refuse MCP requests without `Authorization: Bearer <token>`; `/healthz` stays open for process managers."""
+    """Refuse MCP requests without `Authorization: Bearer <token>`; `/healthz` stays open for process managers,
+    and `open_paths` (the usage page and `/metrics` when `open_ops_pages` is set) too."""
 
-    def __init__(self, app: Any, token: str):
+    def __init__(self, app: Any, token: str, open_paths: tuple[str, ...] = ()):
         self.app = app
         self.expected = f"Bearer {token}".encode()
+        self.open_paths = ("/healthz", *open_paths)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] != "/healthz":
+        if scope["type"] == "http" and scope["path"] not in self.open_paths:
             supplied = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not hmac.compare_digest(supplied, self.expected):
                 # RFC 6750: say which scheme is expected, and whether the token sent was wrong.
@@ -69,8 +63,12 @@ def http_app(server: MCPServer, settings: Settings, token: str | None = None) ->
         )
     else:  # a token is required here; Host values of a public bind are not known in advance
         security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    service = getattr(server, "service", None)
+    if service is not None:  # every server build_server made: `/metrics` and the usage page beside `/mcp`
+        add_ops_routes(server, service, settings)
     app = server.streamable_http_app(transport_security=security, host=settings.host)
-    return BearerTokenMiddleware(app, token) if token else app
+    open_paths = OPS_PATHS if settings.open_ops_pages else ()
+    return BearerTokenMiddleware(app, token, open_paths) if token else app
 
 
 def bind_listener(host: str, port: int) -> socket.socket:

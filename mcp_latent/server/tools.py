@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -98,14 +99,23 @@ class LatentServer(MCPServer):
     """MCPServer whose unknown-tool error lists the tools this server offers (read-only mode and the allow-list
     hide some)."""
 
-    def __init__(self, *args: Any, tools: list[LatentTool], **kwargs: Any):
+    def __init__(self, *args: Any, tools: list[LatentTool], on_call: Callable[[str, str, float], None], **kwargs: Any):
         super().__init__(*args, tools=tools, **kwargs)  # type: ignore[arg-type]
         self.offered = tuple(tool.name for tool in tools)  # fixed at construction: tools are never added later
+        self.on_call = on_call  # counts every call and its duration; runs on the event loop, so it never waits
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         if name not in self.offered:
+            self.on_call("unknown", "error", 0.0)  # one label for every unknown name: metrics stay bounded
             raise ToolError(f"no tool {name!r} on this server; tools: {', '.join(self.offered)}.")
-        return await super().call_tool(name, arguments, context)
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await super().call_tool(name, arguments, context)
+            outcome = "error" if getattr(result, "is_error", False) else "ok"
+            return result
+        finally:
+            self.on_call(name, outcome, time.perf_counter() - started)
 
 
 def selected_tools(settings: Settings, tools: list[LatentTool]) -> list[LatentTool]:
@@ -328,7 +338,10 @@ def build_server(settings: Settings | None = None, service: LatentService | Defe
         lifespan=lifespan,
         log_level=settings.log_level,
         tools=selected_tools(settings, tools),
+        on_call=service.stats.record_call,  # a deque append (DeferredService has its stats before it is built)
     )
+
+    server.service = service  # for the HTTP app's `/metrics` and usage page (server/ops_routes.py)
 
     @server.resource("latent://profiles", name="profiles", mime_type="application/json")
     async def profiles_resource() -> str:

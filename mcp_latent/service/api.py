@@ -52,7 +52,7 @@ class LatentService:
         # readers need no lock; each LiveProfile guards its own state.
         self.live: dict[str, LiveProfile] = {}
         self.editor = ProfileEditor(self)  # define_profile / delete_profile
-        self.stats = ProfileStats(self.settings.data_dir / "stats.sqlite", self.settings.stats_flush_seconds)
+        self.stats = ProfileStats.for_settings(self.settings)
         self.store: LatentStore | None = None
         self.registry = ProfileRegistry(self.settings.user_profiles_dir, self.settings.builtin_profiles)
         self.started_at = time.monotonic()
