@@ -34,7 +34,7 @@ from mcp_latent.settings import default_model_cache_dir
 DOCS = ROOT / "docs"
 SNIPPETS = DOCS / "snippets"
 PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
-LANGUAGES = {"bash", "sh", "json", "python", "toml", "text"}
+LANGUAGES = {"bash", "sh", "json", "python", "toml", "text", "yaml"}
 FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
 README_MAX_LINES = 250
 # The model's ONNX export, as the spawned servers of tests/test_clients.py find it (read before isolated_env runs).
@@ -314,6 +314,19 @@ def test_toml_blocks_parse_and_profiles_validate(where, body):
     data = tomllib.loads(body)
     if "labels" in data:
         ProfileSpec.model_validate(data)
+
+
+YAML_BLOCKS = fenced_blocks("yaml")
+
+
+@pytest.mark.parametrize(("where", "body"), YAML_BLOCKS, ids=ids(YAML_BLOCKS))
+def test_yaml_blocks_parse_and_scrape_configs_name_metrics_targets(where, body):
+    import yaml
+
+    data = yaml.safe_load(body)
+    for job in data.get("scrape_configs", []):  # a Prometheus scrape config: the path it scrapes is ours
+        assert job.get("metrics_path", "/metrics") == "/metrics", where
+        assert all(":" in target for group in job["static_configs"] for target in group["targets"]), where
 
 
 def test_a_profile_example_is_shown():
