@@ -124,7 +124,9 @@ def run(args: argparse.Namespace) -> dict:
         service.wait_ready()
         items, teaches, started = [], 0, time.monotonic()
         try:
-            for row in stream:
+            for n, row in enumerate(stream, start=1):
+                if args.settle_every and n % args.settle_every == 0:
+                    service.wait_refitted()  # the background refits catch up: the same figures on any machine load
                 verdicts = service.evaluate(text=row["text"], profiles=list(PROFILES))["verdicts"]
                 decided = {p: judge_label(row, p) for p in PROFILES if verdicts[p].get("unsure")}
                 if decided:
@@ -162,6 +164,7 @@ def run(args: argparse.Namespace) -> dict:
         "curve": curve,
         "window": window,
         "seed": args.seed,
+        "settle_every": args.settle_every,
     }
 
 
@@ -172,7 +175,7 @@ def pct(x: float | None) -> str:
 def markdown(s: dict) -> str:
     lines = [
         f"Stream of {s['stream']} items ({s['recurring_items']} recurring with small edits), {s['teach_calls']} "
-        f"teach calls, {s['seconds']} s, seed {s['seed']}.",
+        f"teach calls, {s['seconds']} s, seed {s['seed']}, settle every {s['settle_every'] or 'never'}.",
         "",
         "| profile | third | answered | agreement when answered | off-topic abstained | goal (last third) |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -224,6 +227,13 @@ def main() -> int:
     parser.add_argument("--recurring", type=float, default=0.4, help="share of in-scope texts that come back")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--window", type=int, default=60, help="items per point of the curve")
+    parser.add_argument(
+        "--settle-every",
+        type=int,
+        default=0,
+        help="every N items, wait until the background refits are done (0: never, as a live loop runs; a loaded "
+        "machine then refits less often and the figures depend on its load)",
+    )
     parser.add_argument("--out", type=Path, help="write summary.json, summary.md and cascade.png here")
     args = parser.parse_args()
     summary = run(args)
