@@ -214,6 +214,7 @@ def test_files_without_abstain_labels_keep_their_hashes():
     data = s.model_dump(mode="json")
     for label in data["labels"]:
         del label["abstain"]
+        del label["groups"]  # nor adding `groups` (issue 24): the hash is that of a file from before both fields
     assert (
         s.content_hash()
         == hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
