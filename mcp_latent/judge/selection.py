@@ -1,7 +1,9 @@
 """Choosing how a profile decides, from its own exemplars only: the ensemble's head regularization, kNN weight and
 words weight, a temperature (so `p` means "probability this label is right"), and the held-out evidence
 (cross-validation, plus a simulation in which labels hidden from the fit play the out-of-scope texts) from which
-`operating_point` chooses the confidence threshold and the out-of-scope cutoff together.
+`operating_point` chooses the confidence threshold and the out-of-scope cutoff together. When exemplars name
+their writer or source (`LabelSpec.groups`), those groups are held out whole and, with enough of them, the choice
+is made on their predictions alone (`grouping`): what the profile promises then holds on writers it never saw.
 """
 
 from __future__ import annotations
