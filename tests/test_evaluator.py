@@ -214,6 +214,7 @@ def test_files_without_abstain_labels_keep_their_hashes():
     data = s.model_dump(mode="json")
     for label in data["labels"]:
         del label["abstain"]
+        del label["groups"]  # nor adding `groups` (issue 24): the hash is that of a file from before both fields
     del data["abstain_until_supported"]  # nor adding the later `abstain_until_supported` (off: left out)
     assert (
         s.content_hash()

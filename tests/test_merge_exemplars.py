@@ -125,3 +125,26 @@ def test_drop_disagreed_removes_items_merged_before_the_second_judge(profiles_di
     assert report["roi"]["removed"] == 0 and report["roi"]["already present"] == 1  # a rerun changes nothing
     with pytest.raises(SystemExit):
         merge_exemplars.main([str(joint), "--profiles-dir", str(profiles_dir), "--drop-disagreed"])
+
+
+def test_inline_second_judge_groups_and_off_topic(profiles_dir: Path, tmp_path: Path) -> None:
+    rows = [
+        {"id": "r1", "text": "Move the nightly export to the read replica", "source": "acme/repo"}
+        | {"risk": "low", "roi": "medium", "category": "engineering"}
+        | {"risk_judge2": "low", "roi_judge2": "high", "category_judge2": "engineering"},
+        {"id": "r2", "text": "thanks, merged!", "source": "acme/repo"}
+        | {p: None for p in merge_exemplars.PROFILES}
+        | {f"{p}_judge2": None for p in merge_exemplars.PROFILES},
+    ]
+    joint = write_jsonl(tmp_path / "realistic.jsonl", rows)
+    off_topic = tmp_path / "off_topic.txt"
+    off_topic.write_text("hello\n", encoding="utf-8")
+    argv = [str(joint), "--profiles-dir", str(profiles_dir), "--inline-second-judge", "--group-field", "source"]
+    assert merge_exemplars.main(argv + ["--off-topic-label", "off_topic", "--off-topic-file", str(off_topic)]) == 0
+    low = read_profile_file(profiles_dir / "risk.toml").labels[0]
+    assert low.name == "low" and low.examples[len(low.groups) - 1] == rows[0]["text"]
+    assert low.groups[-1] == "acme/repo"  # grouped exemplars lead the label, with their group
+    roi = read_profile_file(profiles_dir / "roi.toml")
+    assert rows[0]["text"] not in [e for lab in roi.labels for e in lab.examples]  # the judges disagree on roi
+    assert "thanks, merged!" in examples(profiles_dir, "category", "off_topic")
+    assert off_topic.read_text(encoding="utf-8").splitlines() == ["hello", "thanks, merged!"]

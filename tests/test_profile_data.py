@@ -48,6 +48,16 @@ def test_shipped_profile_has_no_duplicates_balanced_labels_and_its_rubric(path):
     assert spec.description and all(label.description for label in spec.labels)
 
 
+def test_balance_counts_hand_written_exemplars_not_a_grouped_sample_with_its_prior():
+    labels = [
+        {"name": "a", "examples": ["r1", "r2", "r3", "x", "x2"], "groups": ["src", "src", "other"]},
+        {"name": "b", "examples": ["y", "y2"]},
+    ]
+    assert check.balance(ProfileSpec(name="t", labels=labels)) == []
+    labels[0]["groups"] = []
+    assert check.balance(ProfileSpec(name="t", labels=labels))[0].kind == "imbalance"
+
+
 def test_balance_ignores_abstain_labels():
     spec = ProfileSpec(
         name="t",

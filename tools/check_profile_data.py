@@ -81,8 +81,10 @@ def near_duplicates(spec: ProfileSpec, vectors: np.ndarray, cutoff: float = NEAR
 
 
 def balance(spec: ProfileSpec, max_imbalance: float = MAX_IMBALANCE) -> list[Finding]:
-    """Answer labels out of balance (an abstain label is a different kind of set: its size is its own)."""
-    counts = {label.name: len(label.examples) for label in spec.answer_labels}
+    """Answer labels out of balance (an abstain label is a different kind of set: its size is its own). Only the
+    hand-written exemplars count: grouped ones (`groups`: a labelled sample of real writing by a named source) carry
+    the real prior on purpose (issue 24: most real proposals are routine and low risk)."""
+    counts = {label.name: len(label.examples) - len([g for g in label.groups if g]) for label in spec.answer_labels}
     ratio = max(counts.values()) / min(counts.values())
     if ratio > max_imbalance:
         return [Finding("imbalance", f"largest/smallest label = {ratio:.2f} > {max_imbalance} ({counts})")]

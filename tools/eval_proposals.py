@@ -6,10 +6,12 @@ minimal pairs (does the risk score move the way the labels say?).
     .venv/bin/python tools/eval_proposals.py                       # shipped profiles, real model
     .venv/bin/python tools/eval_proposals.py --profiles-dir DIR    # your own risk/roi/category files
     .venv/bin/python tools/eval_proposals.py --out tools/results    # also write proposals.md / proposals.json
+    .venv/bin/python tools/eval_proposals.py --data tools/data/realistic/heldout.jsonl   # other writers (issue 24)
 
 Verdicts come from `LatentService.evaluate`, the call the `evaluate` tool makes, so the figures measure the code
 the server runs. Agreement is reported twice: against the writer's labels, and on the "consensus" subset where
-a second judge, labelling blind (`heldout_blind.jsonl`), gave the same label.
+a second judge, labelling blind (`heldout_blind.jsonl`, or the `*_judge2` fields of a file that has them, like
+`tools/data/realistic/heldout.jsonl`), gave the same label.
 """
 
 from __future__ import annotations
@@ -71,11 +73,21 @@ def measure(rows: list[dict], verdicts: dict[str, dict], blind: dict[str, dict])
     return report
 
 
-def minimal_pairs(rows: list[dict], verdicts: dict[str, dict]) -> dict:
+def blind_labels(rows: list[dict], data: Path) -> dict[str, dict]:
+    """The second judge's labels by id: the rows' own `*_judge2` fields, else the file beside the default set."""
+    if rows and all(f"{p}_judge2" in r for r in rows for p in PROFILES):
+        return {r["id"]: {p: r[f"{p}_judge2"] for p in PROFILES} for r in rows}
+    return {r["id"]: r for r in read_jsonl(data.parent / "heldout_blind.jsonl")}
+
+
+def minimal_pairs(rows: list[dict], verdicts: dict[str, dict], data: Path) -> dict:
     """Pairs whose risk labels differ: share where the risk score orders them the same way as the labels."""
     order = {"low": 0, "medium": 1, "high": 2}
     by_id = {r["id"]: r for r in rows}
-    pairs = read_jsonl(DATA / "heldout_pairs.jsonl")
+    pairs_path = data.parent / "heldout_pairs.jsonl"
+    if data.name != "heldout.jsonl" or not pairs_path.exists() or data.parent != DATA:
+        return {"pairs": 0, "risk_score_ordered": None}
+    pairs = read_jsonl(pairs_path)
     judged = right = 0
     for pair in pairs:
         a, b = (by_id[i] for i in pair["ids"])
@@ -128,11 +140,14 @@ def main() -> int:
         "--profiles-dir", type=Path, help="directory with risk/roi/category TOML files instead of the shipped ones"
     )
     parser.add_argument("--data-dir", type=Path, help="data dir (fit caches); default: a temporary one")
+    parser.add_argument(
+        "--data", type=Path, default=DATA / "heldout.jsonl", help="JSONL of labelled texts (default: %(default)s)"
+    )
     parser.add_argument("--out", type=Path, help="write proposals.md and proposals.json here")
     args = parser.parse_args()
 
-    rows = read_jsonl(DATA / "heldout.jsonl")
-    blind = {r["id"]: r for r in read_jsonl(DATA / "heldout_blind.jsonl")}
+    rows = read_jsonl(args.data)
+    blind = blind_labels(rows, args.data)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.data_dir or Path(tmp)
         settings = Settings(
@@ -151,7 +166,7 @@ def main() -> int:
         finally:
             service.close()
     report = measure(rows, verdicts, blind)
-    pairs = minimal_pairs(rows, verdicts)
+    pairs = minimal_pairs(rows, verdicts, args.data)
     in_scope = [r for r in rows if r["risk"] is not None]
     judges = {p: share(sum(blind[r["id"]][p] == r[p] for r in in_scope), len(in_scope)) for p in PROFILES}
     table = markdown(report, pairs, judges)

@@ -4,6 +4,8 @@
     .venv/bin/python tools/merge_exemplars.py tools/data/exemplars/joint.jsonl --dry-run
     .venv/bin/python tools/merge_exemplars.py tools/data/exemplars/joint.jsonl --second-judge judge2.jsonl
     .venv/bin/python tools/merge_exemplars.py joint2.jsonl --second-judge joint2_judge2.jsonl --drop-disagreed
+    .venv/bin/python tools/merge_exemplars.py tools/data/realistic/train.jsonl --inline-second-judge \
+        --group-field source --off-topic-label off_topic --off-topic-file tools/data/exemplars/off_topic.txt
 
 Each line of the joint file is {"id", "text", "risk", "roi", "category", ...}: one proposal labelled on all
 three profiles at once. With --second-judge (lines {"id" or "text", "risk", "roi", "category"}, labelled blind
@@ -14,6 +16,14 @@ noise. A judge may leave a profile out (or give null) to abstain on it; the item
 With --drop-disagreed, items of the joint file that are already in a profile (merged earlier on one judge's
 word) leave it where the second judge disagrees there or did not judge them, so a batch merged before its second
 judge finished ends up as if it had been merged with both.
+
+With --inline-second-judge the second judge's labels are the items' own `<profile>_judge2` fields (the shape of
+tools/data/realistic/*.jsonl). With --group-field, each added exemplar records the item's value of that field
+(its writer or source) in the label's `groups`: the fit holds a group out whole when it cross-validates, so the
+operating point is chosen on text whose writer it never saw (issue 24). Grouped exemplars are kept first in a
+label, the hand-written ones after them (a `groups` list shorter than `examples` covers the first ones only).
+With --off-topic-label, an item whose judges both give a profile null (it proposes nothing) goes to that abstain
+label, and --off-topic-file (the reviewable source of the shipped off-topic label) gets the new texts too.
 
 Texts already in the profile (under any label, compared lowercased with punctuation and spacing ignored) are
 skipped, so running it twice changes nothing. Profiles are written with mcp_latent.profiles.write_profile_file
@@ -87,6 +97,9 @@ def merge(
     dry_run: bool,
     profiles: tuple[str, ...] = PROFILES,
     drop_disagreed: bool = False,
+    inline_second: bool = False,
+    group_field: str | None = None,
+    off_topic_label: str | None = None,
 ) -> dict[str, Counter]:
     by_id, by_text = second_judge_index(second) if second is not None else ({}, {})
     report: dict[str, Counter] = {}
@@ -98,9 +111,18 @@ def merge(
         counts: Counter = Counter()
         for item in joint:
             label = item.get(profile)
+            if label is None and off_topic_label is not None:
+                label = off_topic_label
             if label not in labels:
                 raise SystemExit(f"item {item.get('id')}: {profile} label {label!r} is not one of {sorted(labels)}")
-            if second is not None:
+            if inline_second:
+                second_label = item.get(f"{profile}_judge2")
+                if second_label is None and off_topic_label is not None and f"{profile}_judge2" in item:
+                    second_label = off_topic_label
+                if second_label != label:
+                    counts["not judged twice" if f"{profile}_judge2" not in item else "judges disagree"] += 1
+                    continue
+            elif second is not None:
                 other = by_id.get(str(item.get("id"))) or by_text.get(normalise(item["text"]))
                 second_label = None if other is None else other.get(profile)
                 if second_label != label:
@@ -114,7 +136,18 @@ def merge(
                 counts["already present"] += 1
                 continue
             present.add(key)
-            labels[label].examples.append(item["text"].strip())
+            target = labels[label]
+            # The off-topic label stays in the order of its source file (it is that file, line for line).
+            group = str(item.get(group_field) or "") if group_field and label != off_topic_label else ""
+            if group:  # grouped exemplars first: `groups` covers a prefix of `examples`
+                at = len(target.groups)
+                target.examples.insert(at, item["text"].strip())
+                target.groups.insert(at, group)
+            elif target.groups and len(target.groups) == len(target.examples):
+                target.examples.append(item["text"].strip())
+                target.groups.append("")
+            else:
+                target.examples.append(item["text"].strip())
             counts[f"added to {label}"] += 1
         report[profile] = counts
         if dry_run:
@@ -133,10 +166,28 @@ def _remove(spec: ProfileSpec, key: str) -> int:
     """Remove every exemplar of the spec whose normalised text is `key`; how many were removed."""
     removed = 0
     for label in spec.labels:
-        kept = [e for e in label.examples if normalise(e) != key]
+        groups = label.groups + [""] * (len(label.examples) - len(label.groups))
+        kept = [(e, g) for e, g in zip(label.examples, groups, strict=True) if normalise(e) != key]
         removed += len(label.examples) - len(kept)
-        label.examples[:] = kept
+        label.examples[:] = [e for e, _ in kept]
+        label.groups[:] = [g for _, g in kept][: len(label.groups)]
     return removed
+
+
+def append_off_topic(joint: list[dict], path: Path, dry_run: bool) -> int:
+    """Add the items every judge left null on every profile (they propose nothing) to the off-topic source file;
+    how many were new."""
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    present = {normalise(line) for line in lines if line.strip()}
+    new = []
+    for item in joint:
+        if all(item.get(p) is None and item.get(f"{p}_judge2", None) is None for p in PROFILES):
+            if normalise(item["text"]) not in present:
+                present.add(normalise(item["text"]))
+                new.append(item["text"].strip())
+    if new and not dry_run:
+        path.write_text("\n".join(lines + new) + "\n", encoding="utf-8")
+    return len(new)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,12 +204,32 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also remove items already in a profile where the second judge disagrees or did not judge them",
     )
+    parser.add_argument(
+        "--inline-second-judge", action="store_true", help="the second judge's labels are the `<profile>_judge2` fields"
+    )
+    parser.add_argument("--group-field", help="record this field of each item (its writer or source) as its group")
+    parser.add_argument("--off-topic-label", help="abstain label for items both judges left null on a profile")
+    parser.add_argument("--off-topic-file", type=Path, help="also append such items to this file (one per line)")
     args = parser.parse_args(argv)
     if args.drop_disagreed and not args.second_judge:
         parser.error("--drop-disagreed needs --second-judge")
+    if args.off_topic_file and not args.off_topic_label:
+        parser.error("--off-topic-file needs --off-topic-label")
     joint = read_jsonl(args.joint)
     second = read_jsonl(args.second_judge) if args.second_judge else None
-    report = merge(joint, second, args.profiles_dir, args.dry_run, tuple(args.profiles), args.drop_disagreed)
+    report = merge(
+        joint,
+        second,
+        args.profiles_dir,
+        args.dry_run,
+        tuple(args.profiles),
+        args.drop_disagreed,
+        args.inline_second_judge,
+        args.group_field,
+        args.off_topic_label,
+    )
+    if args.off_topic_file:
+        print(f"{args.off_topic_file}: added {append_off_topic(joint, args.off_topic_file, args.dry_run)}")
     for profile, counts in report.items():
         print(f"{profile}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return 0

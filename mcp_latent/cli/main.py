@@ -29,6 +29,7 @@ from mcp_latent.cli.store import (
     cmd_postgres_stop,
 )
 from mcp_latent.errors import LatentError
+from mcp_latent.profiles.spec import DEFAULT_TARGET_OUT_OF_SCOPE_RECALL
 
 # The top-level `--help` text: written for a user, not cut from a docstring (a cut once ended it mid-sentence).
 DESCRIPTION = (
@@ -92,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         "is out of reach at 50%% coverage)",
     )
     build.add_argument(
-        "--target-oos-recall", type=float, default=0.8, help="share of out-of-scope texts to flag (simulated)"
+        "--target-oos-recall",
+        type=float,
+        default=DEFAULT_TARGET_OUT_OF_SCOPE_RECALL,
+        help=f"share of out-of-scope texts to flag (simulated; default {DEFAULT_TARGET_OUT_OF_SCOPE_RECALL})",
     )
     build.add_argument("--exclude-label", action="append", help="leave a label out (repeatable)")
     build.add_argument(

@@ -4,6 +4,7 @@
 - `ensemble.py`: linear head, kNN vote and their product; `words.py`: the n-gram naive Bayes expert.
 - `decision.py`: the one decision rule (label, or abstain with a reason).
 - `selection.py`: choosing C, the kNN and words weights, the temperature and the operating point by
-  cross-validation (`fit_calibration`).
+  cross-validation (`fit_calibration`); `simulation.py`: its out-of-fold ensemble and hidden-label simulation;
+  `grouping.py`: folds that hold a writer's or source's exemplars out together (chosen on unseen writers).
 - `operating_point.py`: the offline choice of threshold and out-of-scope cutoff from held-out evidence.
 - `stream.py`: the online threshold and sharpness learned from a deployment's own taught verdicts."""

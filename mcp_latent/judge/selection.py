@@ -1,7 +1,9 @@
 """Choosing how a profile decides, from its own exemplars only: the ensemble's head regularization, kNN weight and
 words weight, a temperature (so `p` means "probability this label is right"), and the held-out evidence
 (cross-validation, plus a simulation in which labels hidden from the fit play the out-of-scope texts) from which
-`operating_point` chooses the confidence threshold and the out-of-scope cutoff together.
+`operating_point` chooses the confidence threshold and the out-of-scope cutoff together. When exemplars name
+their writer or source (`LabelSpec.groups`), those groups are held out whole and, with enough of them, the choice
+is made on their predictions alone (`grouping`): what the profile promises then holds on writers it never saw.
 """
 
 from __future__ import annotations
@@ -13,27 +15,23 @@ import numpy as np
 
 from mcp_latent.judge.decision import answerable_p, best_answer
 from mcp_latent.judge.ensemble import (
-    KNN_K,
     ensemble_logits,
     exact_neighbours,
-    fit_head,
     fit_temperature,
-    knn_votes,
     nll,
     softmax,
 )
+from mcp_latent.judge.grouping import enough_foreign, grouped_folds, nearest_outside_group, spec_groups
 from mcp_latent.judge.operating_point import MIN_THRESHOLD, Evidence, Family, Point, choose, score
+from mcp_latent.judge.simulation import ensemble_on as _ensemble_on
+from mcp_latent.judge.simulation import simulate_out_of_scope
 from mcp_latent.judge.support import gate
-from mcp_latent.judge.words import Counts, WordsModel, featurize
+from mcp_latent.judge.words import featurize
 from mcp_latent.profiles.spec import ProfileSpec
 
 log = logging.getLogger(__name__)
 
-FIT_VERSION = "8"  # bump when fitting changes: cached fits keyed by it are then refitted
-# The simulation hides one of this many groups of labels at a time; it needs enough labels that the hidden
-# ones are a fair stand-in for unseen topics (a 3-label profile has no "other topics" to learn from).
-SIMULATION_GROUPS = 4
-MIN_LABELS_TO_SIMULATE = 8
+FIT_VERSION = "9"  # bump when fitting changes: cached fits keyed by it are then refitted
 CV_FOLDS = 5
 # Candidates chosen per profile by out-of-fold accuracy, near-ties by log-loss (SELECTION_TOLERANCE_SE): the
 # head's inverse regularization, the kNN expert's weight (large clean profiles gain from neighbours, small noisy
@@ -46,6 +44,11 @@ WORDS_WEIGHTS = (0.0, 0.1, 0.3, 0.6, 1.0)
 # log-loss decides among them (the one-standard-error rule): accuracy alone swapped candidates a few exemplars
 # apart between refits of nearly identical vectors, and log-loss alone chose less accurate ones.
 SELECTION_TOLERANCE_SE = 1.0
+# On evidence from held-out groups the accuracy target is raised by this many standard errors of a proportion at
+# the target over that evidence (binomial, in-scope exemplars): a few hundred foreign exemplars estimate the
+# answered accuracy within a point or two, and the estimate's error must fall on the side of fewer answers.
+FOREIGN_MARGIN_SE = 1.0
+MAX_TARGET = 0.995
 
 
 def _folds(y: np.ndarray, n_folds: int, seed: int = 0) -> list[np.ndarray] | None:
@@ -61,29 +64,6 @@ def _folds(y: np.ndarray, n_folds: int, seed: int = 0) -> list[np.ndarray] | Non
         rng.shuffle(members)
         fold_of[members] = np.arange(len(members)) % n_folds
     return [np.nonzero(fold_of == f)[0] for f in range(n_folds)]
-
-
-def _ensemble_on(
-    train_x: np.ndarray,
-    train_y: np.ndarray,
-    queries: np.ndarray,
-    n_labels: int,
-    cs: tuple[float, ...],
-    train_texts: Counts | None = None,
-    query_texts: Counts | None = None,
-) -> tuple[dict[float, np.ndarray], np.ndarray, np.ndarray, np.ndarray | None]:
-    """Fit on (train_x, train_y), predict queries: head logits per C, kNN votes, nearest-exemplar similarity, and
-    the words expert's log-probabilities (None without the texts' n-gram counts)."""
-    ids, sims = exact_neighbours(queries, train_x, KNN_K)
-    votes = knn_votes(sims, train_y[ids], n_labels)
-    head = {}
-    for c in cs:
-        weights, bias = fit_head(train_x, train_y, n_labels, c)
-        head[c] = queries @ weights + bias
-    words = None
-    if train_texts is not None and query_texts is not None:
-        words = WordsModel.fit(train_texts, train_y, n_labels).log_probs(query_texts)
-    return head, votes, sims[:, 0], words
 
 
 def _temperature_and_accuracy(logits: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
@@ -122,63 +102,31 @@ def _select_head(
     return c, knn_weight, words_weight, temperature, logits
 
 
-def simulate_out_of_scope(
-    vectors: np.ndarray,
-    y: np.ndarray,
-    n_labels: int,
-    c: float,
-    families: list[tuple[float, float, float]],
-    abstain: np.ndarray | None = None,
-    texts: Counts | None = None,
-) -> tuple[list[np.ndarray], np.ndarray] | None:
-    """(p per family, nearest similarity) of exemplars judged by a fit that never saw their label: how texts
-    about none of the profile's labels look to it. Answer labels are split into groups and each group is hidden in
-    turn (abstain labels, `abstain` (L,) bool, are always seen). families: (kNN weight, words weight,
-    temperature); texts: the exemplars' (for the words expert). None when the profile has too few answer labels
-    for that to mean anything."""
-    present = np.unique(y)
-    if abstain is not None:
-        present = present[~abstain[present]]
-    if len(present) < MIN_LABELS_TO_SIMULATE:
-        return None
-    group_of = np.full(n_labels, -1, dtype=np.int64)
-    group_of[np.random.default_rng(0).permutation(present)] = np.arange(len(present)) % SIMULATION_GROUPS
-    simulated = group_of[y] >= 0
-    p = [np.zeros(len(y), dtype=np.float64) for _ in families]
-    nearest = np.zeros(len(y), dtype=np.float32)
-    for group in range(SIMULATION_GROUPS):
-        hidden = group_of[y] == group
-        words_needed = texts is not None and any(ww for _, ww, _ in families)
-        head, votes, nearest[hidden], words = _ensemble_on(
-            vectors[~hidden],
-            y[~hidden],
-            vectors[hidden],
-            n_labels,
-            (c,),
-            texts.subset(np.nonzero(~hidden)[0]) if words_needed else None,
-            texts.subset(np.nonzero(hidden)[0]) if words_needed else None,
-        )
-        for out, (knn_weight, words_weight, temperature) in zip(p, families, strict=True):
-            logits = ensemble_logits(head[c], votes, knn_weight, words, words_weight)
-            out[hidden] = answerable_p(softmax(logits / temperature), abstain)
-    return [out[simulated] for out in p], nearest[simulated]
-
-
 def gather_evidence(
     vectors: np.ndarray,
     y: np.ndarray,
     n_labels: int,
     abstain: np.ndarray | None = None,
     texts: list[str] | None = None,
-) -> tuple[float, Evidence] | None:
+    groups: list[str] | None = None,
+) -> tuple[float, Evidence, bool] | None:
     """Cross-validate the ensemble on the exemplars: (head C, evidence for the ensemble, for the ensemble without
-    the words expert when it has one, and for the head alone). Exemplars of abstain labels (`abstain`: (L,) bool)
-    are out-of-scope evidence: held out like the others, they say how often the rule abstains on such texts.
-    texts: the exemplars' (None, or not one per exemplar: no words expert). None when some label has too few
-    exemplars to hold any out."""
-    folds = _folds(y, CV_FOLDS)
-    if folds is None:
-        return None
+    the words expert when it has one, and for the head alone; whether that evidence is the held-out groups').
+    Exemplars of abstain labels (`abstain`: (L,) bool) are out-of-scope evidence: held out like the others, they
+    say how often the rule abstains on such texts. texts: the exemplars' (None, or not one per exemplar: no words
+    expert). groups: each exemplar's writer or source ("" for none; `grouping`): a group is held out whole, and
+    when enough exemplars were, the weights, the temperature and the in-scope evidence come from them alone.
+    None when some label has too few exemplars to hold any out."""
+    foreign = None
+    if groups is not None:
+        grouped = grouped_folds(y, groups, CV_FOLDS)
+        if grouped is None:
+            return None
+        folds, foreign = grouped
+    else:
+        folds = _folds(y, CV_FOLDS)
+        if folds is None:
+            return None
     words_of = featurize(texts) if texts is not None and len(texts) == len(y) else None
     oof_head = {c: np.zeros((len(y), n_labels), dtype=np.float32) for c in HEAD_CS}
     oof_votes = np.zeros((len(y), n_labels), dtype=np.float64)
@@ -195,23 +143,33 @@ def gather_evidence(
             oof_head[c][held_out] = head[c]
         if oof_words is not None:
             oof_words[held_out] = words
-    c, knn_weight, words_weight, temperature, oof_logits = _select_head(oof_head, oof_votes, oof_words, y)
-    params = [("ensemble", knn_weight, words_weight, temperature, oof_logits)]
+    off_topic = np.zeros(len(y), dtype=bool) if abstain is None else abstain[y]
+    # The exemplars whose predictions choose the weights, the temperature and the operating point: every one, or
+    # (with enough of them) those held out with their whole group, so `p` means what it says on an unseen writer.
+    judged = np.ones(len(y), dtype=bool)
+    if foreign is not None and enough_foreign(foreign, y, ~off_topic):
+        judged = foreign
+    sel = np.nonzero(judged)[0]
+    c, knn_weight, words_weight, _, _ = _select_head(
+        {c: h[sel] for c, h in oof_head.items()}, oof_votes[sel], None if oof_words is None else oof_words[sel], y[sel]
+    )
+    params = [_family("ensemble", oof_head[c], oof_votes, knn_weight, oof_words, words_weight, y, judged)]
     if words_weight:
         # Texts the server has no words for (a handle stored without its text) are judged from the vector alone.
-        _, vector_weight, _, vector_temperature, vector_logits = _select_head({c: oof_head[c]}, oof_votes, None, y)
+        _, vector_weight, _, _, _ = _select_head({c: oof_head[c][sel]}, oof_votes[sel], None, y[sel])
         if vector_weight:
-            params.append(("ensemble without words", vector_weight, 0.0, vector_temperature, vector_logits))
+            vector_only = _family("ensemble without words", oof_head[c], oof_votes, vector_weight, None, 0.0, y, judged)
+            params.append(vector_only)
     # The head alone (no kNN or words expert, its own temperature) is the plain rule the chosen point is held
     # against (`operating_point.admissible`), and the fallback when no ensemble point is admissible.
     if knn_weight or words_weight:
-        head_temperature = _temperature_and_accuracy(oof_head[c], y)[0]
-        params.append(("head alone", 0.0, 0.0, head_temperature, oof_head[c] / head_temperature))
+        params.append(_family("head alone", oof_head[c], oof_votes, 0.0, None, 0.0, y, judged))
     simulated = simulate_out_of_scope(
         vectors, y, n_labels, c, [(kw, ww, t) for _, kw, ww, t, _ in params], abstain, words_of
     )
-    off_topic = np.zeros(len(y), dtype=bool) if abstain is None else abstain[y]
     nearest = _nearest_other(vectors)
+    if judged is foreign:
+        nearest = nearest_outside_group(vectors, groups, nearest)
     simulated_nearest = None if simulated is None else simulated[1]
     if off_topic.any():  # real out-of-scope texts, beside (or instead of) the simulated ones
         parts = [nearest[off_topic]] + ([] if simulated_nearest is None else [simulated_nearest])
@@ -224,8 +182,26 @@ def gather_evidence(
         simulated_p = None if simulated is None else simulated[0][i]
         if off_topic.any():
             simulated_p = np.concatenate([p[off_topic]] + ([] if simulated_p is None else [simulated_p]))
-        families.append(Family(name, weight, temp, p[~off_topic], (best == y)[~off_topic], simulated_p, words_weight))
-    return c, Evidence(nearest[~off_topic], simulated_nearest, tuple(families))
+        in_scope = ~off_topic & judged
+        families.append(Family(name, weight, temp, p[in_scope], (best == y)[in_scope], simulated_p, words_weight))
+    return c, Evidence(nearest[~off_topic & judged], simulated_nearest, tuple(families)), judged is foreign
+
+
+def _family(
+    name: str,
+    head: np.ndarray,
+    votes: np.ndarray,
+    knn_weight: float,
+    words: np.ndarray | None,
+    words_weight: float,
+    y: np.ndarray,
+    judged: np.ndarray,
+) -> tuple[str, float, float, float, np.ndarray]:
+    """(name, kNN weight, words weight, temperature, scaled out-of-fold logits): the temperature fitted on the
+    judged exemplars only."""
+    logits = ensemble_logits(head, votes, knn_weight, words, words_weight)
+    temperature = fit_temperature(logits[judged], y[judged])
+    return name, knn_weight, words_weight, temperature, logits / temperature
 
 
 def _nearest_other(vectors: np.ndarray) -> np.ndarray:
@@ -261,6 +237,9 @@ class Calibration:
     # How texts without words (a handle stored with MCP_LATENT_STORE_TEXT off) are judged when the chosen family
     # uses the words expert: the operating point chosen among the families that judge from the vector alone.
     textless: Calibration | None = field(default=None, repr=False, compare=False)
+    # 1.0 when the evidence is that of exemplars held out with their whole group (`grouping`): the target is then
+    # met with a margin of FOREIGN_MARGIN_SE standard errors (a float, so it is stored with the other scalars).
+    held_out_groups: float = 0.0
 
     def for_text(self, has_text: bool) -> Calibration:
         """The calibration that judges a text with (or without) its words."""
@@ -271,7 +250,7 @@ class Calibration:
         a profile's target accuracy never refits it."""
         if self.evidence is None:
             return gate(replace(self, **_fixed_or_default(spec)), spec)
-        return _operate(self.c, self.evidence, spec)
+        return _operate(self.c, self.evidence, spec, bool(self.held_out_groups))
 
     def estimate(self, family: int, threshold: float, min_similarity: float) -> Point:
         """Cross-validated estimates of any rule (for the build's curve and the harness)."""
@@ -338,9 +317,14 @@ def _fixed_or_default(spec: ProfileSpec) -> dict[str, float]:
     }
 
 
-def _operate(c: float, evidence: Evidence, spec: ProfileSpec) -> Calibration:
-    """The calibration at the operating point for the spec: its targets, or its fixed threshold/cutoff."""
-    choice = choose(evidence, spec.target_accuracy, spec.target_out_of_scope_recall)
+def _operate(c: float, evidence: Evidence, spec: ProfileSpec, held_out_groups: bool = False) -> Calibration:
+    """The calibration at the operating point for the spec: its targets, or its fixed threshold/cutoff. On held-out
+    groups' evidence (a few hundred exemplars) the accuracy target is met with a margin of its standard error."""
+    target = spec.target_accuracy
+    if held_out_groups:
+        n = len(evidence.families[0].p)
+        target = min(MAX_TARGET, target + FOREIGN_MARGIN_SE * np.sqrt(target * (1.0 - target) / max(n, 1)))
+    choice = choose(evidence, target, spec.target_out_of_scope_recall)
     point = choice.point
     if spec.threshold is not None or spec.min_similarity is not None:
         # A fixed setting replaces the chosen value; the estimates are those of the rule as it will run.
@@ -366,7 +350,8 @@ def _operate(c: float, evidence: Evidence, spec: ProfileSpec) -> Calibration:
         words_weight=fam.words_weight,
         family=fam.name,
         evidence=evidence,
-        textless=_operate(c, evidence.from_vectors(), spec) if fam.words_weight else None,
+        textless=_operate(c, evidence.from_vectors(), spec, held_out_groups) if fam.words_weight else None,
+        held_out_groups=float(held_out_groups),
     )
     return gate(calibration, spec)
 
@@ -377,7 +362,8 @@ def fit_calibration(
     """Cross-validate the ensemble on the exemplars (and their texts, for the words expert) and choose the
     operating point for the spec's targets."""
     abstain = np.array([label.abstain for label in spec.labels], dtype=bool)
-    gathered = gather_evidence(vectors, y, n_labels, abstain if abstain.any() else None, texts)
+    groups = spec_groups(spec, texts, len(y))
+    gathered = gather_evidence(vectors, y, n_labels, abstain if abstain.any() else None, texts, groups)
     if gathered is None:
         log.info("profile %s: too few exemplars per label to cross-validate; default calibration", spec.name)
         default = Calibration(
@@ -390,4 +376,5 @@ def fit_calibration(
             cv_answered_accuracy=None,
         )
         return gate(default, spec)
-    return _operate(*gathered, spec)
+    c, evidence, held_out_groups = gathered
+    return _operate(c, evidence, spec, held_out_groups)

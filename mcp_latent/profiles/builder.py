@@ -11,7 +11,14 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from mcp_latent.errors import InvalidInput
-from mcp_latent.profiles.spec import OFF_TOPIC_LABEL, PROFILE_NAME_RE, ProfileSpec, off_topic_label, write_profile_file
+from mcp_latent.profiles.spec import (
+    DEFAULT_TARGET_OUT_OF_SCOPE_RECALL,
+    OFF_TOPIC_LABEL,
+    PROFILE_NAME_RE,
+    ProfileSpec,
+    off_topic_label,
+    write_profile_file,
+)
 
 # Per-label texts are capped so a profile file stays loadable; past this, extra rows add little to kNN/linear fits.
 MAX_EXAMPLES_PER_LABEL = 5000
@@ -143,7 +150,7 @@ def build_profile(
     split_field: str | None = "split",
     split: str | None = None,
     target_accuracy: float = 0.98,
-    target_out_of_scope_recall: float = 0.8,
+    target_out_of_scope_recall: float = DEFAULT_TARGET_OUT_OF_SCOPE_RECALL,
     exclude_labels: set[str] | None = None,
     off_topic: bool = False,
 ) -> tuple[ProfileSpec, Path, BuildReport]:
