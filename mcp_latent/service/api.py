@@ -477,8 +477,9 @@ class LatentService:
         for name, verdict in verdicts.items():
             self.stats.record(name, "escalated" if verdict.unsure else "answered")
             live = self.live.get(name)
-            if live is not None:
-                live.observe(vector, verdict.p, verdict.reason != OUT_OF_SCOPE, verdict.best)
+            if live is not None:  # the ensemble's p and best label (also where memory answered): the stream's evidence
+                p, best = verdict.model or (verdict.p, verdict.best)
+                live.observe(vector, p, verdict.reason != OUT_OF_SCOPE, best)
         return verdicts
 
     @staticmethod

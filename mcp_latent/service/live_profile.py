@@ -33,6 +33,7 @@ from mcp_latent.judge.decision import OUT_OF_SCOPE
 from mcp_latent.judge.fitted import FittedProfile
 from mcp_latent.judge.selection import Calibration
 from mcp_latent.judge.stream import MIN_SHARPNESS, stream_sharpness, stream_threshold
+from mcp_latent.judge.threshold import online_threshold
 from mcp_latent.profiles.fitter import ProfileFitter, flatten
 from mcp_latent.profiles.registry import Profile
 from mcp_latent.service.refit_pacer import REFIT_DEBOUNCE_SECONDS, RefitPacer
@@ -113,7 +114,9 @@ class LiveProfile:
         self._verdicts: dict[bytes, list] = {}
         # (p, best label right) of the verdict each taught text had just before it was taught: p's check.
         self._checks: collections.deque[tuple[float, bool]] = collections.deque(maxlen=stream_window)
-        self.stream_threshold: float | None = None  # the threshold the stream set last (None: the fit's own)
+        self.stream_threshold: float | None = None  # the threshold the stream's verdicts asked for last (or None)
+        # The threshold answered at instead of the fit's, and why ("stream" / "spot checks"); None: the fit's own.
+        self.online: tuple[float, str] | None = None
         self.refits = 0  # background refits swapped in (for tests and stats)
 
     # --- reading -----------------------------------------------------------------------------------------------
@@ -224,8 +227,9 @@ class LiveProfile:
                 record[2] = record[1] == label
 
     def _on_stream(self, fitted: FittedProfile) -> FittedProfile:
-        """The fit answering from the stream's threshold when the stream has set one (`stream_threshold`); a
-        fixed threshold in the profile file is left alone."""
+        """The fit answering from the threshold the deployment's evidence asks for (`threshold.online_threshold`:
+        the stream's verdicts may lower it, spot checks below the target raise it just to meet it); a fixed
+        threshold in the profile file is left alone."""
         if self.base.threshold is not None:
             return fitted
         p, right = self.stream_verdicts()
@@ -234,9 +238,28 @@ class LiveProfile:
         # None: too few labelled verdicts to go by p; below MIN_SHARPNESS, p is too far off to go by
         sharpness = stream_sharpness(checks[:, 0], checks[:, 1])
         usable = sharpness is not None and sharpness >= MIN_SHARPNESS
-        threshold = stream_threshold(p, self.base.target_accuracy, right, sharpness) if usable else None
-        self.stream_threshold = threshold
-        return fitted if threshold is None else fitted.with_threshold(threshold)
+        stream = stream_threshold(p, self.base.target_accuracy, right, sharpness) if usable else None
+        self.stream_threshold = stream
+        fit, source = fitted.threshold(True)
+        target = self.base.target_accuracy
+        self.online = online_threshold(fit, target, stream, checks[:, 0], checks[:, 1], source != "default")
+        return fitted if self.online is None else fitted.with_threshold(*self.online)
+
+    def spot_checks(self) -> dict[str, object]:
+        """What the taught texts said about the answers (for `latent://stats`): how many answered verdicts were
+        taught after, how often they agreed, and the threshold answered at with its source."""
+        with self._verdicts_lock:
+            checks = np.array(self._checks, dtype=np.float64).reshape(-1, 2)
+        snapshot = self.snapshot
+        out: dict[str, object] = {"target": self.base.target_accuracy}
+        if snapshot is not None:
+            threshold, source = snapshot.threshold(True)
+            out["threshold"] = [round(threshold, 3), source]
+            answered = checks[:, 0] >= threshold
+            if answered.any():
+                out["checked"] = int(np.sum(answered))
+                out["checked_agreement"] = round(float(checks[answered, 1].mean()), 3)
+        return out
 
     # --- first fit ---------------------------------------------------------------------------------------------
 
@@ -310,6 +333,7 @@ class LiveProfile:
 
     def _install_first(self, fitted: FittedProfile, taught_in_fit: int) -> None:
         """Swap in the first fit plus whatever was taught after the rows it was fitted on."""
+        fitted.shipped = len(self._base_texts)  # not yet shared: set before the swap publishes it
         while True:
             with self._lock:
                 late = self._taught[taught_in_fit:]
@@ -340,9 +364,10 @@ class LiveProfile:
         if snapshot is not None and snapshot.n:
             verdict = snapshot.verdict(vector, text)
             was = verdict.label
-            if verdict.reason != OUT_OF_SCOPE and self._checks.maxlen:
+            if verdict.reason != OUT_OF_SCOPE and self._checks.maxlen and verdict.model is not None:
+                p, best = verdict.model  # p's check is the ensemble's, also where memory answered
                 with self._verdicts_lock:
-                    self._checks.append((verdict.p, verdict.best == label))
+                    self._checks.append((p, best == label))
         self._label_recorded_verdict(vector, label)
         with self._lock:
             if (label, text) in self._known:
@@ -473,8 +498,11 @@ class LiveProfile:
         warm_start: FittedProfile | None = None,
     ) -> FittedProfile:
         if len(texts) == 0:
-            return FittedProfile.empty(self.base, self._fitter.embedder.dim)
-        return FittedProfile.fit(self.base, vectors, texts, y, reuse, warm_start)
+            fitted = FittedProfile.empty(self.base, self._fitter.embedder.dim)
+        else:
+            fitted = FittedProfile.fit(self.base, vectors, texts, y, reuse, warm_start)
+        fitted.shipped = len(self._base_texts)  # not yet shared: set before a swap publishes it
+        return fitted
 
     def _rows(self) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
         """Every exemplar text and label id (the file's, then the taught ones in order), and the taught pairs."""

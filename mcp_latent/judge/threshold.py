@@ -1,0 +1,72 @@
+"""The one place that decides which confidence threshold a verdict is answered at, and says why.
+
+A threshold can come from:
+- "fixed": the profile file's `threshold` (the operator's choice; nothing moves it);
+- "fit": the cross-validated operating point for the target accuracy (`operating_point.choose`), or "fit, no text"
+  for texts judged without their words (a handle stored with MCP_LATENT_STORE_TEXT off: the vector-only point);
+- "default": no evidence to choose from (too few exemplars per label to cross-validate): `MIN_THRESHOLD`;
+- "stream": the deployment's own verdicts (`stream.stream_threshold`) lowered it: p held on the stream;
+- "spot checks": answered verdicts later taught (spot checks) agreed less often than the target, so it rose to the
+  lowest threshold at which they meet it (`online_threshold`).
+`FittedProfile.judge` asks `operating_threshold` on every verdict, and `detail=true` shows the answer
+(`"threshold": [0.82, "stream"]`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mcp_latent.judge.operating_point import MIN_THRESHOLD
+
+# Spot checks (answered verdicts whose text was taught after) needed before their agreement moves a threshold up.
+MIN_SPOT_CHECKS = 30
+
+
+def operating_threshold(
+    fixed: float | None, calibration, has_text: bool, online: tuple[float, str] | None = None
+) -> tuple[float, str]:
+    """(threshold, source) for one verdict: `fixed` (the profile file's) first, then what the live profile
+    measured online (`online_threshold`; it applies to the calibration it was measured for, the one with words),
+    then the fit's point for texts with or without words, else the default."""
+    if fixed is not None:
+        return fixed, "fixed"
+    used = calibration.for_text(has_text)
+    if online is not None and used is calibration:
+        return online
+    if used.evidence is None and used.cv_accuracy is None:
+        return (used.threshold if used.threshold is not None else MIN_THRESHOLD), "default"
+    return used.threshold, "fit" if used is calibration else "fit, no text"
+
+
+def online_threshold(
+    fit: float,
+    target: float,
+    stream: float | None,
+    checks_p: np.ndarray,
+    checks_right: np.ndarray,
+    fitted: bool = True,
+) -> tuple[float, str] | None:
+    """The threshold the deployment's evidence asks for instead of the fit's `fit` (None: keep the fit's).
+
+    Spot checks (verdicts answered at p >= `fit` whose text was taught later: `checks_p`, `checks_right`) are
+    evidence for the operating point as much as against it. While they agree at least as often as the target,
+    the threshold never rises (teaching that confirms never makes a profile shyer); the stream's may lower it.
+    When they agree less often, it rises to the lowest threshold at which the checks above it meet the target,
+    not past it. With too few answered spot checks to go by, the stream's threshold applies as it is (it is set
+    only while the taught texts say p can be trusted: `stream.stream_sharpness`), and so it does over a default
+    threshold (`fitted` False: no cross-validated point to hold on to, the stream's is the only one measured)."""
+    checks_p = np.asarray(checks_p, dtype=np.float64)
+    checks_right = np.asarray(checks_right, dtype=np.float64)
+    answered = checks_p >= fit
+    if not fitted or answered.sum() < MIN_SPOT_CHECKS:
+        return None if stream is None else (stream, "stream")
+    if checks_right[answered].mean() >= target - 1e-12:
+        return (stream, "stream") if stream is not None and stream < fit else None
+    order = np.argsort(-checks_p, kind="stable")
+    p_desc, right = checks_p[order], checks_right[order]
+    agreement = np.cumsum(right) / np.arange(1, len(right) + 1)
+    last_of_ties = np.append(p_desc[1:] != p_desc[:-1], True)
+    meets = np.nonzero((agreement >= target - 1e-12) & last_of_ties & (p_desc >= fit))[0]
+    if not len(meets):  # no threshold the checks support: the highest any of them had (answers the surest only)
+        return float(np.nextafter(p_desc[0], 2.0)), "spot checks"
+    return float(p_desc[meets[-1]]), "spot checks"
