@@ -102,6 +102,16 @@ def main() -> None:
                 }
             print(f"{phase}: measured", file=sys.stderr)
 
+        def operating() -> dict[str, list]:
+            out = {}
+            for p in PROFILES:
+                snapshot = service.live[p].snapshot
+                threshold, source = snapshot.threshold(True)
+                radius = None if snapshot.memory is None else round(snapshot.memory.radius, 3)
+                out[p] = [round(threshold, 3), source, radius]
+            return out
+
+        operating_points = {"before": operating()}
         measure("before")
         for r in taught:
             service.teach(labels={p: r[p] for p in PROFILES if r.get(p)}, text=r["text"])
@@ -109,7 +119,7 @@ def main() -> None:
         service.wait_refitted(900)
         measure("after refits")
         stats = service.profile_stats()["stats"]
-        thresholds = {p: service.live[p].snapshot.calibration.threshold for p in PROFILES}
+        operating_points["after"] = operating()
         service.close()
 
     print(
@@ -131,10 +141,15 @@ def main() -> None:
     for phase in results:
         share = results[phase].get("untaught", {}).get("off_topic_abstained")
         print(f"off-topic abstained ({phase}): {pct(share)}%")
-    print("\nthresholds after:", {p: round(t, 3) for p, t in thresholds.items()})
+    for phase, points in operating_points.items():
+        print(f"threshold, source, memory radius ({phase}):", points)
     print("spot checks:", {p: {k: stats[p].get(k) for k in ("agreed", "disagreed")} for p in PROFILES})
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}))
+        args.json.write_text(
+            json.dumps(
+                {"args": {k: str(v) for k, v in vars(args).items()}, "results": results, "points": operating_points}
+            )
+        )
     if args.plot:
         plot(results, args.plot)
 

@@ -232,8 +232,9 @@ class FittedProfile:
 
     def with_threshold(self, threshold: float, source: str = "stream") -> FittedProfile:
         """A snapshot answering from another threshold, measured online (`threshold.online_threshold`; `source`
-        says from what), with the same exemplars and head (nothing is copied)."""
-        calibration = replace(self.calibration, threshold=threshold)
+        says from what), with the same exemplars and head (nothing is copied). The calibration keeps the fit's own
+        point: the next refit starts from it, not from what the stream measured on this one."""
+        calibration = self.calibration
         return FittedProfile(
             self.spec,
             self._rows,

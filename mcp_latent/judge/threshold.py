@@ -45,28 +45,51 @@ def online_threshold(
     checks_p: np.ndarray,
     checks_right: np.ndarray,
     fitted: bool = True,
+    served: float | None = None,
 ) -> tuple[float, str] | None:
     """The threshold the deployment's evidence asks for instead of the fit's `fit` (None: keep the fit's).
 
-    Spot checks (verdicts answered at p >= `fit` whose text was taught later: `checks_p`, `checks_right`) are
-    evidence for the operating point as much as against it. While they agree at least as often as the target,
-    the threshold never rises (teaching that confirms never makes a profile shyer); the stream's may lower it.
-    When they agree less often, it rises to the lowest threshold at which the checks above it meet the target,
-    not past it. With too few answered spot checks to go by, the stream's threshold applies as it is (it is set
-    only while the taught texts say p can be trusted: `stream.stream_sharpness`), and so it does over a default
-    threshold (`fitted` False: no cross-validated point to hold on to, the stream's is the only one measured)."""
+    Spot checks (verdicts answered at p >= a threshold whose text was taught later: `checks_p`, `checks_right`)
+    are evidence for an operating point as much as against it:
+    - while those answered at `fit` agree at least as often as the target, the threshold never rises above it
+      (teaching that confirms never makes a profile shyer); the stream's may lower it;
+    - a threshold served before (`served`) that the spot checks show meeting the target is kept when a refit asks
+      for a higher one (a recalibration on taught texts is no evidence against answers they confirmed);
+    - when they agree less often than the target, it rises to the lowest threshold at which the checks above it
+      meet the target, not past it (none does: the fit's stays, as p says nothing the checks could go by).
+    With too few answered spot checks to go by, the stream's threshold applies as it is (it is set only while the
+    taught texts say p can be trusted: `stream.stream_sharpness`), and so it does over a default threshold
+    (`fitted` False: no cross-validated point to hold on to, the stream's is the only one measured)."""
     checks_p = np.asarray(checks_p, dtype=np.float64)
     checks_right = np.asarray(checks_right, dtype=np.float64)
-    answered = checks_p >= fit
-    if not fitted or answered.sum() < MIN_SPOT_CHECKS:
+
+    def agreement(threshold: float) -> float | None:  # of the checks answered at it; None: too few to go by
+        answered = checks_p >= threshold
+        return float(checks_right[answered].mean()) if answered.sum() >= MIN_SPOT_CHECKS else None
+
+    if not fitted:
         return None if stream is None else (stream, "stream")
-    if checks_right[answered].mean() >= target - 1e-12:
-        return (stream, "stream") if stream is not None and stream < fit else None
+    at_fit = agreement(fit)
+    if at_fit is not None and at_fit < target - 1e-12:
+        return _meeting(fit, target, checks_p, checks_right)
+    if at_fit is None:
+        choice = (fit, "fit") if stream is None else (stream, "stream")
+    else:
+        choice = (stream, "stream") if stream is not None and stream < fit else (fit, "fit")
+    if served is not None and served < choice[0]:
+        held = agreement(served)
+        if held is not None and held >= target - 1e-12:
+            choice = (served, "spot checks")
+    return None if choice[1] == "fit" else choice
+
+
+def _meeting(fit: float, target: float, checks_p: np.ndarray, checks_right: np.ndarray) -> tuple[float, str] | None:
+    """The lowest threshold above `fit` at which the spot checks answered meet the target (None: none does)."""
     order = np.argsort(-checks_p, kind="stable")
     p_desc, right = checks_p[order], checks_right[order]
     agreement = np.cumsum(right) / np.arange(1, len(right) + 1)
     last_of_ties = np.append(p_desc[1:] != p_desc[:-1], True)
     meets = np.nonzero((agreement >= target - 1e-12) & last_of_ties & (p_desc >= fit))[0]
-    if not len(meets):  # no threshold the checks support: the highest any of them had (answers the surest only)
-        return float(np.nextafter(p_desc[0], 2.0)), "spot checks"
+    if not len(meets):
+        return None
     return float(p_desc[meets[-1]]), "spot checks"

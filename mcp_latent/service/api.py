@@ -351,9 +351,9 @@ class LatentService:
     def _learn_taught(self, exemplars: list[TaughtExemplar]) -> None:
         """Exemplars taught through the store since the last poll (from the maintenance thread), by other servers
         on it or by this one: each profile's owner adds those it does not know yet."""
-        fresh: dict[str, list[tuple[str, str]]] = {}
+        fresh: dict[str, list[tuple[str, str, int]]] = {}
         for exemplar in exemplars:
-            fresh.setdefault(exemplar.profile, []).append((exemplar.label, exemplar.text))
+            fresh.setdefault(exemplar.profile, []).append((exemplar.label, exemplar.text, exemplar.id))
         for name, entries in fresh.items():
             if name in self.live:
                 self.live[name].learn_elsewhere(entries)
@@ -369,8 +369,10 @@ class LatentService:
                 snapshot = live.snapshot
                 if snapshot is not None:
                     summary.update(operating_summary(snapshot.calibration, profile.spec))
-                    if live.stream_threshold is not None:  # the threshold above was set from the stream's verdicts
+                    if live.stream_threshold is not None:  # what the stream's verdicts asked for
                         summary["stream_threshold"] = round(live.stream_threshold, 3)
+                    served, source = snapshot.threshold(True)  # the one answered at (`judge.threshold`)
+                    summary["threshold"], summary["threshold_source"] = round(served, 3), source
             out.append(summary)
         return out
 
@@ -379,6 +381,9 @@ class LatentService:
         totals = self.stats.summary()
         for name in self.registry.profiles:
             totals.setdefault(name, describe(dict.fromkeys(FIELDS, 0)))
+        for name, live in self.live.items():  # this server's operating point and what its spot checks measured
+            if name in totals:
+                totals[name]["operating"] = live.spot_checks()
         return {"stats": dict(sorted(totals.items()))}
 
     def status(self) -> dict[str, Any]:

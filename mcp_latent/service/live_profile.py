@@ -6,7 +6,8 @@ Who owns what (one `LiveProfile` per profile; nothing here is shared across prof
   attribute read and never wait; writers replace it whole (an atomic reference swap).
 - `_lock` (this profile's only lock) serialises writers: `teach`, the swap after a fit, and the start of a fit.
   It is never held while fitting or embedding, so a teach is never stuck behind a minute-long refit.
-- `_taught` (label, text) pairs and `_digest` (their running hash, part of the fit cache key) belong to `_lock`.
+- `_taught` (label, text) pairs, `_latest` / `_latest_id` (each text's last label and store id) and `_digest`
+  (their running hash, part of the fit cache key) belong to `_lock`.
 - The background refit is single-flight: at most one thread per profile (`_refit_thread`), which loops while
   teaches keep arriving; exemplars taught during a refit are appended to its result before it is swapped in.
 - `_verdicts` (recent verdicts: p, best label, and whether it was right once the text is taught; for the stream
@@ -84,9 +85,10 @@ class LiveProfile:
         self._base_texts, self._base_y = flatten(self.base)
         self._lock = threading.Lock()
         self._taught: list[tuple[str, str]] = []
-        self._known: set[tuple[str, str]] = set(
-            zip((self.labels[i] for i in self._base_y), self._base_texts, strict=True)
-        )
+        # The label each text was given last (the file's, then taught; of conflicting teaches the latest wins, in
+        # the store's order) and the store id of the last teach this server saw of it (`_lock`'s).
+        self._latest = dict(zip(self._base_texts, (self.labels[i] for i in self._base_y), strict=True))
+        self._latest_id: dict[str, int] = {}
         self._digest = hashlib.sha256()
         for label, text in taught or []:
             if label in self._label_ids:  # a label since removed from the file: its exemplars no longer apply
@@ -241,8 +243,9 @@ class LiveProfile:
         stream = stream_threshold(p, self.base.target_accuracy, right, sharpness) if usable else None
         self.stream_threshold = stream
         fit, source = fitted.threshold(True)
-        target = self.base.target_accuracy
-        self.online = online_threshold(fit, target, stream, checks[:, 0], checks[:, 1], source != "default")
+        served = None if self.snapshot is None else self.snapshot.threshold(True)[0]
+        target, fitted_point = self.base.target_accuracy, source != "default"
+        self.online = online_threshold(fit, target, stream, checks[:, 0], checks[:, 1], fitted_point, served)
         return fitted if self.online is None else fitted.with_threshold(*self.online)
 
     def spot_checks(self) -> dict[str, object]:
@@ -370,38 +373,50 @@ class LiveProfile:
                     self._checks.append((p, best == label))
         self._label_recorded_verdict(vector, label)
         with self._lock:
-            if (label, text) in self._known:
+            if self._latest.get(text) == label:  # already its label (a text relabelled since is taught again)
                 return Learned(self.name, label, False, self.exemplars, was)
-            if self._persist is not None:
-                self._persist(label, text)
-            self._remember(label, text)
+            stored = self._persist(label, text) if self._persist is not None else None
+            self._remember(label, text, getattr(stored, "id", None))
             if self.snapshot is not None:
                 self.snapshot = self.snapshot.with_exemplars(vector[None, :], [self._label_ids[label]], [text])
             exemplars = self.exemplars
         self._schedule_refit()
         return Learned(self.name, label, True, exemplars, was)
 
-    def learn_elsewhere(self, entries: list[tuple[str, str]]) -> int:
-        """Exemplars another process taught (already persisted there): embed and apply them; returns how many."""
-        fresh = [
-            (label, text) for label, text in entries if label in self._label_ids and (label, text) not in self._known
-        ]
+    def learn_elsewhere(self, entries: list[tuple[str, str, int | None]]) -> int:
+        """Exemplars taught through the store (label, text, store id; by another process, or this one: already
+        persisted): embed and apply those this profile does not hold yet; returns how many. Of conflicting labels
+        for one text the one taught last in the store wins here as on every other server."""
+        with self._lock:
+            fresh = [(label, text, i) for label, text, i in entries if self._is_news(label, text, i)]
         if not fresh:
             return 0
-        vectors = self._fitter.embedder.embed([text for _, text in fresh])
+        vectors = self._fitter.embedder.embed([text for _, text, _ in fresh])
+        added = 0
         with self._lock:
-            for (label, text), vector in zip(fresh, vectors, strict=True):
-                if (label, text) in self._known:
+            for (label, text, i), vector in zip(fresh, vectors, strict=True):
+                if not self._is_news(label, text, i):
                     continue
-                self._remember(label, text)
+                self._remember(label, text, i)
+                added += 1
                 if self.snapshot is not None:
                     self.snapshot = self.snapshot.with_exemplars(vector[None, :], [self._label_ids[label]], [text])
-        self._schedule_refit()
-        return len(fresh)
+        if added:
+            self._schedule_refit()
+        return added
 
-    def _remember(self, label: str, text: str) -> None:
+    def _is_news(self, label: str, text: str, store_id: int | None) -> bool:
+        """Whether a stored teach changes what this profile holds (under `_lock`): a known label, a label this
+        profile does not have, or a teach older than the last one seen of that text (its own) changes nothing."""
+        if label not in self._label_ids or self._latest.get(text) == label:
+            return False
+        return store_id is None or store_id > self._latest_id.get(text, 0)
+
+    def _remember(self, label: str, text: str, store_id: int | None = None) -> None:
         self._taught.append((label, text))
-        self._known.add((label, text))
+        self._latest[text] = label
+        if store_id is not None:
+            self._latest_id[text] = max(store_id, self._latest_id.get(text, 0))
         self._digest.update(f"{label}\0{text}\n".encode())
 
     # --- background refit --------------------------------------------------------------------------------------

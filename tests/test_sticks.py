@@ -1,0 +1,181 @@
+"""A taught decision sticks (issue 24): a taught text and a near copy of it are answered as taught from the next
+call, a minimal-pair opposite is not; teaching that confirms never makes a profile shyer; spot checks below the
+target raise the threshold just to meet it; `detail` says which threshold applied and why. Fake embedder here
+(fast); through a real stdio server with the real model: test_e2e_sticks.py."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from conftest import HashingEmbedder, write_profile
+
+from mcp_latent.judge.memory import Memory
+from mcp_latent.judge.threshold import online_threshold
+from mcp_latent.service.api import LatentService
+
+# A small rollout profile with minimal pairs: the same change with and without its safeguards, labelled apart.
+CHANGES = ["billing service", "search cluster", "auth gateway", "payments queue", "user database", "mail relay"]
+SAFE = [f"deploy the {c} update with a rollback plan and a canary step" for c in CHANGES] + [
+    f"ship the {c} patch after staging tests and review" for c in CHANGES
+]
+RISKY = [f"deploy the {c} update without any rollback plan or canary step" for c in CHANGES] + [
+    f"ship the {c} patch straight to production skipping staging tests" for c in CHANGES
+]
+
+
+@pytest.fixture
+def rollout(settings):
+    write_profile(settings.user_profiles_dir, "rollout", {"safe": SAFE, "risky": RISKY}, "min_similarity = -1.0")
+    service = LatentService(settings, embedder=HashingEmbedder())
+    service.start()
+    yield service
+    service.close()
+
+
+def judged(service, text, profile="rollout"):
+    return service.evaluate(text=text, profiles=[profile], detail=True)["verdicts"][profile]
+
+
+def test_a_taught_text_and_a_near_copy_are_answered_as_taught_at_once_a_minimal_pair_opposite_is_not(rollout):
+    taught = "migrate the ledger archive tonight with a rollback plan and a canary step"
+    near_copy = "please migrate the ledger archive tonight with a rollback plan and a canary step"
+    opposite = "migrate the ledger archive tonight without any rollback plan or canary step"
+    before = judged(rollout, taught)
+    label = "risky" if before["top"][0][0] == "safe" else "safe"  # against what the profile leaned to
+    rollout.teach("rollout", label, text=taught)
+    memory = rollout.live["rollout"].snapshot.memory
+    vectors = HashingEmbedder().embed([taught, near_copy, opposite])
+    assert float(vectors[0] @ vectors[2]) < memory.radius <= float(vectors[0] @ vectors[1])
+    for text in (taught, near_copy):  # no refit waited for
+        verdict = judged(rollout, text)
+        assert verdict["label"] == label and "unsure" not in verdict, verdict
+        assert verdict["memory"]["taught"] is True and verdict["memory"]["similarity"] >= memory.radius
+    assert "memory" not in judged(rollout, opposite)  # a minimal pair is not a copy: the profile judges it
+    # The radius is fitted above the profile's closest minimal pair, so its own exemplars' pairs are no copies.
+    pair = HashingEmbedder().embed([SAFE[0], RISKY[0]])
+    assert memory.radius > float(pair[0] @ pair[1])
+
+
+def test_of_conflicting_teaches_of_one_text_the_latest_wins(rollout):
+    text = "rotate the signing keys for the mail relay on friday night"
+    for label in ("safe", "risky", "safe", "risky"):
+        rollout.teach("rollout", label, text=text)
+        assert judged(rollout, text)["label"] == label
+    assert rollout.wait_refitted(60)
+    assert judged(rollout, text)["label"] == "risky"  # and after the background refit too
+
+
+def test_a_teach_on_another_server_is_answered_as_taught_here(settings):
+    write_profile(settings.user_profiles_dir, "rollout", {"safe": SAFE, "risky": RISKY}, "min_similarity = -1.0")
+    settings.store_poll_seconds = 0.05
+    first, second = (LatentService(settings, embedder=HashingEmbedder()) for _ in range(2))
+    first.start()
+    second.start()
+    text = "turn off the audit log on the user database to save disk"
+    for label in ("safe", "risky"):  # a conflicting teach later: the latest wins on both servers
+        first.teach("rollout", label, text=text)
+        deadline = time.monotonic() + 30
+        while judged(second, text).get("label") != label:
+            assert time.monotonic() < deadline, "the other server never answered as taught"
+            time.sleep(0.05)
+        assert judged(second, text)["memory"]["taught"] is True
+    first.close()
+    second.close()
+
+
+def test_memory_radius_rises_above_a_minimal_pair_taught_later():
+    vectors = HashingEmbedder().embed(SAFE + RISKY)
+    y = np.array([0] * len(SAFE) + [1] * len(RISKY))
+    memory = Memory.fit(vectors, y, 0.9)
+    new = HashingEmbedder().embed(["deploy the billing service update with a rollback plan and a canary"])
+    grown = memory.with_rows(vectors, y, new, np.array([1]))  # nearly SAFE[0], taught the other label
+    closest = float(new[0] @ vectors[0])
+    assert memory.radius <= closest < grown.radius
+
+
+def test_detail_shows_the_threshold_and_its_source(service):
+    verdict = service.evaluate(text="apple banana", profiles=["kind"], detail=True)["verdicts"]["kind"]
+    value, source = verdict["threshold"]
+    assert source == "fit" and value == pytest.approx(service.live["kind"].snapshot.calibration.threshold, abs=1e-3)
+    stats = service.profile_stats()["stats"]["kind"]
+    assert stats["operating"]["threshold"] == verdict["threshold"]
+
+
+def test_a_fixed_threshold_is_shown_as_fixed(settings):
+    write_profile(settings.user_profiles_dir, "rollout", {"safe": SAFE, "risky": RISKY}, "threshold = 0.8")
+    service = LatentService(settings, embedder=HashingEmbedder())
+    service.start()
+    assert judged(service, "deploy the mail relay")["threshold"] == [0.8, "fixed"]
+    service.close()
+
+
+def answered_share(verdicts) -> float:
+    return sum("unsure" not in v for v in verdicts) / len(verdicts)
+
+
+def test_teaching_that_confirms_never_makes_a_profile_shyer(settings, fruit_tools_profile):
+    # The stream's p-based estimate asked for a higher threshold than the fit's while every taught text confirmed
+    # the answer: coverage on texts nobody taught fell (category: 80% -> 39% after 80 mostly confirming teaches).
+    service = LatentService(settings, embedder=HashingEmbedder())
+    service.start()
+    stream = [f"apple {i} banana {i // 8} cherry {i % 8} pear" for i in range(400)]
+    before = [judged(service, t, "kind") for t in stream]
+    for i in range(60):
+        text = f"apple banana cherry fruit salad extra {i} bowl {i // 5}"
+        assert judged(service, text, "kind").get("label") == "fruit"  # the teach confirms the answer
+        service.teach("kind", "fruit", text=text)
+    assert service.wait_refitted(60)
+    after = [judged(service, t, "kind") for t in stream]
+    assert answered_share(before) > 0.5
+    assert answered_share(after) >= answered_share(before) - 0.02
+    assert service.profile_stats()["stats"]["kind"]["operating"]["checked_agreement"] == 1.0
+    service.close()
+
+
+def spot_checks(n=400, seed=1):
+    """Spot checks (p, right) below a 0.9 target at p >= 0.55, above it from about p 0.8."""
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.5, 1.0, n)
+    return p, np.where(p >= 0.8, rng.random(n) < 0.97, rng.random(n) < 0.6).astype(float)
+
+
+def test_spot_checks_below_the_target_raise_the_threshold_and_stats_say_so(settings, fruit_tools_profile):
+    settings.stream_calibration_window = 1000
+    service = LatentService(settings, embedder=HashingEmbedder())
+    service.start()
+    live = service.live["kind"]
+    fit = judged(service, "apple hammer", "kind")["threshold"]
+    p, right = spot_checks()
+    live._checks.extend(zip(p, right.astype(bool), strict=True))  # what 400 taught texts said of their verdicts
+    service.teach("kind", "fruit", text="ripe mango papaya")  # a refit takes the evidence
+    assert service.wait_refitted(60)
+    stats = service.profile_stats()["stats"]["kind"]["operating"]
+    threshold, source = stats["threshold"]
+    assert source == "spot checks" and threshold > fit[0]
+    p, right = np.array(live._checks, dtype=float).T  # and the taught text's own
+    threshold = live.online[0]
+    assert right[p >= threshold].mean() >= 0.9 > right[p >= p[p < threshold].max()].mean()  # meets it, not past
+    assert stats["checked_agreement"] >= 0.9  # what it answers at now
+    assert judged(service, "apple hammer", "kind")["threshold"] == stats["threshold"]
+    service.close()
+
+
+def test_below_target_the_threshold_moves_to_meet_it_not_past_it():
+    p, right = spot_checks()
+    fit, target = 0.55, 0.9
+    assert right[p >= fit].mean() < target
+    threshold, source = online_threshold(fit, target, None, p, right)
+    assert source == "spot checks" and threshold > fit
+    assert right[p >= threshold].mean() >= target  # meets it
+    below = p[p < threshold].max()
+    assert right[p >= below].mean() < target  # and the next lower point would not: not past it
+
+
+def test_confirming_spot_checks_keep_a_fitted_threshold_and_let_the_stream_lower_it():
+    p = np.linspace(0.6, 1.0, 100)
+    right = np.ones(100)
+    assert online_threshold(0.7, 0.9, 0.85, p, right) is None  # the stream asked for more: the fit's stays
+    assert online_threshold(0.7, 0.9, 0.62, p, right) == (0.62, "stream")  # and for less: taken
+    assert online_threshold(0.5, 0.9, 0.85, p, right, fitted=False) == (0.85, "stream")  # a default: the stream's
