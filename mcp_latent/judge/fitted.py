@@ -22,10 +22,10 @@ from threadpoolctl import threadpool_limits
 from mcp_latent.atomic_files import replacing
 from mcp_latent.judge.decision import OUT_OF_SCOPE, Decisions, best_answer, decide
 from mcp_latent.judge.ensemble import KNN_K, ensemble_logits, exact_neighbours, fit_head, knn_votes, softmax
-from mcp_latent.judge.memory import Memory
+from mcp_latent.judge.memory import Memory, words_shift
 from mcp_latent.judge.selection import Calibration, fit_calibration
 from mcp_latent.judge.threshold import operating_threshold
-from mcp_latent.judge.words import WordsModel
+from mcp_latent.judge.words import WordsModel, tokens
 from mcp_latent.profiles.spec import ProfileSpec
 
 # A taught exemplar nudges the head at once (before the background refit): gradient steps of the softmax loss on
@@ -208,7 +208,8 @@ class FittedProfile:
         if head_refit and warm_start.memory is not None:
             memory = warm_start.memory  # grown with every taught row; the agreement evidence waits for a recalibration
         else:
-            memory = Memory.fit(np.asarray(vectors, dtype=np.float32), np.asarray(y), spec.target_accuracy)
+            vectors32, labels = np.asarray(vectors, dtype=np.float32), np.asarray(y)
+            memory = Memory.fit(vectors32, labels, spec.target_accuracy, words, texts)
         return cls(
             spec, vectors, y, texts, weights, bias, calibration, provisional=provisional, words=words, memory=memory
         )
@@ -338,13 +339,26 @@ class FittedProfile:
         threshold, _ = self.threshold(texts is not None)
         decisions = decide(probs, nearest, threshold, calibration.min_similarity, self.abstain)
         if self.memory is not None:
-            decisions = self._recall(decisions, probs, ids, sims)
+            decisions = self._recall(decisions, probs, ids, sims, texts)
         return decisions, probs, (ids, sims)
 
-    def _recall(self, decisions: Decisions, probs: np.ndarray, ids: np.ndarray, sims: np.ndarray) -> Decisions:
-        """Texts within the memory's radius of an exemplar take its label: answered (p: the larger of the
-        ensemble's for that label and the memory's measured agreement), or out of scope for an abstain label."""
-        recalled = self.memory.recall(ids, sims)
+    def _recall(
+        self, decisions: Decisions, probs: np.ndarray, ids: np.ndarray, sims: np.ndarray, texts: list[str] | None
+    ) -> Decisions:
+        """Copies of an exemplar (`Memory.recall`: within its radius, and reading alike to the words expert) take
+        its label: answered (p: the larger of the ensemble's for that label and the memory's measured agreement),
+        or out of scope for an abstain label."""
+        shift = None
+        if texts is not None and self.words is not None:
+            words, rows_y, rows_texts = self.words, self._rows.y, self._rows.texts
+
+            def shift(q: int, row: int) -> float:
+                if tokens(texts[q]) == tokens(rows_texts[row]):
+                    return -np.inf  # the same words: a copy, whatever case and punctuation
+                both = words.log_probs([texts[q], rows_texts[row]])
+                return float(words_shift(both[0], both[1], np.array([rows_y[row]]))[0])
+
+        recalled = self.memory.recall(ids, sims, shift)
         rows = np.nonzero(recalled >= 0)[0]
         if not len(rows):
             return decisions
@@ -420,7 +434,7 @@ class FittedProfile:
             if words is None:  # fitted without texts: judge from the vectors alone
                 calibration = calibration.for_text(False)
             memory = Memory.from_arrays(data, spec.target_accuracy)
-            if memory is None:  # a fit stored before memory existed: compare its exemplars now
-                memory = Memory.fit(data["vectors"], data["y"], spec.target_accuracy)
+            if memory is None or (memory.pair_shift is None and words is not None):  # stored before: compare now
+                memory = Memory.fit(data["vectors"], data["y"], spec.target_accuracy, words, texts)
             arrays = (data["vectors"], data["y"], texts, data["weights"], data["bias"])
             return cls(spec, *arrays, calibration, words=words, memory=memory)
