@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import HashingEmbedder, write_profile
+from conftest import FRUIT, TOOLS, HashingEmbedder, write_profile
 
 from mcp_latent.judge.memory import Memory
 from mcp_latent.judge.threshold import online_threshold
@@ -115,20 +115,28 @@ def answered_share(verdicts) -> float:
     return sum("unsure" not in v for v in verdicts) / len(verdicts)
 
 
-def test_teaching_that_confirms_never_makes_a_profile_shyer(settings, fruit_tools_profile):
-    # The stream's p-based estimate asked for a higher threshold than the fit's while every taught text confirmed
-    # the answer: coverage on texts nobody taught fell (category: 80% -> 39% after 80 mostly confirming teaches).
+def test_teaching_that_confirms_never_makes_a_profile_shyer(settings):
+    # The stream's p-based estimate asked for a higher threshold than the fit's while the taught texts confirmed
+    # the answers, and the refit answered from it: coverage on texts nobody taught fell (shipped category: 80% ->
+    # 39% after 80 mostly confirming teaches). Here: 300 verdicts at p 0.6-1.0 recorded, 60 of them answered and
+    # confirmed by a teach; the stream asks for about 0.9, the fit's point stays.
+    write_profile(settings.user_profiles_dir, "kind", {"fruit": FRUIT, "tools": TOOLS}, "target_accuracy = 0.95")
     service = LatentService(settings, embedder=HashingEmbedder())
     service.start()
-    stream = [f"apple {i} banana {i // 8} cherry {i % 8} pear" for i in range(400)]
-    before = [judged(service, t, "kind") for t in stream]
-    for i in range(60):
-        text = f"apple banana cherry fruit salad extra {i} bowl {i // 5}"
-        assert judged(service, text, "kind").get("label") == "fruit"  # the teach confirms the answer
-        service.teach("kind", "fruit", text=text)
+    live = service.live["kind"]
+    fit = live.snapshot.calibration.threshold
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.6, 1.0, 300)
+    for value in p:
+        live.observe(rng.standard_normal(64).astype(np.float32), float(value), True, "fruit")
+    live._checks.extend((float(value), True) for value in p[:60])  # every spot check agreed
+    probes = [f"apple hammer wrench {i}" for i in range(50)]
+    before = [judged(service, t, "kind") for t in probes]
+    service.teach("kind", "fruit", text="ripe mango papaya")
     assert service.wait_refitted(60)
-    after = [judged(service, t, "kind") for t in stream]
-    assert answered_share(before) > 0.5
+    assert live.stream_threshold is not None and live.stream_threshold > fit  # what the refit used to answer at
+    assert live.snapshot.threshold(True) == (fit, "fit")
+    after = [judged(service, t, "kind") for t in probes]
     assert answered_share(after) >= answered_share(before) - 0.02
     assert service.profile_stats()["stats"]["kind"]["operating"]["checked_agreement"] == 1.0
     service.close()

@@ -364,10 +364,12 @@ class FittedProfile:
             return decisions
         best, p, reason = decisions.best.copy(), decisions.p.copy(), decisions.reason.copy()
         labels = self.y[recalled[rows]]
-        best[rows] = labels
-        p[rows] = np.maximum(probs[rows, labels], self.memory.accuracy)
         abstained = np.zeros(len(rows), dtype=bool) if self.abstain is None else self.abstain[labels]
         reason[rows] = np.where(abstained, OUT_OF_SCOPE, None)
+        # a copy of an abstain exemplar keeps the best answer and its p (it is out of scope, not confident)
+        answers, labels = rows[~abstained], labels[~abstained]
+        best[answers] = labels
+        p[answers] = np.maximum(probs[answers, labels], self.memory.accuracy)
         return replace(decisions, best=best, p=p, reason=reason, recalled=recalled)
 
     def expected_score(self, probs: np.ndarray) -> float | None:
