@@ -67,9 +67,13 @@ def test_of_conflicting_teaches_of_one_text_the_latest_wins(rollout):
     assert judged(rollout, text)["label"] == "risky"  # and after the background refit too
 
 
-def test_a_teach_on_another_server_is_answered_as_taught_here(settings):
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_a_teach_on_another_server_is_answered_as_taught_here(settings, store, request):
     write_profile(settings.user_profiles_dir, "rollout", {"safe": SAFE, "risky": RISKY}, "min_similarity = -1.0")
     settings.store_poll_seconds = 0.05
+    if store == "postgres":  # a real PostgreSQL, a schema of this test's own
+        settings.store_url = request.getfixturevalue("postgres").url
+        settings.store_schema = request.getfixturevalue("pg_schema")
     first, second = (LatentService(settings, embedder=HashingEmbedder()) for _ in range(2))
     first.start()
     second.start()
@@ -81,6 +85,16 @@ def test_a_teach_on_another_server_is_answered_as_taught_here(settings):
             assert time.monotonic() < deadline, "the other server never answered as taught"
             time.sleep(0.05)
         assert judged(second, text)["memory"]["taught"] is True
+    # Conflicting teaches on both servers at once: the one stored last wins on both, whatever each saw first.
+    other = "drop the payments queue backlog without a backup"
+    first.teach("rollout", "safe", text=other)
+    second.teach("rollout", "risky", text=other)
+    deadline = time.monotonic() + 30
+    while [judged(s, other).get("label") for s in (first, second)] != ["risky", "risky"]:
+        assert time.monotonic() < deadline, [judged(s, other) for s in (first, second)]
+        time.sleep(0.05)
+    time.sleep(0.5)  # several polls later it still holds
+    assert [judged(s, other)["label"] for s in (first, second)] == ["risky", "risky"]
     first.close()
     second.close()
 
