@@ -10,16 +10,13 @@ Who owns what (one `LiveProfile` per profile; nothing here is shared across prof
   (their running hash, part of the fit cache key) belong to `_lock`.
 - The background refit is single-flight: at most one thread per profile (`_refit_thread`), which loops while
   teaches keep arriving; exemplars taught during a refit are appended to its result before it is swapped in.
-- `_verdicts` (recent verdicts: p, best label, and whether it was right once the text is taught; for the stream
-  threshold) and `_checks` belong to `_verdicts_lock`, held only to record or mark one (any thread that judges or
-  teaches); the refit thread copies them under it.
+- `stream` (`StreamRecord`: recent verdicts, spot checks and the threshold they set) guards its own state.
 - The first fit is single-flight too: whoever needs the profile first (the startup thread or a call) fits it;
   everyone else waits on `_fitted_event` up to their budget, then gets a "fitting, ready in about N s" error.
 """
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import logging
 import threading
@@ -33,11 +30,10 @@ from mcp_latent.errors import InvalidInput, NotReady
 from mcp_latent.judge.decision import OUT_OF_SCOPE
 from mcp_latent.judge.fitted import FittedProfile
 from mcp_latent.judge.selection import Calibration
-from mcp_latent.judge.stream import MIN_SHARPNESS, stream_sharpness, stream_threshold
-from mcp_latent.judge.threshold import online_threshold
 from mcp_latent.profiles.fitter import ProfileFitter, flatten
 from mcp_latent.profiles.registry import Profile
 from mcp_latent.service.refit_pacer import REFIT_DEBOUNCE_SECONDS, RefitPacer
+from mcp_latent.service.stream_record import StreamRecord
 
 log = logging.getLogger(__name__)
 
@@ -107,18 +103,8 @@ class LiveProfile:
         self._calibrated_n = 0  # exemplars the current calibration was cross-validated on
         self._calibrated_c = 1.0  # and the head regularization it chose for that many
         self._recalibration_tried_n = 0  # exemplars at the last recalibration, done or failed (the refit thread's)
-        # The p of recent verdicts on distinct in-scope texts, each given before the text was taught: every refit
-        # sets the threshold from them (`operating_point.stream_threshold`) once there are enough.
-        self._verdicts_lock = threading.Lock()
-        # Per text (its vector's bytes: a handle judged twice counts once), oldest first: [p, best label, whether
-        # the best label was right], the last None until the text is taught (an escalation, or a spot check).
-        self._stream_window = stream_window
-        self._verdicts: dict[bytes, list] = {}
-        # (p, best label right) of the verdict each taught text had just before it was taught: p's check.
-        self._checks: collections.deque[tuple[float, bool]] = collections.deque(maxlen=stream_window)
-        self.stream_threshold: float | None = None  # the threshold the stream's verdicts asked for last (or None)
-        # The threshold answered at instead of the fit's, and why ("stream" / "spot checks"); None: the fit's own.
-        self.online: tuple[float, str] | None = None
+        # Recent verdicts and spot checks, and the threshold they set at each refit (`stream_record`).
+        self.stream = StreamRecord(stream_window)
         self.refits = 0  # background refits swapped in (for tests and stats)
 
     # --- reading -----------------------------------------------------------------------------------------------
@@ -199,70 +185,35 @@ class LiveProfile:
     # --- the stream ----------------------------------------------------------------------------------------------
 
     def observe(self, vector: np.ndarray, p: float, in_scope: bool, best: str | None = None) -> None:
-        """Record a verdict this profile gave (texts cut as out of scope are answered at no threshold: left out);
-        `best`: its most probable label, also when unsure (a later teach of the text says whether it was right)."""
-        window = self._stream_window
-        if not window or not in_scope:
-            return
-        key = vector.tobytes()
-        with self._verdicts_lock:
-            if key in self._verdicts:
-                return
-            self._verdicts[key] = [p, best, None]
-            if len(self._verdicts) > window:
-                del self._verdicts[next(iter(self._verdicts))]  # dicts keep insertion order: oldest goes
+        """Record a verdict this profile gave (`StreamRecord.observe`)."""
+        self.stream.observe(vector, p, in_scope, best)
 
     def stream_verdicts(self) -> tuple[np.ndarray, np.ndarray]:
-        """(p, right) of the recorded verdicts, oldest first; right is 1/0 for texts taught since (whether the
-        verdict's best label was the one taught), NaN for the others."""
-        with self._verdicts_lock:
-            records = list(self._verdicts.values())
-        p = np.array([r[0] for r in records], dtype=np.float64)
-        right = np.array([np.nan if r[2] is None else float(r[2]) for r in records], dtype=np.float64)
-        return p, right
+        return self.stream.verdicts()
 
-    def _label_recorded_verdict(self, vector: np.ndarray, label: str) -> None:
-        """A text was taught: its recorded verdict (if any) now knows whether its best label was right."""
-        with self._verdicts_lock:
-            record = self._verdicts.get(vector.tobytes())
-            if record is not None and record[1] is not None and record[2] is None:
-                record[2] = record[1] == label
+    @property
+    def stream_threshold(self) -> float | None:
+        return self.stream.stream_threshold
+
+    @property
+    def online(self) -> tuple[float, str] | None:
+        return self.stream.online
+
+    @property
+    def _checks(self):  # the spot checks (tests inject evidence here)
+        return self.stream.checks
 
     def _on_stream(self, fitted: FittedProfile) -> FittedProfile:
-        """The fit answering from the threshold the deployment's evidence asks for (`threshold.online_threshold`:
-        the stream's verdicts may lower it, spot checks below the target raise it just to meet it); a fixed
-        threshold in the profile file is left alone."""
+        """The fit answering from the threshold the stream and spot checks ask for; a fixed threshold in the
+        profile file is left alone."""
         if self.base.threshold is not None:
             return fitted
-        p, right = self.stream_verdicts()
-        with self._verdicts_lock:
-            checks = np.array(self._checks, dtype=np.float64).reshape(-1, 2)
-        # None: too few labelled verdicts to go by p; below MIN_SHARPNESS, p is too far off to go by
-        sharpness = stream_sharpness(checks[:, 0], checks[:, 1])
-        usable = sharpness is not None and sharpness >= MIN_SHARPNESS
-        stream = stream_threshold(p, self.base.target_accuracy, right, sharpness) if usable else None
-        self.stream_threshold = stream
-        fit, source = fitted.threshold(True)
         served = None if self.snapshot is None else self.snapshot.threshold(True)[0]
-        target, fitted_point = self.base.target_accuracy, source != "default"
-        self.online = online_threshold(fit, target, stream, checks[:, 0], checks[:, 1], fitted_point, served)
-        return fitted if self.online is None else fitted.with_threshold(*self.online)
+        return self.stream.operate(fitted, self.base.target_accuracy, served)
 
     def spot_checks(self) -> dict[str, object]:
-        """What the taught texts said about the answers (for `latent://stats`): how many answered verdicts were
-        taught after, how often they agreed, and the threshold answered at with its source."""
-        with self._verdicts_lock:
-            checks = np.array(self._checks, dtype=np.float64).reshape(-1, 2)
-        snapshot = self.snapshot
-        out: dict[str, object] = {"target": self.base.target_accuracy}
-        if snapshot is not None:
-            threshold, source = snapshot.threshold(True)
-            out["threshold"] = [round(threshold, 3), source]
-            answered = checks[:, 0] >= threshold
-            if answered.any():
-                out["checked"] = int(np.sum(answered))
-                out["checked_agreement"] = round(float(checks[answered, 1].mean()), 3)
-        return out
+        """The threshold answered at, with its source, and what the spot checks measured (`latent://stats`)."""
+        return self.stream.summary(self.snapshot, self.base.target_accuracy)
 
     # --- first fit ---------------------------------------------------------------------------------------------
 
@@ -363,15 +314,13 @@ class LiveProfile:
             raise InvalidInput(f"label {label!r} is not in profile {self.name!r}; labels: {', '.join(self.labels)}.")
         text = text.strip()
         snapshot = self.snapshot
-        was = None
+        was, check = None, None
         if snapshot is not None and snapshot.n:
             verdict = snapshot.verdict(vector, text)
             was = verdict.label
-            if verdict.reason != OUT_OF_SCOPE and self._checks.maxlen and verdict.model is not None:
-                p, best = verdict.model  # p's check is the ensemble's, also where memory answered
-                with self._verdicts_lock:
-                    self._checks.append((p, best == label))
-        self._label_recorded_verdict(vector, label)
+            # p's check is the ensemble's (also where memory answered); out of scope: answered at no threshold
+            check = verdict.model if verdict.reason != OUT_OF_SCOPE else None
+        self.stream.taught(vector, label, check)
         with self._lock:
             if self._latest.get(text) == label:  # already its label (a text relabelled since is taught again)
                 return Learned(self.name, label, False, self.exemplars, was)
