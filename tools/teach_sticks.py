@@ -146,7 +146,8 @@ def main() -> None:
         print(f"off-topic abstained ({phase}): {pct(share)}%")
     for phase, points in operating_points.items():
         print(f"threshold, source, memory radius ({phase}):", points)
-    print("spot checks:", {p: {k: stats[p].get(k) for k in ("agreed", "disagreed")} for p in PROFILES})
+    for p in PROFILES:  # as latent://stats shows them
+        print(f"latent://stats {p}:", json.dumps(stats[p], separators=(",", ":")))
     if args.json:
         args.json.write_text(
             json.dumps(
