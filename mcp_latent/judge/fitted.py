@@ -165,6 +165,7 @@ class FittedProfile:
         self.online = online
         # Rows below this are the profile file's exemplars, the rest taught (None: not known, e.g. the harness).
         self.shipped = shipped
+        self.memory_compared_at_load = False  # `load` compared a stored fit's exemplars (the cache may keep that)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -436,7 +437,10 @@ class FittedProfile:
             if words is None:  # fitted without texts: judge from the vectors alone
                 calibration = calibration.for_text(False)
             memory = Memory.from_arrays(data, spec.target_accuracy)
-            if memory is None or (memory.pair_shift is None and words is not None):  # stored before: compare now
+            compared = memory is None or (memory.pair_shift is None and words is not None)
+            if compared:  # stored before memory (or its words limit) existed: compare the exemplars now
                 memory = Memory.fit(data["vectors"], data["y"], spec.target_accuracy, words, texts)
             arrays = (data["vectors"], data["y"], texts, data["weights"], data["bias"])
-            return cls(spec, *arrays, calibration, words=words, memory=memory)
+            fitted = cls(spec, *arrays, calibration, words=words, memory=memory)
+            fitted.memory_compared_at_load = compared
+            return fitted

@@ -114,13 +114,16 @@ class Memory:
         """The memory once exemplars `new` (labels `new_y`) join `old`: a taught text that is a minimal pair of an
         exemplar (close, another label) pushes the radius above it at once; the agreement evidence of the new rows
         joins at the next fit (`fit`)."""
-        pool = np.concatenate([old, new]) if len(old) else new
-        pool_y = np.concatenate([old_y, new_y]) if len(old) else new_y
-        sims = new @ pool.T
-        sims[np.arange(len(new)), len(old) + np.arange(len(new))] = -np.inf
-        sims[sims >= IDENTICAL] = -np.inf
-        other = np.where(pool_y[None, :] != new_y[:, None], sims, -np.inf)
-        closest = float(other.max()) if other.size else -1.0
+        closest = -1.0
+        for pool, pool_y, itself in ((old, old_y, False), (new, new_y, True)):  # no copy of the exemplars per teach
+            if not len(pool):
+                continue
+            sims = new @ pool.T
+            if itself:
+                np.fill_diagonal(sims, -np.inf)
+            sims[sims >= IDENTICAL] = -np.inf  # the same text (relabelled: the latest wins, no pair)
+            other = np.where(pool_y[None, :] != new_y[:, None], sims, -np.inf)
+            closest = max(closest, float(other.max()) if other.size else -1.0)
         if closest <= self.minimal_pair:
             return self
         return replace(self, minimal_pair=closest).retarget(self.target)
