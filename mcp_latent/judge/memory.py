@@ -23,6 +23,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from mcp_latent.judge.words import WordsModel, featurize
+
 # Similarity at or above which two vectors are the same text (float32 round-off of identical embeddings).
 IDENTICAL = 0.9999
 # The radius never goes below this, whatever the exemplars say: a profile with few or clean exemplars measures
@@ -170,8 +172,6 @@ class Memory:
 def _out_of_fold(texts: list[str], y: np.ndarray, n_labels: int) -> np.ndarray:
     """Each exemplar's words log-probabilities from a words expert that did not count it (SHIFT_FOLDS folds): one
     that did reads a minimal pair as further apart than a new text of the same kind would be."""
-    from mcp_latent.judge.words import WordsModel, featurize
-
     counts = featurize(texts)
     fold = np.arange(len(texts)) % SHIFT_FOLDS
     out = np.zeros((len(texts), n_labels), dtype=np.float64)
