@@ -200,8 +200,12 @@ class LiveProfile:
         return self.stream.online
 
     @property
-    def _checks(self):  # the spot checks (tests inject evidence here)
+    def _checks(self):  # p's checks (tests inject evidence here)
         return self.stream.checks
+
+    @property
+    def _spot_checks(self):  # the answers' spot checks (tests inject evidence here)
+        return self.stream.spot
 
     def _on_stream(self, fitted: FittedProfile) -> FittedProfile:
         """The fit answering from the threshold the stream and spot checks ask for; a fixed threshold in the
@@ -314,13 +318,14 @@ class LiveProfile:
             raise InvalidInput(f"label {label!r} is not in profile {self.name!r}; labels: {', '.join(self.labels)}.")
         text = text.strip()
         snapshot = self.snapshot
-        was, check = None, None
+        was, check, answered = None, None, False
         if snapshot is not None and snapshot.n:
             verdict = snapshot.verdict(vector, text)
             was = verdict.label
             # p's check is the ensemble's (also where memory answered); out of scope: answered at no threshold
             check = verdict.model if verdict.reason != OUT_OF_SCOPE else None
-        self.stream.taught(vector, label, check)
+            answered = verdict.reason is None and verdict.memory is None  # at the threshold: a spot check
+        self.stream.taught(vector, label, check, answered)
         with self._lock:
             if self._latest.get(text) == label:  # already its label (a text relabelled since is taught again)
                 return Learned(self.name, label, False, self.exemplars, was)
