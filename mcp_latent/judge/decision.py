@@ -22,6 +22,8 @@ class Decisions:
     p: np.ndarray  # (n,) float: its probability
     nearest: np.ndarray  # (n,) float: similarity of the nearest exemplar
     reason: np.ndarray  # (n,) object: None when answered, else OUT_OF_SCOPE or LOW_CONFIDENCE
+    # (n,) int: the exemplar row a text was answered from by memory (`judge.memory`), -1 for none; None: no memory
+    recalled: np.ndarray | None = None
 
     @property
     def answered(self) -> np.ndarray:

@@ -20,10 +20,12 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mcp_latent.atomic_files import replacing
-from mcp_latent.judge.decision import OUT_OF_SCOPE, Decisions, decide
+from mcp_latent.judge.decision import OUT_OF_SCOPE, Decisions, best_answer, decide
 from mcp_latent.judge.ensemble import KNN_K, ensemble_logits, exact_neighbours, fit_head, knn_votes, softmax
+from mcp_latent.judge.memory import Memory, words_shift
 from mcp_latent.judge.selection import Calibration, fit_calibration
-from mcp_latent.judge.words import WordsModel
+from mcp_latent.judge.threshold import operating_threshold
+from mcp_latent.judge.words import WordsModel, tokens
 from mcp_latent.profiles.spec import ProfileSpec
 
 # A taught exemplar nudges the head at once (before the background refit): gradient steps of the softmax loss on
@@ -31,6 +33,9 @@ from mcp_latent.profiles.spec import ProfileSpec
 # direction, so texts far from it are untouched; the background refit then replaces the nudged head.
 ONLINE_STEP = 1.0
 ONLINE_MAX_STEPS = 25
+# Neighbours fetched at least, so that of several identical exemplars (a text taught again with another label)
+# the latest is among them: memory answers with it.
+MEMORY_TIES = 4
 
 
 @dataclass
@@ -47,6 +52,10 @@ class Verdict:
     nearest: float = 0.0
     best: str | None = None  # the most probable answer label, also when unsure (never shown: checks p on teach)
     words: list[str] = field(default_factory=list)  # the text's words that weighed most for `best` over the next
+    threshold: tuple[float, str] | None = None  # the threshold it was judged at and where that came from
+    memory: dict[str, Any] | None = None  # answered from memory: the exemplar's similarity, the radius, taught?
+    # (p, best label) of the ensemble alone, before memory: what the stream and spot checks judge p by (never shown)
+    model: tuple[float, str] | None = None
 
     def compact(self) -> dict[str, Any]:
         """The model-visible default: label, p, and `unsure` when abstaining (three verdicts fit ~55 tokens)."""
@@ -67,6 +76,10 @@ class Verdict:
         out["neighbours"] = [[text, label, round(sim, 3)] for text, label, sim in self.neighbours]
         if self.words:
             out["words"] = self.words
+        if self.threshold is not None:
+            out["threshold"] = [round(self.threshold[0], 3), self.threshold[1]]
+        if self.memory is not None:
+            out["memory"] = self.memory
         return out
 
 
@@ -121,6 +134,9 @@ class FittedProfile:
         n: int | None = None,
         provisional: bool = False,
         words: WordsModel | None = None,
+        memory: Memory | None = None,
+        online: tuple[float, str] | None = None,
+        shipped: int | None = None,
     ):
         self.spec = spec
         self.labels = [label.name for label in spec.labels]
@@ -143,6 +159,13 @@ class FittedProfile:
         # True when the head or calibration has not yet been refitted on every exemplar (right after `teach`):
         # good to answer with; the owner's background refit replaces it.
         self.provisional = provisional
+        # Answers from memory for (near) copies of exemplars (`memory.Memory`; None: none, e.g. a cold start).
+        self.memory = memory
+        # The threshold the live profile measured on its stream and spot checks (`threshold.online_threshold`).
+        self.online = online
+        # Rows below this are the profile file's exemplars, the rest taught (None: not known, e.g. the harness).
+        self.shipped = shipped
+        self.memory_compared_at_load = False  # `load` compared a stored fit's exemplars (the cache may keep that)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -183,7 +206,14 @@ class FittedProfile:
             words = WordsModel.fit(texts, y, n_labels)
         # (no texts to count words from: the constructor falls back to the vector-only point)
         provisional = reuse_calibration is not None
-        return cls(spec, vectors, y, texts, weights, bias, calibration, provisional=provisional, words=words)
+        if head_refit and warm_start.memory is not None:
+            memory = warm_start.memory  # grown with every taught row; the agreement evidence waits for a recalibration
+        else:
+            vectors32, labels = np.asarray(vectors, dtype=np.float32), np.asarray(y)
+            memory = Memory.fit(vectors32, labels, spec.target_accuracy, words, texts)
+        return cls(
+            spec, vectors, y, texts, weights, bias, calibration, provisional=provisional, words=words, memory=memory
+        )
 
     @classmethod
     def empty(cls, spec: ProfileSpec, dim: int) -> FittedProfile:
@@ -202,9 +232,11 @@ class FittedProfile:
             provisional=True,
         )
 
-    def with_threshold(self, threshold: float) -> FittedProfile:
-        """A snapshot answering from another threshold (same exemplars and head; nothing is copied)."""
-        calibration = replace(self.calibration, threshold=threshold)
+    def with_threshold(self, threshold: float, source: str = "stream") -> FittedProfile:
+        """A snapshot answering from another threshold, measured online (`threshold.online_threshold`; `source`
+        says from what), with the same exemplars and head (nothing is copied). The calibration keeps the fit's own
+        point: the next refit starts from it, not from what the stream measured on this one."""
+        calibration = self.calibration
         return FittedProfile(
             self.spec,
             self._rows,
@@ -216,6 +248,15 @@ class FittedProfile:
             self.n,
             self.provisional,
             self.words,
+            self.memory,
+            (threshold, source),
+            self.shipped,
+        )
+
+    def threshold(self, has_text: bool) -> tuple[float, str]:
+        """(threshold, why) a verdict with (or without) its words is answered at: `threshold.operating_threshold`."""
+        return operating_threshold(
+            self.spec.threshold, self.calibration, has_text and self.words is not None, self.online
         )
 
     def with_exemplars(self, vectors: np.ndarray, label_ids: np.ndarray, texts: list[str]) -> FittedProfile:
@@ -231,10 +272,29 @@ class FittedProfile:
                 gradient = -probs
                 gradient[label] += 1.0
                 weights += ONLINE_STEP * np.outer(x, gradient).astype(np.float32)
+        memory = None
+        if self.memory is not None:
+            memory = self.memory.with_rows(self.vectors, self.y, vectors, label_ids)
+        elif self.n == 0:  # a cold start's first teach: its exemplars are answered from memory from now on
+            memory = Memory.fit(vectors, label_ids, self.spec.target_accuracy)
         rows = self._rows.appended(self.n, vectors, label_ids, list(texts))
         words = None if self.words is None else self.words.with_texts(texts, label_ids)
         n = self.n + len(vectors)
-        return FittedProfile(self.spec, rows, None, None, weights, bias, self.calibration, n, True, words)
+        return FittedProfile(
+            self.spec,
+            rows,
+            None,
+            None,
+            weights,
+            bias,
+            self.calibration,
+            n,
+            True,
+            words,
+            memory,
+            self.online,
+            self.shipped,
+        )
 
     def _calibration(self, texts: list[str] | None) -> Calibration:
         """The calibration for this batch: the words expert's when every text is there, else the vector-only one."""
@@ -267,17 +327,51 @@ class FittedProfile:
     ) -> tuple[Decisions, np.ndarray, tuple[np.ndarray, np.ndarray]]:
         """The server's decision for a batch of vectors (and their texts, None: from the vectors alone):
         (decisions, probabilities, (neighbour ids, similarities)), fetching at least `neighbours` exemplars per
-        vector (for evidence). The evaluation harness measures this."""
+        vector (for evidence). A (near) copy of an exemplar is answered from memory (`Decisions.recalled`).
+        The evaluation harness measures this."""
         vectors = np.atleast_2d(vectors)
         calibration = self._calibration(texts)
-        # Neighbours feed the kNN expert (when the fit uses it), the evidence and the out-of-scope check
-        # (the nearest only): fetch just as many as needed.
-        wanted = max(neighbours, KNN_K if calibration.knn_weight else 1)
+        # Neighbours feed the kNN expert (when the fit uses it), the evidence, the out-of-scope check and memory
+        # (the nearest few): fetch just as many as needed.
+        wanted = max(neighbours, KNN_K if calibration.knn_weight else 1, MEMORY_TIES if self.memory else 1)
         ids, sims = self.neighbours(vectors, wanted)
         probs = self.probabilities(vectors, (ids[:, :KNN_K], sims[:, :KNN_K]), texts)
         nearest = sims[:, 0] if sims.shape[1] else np.full(len(vectors), -1.0)
-        decisions = decide(probs, nearest, calibration.threshold, calibration.min_similarity, self.abstain)
+        threshold, _ = self.threshold(texts is not None)
+        decisions = decide(probs, nearest, threshold, calibration.min_similarity, self.abstain)
+        if self.memory is not None:
+            decisions = self._recall(decisions, probs, ids, sims, texts)
         return decisions, probs, (ids, sims)
+
+    def _recall(
+        self, decisions: Decisions, probs: np.ndarray, ids: np.ndarray, sims: np.ndarray, texts: list[str] | None
+    ) -> Decisions:
+        """Copies of an exemplar (`Memory.recall`: within its radius, and reading alike to the words expert) take
+        its label: answered (p: the larger of the ensemble's for that label and the memory's measured agreement),
+        or out of scope for an abstain label."""
+        shift = None
+        if texts is not None and self.words is not None:
+            words, rows_y, rows_texts = self.words, self._rows.y, self._rows.texts
+
+            def shift(q: int, row: int) -> float:
+                if tokens(texts[q]) == tokens(rows_texts[row]):
+                    return -np.inf  # the same words: a copy, whatever case and punctuation
+                both = words.log_probs([texts[q], rows_texts[row]])
+                return float(words_shift(both[0], both[1], np.array([rows_y[row]]))[0])
+
+        recalled = self.memory.recall(ids, sims, shift)
+        rows = np.nonzero(recalled >= 0)[0]
+        if not len(rows):
+            return decisions
+        best, p, reason = decisions.best.copy(), decisions.p.copy(), decisions.reason.copy()
+        labels = self.y[recalled[rows]]
+        abstained = np.zeros(len(rows), dtype=bool) if self.abstain is None else self.abstain[labels]
+        reason[rows] = np.where(abstained, OUT_OF_SCOPE, None)
+        # a copy of an abstain exemplar keeps the best answer and its p (it is out of scope, not confident)
+        answers, labels = rows[~abstained], labels[~abstained]
+        best[answers] = labels
+        p[answers] = np.maximum(probs[answers, labels], self.memory.accuracy)
+        return replace(decisions, best=best, p=p, reason=reason, recalled=recalled)
 
     def expected_score(self, probs: np.ndarray) -> float | None:
         """The expected value over the answer labels (ordinal profiles), whatever the abstain labels hold."""
@@ -293,6 +387,7 @@ class FittedProfile:
         texts = None if text is None else [text]
         decisions, probs, (ids, sims) = self.judge(vector.reshape(1, -1), show if detail else 0, texts)
         probs, reason, best = probs[0], decisions.reason[0], int(decisions.best[0])
+        recalled = -1 if decisions.recalled is None else int(decisions.recalled[0])
         verdict = Verdict(
             label=None if reason else self.labels[best],
             p=float(decisions.p[0]),
@@ -301,7 +396,17 @@ class FittedProfile:
             reason=reason,
             nearest=float(decisions.nearest[0]),
             best=self.labels[best],
+            threshold=self.threshold(text is not None),
         )
+        model_best, model_p, _ = best_answer(probs[None, :], self.abstain)
+        verdict.model = (float(model_p[0]), self.labels[int(model_best[0])])
+        if recalled >= 0:
+            assert self.memory is not None
+            verdict.memory = {
+                "similarity": round(float(sims[0, 0]), 3),
+                "radius": round(self.memory.radius, 3),
+                "taught": None if self.shipped is None else recalled >= self.shipped,
+            }
         if detail:
             top = [i for i in np.argsort(-probs) if self.abstain is None or not self.abstain[i]][:3]
             verdict.candidates = [(self.labels[i], float(probs[i])) for i in top]
@@ -319,7 +424,8 @@ class FittedProfile:
         with replacing(path) as tmp, tmp.open("wb") as out:
             arrays = {"vectors": self.vectors, "y": self.y, "weights": self.weights, "bias": self.bias}
             words = {} if self.words is None else self.words.to_arrays()
-            np.savez(out, **arrays, **self.calibration.to_arrays(), **words)
+            memory = {} if self.memory is None else self.memory.to_arrays()
+            np.savez(out, **arrays, **self.calibration.to_arrays(), **words, **memory)
 
     @classmethod
     def load(cls, path: Path, spec: ProfileSpec, texts: list[str]) -> FittedProfile:
@@ -330,5 +436,11 @@ class FittedProfile:
             words = WordsModel.from_arrays(data)
             if words is None:  # fitted without texts: judge from the vectors alone
                 calibration = calibration.for_text(False)
+            memory = Memory.from_arrays(data, spec.target_accuracy)
+            compared = memory is None or (memory.pair_shift is None and words is not None)
+            if compared:  # stored before memory (or its words limit) existed: compare the exemplars now
+                memory = Memory.fit(data["vectors"], data["y"], spec.target_accuracy, words, texts)
             arrays = (data["vectors"], data["y"], texts, data["weights"], data["bias"])
-            return cls(spec, *arrays, calibration, words=words)
+            fitted = cls(spec, *arrays, calibration, words=words, memory=memory)
+            fitted.memory_compared_at_load = compared
+            return fitted

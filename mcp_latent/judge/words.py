@@ -34,6 +34,11 @@ _WORD = re.compile(r"(?u)\b\w\w+\b")
 _SPACES = re.compile(r"\s\s+")
 
 
+def tokens(text: str) -> list[str]:
+    """The text's lowercase words, in order (two texts with the same ones differ only in case and punctuation)."""
+    return _WORD.findall(text.lower())
+
+
 def ngrams(text: str) -> list[str]:
     """Lowercase word unigrams and bigrams, and character 2-5-grams within words (prefixed so a word and a
     character n-gram never share a feature)."""

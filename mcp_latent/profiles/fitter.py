@@ -161,6 +161,8 @@ class ProfileFitter:
             try:
                 fitted = FittedProfile.load(path, spec, texts)
                 if fitted.n == len(texts):
+                    if fitted.memory_compared_at_load and folder == self.cache_dir:
+                        fitted.save(path)  # a fit stored before memory: its exemplars are compared once, not per start
                     return fitted
                 log.warning("cached fit %s has %d rows for %d exemplars; refitting", path, fitted.n, len(texts))
             except Exception as exc:  # a torn cache file only costs a refit

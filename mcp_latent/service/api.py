@@ -384,9 +384,9 @@ class LatentService:
     def _learn_taught(self, exemplars: list[TaughtExemplar]) -> None:
         """Exemplars taught through the store since the last poll (from the maintenance thread), by other servers
         on it or by this one: each profile's owner adds those it does not know yet."""
-        fresh: dict[str, list[tuple[str, str]]] = {}
+        fresh: dict[str, list[tuple[str, str, int]]] = {}
         for exemplar in exemplars:
-            fresh.setdefault(exemplar.profile, []).append((exemplar.label, exemplar.text))
+            fresh.setdefault(exemplar.profile, []).append((exemplar.label, exemplar.text, exemplar.id))
         for name, entries in fresh.items():
             live = self.live.get(name)  # one read: a profile deleted meanwhile is simply skipped
             if live is not None:
@@ -403,8 +403,10 @@ class LatentService:
                 snapshot = live.snapshot
                 if snapshot is not None:
                     summary.update(operating_summary(snapshot.calibration, profile.spec))
-                    if live.stream_threshold is not None:  # the threshold above was set from the stream's verdicts
+                    if live.stream_threshold is not None:  # what the stream's verdicts asked for
                         summary["stream_threshold"] = round(live.stream_threshold, 3)
+                    served, source = snapshot.threshold(True)  # the one answered at (`judge.threshold`)
+                    summary["threshold"], summary["threshold_source"] = round(served, 3), source
             out.append(summary)
         return out
 
@@ -424,6 +426,9 @@ class LatentService:
         totals = self.stats.summary()
         for name in self.registry.profiles:
             totals.setdefault(name, describe(dict.fromkeys(FIELDS, 0)))
+        for name, live in self.live.items():  # this server's operating point and what its spot checks measured
+            if name in totals:
+                totals[name]["operating"] = live.spot_checks()
         return {"stats": dict(sorted(totals.items()))}
 
     def status(self) -> dict[str, Any]:
@@ -522,8 +527,9 @@ class LatentService:
         for name, verdict in verdicts.items():
             self.stats.record(name, "escalated" if verdict.unsure else "answered")
             live = self.live.get(name)
-            if live is not None:
-                live.observe(vector, verdict.p, verdict.reason != OUT_OF_SCOPE, verdict.best)
+            if live is not None:  # the ensemble's p and best label (also where memory answered): the stream's evidence
+                p, best = verdict.model or (verdict.p, verdict.best)
+                live.observe(vector, p, verdict.reason != OUT_OF_SCOPE, best)
         return verdicts
 
     @staticmethod

@@ -6,19 +6,17 @@ Who owns what (one `LiveProfile` per profile; nothing here is shared across prof
   attribute read and never wait; writers replace it whole (an atomic reference swap).
 - `_lock` (this profile's only lock) serialises writers: `teach`, the swap after a fit, and the start of a fit.
   It is never held while fitting or embedding, so a teach is never stuck behind a minute-long refit.
-- `_taught` (label, text) pairs and `_digest` (their running hash, part of the fit cache key) belong to `_lock`.
+- `_taught` (label, text) pairs, `_latest` / `_latest_id` (each text's last label and store id) and `_digest`
+  (their running hash, part of the fit cache key) belong to `_lock`.
 - The background refit is single-flight: at most one thread per profile (`_refit_thread`), which loops while
   teaches keep arriving; exemplars taught during a refit are appended to its result before it is swapped in.
-- `_verdicts` (recent verdicts: p, best label, and whether it was right once the text is taught; for the stream
-  threshold) and `_checks` belong to `_verdicts_lock`, held only to record or mark one (any thread that judges or
-  teaches); the refit thread copies them under it.
+- `stream` (`StreamRecord`: recent verdicts, spot checks and the threshold they set) guards its own state.
 - The first fit is single-flight too: whoever needs the profile first (the startup thread or a call) fits it;
   everyone else waits on `_fitted_event` up to their budget, then gets a "fitting, ready in about N s" error.
 """
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import logging
 import threading
@@ -32,11 +30,11 @@ from mcp_latent.errors import InvalidInput, NotReady
 from mcp_latent.judge.decision import OUT_OF_SCOPE
 from mcp_latent.judge.fitted import FittedProfile
 from mcp_latent.judge.selection import Calibration
-from mcp_latent.judge.stream import MIN_SHARPNESS, stream_sharpness, stream_threshold
 from mcp_latent.judge.support import is_unsupported
 from mcp_latent.profiles.fitter import ProfileFitter, flatten
 from mcp_latent.profiles.registry import Profile
 from mcp_latent.service.refit_pacer import REFIT_DEBOUNCE_SECONDS, RefitPacer
+from mcp_latent.service.stream_record import StreamRecord
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +84,10 @@ class LiveProfile:
         self._abstain_rows = int(np.isin(self._base_y, abstain_ids).sum())  # the file's abstain exemplars
         self._lock = threading.Lock()
         self._taught: list[tuple[str, str]] = []
-        self._known: set[tuple[str, str]] = set(
-            zip((self.labels[i] for i in self._base_y), self._base_texts, strict=True)
-        )
+        # The label each text was given last (the file's, then taught; of conflicting teaches the latest wins, in
+        # the store's order) and the store id of the last teach this server saw of it (`_lock`'s).
+        self._latest = dict(zip(self._base_texts, (self.labels[i] for i in self._base_y), strict=True))
+        self._latest_id: dict[str, int] = {}
         self._digest = hashlib.sha256()
         for label, text in taught or []:
             if label in self._label_ids:  # a label since removed from the file: its exemplars no longer apply
@@ -107,16 +106,8 @@ class LiveProfile:
         self._calibrated_n = 0  # exemplars the current calibration was cross-validated on
         self._calibrated_c = 1.0  # and the head regularization it chose for that many
         self._recalibration_tried_n = 0  # exemplars at the last recalibration, done or failed (the refit thread's)
-        # The p of recent verdicts on distinct in-scope texts, each given before the text was taught: every refit
-        # sets the threshold from them (`operating_point.stream_threshold`) once there are enough.
-        self._verdicts_lock = threading.Lock()
-        # Per text (its vector's bytes: a handle judged twice counts once), oldest first: [p, best label, whether
-        # the best label was right], the last None until the text is taught (an escalation, or a spot check).
-        self._stream_window = stream_window
-        self._verdicts: dict[bytes, list] = {}
-        # (p, best label right) of the verdict each taught text had just before it was taught: p's check.
-        self._checks: collections.deque[tuple[float, bool]] = collections.deque(maxlen=stream_window)
-        self.stream_threshold: float | None = None  # the threshold the stream set last (None: the fit's own)
+        # Recent verdicts and spot checks, and the threshold they set at each refit (`stream_record`).
+        self.stream = StreamRecord(stream_window)
         self.refits = 0  # background refits swapped in (for tests and stats)
 
     # --- reading -----------------------------------------------------------------------------------------------
@@ -197,49 +188,39 @@ class LiveProfile:
     # --- the stream ----------------------------------------------------------------------------------------------
 
     def observe(self, vector: np.ndarray, p: float, in_scope: bool, best: str | None = None) -> None:
-        """Record a verdict this profile gave (texts cut as out of scope are answered at no threshold: left out);
-        `best`: its most probable label, also when unsure (a later teach of the text says whether it was right)."""
-        window = self._stream_window
-        if not window or not in_scope:
-            return
-        key = vector.tobytes()
-        with self._verdicts_lock:
-            if key in self._verdicts:
-                return
-            self._verdicts[key] = [p, best, None]
-            if len(self._verdicts) > window:
-                del self._verdicts[next(iter(self._verdicts))]  # dicts keep insertion order: oldest goes
+        """Record a verdict this profile gave (`StreamRecord.observe`)."""
+        self.stream.observe(vector, p, in_scope, best)
 
     def stream_verdicts(self) -> tuple[np.ndarray, np.ndarray]:
-        """(p, right) of the recorded verdicts, oldest first; right is 1/0 for texts taught since (whether the
-        verdict's best label was the one taught), NaN for the others."""
-        with self._verdicts_lock:
-            records = list(self._verdicts.values())
-        p = np.array([r[0] for r in records], dtype=np.float64)
-        right = np.array([np.nan if r[2] is None else float(r[2]) for r in records], dtype=np.float64)
-        return p, right
+        return self.stream.verdicts()
 
-    def _label_recorded_verdict(self, vector: np.ndarray, label: str) -> None:
-        """A text was taught: its recorded verdict (if any) now knows whether its best label was right."""
-        with self._verdicts_lock:
-            record = self._verdicts.get(vector.tobytes())
-            if record is not None and record[1] is not None and record[2] is None:
-                record[2] = record[1] == label
+    @property
+    def stream_threshold(self) -> float | None:
+        return self.stream.stream_threshold
+
+    @property
+    def online(self) -> tuple[float, str] | None:
+        return self.stream.online
+
+    @property
+    def _checks(self):  # p's checks (tests inject evidence here)
+        return self.stream.checks
+
+    @property
+    def _spot_checks(self):  # the answers' spot checks (tests inject evidence here)
+        return self.stream.spot
 
     def _on_stream(self, fitted: FittedProfile) -> FittedProfile:
-        """The fit answering from the stream's threshold when the stream has set one (`stream_threshold`); a
-        fixed threshold in the profile file is left alone."""
+        """The fit answering from the threshold the stream and spot checks ask for; a fixed threshold in the
+        profile file is left alone, and so is a profile abstaining until its evidence supports answers."""
         if self.base.threshold is not None or is_unsupported(fitted.calibration):
-            return fitted  # a fixed threshold, or a profile abstaining until its evidence supports answers
-        p, right = self.stream_verdicts()
-        with self._verdicts_lock:
-            checks = np.array(self._checks, dtype=np.float64).reshape(-1, 2)
-        # None: too few labelled verdicts to go by p; below MIN_SHARPNESS, p is too far off to go by
-        sharpness = stream_sharpness(checks[:, 0], checks[:, 1])
-        usable = sharpness is not None and sharpness >= MIN_SHARPNESS
-        threshold = stream_threshold(p, self.base.target_accuracy, right, sharpness) if usable else None
-        self.stream_threshold = threshold
-        return fitted if threshold is None else fitted.with_threshold(threshold)
+            return fitted
+        served = None if self.snapshot is None else self.snapshot.threshold(True)[0]
+        return self.stream.operate(fitted, self.base.target_accuracy, served)
+
+    def spot_checks(self) -> dict[str, object]:
+        """The threshold answered at, with its source, and what the spot checks measured (`latent://stats`)."""
+        return self.stream.summary(self.snapshot, self.base.target_accuracy)
 
     # --- first fit ---------------------------------------------------------------------------------------------
 
@@ -313,6 +294,7 @@ class LiveProfile:
 
     def _install_first(self, fitted: FittedProfile, taught_in_fit: int) -> None:
         """Swap in the first fit plus whatever was taught after the rows it was fitted on."""
+        fitted.shipped = len(self._base_texts)  # not yet shared: set before the swap publishes it
         while True:
             with self._lock:
                 late = self._taught[taught_in_fit:]
@@ -339,47 +321,59 @@ class LiveProfile:
             raise InvalidInput(f"label {label!r} is not in profile {self.name!r}; labels: {', '.join(self.labels)}.")
         text = text.strip()
         snapshot = self.snapshot
-        was = None
+        was, check, answered = None, None, False
         if snapshot is not None and snapshot.n:
             verdict = snapshot.verdict(vector, text)
             was = verdict.label
-            if verdict.reason != OUT_OF_SCOPE and self._checks.maxlen:
-                with self._verdicts_lock:
-                    self._checks.append((verdict.p, verdict.best == label))
-        self._label_recorded_verdict(vector, label)
+            # p's check is the ensemble's (also where memory answered); out of scope: answered at no threshold
+            check = verdict.model if verdict.reason != OUT_OF_SCOPE else None
+            answered = verdict.reason is None and verdict.memory is None  # at the threshold: a spot check
+        self.stream.taught(vector, label, check, answered)
         with self._lock:
-            if (label, text) in self._known:
+            if self._latest.get(text) == label:  # already its label (a text relabelled since is taught again)
                 return Learned(self.name, label, False, self.exemplars, was)
-            if self._persist is not None:
-                self._persist(label, text)
-            self._remember(label, text)
+            stored = self._persist(label, text) if self._persist is not None else None
+            self._remember(label, text, getattr(stored, "id", None))
             if self.snapshot is not None:
                 self.snapshot = self.snapshot.with_exemplars(vector[None, :], [self._label_ids[label]], [text])
             exemplars = self.exemplars
         self._schedule_refit()
         return Learned(self.name, label, True, exemplars, was)
 
-    def learn_elsewhere(self, entries: list[tuple[str, str]]) -> int:
-        """Exemplars another process taught (already persisted there): embed and apply them; returns how many."""
-        fresh = [
-            (label, text) for label, text in entries if label in self._label_ids and (label, text) not in self._known
-        ]
+    def learn_elsewhere(self, entries: list[tuple[str, str, int | None]]) -> int:
+        """Exemplars taught through the store (label, text, store id; by another process, or this one: already
+        persisted): embed and apply those this profile does not hold yet; returns how many. Of conflicting labels
+        for one text the one taught last in the store wins here as on every other server."""
+        with self._lock:
+            fresh = [(label, text, i) for label, text, i in entries if self._is_news(label, text, i)]
         if not fresh:
             return 0
-        vectors = self._fitter.embedder.embed([text for _, text in fresh])
+        vectors = self._fitter.embedder.embed([text for _, text, _ in fresh])
+        added = 0
         with self._lock:
-            for (label, text), vector in zip(fresh, vectors, strict=True):
-                if (label, text) in self._known:
+            for (label, text, i), vector in zip(fresh, vectors, strict=True):
+                if not self._is_news(label, text, i):
                     continue
-                self._remember(label, text)
+                self._remember(label, text, i)
+                added += 1
                 if self.snapshot is not None:
                     self.snapshot = self.snapshot.with_exemplars(vector[None, :], [self._label_ids[label]], [text])
-        self._schedule_refit()
-        return len(fresh)
+        if added:
+            self._schedule_refit()
+        return added
 
-    def _remember(self, label: str, text: str) -> None:
+    def _is_news(self, label: str, text: str, store_id: int | None) -> bool:
+        """Whether a stored teach changes what this profile holds (under `_lock`): a known label, a label this
+        profile does not have, or a teach older than the last one seen of that text (its own) changes nothing."""
+        if label not in self._label_ids or self._latest.get(text) == label:
+            return False
+        return store_id is None or store_id > self._latest_id.get(text, 0)
+
+    def _remember(self, label: str, text: str, store_id: int | None = None) -> None:
         self._taught.append((label, text))
-        self._known.add((label, text))
+        self._latest[text] = label
+        if store_id is not None:
+            self._latest_id[text] = max(store_id, self._latest_id.get(text, 0))
         self._digest.update(f"{label}\0{text}\n".encode())
 
     # --- background refit --------------------------------------------------------------------------------------
@@ -482,8 +476,11 @@ class LiveProfile:
         warm_start: FittedProfile | None = None,
     ) -> FittedProfile:
         if len(texts) == 0:
-            return FittedProfile.empty(self.base, self._fitter.embedder.dim)
-        return FittedProfile.fit(self.base, vectors, texts, y, reuse, warm_start)
+            fitted = FittedProfile.empty(self.base, self._fitter.embedder.dim)
+        else:
+            fitted = FittedProfile.fit(self.base, vectors, texts, y, reuse, warm_start)
+        fitted.shipped = len(self._base_texts)  # not yet shared: set before a swap publishes it
+        return fitted
 
     def _rows(self) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
         """Every exemplar text and label id (the file's, then the taught ones in order), and the taught pairs."""

@@ -1,0 +1,108 @@
+"""A profile's record of its own stream: the verdicts it gave (each text once) and, once a text is taught, whether
+the verdict had been right; from these every background refit sets the threshold it answers at
+(`judge.threshold.online_threshold`). Split from `live_profile` (the fit lifecycle), which owns one of these.
+
+Who owns what: `_lock` guards `_verdicts` and `checks`, held only to record or mark one (any thread that judges or
+teaches) or to copy them (the refit thread). `stream_threshold` and `online` are written by the refit thread only
+(one per profile) and read by anyone (a reference read)."""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+import numpy as np
+
+from mcp_latent.judge.fitted import FittedProfile
+from mcp_latent.judge.stream import MIN_SHARPNESS, stream_sharpness, stream_threshold
+from mcp_latent.judge.threshold import online_threshold
+
+
+class StreamRecord:
+    """Recent verdicts and spot checks of one profile, and the online threshold they set."""
+
+    def __init__(self, window: int):
+        self.window = window
+        self._lock = threading.Lock()
+        # Per text (its vector's bytes: a handle judged twice counts once), oldest first: [p, best label, whether
+        # the best label was right], the last None until the text is taught (an escalation, or a spot check).
+        self._verdicts: dict[bytes, list] = {}
+        # (p, best label right) of the verdict each taught text had just before it was taught: p's check.
+        self.checks: collections.deque[tuple[float, bool]] = collections.deque(maxlen=window)
+        # ...of those the verdicts that had been answered at the threshold: spot checks of the answers. Apart, as
+        # a deployment teaches every escalation but only some answers: pooled, the escalations just below the
+        # threshold (the hard texts) outweighed the answers (HWU64 stream: raised 0.92 -> 0.96 on them).
+        self.spot: collections.deque[tuple[float, bool]] = collections.deque(maxlen=window)
+        self.stream_threshold: float | None = None  # the threshold the stream's verdicts asked for last (or None)
+        # The threshold answered at instead of the fit's, and why ("stream" / "spot checks"); None: the fit's own.
+        self.online: tuple[float, str] | None = None
+
+    def observe(self, vector: np.ndarray, p: float, in_scope: bool, best: str | None = None) -> None:
+        """Record a verdict (texts cut as out of scope are answered at no threshold: left out); `best`: its most
+        probable label, also when unsure (a later teach of the text says whether it was right)."""
+        if not self.window or not in_scope:
+            return
+        key = vector.tobytes()
+        with self._lock:
+            if key in self._verdicts:
+                return
+            self._verdicts[key] = [p, best, None]
+            if len(self._verdicts) > self.window:
+                del self._verdicts[next(iter(self._verdicts))]  # dicts keep insertion order: oldest goes
+
+    def verdicts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(p, right) of the recorded verdicts, oldest first; right is 1/0 for texts taught since (whether the
+        verdict's best label was the one taught), NaN for the others."""
+        with self._lock:
+            records = list(self._verdicts.values())
+        p = np.array([r[0] for r in records], dtype=np.float64)
+        right = np.array([np.nan if r[2] is None else float(r[2]) for r in records], dtype=np.float64)
+        return p, right
+
+    def taught(self, vector: np.ndarray, label: str, check: tuple[float, str] | None, answered: bool = False) -> None:
+        """A text was taught `label`: its recorded verdict (if any) now knows whether its best label was right, and
+        `check` ((p, best label) of the verdict it had just before, None: none to count) joins p's checks, and the
+        spot checks when that verdict was `answered` at the threshold."""
+        with self._lock:
+            if check is not None and self.checks.maxlen:
+                self.checks.append((check[0], check[1] == label))
+                if answered:
+                    self.spot.append((check[0], check[1] == label))
+            record = self._verdicts.get(vector.tobytes())
+            if record is not None and record[1] is not None and record[2] is None:
+                record[2] = record[1] == label
+
+    def _checks(self, spot: bool = False) -> np.ndarray:
+        with self._lock:
+            return np.array(self.spot if spot else self.checks, dtype=np.float64).reshape(-1, 2)
+
+    def operate(self, fitted: FittedProfile, target: float, served: float | None) -> FittedProfile:
+        """`fitted` answering from the threshold the deployment's evidence asks for (`online_threshold`: the
+        stream's verdicts may lower it, spot checks below the target raise it just to meet it); `served`: the
+        threshold answered at until now. (A fixed threshold in the profile file wins anyway.)"""
+        p, right = self.verdicts()
+        checks = self._checks()
+        # None: too few labelled verdicts to go by p; below MIN_SHARPNESS, p is too far off to go by
+        sharpness = stream_sharpness(checks[:, 0], checks[:, 1])
+        usable = sharpness is not None and sharpness >= MIN_SHARPNESS
+        self.stream_threshold = stream_threshold(p, target, right, sharpness) if usable else None
+        fit, source = fitted.threshold(True)
+        spot = self._checks(spot=True)
+        self.online = online_threshold(
+            fit, target, self.stream_threshold, spot[:, 0], spot[:, 1], source != "default", served
+        )
+        return fitted if self.online is None else fitted.with_threshold(*self.online)
+
+    def summary(self, snapshot: FittedProfile | None, target: float) -> dict[str, object]:
+        """What the taught texts said about the answers (for `latent://stats`): the threshold answered at with its
+        source, and how many verdicts answered at it were taught after, and how often they agreed."""
+        checks = self._checks(spot=True)
+        out: dict[str, object] = {"target": target}
+        if snapshot is not None:
+            threshold, source = snapshot.threshold(True)
+            out["threshold"] = [round(threshold, 3), source]
+            answered = checks[:, 0] >= threshold
+            if answered.any():
+                out["checked"] = int(np.sum(answered))
+                out["checked_agreement"] = round(float(checks[answered, 1].mean()), 3)
+        return out

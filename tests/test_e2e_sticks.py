@@ -1,0 +1,45 @@
+"""A taught decision sticks through a real `mcp-latent serve` over stdio, with the real model and the shipped risk
+profile: the taught proposal and a copy of it in other case and punctuation get the taught label from the next
+call (`detail` says it came from memory), the same proposal without its rollback plan and backup does not (its
+embedding is 0.958 similar, closer than the copy's 0.969 to a paraphrase: the words expert tells them apart), and
+`detail` names the threshold's source."""
+
+from __future__ import annotations
+
+import pytest
+from mcp import Client
+from test_e2e_stdio import call, params
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio, pytest.mark.usefixtures("warm_profile_cache")]
+
+TAUGHT = (
+    "Migrate the billing database to the new cluster this weekend with a tested rollback plan and a verified backup."
+)
+NEAR_COPY = (
+    "migrate the billing database to the new cluster this weekend, with a tested rollback plan and a verified backup"
+)
+OPPOSITE = "Migrate the billing database to the new cluster this weekend without any rollback plan or backup."
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+async def judged(client: Client, text: str) -> dict:
+    return (await call(client, "evaluate", {"text": text, "profiles": ["risk"], "detail": True}))["verdicts"]["risk"]
+
+
+async def test_a_taught_proposal_and_a_near_copy_are_answered_as_taught_a_minimal_pair_opposite_is_not(tmp_path):
+    async with Client(params(tmp_path / "d"), mode="legacy", read_timeout_seconds=300) as client:
+        before = await judged(client, TAUGHT)
+        assert before["threshold"][1] == "fit" and "memory" not in before
+        label = "low"  # a migration with its safeguards: the profile leans to medium
+        assert before["top"][0][0] != label
+        await call(client, "teach", {"profile": "risk", "label": label, "text": TAUGHT})
+        for text in (TAUGHT, NEAR_COPY):  # the next call, no refit waited for
+            verdict = await judged(client, text)
+            assert verdict["label"] == label and "unsure" not in verdict, verdict
+            assert verdict["memory"]["taught"] is True
+        opposite = await judged(client, OPPOSITE)
+        assert "memory" not in opposite and opposite["label"] != label, opposite
