@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mcp_latent import __version__
-from mcp_latent.errors import InvalidInput, LatentError
+from mcp_latent.errors import InvalidInput, LatentError, NotAllowed
+from mcp_latent.server.auth import principal_of
 from mcp_latent.server.models import (
     DESTROYS,
     READ_ONLY,
@@ -32,6 +33,7 @@ from mcp_latent.server.models import (
     TeachOut,
 )
 from mcp_latent.server.schema import LatentTool, compact_input_schema, compact_output_schema, compact_result, minified
+from mcp_latent.service.teachers import CURRENT_TEACHER
 from mcp_latent.settings import Settings
 
 if TYPE_CHECKING:  # imported at run time only where a service is built: numpy and the engine come with it
@@ -76,14 +78,27 @@ class LatentServer(MCPServer):
     """MCPServer whose unknown-tool error lists the tools this server offers (read-only mode and the allow-list
     hide some)."""
 
-    def __init__(self, *args: Any, tools: list[LatentTool], **kwargs: Any):
+    def __init__(self, *args: Any, tools: list[LatentTool], default_namespace: str = "default", **kwargs: Any):
         super().__init__(*args, tools=tools, **kwargs)  # type: ignore[arg-type]
         self.offered = tuple(tool.name for tool in tools)  # fixed at construction: tools are never added later
+        self.default_namespace = default_namespace
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         if name not in self.offered:
             raise ToolError(f"no tool {name!r} on this server; tools: {', '.join(self.offered)}.")
-        return await super().call_tool(name, arguments, context)
+        # The caller's token scope (HTTP with tokens; none over stdio), checked before any work; its name is the
+        # teacher recorded for what this call teaches (worker threads inherit the context variable).
+        principal = principal_of(context)
+        if principal is not None:
+            try:
+                principal.check(name, arguments, self.default_namespace)
+            except NotAllowed as exc:
+                raise ToolError(str(exc)) from exc
+        teacher = CURRENT_TEACHER.set(principal.name if principal is not None else None)
+        try:
+            return await super().call_tool(name, arguments, context)
+        finally:
+            CURRENT_TEACHER.reset(teacher)
 
 
 def selected_tools(settings: Settings, tools: list[LatentTool]) -> list[LatentTool]:
@@ -256,6 +271,7 @@ def build_server(settings: Settings | None = None, service: LatentService | Defe
         lifespan=lifespan,
         log_level=settings.log_level,
         tools=selected_tools(settings, tools),
+        default_namespace=settings.default_namespace,
     )
 
     @server.resource("latent://profiles", name="profiles", mime_type="application/json")
