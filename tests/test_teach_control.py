@@ -82,6 +82,7 @@ def test_scopes_decide_each_tool_call():
     planner.check("teach", {"profile": "kind", "label": "fruit", "text": "x"}, "default")
     planner.check("teach", {"labels": {"kind": "fruit"}, "handle": "h_x", "namespace": "team-a"}, "default")
     planner.check("profiles", {}, "default")
+    planner.check("evaluate", {"text": "x"}, "default")  # a text alone reads no namespace
     refused = [
         ("handoff", {"text": "x", "namespace": "shared"}, "may not write namespace 'shared'"),
         ("handoff", {"text": "x"}, "may not write namespace 'default'"),  # the default namespace is checked too

@@ -98,7 +98,8 @@ class Principal:
         if tool in ("handoff", "embed", "drop_namespace") and isinstance(namespace, str):
             if not self.may_write(namespace):
                 raise NotAllowed(f"token {self.name!r} may not write namespace {namespace!r}. {self._scope()}")
-        if tool in READING_TOOLS and isinstance(namespace, str) and not self.may_read(namespace):
+        reads_store = tool in READING_TOOLS and not (tool == "evaluate" and arguments.get("handle") is None)
+        if reads_store and isinstance(namespace, str) and not self.may_read(namespace):  # a text alone reads none
             raise NotAllowed(f"token {self.name!r} may not read namespace {namespace!r}. {self._scope()}")
         if tool == "teach":
             named = [arguments.get("profile")] + list(arguments.get("labels") or {})

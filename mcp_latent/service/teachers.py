@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from mcp_latent.errors import InvalidInput
+from mcp_latent.errors import InvalidInput, LatentError
 
 if TYPE_CHECKING:  # the server imports this module for CURRENT_TEACHER before numpy and the store are wanted
     from mcp_latent.service.live_profile import LiveProfile
@@ -53,7 +53,12 @@ def follow_reverts(store: LatentStore | None, live: Mapping[str, LiveProfile], n
 def taught_by_teacher(store: LatentStore, totals: dict[str, dict[str, Any]]) -> None:
     """Add `by_teacher` ({teacher: exemplars taught and not reverted}, from the store: every server's teaches) to
     each profile's stats."""
-    for profile, counts in store.taught_counts().items():
+    try:
+        counts_by_profile = store.taught_counts()
+    except LatentError as exc:  # the store is down: the other counts still answer
+        log.warning("taught exemplars per teacher not counted: %s", exc)
+        return
+    for profile, counts in counts_by_profile.items():
         entry = totals.get(profile)
         if entry is not None:
             entry["by_teacher"] = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
