@@ -65,13 +65,20 @@ def anyio_backend():
     return "asyncio"
 
 
+STORE_ENV: dict[str, str] = {}  # set per test: the PostgreSQL store's URL and schema, or nothing (SQLite)
+
+
 def env_for(tmp_path: Path) -> dict[str, str]:
-    return server_env() | {
-        "MCP_LATENT_BUILTIN_PROFILES": "false",  # only the test's profile: nothing large to fit
-        "MCP_LATENT_PROFILES_DIR": str(tmp_path / "profiles"),
-        "MCP_LATENT_STORE_POLL_SECONDS": "0.5",
-        "MCP_LATENT_TOKENS_POLL_SECONDS": "0.2",
-    }
+    return (
+        server_env()
+        | STORE_ENV
+        | {
+            "MCP_LATENT_BUILTIN_PROFILES": "false",  # only the test's profile: nothing large to fit
+            "MCP_LATENT_PROFILES_DIR": str(tmp_path / "profiles"),
+            "MCP_LATENT_STORE_POLL_SECONDS": "0.5",
+            "MCP_LATENT_TOKENS_POLL_SECONDS": "0.2",
+        }
+    )
 
 
 def start(tmp_path: Path, port: int, *extra: str) -> subprocess.Popen:
@@ -110,7 +117,17 @@ async def until(client, text: str, wanted: str, seconds: float = 30.0) -> dict:
         await anyio.sleep(0.3)
 
 
-async def test_a_poisoned_teach_is_reverted_on_every_server(tmp_path):
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request, monkeypatch):
+    if request.param == "postgres":
+        url, schema = request.getfixturevalue("postgres").url, request.getfixturevalue("pg_schema")
+        monkeypatch.setattr(
+            "test_teach_control_e2e.STORE_ENV", {"MCP_LATENT_STORE_URL": url, "MCP_LATENT_STORE_SCHEMA": schema}
+        )
+    return request.param
+
+
+async def test_a_poisoned_teach_is_reverted_on_every_server(tmp_path, backend):
     write_profile(tmp_path / "profiles", "deploy", {"safe": SAFE, "unsafe": UNSAFE})
     (tmp_path / "tokens.toml").write_text(TOKENS)
     port_a, port_b = free_port(), free_port()
@@ -173,3 +190,20 @@ async def test_a_poisoned_teach_is_reverted_on_every_server(tmp_path):
         for proc in (a, b):
             proc.terminate()
             proc.wait(30)
+
+
+async def test_over_stdio_the_local_user_is_the_teacher(tmp_path):
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    write_profile(tmp_path / "profiles", "deploy", {"safe": SAFE, "unsafe": UNSAFE})
+    command = server_command() + ["serve", "--data-dir", str(tmp_path / "d")]
+    env = env_for(tmp_path) | {"MCP_LATENT_LOCAL_TEACHER": "alice-laptop"}
+    server = StdioServerParameters(command=command[0], args=command[1:], env=env)
+    async with Client(server, mode="legacy") as client:
+        await call(client, "teach", {"profile": "deploy", "label": "unsafe", "text": POISON})
+    listed = cli(tmp_path, "profiles", "untaught", "list", "--profile", "deploy", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(r["teacher"], r["label"], r["text"]) for r in rows] == [("alice-laptop", "unsafe", POISON)]
+    assert abs(rows[0]["taught_at"] - time.time()) < 600
