@@ -116,7 +116,10 @@ class SqliteStore(LatentStore):
         self._index_lock = threading.RLock()
         self._indexes: dict[str, _NamespaceIndex] = {}
         self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []  # every thread's reader, closed by `close`
+        # Every live thread's reader, closed by `close`. Worker threads come and go (anyio ends one idle for 10 s):
+        # a dead thread's reader is closed when the next one is made, else each burst of calls left connections
+        # (a page cache and three file descriptors each) open for the life of the server.
+        self._readers: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._readers_lock = threading.Lock()
         self._closed = False
         with self._translated("open the latent store"):
@@ -146,7 +149,11 @@ class SqliteStore(LatentStore):
             db.execute("PRAGMA query_only=ON")
             self._local.db = db
             with self._readers_lock:
-                self._readers.append(db)
+                dead = [old for thread, old in self._readers if not thread.is_alive()]
+                self._readers = [(thread, old) for thread, old in self._readers if thread.is_alive()]
+                self._readers.append((threading.current_thread(), db))
+            for old in dead:  # its thread is gone: nobody can be using it
+                old.close()
         return db
 
     @contextmanager
@@ -213,7 +220,7 @@ class SqliteStore(LatentStore):
                 self._closed = True
                 self._writer.close()
             with self._readers_lock:
-                for db in self._readers:
+                for _, db in self._readers:
                     db.close()
                 self._readers.clear()
 
