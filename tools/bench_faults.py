@@ -345,12 +345,20 @@ def main() -> int:
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL faults")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile-cache", default=str(Path(tempfile.gettempdir()) / "mcp-latent-bench-profiles"))
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a server setting, e.g. EMBED_CACHE_SIZE=256",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 clients x 50 calls, 0.5 min soak")
     parser.add_argument("--out", default="faults-out")
     args = parser.parse_args()
     if args.quick:
         args.clients, args.calls_per_client, args.soak_minutes, args.soak_rate, args.fault_writes = 2, 50, 0.5, 5, 20
     args.server_env = {"MCP_LATENT_PROFILE_CACHE_DIR": args.profile_cache}
+    args.server_env |= {f"MCP_LATENT_{k.upper()}": v for k, _, v in (item.partition("=") for item in args.setting)}
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
