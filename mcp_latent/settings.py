@@ -262,6 +262,22 @@ class Settings(BaseSettings):
         description="serve the HTTP page at `/` and `/metrics` without the bearer token (they show counts, "
         "latencies, profile and namespace names, never texts); off: they need the token like `/mcp`",
     )
+    tokens_file: Path | None = Field(
+        None,
+        description="TOML file of named, scoped bearer tokens (namespaces each may read and write, profiles each "
+        "may teach, read-only); re-read when it changes, a bad edit keeps the last good tokens "
+        "(docs/teach-control.md). `token` stays a full-access token beside them",
+    )
+    tokens_poll_seconds: float = Field(
+        2.0, gt=0, description="how often the server looks at `tokens_file`'s modification time (a stat, off the loop)"
+    )
+    local_teacher: str = Field(
+        "local",
+        min_length=1,
+        max_length=200,
+        description="the teacher recorded for exemplars taught over stdio or over HTTP without a token (the local "
+        "user); HTTP teaches record the token's name",
+    )
     structured_content: bool = Field(
         True,
         description="send `structuredContent` (and output schemas) beside the minified text; set false for clients "

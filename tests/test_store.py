@@ -380,3 +380,33 @@ def test_threads_of_two_instances_writing_searching_and_compacting_at_once(tmp_p
             assert store.similar("ns", record.vector, 1)[0][0].handle == record.handle
         assert len(store.similar("ns", live[0].vector, 50)) == 40
         store.close()
+
+
+def test_readers_of_finished_threads_are_closed(store):
+    """Each thread reads through its own connection. Worker threads come and go; their connections used to stay
+    open until the store closed (30 threads, 30 connections, 90 file descriptors, one page cache each)."""
+    store.add("ns", unit(3), ["a", "b", "c"])
+    for _ in range(30):
+        worker = threading.Thread(target=store.count, args=("ns",))
+        worker.start()
+        worker.join()
+    assert len(store._readers) <= 2  # the last worker's (closed when the next is made) and none of the others
+    assert store.count("ns") == 3  # this thread's reader is made, and reads
+    alive = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:  # a live thread's reader is never closed under it
+        store.count("ns")
+        alive.set()
+        release.wait(10)
+        assert store.count("ns") == 3
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    alive.wait(10)
+    for _ in range(5):
+        worker = threading.Thread(target=store.count, args=("ns",))
+        worker.start()
+        worker.join()
+    release.set()
+    holder.join()

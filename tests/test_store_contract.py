@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mcp_latent.errors import InvalidInput, NotFound, StoreError
-from mcp_latent.store.base import HandoffFilter, LatentStore
+from mcp_latent.store.base import UNKNOWN_TEACHER, HandoffFilter, LatentStore
 from mcp_latent.store.sqlite import SqliteStore
 
 DIM = 16
@@ -178,6 +178,52 @@ def test_taught_import_key_is_idempotent(store):
     assert store.add_taught("p", "a", "x", source="import:p.taught.jsonl", import_key="p.taught.jsonl:1") is not None
     assert store.add_taught("p", "a", "x", source="import:p.taught.jsonl", import_key="p.taught.jsonl:1") is None
     assert len(store.taught(profile="p")) == 1
+
+
+def test_taught_exemplars_record_their_teacher_and_when(open_backend):
+    first, second = open_backend(), open_backend()
+    before = time.time() - 1
+    taught = first.add_taught("risk", "high", "rm -rf /", source="teach", teacher="planner")
+    old = first.add_taught("risk", "low", "rename a file")  # as taught before teachers were recorded
+    assert taught is not None and taught.teacher == "planner" and before <= taught.taught_at <= time.time() + 1
+    read = {t.text: t for t in second.taught()}
+    assert read["rm -rf /"].teacher == "planner" and read["rm -rf /"].taught_at == pytest.approx(taught.taught_at)
+    assert read["rename a file"].teacher is None and old is not None
+    assert second.taught_counts() == {"risk": {"planner": 1, UNKNOWN_TEACHER: 1}}
+
+
+def test_find_and_revert_taught_by_teacher_and_time(open_backend):
+    first, second = open_backend(), open_backend()
+    a = first.add_taught("risk", "low", "drop the prod database", teacher="mallory")
+    time.sleep(0.05)
+    middle = time.time()
+    time.sleep(0.05)
+    b = first.add_taught("risk", "low", "disable the firewall", teacher="mallory")
+    c = first.add_taught("risk", "high", "delete all backups", teacher="alice")
+    d = first.add_taught("mood", "sad", "a catastrophe", teacher="mallory")
+    assert a and b and c and d
+    assert [t.id for t in second.find_taught(teacher="mallory")] == [a.id, b.id, d.id]
+    assert [t.id for t in second.find_taught(teacher="mallory", since=middle)] == [b.id, d.id]
+    assert [t.id for t in second.find_taught(teacher="mallory", until=middle)] == [a.id]
+    assert [t.id for t in second.find_taught(teacher="mallory", profile="risk")] == [a.id, b.id]
+    assert [t.id for t in second.find_taught(teacher=UNKNOWN_TEACHER)] == []
+    cursor = second.changes().cursor
+    reverted = second.revert_taught([a.id, b.id, 10**9], reverted_by="operator")
+    assert [t.id for t in reverted] == [a.id, b.id]
+    assert second.revert_taught([a.id]) == []  # reverting twice reverts nothing more
+    changed = first.changes(cursor)
+    assert changed.reverted == {"risk"} and changed.profiles == set()
+    # A reverted exemplar is never read again (a restarting server, another server following), nor counted.
+    assert [t.id for t in first.taught()] == [c.id, d.id]
+    assert [t.id for t in first.find_taught(teacher="mallory")] == [d.id]
+    assert first.taught_counts() == {"risk": {"alice": 1}, "mood": {"mallory": 1}}
+
+
+def test_a_reverted_import_stays_reverted_on_reimport(store):
+    first = store.add_taught("p", "a", "x", source="import:p.taught.jsonl", import_key="p.taught.jsonl:1")
+    assert first is not None and [t.id for t in store.revert_taught([first.id])] == [first.id]
+    assert store.add_taught("p", "a", "x", source="import:p.taught.jsonl", import_key="p.taught.jsonl:1") is None
+    assert store.taught(profile="p") == []
 
 
 def test_changes_name_removals_and_teaches_but_not_inserts(open_backend):

@@ -15,8 +15,8 @@ control characters, huge integers, deep nesting), made-up and real handles, junk
 The server must stay up (a `profiles` call every 250 calls) and write no traceback to stderr.
 
 Part 2, HTTP: `--clients` clients, each its own MCP session, each making `--calls-per-client` mixed calls at
-once (handoff with and without verdicts, evaluate by handle and by text, similar, embed, profiles, namespaces,
-teach) in a namespace all share and one of their own. Every error counts. Afterwards every acknowledged handle
+once (handoff with and without verdicts, evaluate by handle and by text, similar, get, embed, profiles,
+namespaces, teach) in a namespace all share and one of their own. Every error counts. Afterwards every acknowledged handle
 is read back (`evaluate` by handle in its namespace).
 
 Writes reliability.json and reliability.md. Not run in CI (minutes of model time); `--quick` is a smoke run.
@@ -288,8 +288,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_http(work: Path, port: int, token: str) -> tuple[subprocess.Popen, Path]:
-    log = work / "http-server.log"
+def start_http(work: Path, port: int, token: str, name: str = "http", **env: str) -> tuple[subprocess.Popen, Path]:
+    """A real HTTP server on `work/<name>-data` (extra settings in `env`), once /healthz answers 200."""
+    log = work / f"{name}-server.log"
     profiles_dir = work / "profiles"
     command = server_command() + [
         "serve",
@@ -298,11 +299,11 @@ def start_http(work: Path, port: int, token: str) -> tuple[subprocess.Popen, Pat
         "--port",
         str(port),
         "--data-dir",
-        str(work / "http-data"),
+        str(work / f"{name}-data"),
         "--profiles-dir",
         str(profiles_dir),
     ]
-    proc = subprocess.Popen(command, env=clean_env(MCP_LATENT_TOKEN=token), stderr=log.open("wb"))
+    proc = subprocess.Popen(command, env=clean_env(MCP_LATENT_TOKEN=token, **env), stderr=log.open("wb"))
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         try:
@@ -329,15 +330,15 @@ async def one_client(
     own = f"client-{number}"
     handles: list[tuple[str, str]] = []
     ops = ["handoff", "handoff+verdicts", "evaluate handle", "evaluate text", "similar", "embed", "profiles"]
-    ops += ["namespaces", "teach"]
-    weights = [15, 15, 25, 10, 12, 10, 5, 5, 3]
+    ops += ["namespaces", "teach", "get"]
+    weights = [15, 15, 25, 10, 12, 10, 5, 5, 3, 8]
     http, client = await http_session(port, token)
     async with http, client:
         for _ in range(calls):
             op = rng.choices(ops, weights)[0]
             namespace = rng.choice(["shared", own])
             mine = [h for h in handles[-50:] if h[1] == namespace]
-            if op in ("evaluate handle", "similar") and not mine:
+            if op in ("evaluate handle", "similar", "get") and not mine:
                 op = "handoff"
             tool, arguments = {
                 "handoff": ("handoff", {"text": proposal(rng), "namespace": namespace, "from_agent": own}),
@@ -352,6 +353,7 @@ async def one_client(
                 "evaluate text": ("evaluate", {"text": proposal(rng), "profiles": ["risk", "category"]}),
                 "similar": ("similar", {"handle": rng.choice(mine)[0] if mine else "", "namespace": namespace, "k": 5}),
                 "embed": ("embed", {"texts": [proposal(rng), proposal(rng)], "namespace": namespace}),
+                "get": ("get", {"handle": rng.choice(mine)[0] if mine else "", "namespace": namespace}),
                 "profiles": ("profiles", {}),
                 "namespaces": ("namespaces", {}),
                 "teach": (
@@ -393,7 +395,7 @@ async def read_back(port: int, token: str, handles: list[tuple[str, str]]) -> li
 
 async def load(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     port, token = free_port(), "reliability-bench-token"
-    proc, log = start_http(work, port, token)
+    proc, log = start_http(work, port, token, **getattr(args, "server_env", {}))  # bench_faults.py shares a cache
     results: dict[str, Any] = {"calls": 0, "errors": [], "handles": [], "latency": {}}
     try:
         started = time.monotonic()

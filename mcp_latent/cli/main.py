@@ -28,6 +28,7 @@ from mcp_latent.cli.store import (
     cmd_postgres_start,
     cmd_postgres_stop,
 )
+from mcp_latent.cli.untaught import add_untaught_parser
 from mcp_latent.errors import LatentError
 from mcp_latent.profiles.spec import DEFAULT_TARGET_OUT_OF_SCOPE_RECALL
 
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     setting_option(serve, "--port", "port", type=int)
     setting_option(serve, "--token-file", "token_file", metavar="FILE")
     setting_option(serve, "--token", "token")
+    setting_option(serve, "--tokens-file", "tokens_file", metavar="FILE")
     serve.set_defaults(func=cmd_serve)
 
     evaluate = commands.add_parser("evaluate", help="print verdicts for a text")
@@ -122,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="print the JSON summary")
     stats.add_argument("--plot", help="also write a PNG of the escalation rate over time to this path")
     stats.set_defaults(func=cmd_profiles_stats)
+
+    add_untaught_parser(sub)
 
     tune = sub.add_parser("tune", help="move a built profile's operating point (no refit; prints the curve)")
     add_common_options(tune)

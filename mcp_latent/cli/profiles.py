@@ -238,6 +238,7 @@ def cmd_profiles_stats(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)  # reads the data dir's stats file only: no model, no fit
     stats = ProfileStats(settings.data_dir / "stats.sqlite")
     summary = stats.summary()
+    _add_teachers(args, summary)
     if args.plot:
         print(f"wrote {plot_escalation(stats, sorted(summary), Path(args.plot))}", file=sys.stderr)
     if args.json:
@@ -252,4 +253,24 @@ def cmd_profiles_stats(args: argparse.Namespace) -> int:
             f"{name:<16} answered {s['answered']:>7}  escalated {s['escalated']:>7} ({rate})  "
             f"taught {s['taught']:>6}  agreement {agreement}"
         )
+        teachers = ", ".join(f"{teacher} {n}" for teacher, n in (s.get("by_teacher") or {}).items())
+        if teachers:
+            print(f"{'':<16} taught exemplars by teacher: {teachers}")
     return 0
+
+
+def _add_teachers(args: argparse.Namespace, summary: dict[str, Any]) -> None:
+    """Each profile's taught exemplars (not reverted) per teacher, from the store: every server's teaches."""
+    from mcp_latent.cli.store import store_from_args
+    from mcp_latent.errors import LatentError
+    from mcp_latent.service.teachers import taught_by_teacher
+
+    try:
+        store = store_from_args(args)
+    except LatentError as exc:  # the counts above need only the stats file: still show them
+        print(f"(teachers not shown: {exc})", file=sys.stderr)
+        return
+    try:
+        taught_by_teacher(store, summary)
+    finally:
+        store.close()

@@ -4,38 +4,46 @@ auth, loopback rules, the socket."""
 from __future__ import annotations
 
 import errno
-import hmac
 import logging
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.responses import JSONResponse
 
 from mcp_latent.errors import InvalidInput
+from mcp_latent.server.auth import PRINCIPAL_KEY, TokenRegistry
 from mcp_latent.server.ops_routes import OPS_PATHS, add_ops_routes
 from mcp_latent.settings import Settings, is_loopback
-
-if TYPE_CHECKING:  # imported at run time only where a service is built: numpy and the engine come with it
-    pass
 
 log = logging.getLogger(__name__)
 
 
 class BearerTokenMiddleware:
-    """Refuse MCP requests without `Authorization: Bearer <token>`; `/healthz` stays open for process managers,
-    and `open_paths` (the usage page and `/metrics` when `open_ops_pages` is set) too."""
+    """Refuse MCP requests without `Authorization: Bearer <token>` of a known token (the single token, or one of
+    the tokens file's: server/auth.py); `/healthz` stays open for process managers, and `open_paths` (the usage
+    page and `/metrics` when `open_ops_pages` is set) too. The caller it authenticated is left in the request's
+    state for the tools' scope checks (`auth.principal_of`)."""
 
-    def __init__(self, app: Any, token: str, open_paths: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        app: Any,
+        token: str | None = None,
+        registry: TokenRegistry | None = None,
+        open_paths: tuple[str, ...] = (),
+    ):
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.registry = registry or TokenRegistry(token, None)
         self.open_paths = ("/healthz", *open_paths)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] not in self.open_paths:
             supplied = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(supplied, self.expected):
+            principal = self.registry.authenticate(supplied)  # a hash and a few compare_digest: microseconds
+            if principal is not None:
+                scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
+            else:
                 # RFC 6750: say which scheme is expected, and whether the token sent was wrong.
                 challenge = 'Bearer error="invalid_token"' if supplied else "Bearer"
                 response = JSONResponse(
@@ -48,12 +56,16 @@ class BearerTokenMiddleware:
         await self.app(scope, receive, send)
 
 
-def http_app(server: MCPServer, settings: Settings, token: str | None = None) -> Any:
-    """The streamable HTTP app at /mcp, with DNS-rebinding checks and the optional bearer token."""
-    if not is_loopback(settings.host) and not token:
+def http_app(
+    server: MCPServer, settings: Settings, token: str | None = None, registry: TokenRegistry | None = None
+) -> Any:
+    """The streamable HTTP app at /mcp, with DNS-rebinding checks and the optional bearer tokens (the single
+    `token`, or `registry`: it and the tokens file's)."""
+    registry = registry or (TokenRegistry(token, None) if token else None)
+    if not is_loopback(settings.host) and not (registry and registry.enabled):
         raise InvalidInput(
-            f"refusing to bind {settings.host} without a token: set MCP_LATENT_TOKEN or --token-file, "
-            "or bind 127.0.0.1."
+            f"refusing to bind {settings.host} without a token: set MCP_LATENT_TOKEN, --token-file or "
+            "--tokens-file, or bind 127.0.0.1."
         )
     if is_loopback(settings.host):
         security = TransportSecuritySettings(
@@ -68,7 +80,9 @@ def http_app(server: MCPServer, settings: Settings, token: str | None = None) ->
         add_ops_routes(server, service, settings)
     app = server.streamable_http_app(transport_security=security, host=settings.host)
     open_paths = OPS_PATHS if settings.open_ops_pages else ()
-    return BearerTokenMiddleware(app, token, open_paths) if token else app
+    return (
+        BearerTokenMiddleware(app, registry=registry, open_paths=open_paths) if registry and registry.enabled else app
+    )
 
 
 def bind_listener(host: str, port: int) -> socket.socket:

@@ -6,6 +6,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Literal
 
+from mcp_latent.server.auth import TokenRegistry
 from mcp_latent.server.deferred import DeferredService, one_blas_thread
 from mcp_latent.server.http import bind_listener, endpoint_url, http_app
 from mcp_latent.server.tools import build_server
@@ -39,17 +40,20 @@ def serve(
     # Everything that can be refused is checked before the model starts loading: a token file, a public bind
     # without a token, a port in use.
     token = settings.bearer_token()
+    tokens = TokenRegistry(token, settings.tokens_file, settings.tokens_poll_seconds)  # a bad tokens file refuses
     from mcp_latent.service.api import LatentService
 
     one_blas_thread()  # numpy's BLAS came with the service module
     service = LatentService(settings)
-    app = http_app(build_server(settings, service), settings, token)
+    app = http_app(build_server(settings, service), settings, token, tokens)
     listener = bind_listener(settings.host, settings.port)
+    tokens.start()
     try:
         service.start_in_background()  # warm up before the first client connects; /healthz says 503 until ready
         print(f"mcp-latent: listening on {endpoint_url(listener)}", file=sys.stderr, flush=True)
         config = uvicorn.Config(app, log_level=settings.log_level.lower())
         uvicorn.Server(config).run(sockets=[listener])
     finally:
+        tokens.stop()
         listener.close()
         service.close()

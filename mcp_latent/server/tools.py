@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mcp_latent import __version__
-from mcp_latent.errors import InvalidInput, LatentError
+from mcp_latent.errors import InvalidInput, LatentError, NotAllowed
+from mcp_latent.server.auth import principal_of
 from mcp_latent.server.models import (
     DESTROYS,
     READ_ONLY,
@@ -37,6 +38,7 @@ from mcp_latent.server.models import (
     TeachOut,
 )
 from mcp_latent.server.schema import LatentTool, compact_input_schema, compact_output_schema, compact_result, minified
+from mcp_latent.service.teachers import CURRENT_TEACHER
 from mcp_latent.settings import Settings
 
 if TYPE_CHECKING:  # imported at run time only where a service is built: numpy and the engine come with it
@@ -99,10 +101,18 @@ class LatentServer(MCPServer):
     """MCPServer whose unknown-tool error lists the tools this server offers (read-only mode and the allow-list
     hide some)."""
 
-    def __init__(self, *args: Any, tools: list[LatentTool], on_call: Callable[[str, str, float], None], **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        tools: list[LatentTool],
+        on_call: Callable[[str, str, float], None],
+        default_namespace: str = "default",
+        **kwargs: Any,
+    ):
         super().__init__(*args, tools=tools, **kwargs)  # type: ignore[arg-type]
         self.offered = tuple(tool.name for tool in tools)  # fixed at construction: tools are never added later
         self.on_call = on_call  # counts every call and its duration; runs on the event loop, so it never waits
+        self.default_namespace = default_namespace
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         if name not in self.offered:
@@ -110,11 +120,21 @@ class LatentServer(MCPServer):
             raise ToolError(f"no tool {name!r} on this server; tools: {', '.join(self.offered)}.")
         started = time.perf_counter()
         outcome = "error"
+        # The caller's token scope (HTTP with tokens; none over stdio), checked before any work; its name is the
+        # teacher recorded for what this call teaches (worker threads inherit the context variable).
+        principal = principal_of(context)
+        teacher = CURRENT_TEACHER.set(principal.name if principal is not None else None)
         try:
+            if principal is not None:
+                try:
+                    principal.check(name, arguments, self.default_namespace)
+                except NotAllowed as exc:
+                    raise ToolError(str(exc)) from exc
             result = await super().call_tool(name, arguments, context)
             outcome = "error" if getattr(result, "is_error", False) else "ok"
             return result
         finally:
+            CURRENT_TEACHER.reset(teacher)
             self.on_call(name, outcome, time.perf_counter() - started)
 
 
@@ -339,6 +359,7 @@ def build_server(settings: Settings | None = None, service: LatentService | Defe
         log_level=settings.log_level,
         tools=selected_tools(settings, tools),
         on_call=service.stats.record_call,  # a deque append (DeferredService has its stats before it is built)
+        default_namespace=settings.default_namespace,
     )
 
     server.service = service  # for the HTTP app's `/metrics` and usage page (server/ops_routes.py)

@@ -25,6 +25,7 @@ from mcp_latent.service.checks import check_meta, check_name, check_text, check_
 from mcp_latent.service.live_profile import Learned, LiveProfile
 from mcp_latent.service.maintenance import StoreMaintenance
 from mcp_latent.service.namespaces import export_namespace
+from mcp_latent.service.teachers import current_teacher, follow_reverts, taught_by_teacher
 from mcp_latent.service.usage_stats import FIELDS, ProfileStats, describe
 from mcp_latent.service.user_profiles import ProfileEditor
 from mcp_latent.settings import Settings
@@ -102,6 +103,7 @@ class LatentService:
                 self.store,
                 self._learn_taught,
                 taught_after=self.registry.taught_cursor,
+                on_reverted=lambda names: follow_reverts(self.store, self.live, names),
                 max_records=s.retention_max_records,
                 ttl_seconds=s.retention_ttl_seconds,
                 retention_interval_seconds=s.retention_interval_seconds,
@@ -163,10 +165,10 @@ class LatentService:
             live.ensure_fitted()
             live.wait_fitted()
 
-    def _persister(self, name: str) -> Callable[[str, str], None]:
+    def _persister(self, name: str) -> Callable[[str, str, str | None], TaughtExemplar | None]:
         """How a taught exemplar of this profile is stored: in the store (per data dir, or the shared database),
         an overlay: profile files, shipped ones above all, are never written."""
-        return lambda label, text: self._store().add_taught(name, label, text, source="teach")
+        return lambda label, text, teacher: self._store().add_taught(name, label, text, source="teach", teacher=teacher)
 
     def close(self) -> None:
         """Save indexes and close the store (waits for a startup in progress, so nothing is left half-open)."""
@@ -291,11 +293,14 @@ class LatentService:
         text: str | None = None,
         namespace: str | None = None,
         labels: dict[str, str] | None = None,
+        teacher: str | None = None,
     ) -> dict[str, Any]:
         """Record a decision as exemplars: `label` for `profile`, or a {profile: label} map for several at once.
         Counted from the next verdict. When a profile had answered, the taught label also counts as agreement
-        (same label) or disagreement (another label) with it: a spot check."""
+        (same label) or disagreement (another label) with it: a spot check. `teacher` is recorded with each
+        exemplar (default: the caller the transport authenticated, see `teachers.current_teacher`)."""
         self.wait_ready()
+        teacher = teacher or current_teacher(self.settings)
         decisions = self._decisions(profile, label, labels)
         namespace = self._namespace(namespace)
         targets = {name: self._live(name) for name in decisions}
@@ -315,7 +320,7 @@ class LatentService:
             raise InvalidInput(
                 "that handle has no stored text (MCP_LATENT_STORE_TEXT is off); pass the exemplar as `text`."
             )
-        learned = {name: live.teach(decisions[name], exemplar, vector) for name, live in targets.items()}
+        learned = {name: live.teach(decisions[name], exemplar, vector, teacher) for name, live in targets.items()}
         for item in learned.values():
             self._count_teach(item)
         return {"taught": {name: self._learned(item) for name, item in learned.items()}}
@@ -429,6 +434,7 @@ class LatentService:
         for name, live in self.live.items():  # this server's operating point and what its spot checks measured
             if name in totals:
                 totals[name]["operating"] = live.spot_checks()
+        taught_by_teacher(self._store(), totals)
         return {"stats": dict(sorted(totals.items()))}
 
     def status(self) -> dict[str, Any]:

@@ -66,7 +66,7 @@ class LiveProfile:
         self,
         profile: Profile,
         fitter: ProfileFitter,
-        persist: Callable[[str, str], None] | None = None,
+        persist: Callable[[str, str, str | None], None] | None = None,
         taught: list[tuple[str, str]] | None = None,
         refit_cpu_share: float = 1.0,
         stream_window: int = 0,
@@ -89,6 +89,10 @@ class LiveProfile:
         self._latest = dict(zip(self._base_texts, (self.labels[i] for i in self._base_y), strict=True))
         self._latest_id: dict[str, int] = {}
         self._digest = hashlib.sha256()
+        # Bumped (under `_lock`) when taught exemplars are dropped (`forget`): a refit begun before then fitted on
+        # rows that are gone, so it is thrown away instead of swapped in. `_forget_lock` serialises forgets.
+        self._epoch = 0
+        self._forget_lock = threading.Lock()
         for label, text in taught or []:
             if label in self._label_ids:  # a label since removed from the file: its exemplars no longer apply
                 self._remember(label, text)
@@ -210,6 +214,15 @@ class LiveProfile:
     def _spot_checks(self):  # the answers' spot checks (tests inject evidence here)
         return self.stream.spot
 
+    def _unlabel_recorded_verdicts(self, vectors: list[np.ndarray]) -> None:
+        """Texts whose teach was reverted: their recorded verdicts no longer know whether they were right (the
+        stream threshold must not learn from a poisoned label)."""
+        with self._verdicts_lock:
+            for vector in vectors:
+                record = self._verdicts.get(vector.tobytes())
+                if record is not None:
+                    record[2] = None
+
     def _on_stream(self, fitted: FittedProfile) -> FittedProfile:
         """The fit answering from the threshold the stream and spot checks ask for; a fixed threshold in the
         profile file is left alone, and so is a profile abstaining until its evidence supports answers."""
@@ -315,8 +328,9 @@ class LiveProfile:
 
     # --- learning ----------------------------------------------------------------------------------------------
 
-    def teach(self, label: str, text: str, vector: np.ndarray) -> Learned:
-        """Add one exemplar: persisted first, counted from the next verdict (a new snapshot), refitted later."""
+    def teach(self, label: str, text: str, vector: np.ndarray, teacher: str | None = None) -> Learned:
+        """Add one exemplar: persisted first (with who taught it), counted from the next verdict (a new snapshot),
+        refitted later."""
         if label not in self._label_ids:
             raise InvalidInput(f"label {label!r} is not in profile {self.name!r}; labels: {', '.join(self.labels)}.")
         text = text.strip()
@@ -332,7 +346,7 @@ class LiveProfile:
         with self._lock:
             if self._latest.get(text) == label:  # already its label (a text relabelled since is taught again)
                 return Learned(self.name, label, False, self.exemplars, was)
-            stored = self._persist(label, text) if self._persist is not None else None
+            stored = self._persist(label, text, teacher) if self._persist is not None else None
             self._remember(label, text, getattr(stored, "id", None))
             if self.snapshot is not None:
                 self.snapshot = self.snapshot.with_exemplars(vector[None, :], [self._label_ids[label]], [text])
@@ -369,6 +383,58 @@ class LiveProfile:
             return False
         return store_id is None or store_id > self._latest_id.get(text, 0)
 
+    def forget(self, remaining: set[tuple[str, str]]) -> int:
+        """Drop every taught exemplar not in `remaining` (the profile's taught pairs the store still holds: an
+        operator reverted the others). Before this returns, the snapshot is rebuilt without them: their neighbours,
+        their words and their pull on the head are gone from the next verdict. Returns how many were dropped."""
+        with self._forget_lock:
+            with self._lock:
+                kept = [pair for pair in self._taught if pair in remaining]
+                dropped = len(self._taught) - len(kept)
+                if not dropped:
+                    return 0
+                self._taught = []
+                self._latest = dict(zip(self._base_texts, (self.labels[i] for i in self._base_y), strict=True))
+                self._latest_id = {}
+                self._digest = hashlib.sha256()
+                for label, text in kept:
+                    self._remember(label, text)
+                self._epoch += 1
+                first_fit_running = self.snapshot is None and self._fitting
+            if first_fit_running:  # it may have read the dropped rows: let it finish, then rebuild without them
+                self._fitted_event.wait()
+            if self.snapshot is not None:
+                self._rebuild()
+        log.info("profile %s: %d reverted exemplar(s) dropped", self.name, dropped)
+        return dropped
+
+    def _rebuild(self) -> None:
+        """Make the snapshot exactly the file's exemplars plus `_taught`, in order (vectors reused from the current
+        snapshot, the rest embedded), with the head and words refitted at the current calibration (seconds)."""
+        with self._lock:
+            current, taught = self.snapshot, list(self._taught)
+        assert current is not None
+        base_n = len(self._base_texts)
+        rows = {(self.labels[current.y[i]], current.texts[i]): i for i in range(base_n, current.n)}
+        missing = [text for label, text in taught if (label, text) not in rows]
+        embedded = iter(self._fitter.embedder.embed(missing)) if missing else iter(())
+        taught_vectors = [current.vectors[rows[pair]] if pair in rows else next(embedded) for pair in taught]
+        kept = set(taught)
+        self._unlabel_recorded_verdicts([current.vectors[i] for pair, i in rows.items() if pair not in kept])
+        dim = current.vectors.shape[1]
+        vectors = np.concatenate([current.vectors[:base_n], np.array(taught_vectors, np.float32).reshape(-1, dim)])
+        texts, y, _ = self._rows_of(taught)
+        scaled = self._calibrated_c * self._calibrated_n / max(len(y), 1)
+        fitted = self._fit(vectors, texts, y, replace(current.calibration, c=scaled))
+        with self._lock:
+            latest = self.snapshot
+            assert latest is not None
+            if latest.n > current.n:  # taught while rebuilding (appended to the old line): carry those over
+                new = slice(current.n, latest.n)
+                fitted = fitted.with_exemplars(latest.vectors[new], latest.y[new], latest.texts[new])
+            self.snapshot = fitted
+            self._epoch += 1  # a refit begun on the old rows must not replace this one
+
     def _remember(self, label: str, text: str, store_id: int | None = None) -> None:
         self._taught.append((label, text))
         self._latest[text] = label
@@ -403,7 +469,7 @@ class LiveProfile:
                 continue  # look again: more may have been taught meanwhile
             with self._lock:
                 self._refit_pending = False
-                current, key = self.snapshot, self._fit_key()
+                current, key, epoch = self.snapshot, self._fit_key(), self._epoch
             assert current is not None
             vectors, y, texts = current.vectors.copy(), current.y.copy(), current.texts
             recalibrate = self._recalibration_due(current) and self._pacer.may_recalibrate(time.monotonic())
@@ -424,6 +490,9 @@ class LiveProfile:
                     self._recalibration_tried_n = len(y)
             fitted = self._on_stream(fitted)
             with self._lock:
+                if self._epoch != epoch:  # exemplars were reverted meanwhile: this fit still holds them
+                    self._refit_pending = True
+                    continue
                 latest = self.snapshot
                 assert latest is not None
                 if latest.n > fitted.n:  # taught while refitting: carry those exemplars over
@@ -484,7 +553,9 @@ class LiveProfile:
 
     def _rows(self) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
         """Every exemplar text and label id (the file's, then the taught ones in order), and the taught pairs."""
-        taught = list(self._taught)
+        return self._rows_of(list(self._taught))
+
+    def _rows_of(self, taught: list[tuple[str, str]]) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
         texts = self._base_texts + [text for _, text in taught]
         y = np.concatenate([self._base_y, np.array([self._label_ids[label] for label, _ in taught], dtype=np.int64)])
         return texts, y, taught

@@ -1,4 +1,5 @@
-"""Background upkeep of the shared latent state: retention on a schedule, and following other servers' teaches.
+"""Background upkeep of the shared latent state: retention on a schedule, and following other servers' teaches
+(and operators' reverts).
 
 Retention used to run on a global write counter, so it compacted only the namespace written at that moment (and
 never a namespace nobody writes to). Here one thread applies the cap and TTL to every namespace on a clock.
@@ -30,6 +31,7 @@ class StoreMaintenance:
         on_taught: Callable[[list[TaughtExemplar]], None],
         *,
         taught_after: int,
+        on_reverted: Callable[[set[str]], None] | None = None,
         max_records: int = 0,
         ttl_seconds: float = 0,
         retention_interval_seconds: float = 60.0,
@@ -37,6 +39,7 @@ class StoreMaintenance:
     ):
         self._store = store
         self._on_taught = on_taught
+        self._on_reverted = on_reverted  # profiles an operator reverted exemplars of (rare: reads their taught set)
         self._max_records = max_records or None
         self._ttl_seconds = ttl_seconds or None
         self._retention_interval = retention_interval_seconds
@@ -84,11 +87,11 @@ class StoreMaintenance:
 
     def _follow_taught(self) -> None:
         changes = self._store.changes(self._changes_after)
-        if not changes.profiles:
-            self._changes_after = changes.cursor
-            return
-        new = self._store.taught(after=self._taught_after)
-        if new:
-            self._on_taught(new)  # raises: the cursors stay, the same exemplars come again next poll
-            self._taught_after = new[-1].id
+        if changes.profiles:
+            new = self._store.taught(after=self._taught_after)
+            if new:
+                self._on_taught(new)  # raises: the cursors stay, the same exemplars come again next poll
+                self._taught_after = new[-1].id
+        if changes.reverted and self._on_reverted is not None:
+            self._on_reverted(changes.reverted)  # idempotent: raising leaves the cursor, it runs again next poll
         self._changes_after = changes.cursor

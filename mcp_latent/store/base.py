@@ -45,6 +45,12 @@ HANDOFFS_SCOPE = "handoffs:"
 TAUGHT_SCOPE = "taught:"
 
 
+REVERTED_SCOPE = "reverted:"  # a profile's taught exemplars were reverted: its owners drop them
+
+
+UNKNOWN_TEACHER = "(unknown)"  # how exemplars taught before teachers were recorded are counted and shown
+
+
 def new_handle() -> str:
     return HANDLE_PREFIX + "".join(secrets.choice(_HANDLE_ALPHABET) for _ in range(_HANDLE_BODY))
 
@@ -102,8 +108,24 @@ class TaughtExemplar:
     profile: str
     label: str
     text: str
-    source: str | None  # who or what taught it: "teach", "import:<file>", an agent or host name
+    source: str | None  # how it was taught: "teach", "import:<file>"
     created_at: float
+    teacher: str | None = None  # who taught it: a token's name, the stdio user; None before teachers were recorded
+
+    @property
+    def taught_at(self) -> float:
+        """When it was taught (seconds since the epoch; the database's clock on PostgreSQL)."""
+        return self.created_at
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "profile": self.profile,
+            "label": self.label,
+            "text": self.text,
+            "teacher": self.teacher,
+            "taught_at": round(self.created_at, 3),
+        }
 
 
 @dataclass(frozen=True)
@@ -122,6 +144,11 @@ class Changes:
     def profiles(self) -> set[str]:
         """Profiles that were taught something: their fits are stale."""
         return {s[len(TAUGHT_SCOPE) :] for s in self.scopes if s.startswith(TAUGHT_SCOPE)}
+
+    @property
+    def reverted(self) -> set[str]:
+        """Profiles some of whose taught exemplars were reverted: their owners must drop them."""
+        return {s[len(REVERTED_SCOPE) :] for s in self.scopes if s.startswith(REVERTED_SCOPE)}
 
 
 MetaValue = str | int | float | bool
@@ -207,6 +234,13 @@ class LatentStore(ABC):
       transaction. With an `import_key` it is idempotent: a key already stored returns None and adds nothing.
     - `taught(after=cursor, profile=None)` returns exemplars with `id > after`, in id order (all profiles or one).
     - `drop_taught(profile)` removes every exemplar taught to a profile (a deleted profile); returns how many.
+    - `taught(after=cursor, profile=None)` returns exemplars with `id > after`, in id order (all profiles or one),
+      never a reverted one. Each records its `teacher` (None when taught before teachers were recorded).
+    - `find_taught(profile, teacher, since, until)` lists the exemplars not reverted that match every filter given
+      (`since` <= taught_at < `until`), in id order; `revert_taught(ids, reverted_by)` marks those of the ids not yet
+      reverted as reverted (kept, for the record; never returned by `taught` again, and an `import_key` stays
+      taken so a re-import does not bring one back), bumps `reverted:<profile>` for each profile touched in the
+      same transaction, and returns them. `taught_counts()`: {profile: {teacher: exemplars not reverted}}.
 
     Changes
     - `changes(after=cursor)` is a cheap poll (one indexed read): the scopes (`handoffs:<ns>`, `taught:<profile>`)
@@ -295,11 +329,38 @@ class LatentStore(ABC):
 
     @abstractmethod
     def add_taught(
-        self, profile: str, label: str, text: str, source: str | None = None, import_key: str | None = None
+        self,
+        profile: str,
+        label: str,
+        text: str,
+        source: str | None = None,
+        import_key: str | None = None,
+        teacher: str | None = None,
     ) -> TaughtExemplar | None: ...
 
     @abstractmethod
     def taught(self, after: int = 0, profile: str | None = None) -> list[TaughtExemplar]: ...
+
+    def find_taught(
+        self,
+        profile: str | None = None,
+        teacher: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[TaughtExemplar]:
+        """Exemplars not reverted matching every filter given, in id order (operator tools: list, then revert)."""
+        where, params = _taught_filter(profile, teacher, since, until)
+        return self._select_taught(where, params)
+
+    @abstractmethod
+    def _select_taught(self, where: list[str], params: list[Any]) -> list[TaughtExemplar]:
+        """Rows of `taught` not reverted, matching every condition of `where` (with `?` placeholders), by id."""
+
+    @abstractmethod
+    def revert_taught(self, ids: Sequence[int], reverted_by: str | None = None) -> list[TaughtExemplar]: ...
+
+    @abstractmethod
+    def taught_counts(self) -> dict[str, dict[str, int]]: ...
 
     @abstractmethod
     def drop_taught(self, profile: str) -> int: ...
@@ -309,3 +370,30 @@ class LatentStore(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+TAUGHT_COLUMNS = "id, profile, label, text, source, created_at, teacher"
+
+
+def _taught_filter(
+    profile: str | None, teacher: str | None, since: float | None, until: float | None
+) -> tuple[list[str], list[Any]]:
+    """SQL conditions (with `?` placeholders; a backend swaps its own in) for `find_taught`'s filters. The
+    teacher UNKNOWN_TEACHER selects exemplars taught before teachers were recorded."""
+    where: list[str] = []
+    params: list[Any] = []
+    if profile is not None:
+        where.append("profile = ?")
+        params.append(profile)
+    if teacher == UNKNOWN_TEACHER:
+        where.append("teacher IS NULL")
+    elif teacher is not None:
+        where.append("teacher = ?")
+        params.append(teacher)
+    if since is not None:
+        where.append("created_at >= ?")
+        params.append(float(since))
+    if until is not None:
+        where.append("created_at < ?")
+        params.append(float(until))
+    return where, params

@@ -25,7 +25,7 @@ import functools
 import logging
 import re
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -41,7 +41,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from mcp_latent.errors import LatentError, NotFound, StoreError
 from mcp_latent.store.base import (
     HANDOFFS_SCOPE,
+    REVERTED_SCOPE,
+    TAUGHT_COLUMNS,
     TAUGHT_SCOPE,
+    UNKNOWN_TEACHER,
     Changes,
     Handoff,
     HandoffFilter,
@@ -57,7 +60,6 @@ log = logging.getLogger(__name__)
 
 SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _COLUMNS = "seq, handle, namespace, from_agent, created_at, parent, meta, text, vector"
-_TAUGHT_COLUMNS = "id, profile, label, text, source, created_at"
 # One row per namespace that holds handoffs; first/last by seq (insertion order) through handoffs_by_namespace.
 _NAMESPACES_SQL = (
     "SELECT c.namespace, c.total,"
@@ -554,25 +556,32 @@ class PostgresStore(LatentStore):
 
     @_boundary("store the taught exemplar", retry=False)
     def add_taught(
-        self, profile: str, label: str, text: str, source: str | None = None, import_key: str | None = None
+        self,
+        profile: str,
+        label: str,
+        text: str,
+        source: str | None = None,
+        import_key: str | None = None,
+        teacher: str | None = None,
     ) -> TaughtExemplar | None:
         """Append one exemplar (acknowledged once committed); an `import_key` already stored adds nothing."""
         with self._connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CURSOR_LOCK,))  # ids in commit order
             row = conn.execute(
-                "INSERT INTO taught (profile, label, text, source, created_at, import_key)"
-                f" VALUES (%s, %s, %s, %s, {_NOW}, %s) ON CONFLICT (import_key) DO NOTHING RETURNING id, created_at",
-                (profile, label, text, source, import_key),
+                "INSERT INTO taught (profile, label, text, source, created_at, import_key, teacher)"
+                f" VALUES (%s, %s, %s, %s, {_NOW}, %s, %s) ON CONFLICT (import_key) DO NOTHING"
+                " RETURNING id, created_at",
+                (profile, label, text, source, import_key, teacher),
             ).fetchone()
             if row is None:
                 return None
             self._bump(conn, TAUGHT_SCOPE + profile)
-        return TaughtExemplar(row[0], profile, label, text, source, row[1])
+        return TaughtExemplar(row[0], profile, label, text, source, row[1], teacher)
 
     @_boundary("read taught exemplars")
     def taught(self, after: int = 0, profile: str | None = None) -> list[TaughtExemplar]:
         """Exemplars with id > `after`, oldest first; of one profile or all."""
-        query, params = f"SELECT {_TAUGHT_COLUMNS} FROM taught WHERE id > %s", [after]
+        query, params = f"SELECT {TAUGHT_COLUMNS} FROM taught WHERE id > %s AND reverted_at IS NULL", [after]
         if profile is not None:
             query, params = query + " AND profile = %s", [after, profile]
         with self._connection() as conn:
@@ -586,6 +595,39 @@ class PostgresStore(LatentStore):
             if removed:
                 self._bump(conn, TAUGHT_SCOPE + profile)
         return removed
+
+    @_boundary("read taught exemplars")
+    def _select_taught(self, where: list[str], params: list[Any]) -> list[TaughtExemplar]:
+        conditions = " AND ".join(["reverted_at IS NULL", *(w.replace("?", "%s") for w in where)])
+        with self._connection() as conn:
+            rows = conn.execute(f"SELECT {TAUGHT_COLUMNS} FROM taught WHERE {conditions} ORDER BY id", params)
+            return [TaughtExemplar(*row) for row in rows]
+
+    @_boundary("revert taught exemplars", retry=False)
+    def revert_taught(self, ids: Sequence[int], reverted_by: str | None = None) -> list[TaughtExemplar]:
+        """Mark these exemplars reverted (those not yet), bump each touched profile's revert scope; returns them."""
+        wanted = sorted({int(i) for i in ids})
+        with self._connection() as conn, conn.transaction():
+            rows = conn.execute(
+                f"UPDATE taught SET reverted_at = {_NOW}, reverted_by = %s"
+                f" WHERE id = ANY(%s) AND reverted_at IS NULL RETURNING {TAUGHT_COLUMNS}",
+                (reverted_by, wanted),
+            ).fetchall()
+            reverted = sorted((TaughtExemplar(*row) for row in rows), key=lambda e: e.id)
+            for profile in sorted({e.profile for e in reverted}):
+                self._bump(conn, REVERTED_SCOPE + profile)
+        return reverted
+
+    @_boundary("count taught exemplars")
+    def taught_counts(self) -> dict[str, dict[str, int]]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT profile, teacher, COUNT(*) FROM taught WHERE reverted_at IS NULL GROUP BY profile, teacher"
+            ).fetchall()
+        counts: dict[str, dict[str, int]] = {}
+        for profile, teacher, n in rows:
+            counts.setdefault(profile, {})[teacher or UNKNOWN_TEACHER] = n
+        return counts
 
     @_boundary("poll for changes")
     def changes(self, after: int = 0) -> Changes:

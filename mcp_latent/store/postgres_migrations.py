@@ -103,6 +103,15 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             " GROUP BY namespace",
         ],
     ),
+    (
+        "who taught each exemplar, and reverts (an operator takes a poisoned teach back; the row stays, marked)",
+        [
+            "ALTER TABLE taught ADD COLUMN teacher TEXT",  # NULL: taught before teachers were recorded
+            "ALTER TABLE taught ADD COLUMN reverted_at DOUBLE PRECISION",
+            "ALTER TABLE taught ADD COLUMN reverted_by TEXT",
+            "CREATE INDEX taught_by_teacher ON taught (teacher, created_at)",
+        ],
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -21,7 +21,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +33,10 @@ from mcp_latent.atomic_files import replacing
 from mcp_latent.errors import LatentError, NotFound, StoreError
 from mcp_latent.store.base import (
     HANDOFFS_SCOPE,
+    REVERTED_SCOPE,
+    TAUGHT_COLUMNS,
     TAUGHT_SCOPE,
+    UNKNOWN_TEACHER,
     Changes,
     Handoff,
     HandoffFilter,
@@ -49,7 +52,6 @@ from mcp_latent.store.vector_index import VectorIndex
 log = logging.getLogger(__name__)
 
 _COLUMNS = "seq, handle, namespace, from_agent, created_at, parent, meta, text, vector"
-_TAUGHT_COLUMNS = "id, profile, label, text, source, created_at"
 # One row per namespace that holds handoffs; first/last by seq (insertion order) through handoffs_by_namespace.
 _NAMESPACES_SQL = (
     "SELECT c.namespace, c.n,"
@@ -148,7 +150,10 @@ class SqliteStore(LatentStore):
         self._index_lock = threading.RLock()
         self._indexes: dict[str, _NamespaceIndex] = {}
         self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []  # every thread's reader, closed by `close`
+        # Every live thread's reader, closed by `close`. Worker threads come and go (anyio ends one idle for 10 s):
+        # a dead thread's reader is closed when the next one is made, else each burst of calls left connections
+        # (a page cache and three file descriptors each) open for the life of the server.
+        self._readers: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._readers_lock = threading.Lock()
         self._closed = False
         with self._translated("open the latent store"):
@@ -178,7 +183,11 @@ class SqliteStore(LatentStore):
             db.execute("PRAGMA query_only=ON")
             self._local.db = db
             with self._readers_lock:
-                self._readers.append(db)
+                dead = [old for thread, old in self._readers if not thread.is_alive()]
+                self._readers = [(thread, old) for thread, old in self._readers if thread.is_alive()]
+                self._readers.append((threading.current_thread(), db))
+            for old in dead:  # its thread is gone: nobody can be using it
+                old.close()
         return db
 
     @contextmanager
@@ -245,7 +254,7 @@ class SqliteStore(LatentStore):
                 self._closed = True
                 self._writer.close()
             with self._readers_lock:
-                for db in self._readers:
+                for _, db in self._readers:
                     db.close()
                 self._readers.clear()
 
@@ -485,25 +494,31 @@ class SqliteStore(LatentStore):
 
     @_boundary("store the taught exemplar")
     def add_taught(
-        self, profile: str, label: str, text: str, source: str | None = None, import_key: str | None = None
+        self,
+        profile: str,
+        label: str,
+        text: str,
+        source: str | None = None,
+        import_key: str | None = None,
+        teacher: str | None = None,
     ) -> TaughtExemplar | None:
         """Append one exemplar (acknowledged once committed); an `import_key` already stored adds nothing."""
         now = time.time()
         with self._write() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO taught(profile, label, text, source, created_at, import_key)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (profile, label, text, source, now, import_key),
+                "INSERT OR IGNORE INTO taught(profile, label, text, source, created_at, import_key, teacher)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (profile, label, text, source, now, import_key, teacher),
             )
             if cursor.rowcount == 0:
                 return None
             self._bump(db, TAUGHT_SCOPE + profile)
-        return TaughtExemplar(cursor.lastrowid, profile, label, text, source, now)
+        return TaughtExemplar(cursor.lastrowid, profile, label, text, source, now, teacher)
 
     @_boundary("read taught exemplars")
     def taught(self, after: int = 0, profile: str | None = None) -> list[TaughtExemplar]:
         """Exemplars with id > `after`, oldest first; of one profile or all."""
-        query, params = f"SELECT {_TAUGHT_COLUMNS} FROM taught WHERE id > ?", [after]
+        query, params = f"SELECT {TAUGHT_COLUMNS} FROM taught WHERE id > ? AND reverted_at IS NULL", [after]
         if profile is not None:
             query, params = query + " AND profile = ?", [after, profile]
         return [TaughtExemplar(*row) for row in self._reader().execute(query + " ORDER BY id", params)]
@@ -516,6 +531,45 @@ class SqliteStore(LatentStore):
             if removed:
                 self._bump(db, TAUGHT_SCOPE + profile)
         return removed
+
+    @_boundary("read taught exemplars")
+    def _select_taught(self, where: list[str], params: list[Any]) -> list[TaughtExemplar]:
+        query = f"SELECT {TAUGHT_COLUMNS} FROM taught WHERE " + " AND ".join(["reverted_at IS NULL", *where])
+        return [TaughtExemplar(*row) for row in self._reader().execute(query + " ORDER BY id", params)]
+
+    @_boundary("revert taught exemplars")
+    def revert_taught(self, ids: Sequence[int], reverted_by: str | None = None) -> list[TaughtExemplar]:
+        """Mark these exemplars reverted (those not yet), bump each touched profile's revert scope; returns them."""
+        wanted = sorted({int(i) for i in ids})
+        reverted: list[TaughtExemplar] = []
+        now = time.time()
+        with self._write() as db:
+            for start in range(0, len(wanted), 500):  # SQLite caps the parameters of one statement
+                chunk = wanted[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                reverted += [
+                    TaughtExemplar(*row)
+                    for row in db.execute(
+                        f"SELECT {TAUGHT_COLUMNS} FROM taught WHERE id IN ({marks}) AND reverted_at IS NULL", chunk
+                    )
+                ]
+                db.execute(
+                    f"UPDATE taught SET reverted_at = ?, reverted_by = ? WHERE id IN ({marks}) AND reverted_at IS NULL",
+                    [now, reverted_by, *chunk],
+                )
+            for profile in sorted({e.profile for e in reverted}):
+                self._bump(db, REVERTED_SCOPE + profile)
+        return sorted(reverted, key=lambda e: e.id)
+
+    @_boundary("count taught exemplars")
+    def taught_counts(self) -> dict[str, dict[str, int]]:
+        rows = self._reader().execute(
+            "SELECT profile, teacher, COUNT(*) FROM taught WHERE reverted_at IS NULL GROUP BY profile, teacher"
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for profile, teacher, n in rows:
+            counts.setdefault(profile, {})[teacher or UNKNOWN_TEACHER] = n
+        return counts
 
     @_boundary("poll for changes")
     def changes(self, after: int = 0) -> Changes:

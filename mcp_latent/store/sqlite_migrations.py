@@ -69,6 +69,15 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "INSERT INTO handoff_counts(namespace, n) SELECT namespace, COUNT(*) FROM handoffs GROUP BY namespace",
         ],
     ),
+    (
+        "who taught each exemplar, and reverts (an operator takes a poisoned teach back; the row stays, marked)",
+        [
+            "ALTER TABLE taught ADD COLUMN teacher TEXT",  # NULL: taught before teachers were recorded
+            "ALTER TABLE taught ADD COLUMN reverted_at REAL",
+            "ALTER TABLE taught ADD COLUMN reverted_by TEXT",
+            "CREATE INDEX taught_by_teacher ON taught(teacher, created_at)",
+        ],
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
