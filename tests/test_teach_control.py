@@ -132,6 +132,22 @@ def test_the_tokens_file_reloads_and_a_bad_edit_keeps_the_last_good_one(tmp_path
         registry.stop()
 
 
+def test_a_tokens_file_caught_mid_write_is_never_taken(tmp_path):
+    """An editor truncates, then writes: read in between, the file is empty (valid TOML, no tokens), and taking it
+    revoked every token until the next change. A change is read once the file has held still for one poll."""
+    path = tmp_path / "tokens.toml"
+    path.write_text(tokens_text())
+    registry = TokenRegistry(None, path, poll_seconds=60)
+    path.write_text("")  # caught mid-write
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    assert not registry.reload_if_changed()
+    assert registry.names() == ["planner", "auditor"]
+    path.write_text("[[tokens]]\nname = 'newcomer'\ntoken = 'newcomer-token-0123456789'\n")  # the write lands
+    os.utime(path, (time.time() + 10, time.time() + 10))
+    assert not registry.reload_if_changed() and registry.names() == ["planner", "auditor"]
+    assert registry.reload_if_changed() and registry.names() == ["newcomer"]  # held still for one poll
+
+
 def test_times_on_the_command_line():
     now = 1_800_000_000.0
     assert parse_when("90m", now) == now - 5400

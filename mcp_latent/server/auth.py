@@ -165,7 +165,8 @@ class TokenRegistry:
         self._single = (_digest(single_token), FULL_ACCESS) if single_token else None
         self._path = Path(tokens_file).expanduser() if tokens_file else None
         self._poll_seconds = poll_seconds
-        self._stamp: tuple[float, int] | None = None
+        self._stamp: tuple[float, int] | None = None  # the file's (mtime, size) when its tokens were read
+        self._settling: tuple[float, int] | None = None  # a newer stamp, seen once: read when seen again
         self._tokens: tuple[tuple[bytes, Principal], ...] = ()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -218,11 +219,17 @@ class TokenRegistry:
         return info.st_mtime, info.st_size
 
     def reload_if_changed(self) -> bool:
-        """Re-read the file when its modification time or size moved; True when new tokens were taken."""
+        """Re-read the file once its modification time or size moved and then held still for one poll; True when
+        new tokens were taken. Why the wait: an editor (or `write_text`) truncates, then writes; read in between,
+        the file is empty, valid TOML with no tokens, and every token would be revoked until the next change."""
         stamp = self._stat()
         if stamp == self._stamp:
+            self._settling = None
             return False
-        self._stamp = stamp
+        if stamp != self._settling:
+            self._settling = stamp  # changed since the last look: read it when it has stopped changing
+            return False
+        self._stamp, self._settling = stamp, None
         assert self._path is not None
         try:
             tokens = parse_tokens(self._path)

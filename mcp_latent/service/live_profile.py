@@ -214,15 +214,6 @@ class LiveProfile:
     def _spot_checks(self):  # the answers' spot checks (tests inject evidence here)
         return self.stream.spot
 
-    def _unlabel_recorded_verdicts(self, vectors: list[np.ndarray]) -> None:
-        """Texts whose teach was reverted: their recorded verdicts no longer know whether they were right (the
-        stream threshold must not learn from a poisoned label)."""
-        with self._verdicts_lock:
-            for vector in vectors:
-                record = self._verdicts.get(vector.tobytes())
-                if record is not None:
-                    record[2] = None
-
     def _on_stream(self, fitted: FittedProfile) -> FittedProfile:
         """The fit answering from the threshold the stream and spot checks ask for; a fixed threshold in the
         profile file is left alone, and so is a profile abstaining until its evidence supports answers."""
@@ -420,7 +411,7 @@ class LiveProfile:
         embedded = iter(self._fitter.embedder.embed(missing)) if missing else iter(())
         taught_vectors = [current.vectors[rows[pair]] if pair in rows else next(embedded) for pair in taught]
         kept = set(taught)
-        self._unlabel_recorded_verdicts([current.vectors[i] for pair, i in rows.items() if pair not in kept])
+        self.stream.unlabel([current.vectors[i] for pair, i in rows.items() if pair not in kept])
         dim = current.vectors.shape[1]
         vectors = np.concatenate([current.vectors[:base_n], np.array(taught_vectors, np.float32).reshape(-1, dim)])
         texts, y, _ = self._rows_of(taught)

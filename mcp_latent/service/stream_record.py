@@ -72,6 +72,15 @@ class StreamRecord:
             if record is not None and record[1] is not None and record[2] is None:
                 record[2] = record[1] == label
 
+    def unlabel(self, vectors: list[np.ndarray]) -> None:
+        """Texts whose teach was reverted: their recorded verdicts no longer know whether they were right (the
+        stream threshold must not learn from a poisoned label)."""
+        with self._lock:
+            for vector in vectors:
+                record = self._verdicts.get(vector.tobytes())
+                if record is not None:
+                    record[2] = None
+
     def _checks(self, spot: bool = False) -> np.ndarray:
         with self._lock:
             return np.array(self.spot if spot else self.checks, dtype=np.float64).reshape(-1, 2)
