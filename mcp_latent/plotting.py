@@ -1,6 +1,7 @@
-"""The one way mcp-latent draws a PNG: matplotlib (the optional `[plots]` extra), imported only when a plot is
-asked for, headless. Every plot (`profiles build`/`tune` curves, `profiles eval`, `profiles stats --plot`) goes
-through `figure`, so a missing matplotlib reads the same everywhere: one line saying what to install."""
+"""The one way mcp-latent draws: matplotlib (the optional `[plots]` extra), imported only when a plot is asked
+for, headless. Every PNG (`profiles build`/`tune` curves, `profiles eval`, `profiles stats --plot`) goes through
+`figure`, and every inline SVG of the usage page through `svg_figure` + `svg_text`, so a missing matplotlib reads
+the same everywhere: one line saying what to install."""
 
 from __future__ import annotations
 
@@ -42,3 +43,34 @@ def figure(path: Path, dpi: int = 110, **subplots: Any) -> Iterator[tuple[Any, A
         fig.savefig(path, dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
+
+
+def svg_figure(**figure_kwargs: Any) -> Any:
+    """A pyplot-free `Figure` (no global state: worker threads drawing pages at once never share one)."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise PlotsUnavailable(INSTALL_HINT) from exc
+    return Figure(**figure_kwargs)
+
+
+def svg_text(fig: Any) -> str:
+    """The figure as an inline `<svg>` element: stable ids, text kept as text, no XML prolog (not allowed in HTML)."""
+    import io
+
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": "mcp-latent", "svg.fonttype": "none"}):
+        fig.savefig(buffer, format="svg", bbox_inches="tight")
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
+
+
+def date_axis(ax: Any, max_ticks: int = 6) -> None:
+    """Concise date ticks on x."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    locator = AutoDateLocator(maxticks=max_ticks)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))

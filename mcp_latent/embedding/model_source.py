@@ -59,3 +59,8 @@ def configured_model_id(settings: Settings) -> str:
     base_id = resolve_model_source(settings.model)[1]
     onnx = tries_onnx(settings.model, settings.embed_backend, settings.device)
     return variant_model_id(base_id, settings.onnx_int8 and onnx)
+
+
+def configured_source(settings: Settings) -> tuple[str, str]:
+    """(what the settings load, the model's own id without the int8 variant): for reports that show both."""
+    return resolve_model_source(settings.model)

@@ -88,9 +88,9 @@ def check_packages() -> list[Check]:
 
 def check_model(settings: Settings, compare: bool) -> list[Check]:
     """The model is there; for the shipped one, its ONNX export is cached and reproduces torch's vectors."""
-    from mcp_latent.embedding.model_source import resolve_model_source
+    from mcp_latent.embedding.model_source import configured_source
 
-    source, model_id = resolve_model_source(settings.model)
+    source, model_id = configured_source(settings)
     if not Path(source).is_dir():
         if settings.model:
             return [
@@ -198,8 +198,7 @@ def check_data_dir(settings: Settings, min_free_mb: int) -> list[Check]:
 
 def check_profiles(settings: Settings) -> list[Check]:
     """Every profile file parses and validates (bad ones are named, the rest still load), and each has a stored fit."""
-    from mcp_latent.embedding.model_source import resolve_model_source
-    from mcp_latent.profiles.fitter import NamedModel, ProfileFitter
+    from mcp_latent.profiles.fitter import ProfileFitter
     from mcp_latent.profiles.registry import ProfileRegistry
 
     registry = ProfileRegistry(settings.user_profiles_dir, settings.builtin_profiles)
@@ -218,11 +217,11 @@ def check_profiles(settings: Settings) -> list[Check]:
         checks.append(Check(f"profile {path.name}", "fail", f"{path}: {error}", "fix or remove this file"))
     if bad:  # the registry loads all or nothing: no cache check with a bad file in the way
         return checks
-    fits = ProfileFitter(settings.profile_cache_dir, NamedModel(resolve_model_source(settings.model)[1]))
+    fits = ProfileFitter.for_settings(settings)  # stored fits only: the model is not loaded
     unfitted = [
         name for name, profile in sorted(registry.load_all().items()) if fits.cached_calibration(profile) is None
     ]
-    cache = settings.profile_cache_dir
+    cache = fits.cache_dir
     if unfitted:
         checks.append(
             Check(

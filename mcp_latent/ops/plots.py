@@ -3,23 +3,17 @@ call builds its own Figure, so worker threads serving the page at once never sha
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime
 
 from mcp_latent.ops.dashboard import ProfileFigures
+from mcp_latent.plotting import date_axis, svg_figure, svg_text
 
 ANSWERED = "#2e7d32"  # green: decided by vector math
 ESCALATED = "#ef6c00"  # orange: left to the calling LLM
 
 
 def _svg(fig) -> str:
-    import matplotlib
-
-    buffer = io.StringIO()
-    with matplotlib.rc_context({"svg.hashsalt": "mcp-latent", "svg.fonttype": "none"}):  # text stays text
-        fig.savefig(buffer, format="svg", bbox_inches="tight")
-    text = buffer.getvalue()
-    return text[text.index("<svg") :]  # the XML prolog and doctype are not allowed inside HTML
+    return svg_text(fig)
 
 
 def _times(points: list[tuple[float, int, int]]) -> list[datetime]:
@@ -30,24 +24,18 @@ def _time_axis(ax, profiles: list[ProfileFigures]) -> None:
     """Dates on x, padded by one bucket each side (a single bucket would otherwise be a zero-width range)."""
     from datetime import timedelta
 
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-
     points = [(start, p.bucket_minutes) for p in profiles for start, _, _ in p.series]
     if points:
         pad = timedelta(minutes=max(width for _, width in points))
         first, last = (datetime.fromtimestamp(t, UTC) for t in (min(points)[0], max(points)[0]))
         ax.set_xlim(first - pad, last + pad)
-    locator = AutoDateLocator(maxticks=6)
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    date_axis(ax)
     ax.grid(alpha=0.3)
 
 
 def escalation_share(profiles: list[ProfileFigures]) -> str:
     """The share of verdicts left to the LLM over time, one line per profile: it falls as profiles learn."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 3.2))
+    fig = svg_figure(figsize=(8, 3.2))
     ax = fig.add_subplot()
     for profile in profiles:
         points = [(t, a, e) for t, a, e in profile.series if a + e]
@@ -65,9 +53,7 @@ def escalation_share(profiles: list[ProfileFigures]) -> str:
 
 def answered_vs_escalated(profile: ProfileFigures) -> str:
     """Verdicts per time bucket, stacked: answered by vector math below, escalated to the LLM above."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4, 2.4))
+    fig = svg_figure(figsize=(4, 2.4))
     ax = fig.add_subplot()
     times = _times(profile.series)
     answered = [a for _, a, _ in profile.series]
