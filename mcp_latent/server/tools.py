@@ -146,14 +146,14 @@ def build_server(settings: Settings | None = None, service: LatentService | Defe
 
         return register
 
-    async def call(fn: Callable[[], dict[str, Any]], quick: bool = False) -> CallToolResult:
-        """Run engine work and turn engine errors into tool errors the model can act on.
+    async def call(fn: Callable[[], dict[str, Any]]) -> CallToolResult:
+        """Run engine work in a worker thread and turn engine errors into tool errors the model can act on.
 
-        Work that may embed, fit or wait for the model runs in a worker thread so the event loop stays free;
-        `quick` reads (a stored vector or cached text against fitted profiles: tens of microseconds) run
-        inline, because the thread hop would cost more than the work."""
+        Every call runs off the event loop, reads by handle included: they reach the store (a PostgreSQL round
+        trip, or SQLite's index under its lock), which may take seconds, and one such wait on the loop would stall
+        every session of an HTTP server. Only the SDK's own parsing and `compact_result` run on the loop."""
         try:
-            data = fn() if quick else await anyio.to_thread.run_sync(fn)
+            data = await anyio.to_thread.run_sync(fn)
             return compact_result(data, settings.structured_content)
         except LatentError as exc:
             raise ToolError(str(exc)) from exc
@@ -188,10 +188,7 @@ def build_server(settings: Settings | None = None, service: LatentService | Defe
     ) -> Annotated[CallToolResult, EvaluateOut]:
         """Judge a handle (preferred) or a text with evaluator profiles. Verdicts are {label, p}; "unsure": true
         means decide it yourself."""
-        return await call(
-            lambda: service.evaluate(handle, text, profiles, namespace, detail, compare_parent),
-            quick=service.is_quick(text, profiles),
-        )
+        return await call(lambda: service.evaluate(handle, text, profiles, namespace, detail, compare_parent))
 
     @tool(WRITES)
     async def embed(
@@ -210,7 +207,7 @@ def build_server(settings: Settings | None = None, service: LatentService | Defe
         namespace: Namespace | None = None,
     ) -> Annotated[CallToolResult, SimilarOut]:
         """Nearest earlier handoffs, with cosine similarity and a text preview."""
-        return await call(lambda: service.similar(handle, text, k, namespace), quick=service.is_quick(text, []))
+        return await call(lambda: service.similar(handle, text, k, namespace))
 
     @tool(READ_ONLY)
     async def get(handle: Handle, namespace: Namespace | None = None) -> Annotated[CallToolResult, GetOut]:

@@ -1,33 +1,24 @@
-"""The library API: embed, handoff, evaluate, similar, teach as plain Python. The MCP tools wrap these 1:1."""
+"""The library API: embed, handoff, evaluate, similar, teach as plain Python. The MCP tools wrap these 1:1.
+
+Startup, readiness and shutdown live in `lifecycle.py` (`ServiceRuntime`); this module holds the calls."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from mcp_latent.embedding.base import CachedEmbedder, Embedder
-from mcp_latent.embedding.factory import load_configured_embedder
-from mcp_latent.errors import InvalidInput, LatentError, ModelError, NotAllowed, NotFound, NotReady
+from mcp_latent.errors import InvalidInput, NotAllowed, NotFound, NotReady
 from mcp_latent.judge.decision import OUT_OF_SCOPE
-from mcp_latent.judge.ensemble import preload as preload_fitting
 from mcp_latent.judge.fitted import FittedProfile, Verdict
-from mcp_latent.profiles.fitter import ProfileFitter
-from mcp_latent.profiles.registry import ProfileRegistry, import_taught_logs
-from mcp_latent.profiles.report import summary as operating_summary
 from mcp_latent.service.checks import check_meta, check_name, check_text, check_texts
-from mcp_latent.service.live_profile import Learned, LiveProfile
-from mcp_latent.service.maintenance import StoreMaintenance
+from mcp_latent.service.lifecycle import ServiceRuntime
+from mcp_latent.service.live_profile import Learned
 from mcp_latent.service.namespaces import export_namespace
-from mcp_latent.service.usage_stats import FIELDS, ProfileStats, describe
-from mcp_latent.settings import Settings
-from mcp_latent.store.base import Handoff, LatentStore, TaughtExemplar, check_handle, check_namespace
-from mcp_latent.store.factory import open_store
+from mcp_latent.store.base import Handoff, check_handle, check_namespace
 
 log = logging.getLogger(__name__)
 
@@ -35,146 +26,8 @@ log = logging.getLogger(__name__)
 PREVIEW_CHARS = 120  # text shown per `similar` hit: enough to recognise it, cheap in tokens
 
 
-class LatentService:
-    """One latent state: an embedder, a store of handoffs and the fitted profiles."""
-
-    def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None):
-        self.settings = settings or Settings()
-        self._embedder = CachedEmbedder(embedder, self.settings.embed_cache_size) if embedder else None
-        self._ready = threading.Event()
-        self._start_lock = threading.Lock()
-        self._started = False
-        self._startup_error: LatentError | None = None
-        # One owner per profile for its fit lifecycle. The dict is filled once by `start` before `_ready` is set
-        # and only read after that, so readers need no lock; each LiveProfile guards its own state.
-        self.live: dict[str, LiveProfile] = {}
-        self.stats = ProfileStats(self.settings.data_dir / "stats.sqlite", self.settings.stats_flush_seconds)
-        self.store: LatentStore | None = None
-        self.registry = ProfileRegistry(self.settings.user_profiles_dir, self.settings.builtin_profiles)
-        self.started_at = time.monotonic()
-        self.maintenance: StoreMaintenance | None = None  # retention and other servers' teaches; owns a thread
-        self.ready_after: float | None = None
-        # What startup is doing now, for /healthz and latent://status. Written only by the startup thread, read by
-        # any thread: a str reference is swapped atomically, so readers need no lock.
-        self.phase = "not started"
-
-    # --- lifecycle -------------------------------------------------------------------------------------------
-
-    def start(self, fit_profiles: bool = True) -> None:
-        """Load the model, open the store and read the profiles (then calls are served); then make each profile
-        ready on its own: cached fits first, then the unfitted ones smallest first. The server runs this in a
-        background thread; library users get every profile fitted when it returns."""
-        self._started = True
-        try:
-            s = self.settings
-            if self._embedder is None:
-                self.phase = "loading the embedding model"
-                self._embedder = CachedEmbedder(
-                    load_configured_embedder(s),
-                    s.embed_cache_size,
-                )
-            self.phase = "opening the store"
-            self.store = open_store(s, self._embedder.dim, self._embedder.model_id)
-            self.registry.store = self.store
-            imported = import_taught_logs(self.store, self.registry.user_dir)
-            if imported:
-                log.info("imported %d taught exemplars from .taught.jsonl files into the store", imported)
-            self.phase = "loading profiles"
-            self.registry.load_all()
-            self.fitter = ProfileFitter(s.profile_cache_dir, self._embedder)
-            self.live = {
-                name: LiveProfile(
-                    profile,
-                    self.fitter,
-                    self._persister(name),
-                    profile.taught_entries,
-                    s.refit_cpu_share,
-                    s.stream_calibration_window,
-                )
-                for name, profile in self.registry.profiles.items()
-            }
-            self.stats.start()
-            self.maintenance = StoreMaintenance(
-                self.store,
-                self._learn_taught,
-                taught_after=self.registry.taught_cursor,
-                max_records=s.retention_max_records,
-                ttl_seconds=s.retention_ttl_seconds,
-                retention_interval_seconds=s.retention_interval_seconds,
-                poll_seconds=s.store_poll_seconds,
-            )
-            self.maintenance.start()
-            self.ready_after = time.monotonic() - self.started_at
-            self.phase = "ready"
-            self._ready.set()  # calls are served from here on; each profile answers once its own fit is ready
-            if fit_profiles:
-                self._fit_profiles()
-        except LatentError as exc:
-            self._startup_error = exc
-            self.phase = "failed"
-            log.error("startup failed: %s", exc)
-        except Exception as exc:  # keep the server up to report it on every call
-            self._startup_error = ModelError(f"startup failed: {exc!r}")
-            self.phase = "failed"
-            log.exception("startup failed")
-        finally:
-            self._ready.set()
-
-    def start_in_background(self) -> None:
-        """Start loading once; later calls (one per HTTP session) do nothing. Servers call this once they answer
-        (stdio builds the service then, HTTP after its imports), so loading never competes with their own start."""
-        with self._start_lock:
-            if self._started:
-                return
-            self._started = True
-        threading.Thread(target=self.start, name="mcp-latent-startup", daemon=True).start()
-
-    def wait_ready(self, timeout: float = 300.0) -> None:
-        if not self._ready.wait(timeout):
-            raise ModelError(f"the embedding model is still loading after {timeout:.0f} s; retry shortly.")
-        if self._startup_error is not None:
-            raise self._startup_error
-
-    @property
-    def ready(self) -> bool:
-        return self._ready.is_set() and self._startup_error is None
-
-    @property
-    def embedder(self) -> Embedder:
-        self.wait_ready()
-        assert self._embedder is not None
-        return self._embedder
-
-    def _fit_profiles(self) -> None:
-        """Startup: every cached fit first (milliseconds each), then fit the rest, smallest first, so one large
-        profile never holds up the small ones. A call for a profile not reached yet fits it in its own thread; the
-        startup thread then waits for that fit before starting a larger one (else the small fit would share the
-        cores with a large profile's embedding)."""
-        pending = [live for live in self.live.values() if not live.load_cached()]
-        if pending:
-            # The fitting libraries import only when a profile needs a fit: with every fit cached, scipy and
-            # scikit-learn (~1 CPU-second) would compete with the server's first calls.
-            threading.Thread(target=preload_fitting, name="mcp-latent-imports", daemon=True).start()
-        for live in sorted(pending, key=lambda p: p.exemplars * len(p.labels)):
-            live.ensure_fitted()
-            live.wait_fitted()
-
-    def _persister(self, name: str) -> Callable[[str, str], None]:
-        """How a taught exemplar of this profile is stored: in the store (per data dir, or the shared database),
-        an overlay: profile files, shipped ones above all, are never written."""
-        return lambda label, text: self._store().add_taught(name, label, text, source="teach")
-
-    def close(self) -> None:
-        """Save indexes and close the store (waits for a startup in progress, so nothing is left half-open)."""
-        if self._started:
-            self._ready.wait(timeout=600)
-        if self.maintenance is not None:
-            self.maintenance.stop()
-            self.maintenance = None
-        self.stats.close()
-        if self.store is not None:
-            self.store.close()
-            self.store = None
+class LatentService(ServiceRuntime):
+    """The calls over one latent state (see `ServiceRuntime` for its lifecycle)."""
 
     # --- tools -----------------------------------------------------------------------------------------------
 
@@ -347,99 +200,6 @@ class LatentService:
     def drop_namespace(self, namespace: str) -> dict[str, Any]:
         """Delete a namespace's handoffs and index."""
         return {"namespace": namespace, "dropped": self._store().drop(check_namespace(namespace))}
-
-    def _learn_taught(self, exemplars: list[TaughtExemplar]) -> None:
-        """Exemplars taught through the store since the last poll (from the maintenance thread), by other servers
-        on it or by this one: each profile's owner adds those it does not know yet."""
-        fresh: dict[str, list[tuple[str, str]]] = {}
-        for exemplar in exemplars:
-            fresh.setdefault(exemplar.profile, []).append((exemplar.label, exemplar.text))
-        for name, entries in fresh.items():
-            if name in self.live:
-                self.live[name].learn_elsewhere(entries)
-
-    def list_profiles(self) -> list[dict[str, Any]]:
-        self.wait_ready()
-        out = []
-        for profile in self.registry.profiles.values():
-            summary = profile.summary()
-            live = self.live.get(profile.name)
-            if live is not None:
-                summary.update(exemplars=live.exemplars, taught=live.taught, **live.status())
-                snapshot = live.snapshot
-                if snapshot is not None:
-                    summary.update(operating_summary(snapshot.calibration, profile.spec))
-                    if live.stream_threshold is not None:  # the threshold above was set from the stream's verdicts
-                        summary["stream_threshold"] = round(live.stream_threshold, 3)
-            out.append(summary)
-        return out
-
-    def profile_stats(self) -> dict[str, Any]:
-        """Per profile: answered, escalated, taught, agreement from spot checks (every server on the data dir)."""
-        totals = self.stats.summary()
-        for name in self.registry.profiles:
-            totals.setdefault(name, describe(dict.fromkeys(FIELDS, 0)))
-        return {"stats": dict(sorted(totals.items()))}
-
-    def status(self) -> dict[str, Any]:
-        info: dict[str, Any] = {
-            "ready": self.ready,
-            "phase": self.phase,
-            "startup_error": str(self._startup_error or "") or None,
-        }
-        if not self.ready:
-            info["elapsed_s"] = round(time.monotonic() - self.started_at, 1)
-        if self.ready:
-            info.update(
-                model=self.embedder.model_id,
-                backend=self._embedder.backend,
-                dim=self.embedder.dim,
-                handoffs=self._store().count(),
-                profiles={name: live.status() for name, live in sorted(self.live.items())},
-                ready_after_s=round(self.ready_after or 0.0, 3),
-            )
-            # Profiles a call would wait for (estimated within the wait) and that are not ready yet; a large one
-            # estimated beyond it does not hold up the server (calls naming it get "fitting, ready in about N s").
-            wait = self.settings.profile_wait_seconds
-            pending = [n for n, live in sorted(self.live.items()) if live.waitable(wait)]
-            info["profiles_ready"] = not pending
-            if pending:
-                info["phase"] = f"fitting profiles: {', '.join(pending)}"
-        return info
-
-    def is_quick(self, text: Any = None, profiles: Any = None) -> bool:
-        """True when a read needs no model call and no fit (tens of microseconds): safe to run inline."""
-        if not self.ready or (text is not None and not (isinstance(text, str) and self._embedder.is_cached(text))):
-            return False
-        names = self.live if profiles is None else profiles
-        return isinstance(names, (list, tuple, dict)) and all(
-            isinstance(name, str) and name in self.live and self.live[name].ready for name in names
-        )
-
-    # --- helpers ---------------------------------------------------------------------------------------------
-
-    def _store(self) -> LatentStore:
-        self.wait_ready()
-        assert self.store is not None
-        return self.store
-
-    def _live(self, name: str) -> LiveProfile:
-        try:
-            return self.live[name]
-        except KeyError:
-            self.registry.get(name)  # raises NotFound naming the available profiles
-            raise
-
-    def fitted_profile(self, name: str, wait: float | None = None) -> FittedProfile:
-        """The fit that verdicts of profile `name` are judged with now; before its first fit, waits up to `wait`
-        seconds (None: until it is fitted, for library use)."""
-        self.wait_ready()
-        return self._live(name).fitted(wait)
-
-    def wait_refitted(self, timeout: float = 300.0) -> bool:
-        """Block until no profile has a background refit queued or running; False on timeout."""
-        deadline = time.monotonic() + timeout
-        return all(live.wait_refitted(max(0.0, deadline - time.monotonic())) for live in self.live.values())
 
     def _profiles(self, names: Sequence[str] | str | None, default_all: bool) -> dict[str, FittedProfile]:
         self.wait_ready()
