@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -159,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         code = 2
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:
+        # The reader of stdout left (`namespaces export NAME | head`): it chose to stop reading, which is no error of
+        # ours. Point stdout at /dev/null so the interpreter's final flush does not raise (and print) it again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     if argv is None and args.command == "serve":
         end_process_now(code)
     return code

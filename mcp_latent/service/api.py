@@ -17,7 +17,7 @@ from mcp_latent.judge.fitted import FittedProfile, Verdict
 from mcp_latent.service.checks import check_meta, check_name, check_text, check_texts
 from mcp_latent.service.lifecycle import ServiceRuntime
 from mcp_latent.service.live_profile import Learned
-from mcp_latent.service.namespaces import export_namespace
+from mcp_latent.service.namespaces import existing_namespace, export_namespace
 from mcp_latent.store.base import Handoff, check_handle, check_namespace
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class LatentService(ServiceRuntime):
     def _count_teach(self, item: Learned) -> None:
         if item.added:
             self.stats.record(item.profile, "taught")
-        if item.was is not None:  # the profile had answered: the taught label is a spot check of that answer
+        if item.added and item.was is not None:  # it had answered: the taught label is a spot check of that answer
             self.stats.record(item.profile, "agreed" if item.was == item.label else "disagreed")
 
     @staticmethod
@@ -199,7 +199,10 @@ class LatentService(ServiceRuntime):
 
     def drop_namespace(self, namespace: str) -> dict[str, Any]:
         """Delete a namespace's handoffs and index."""
-        return {"namespace": namespace, "dropped": self._store().drop(check_namespace(namespace))}
+        # A mistyped name is an error naming the namespaces there are, as the CLI's `namespaces drop` says it: a
+        # success with `dropped: 0` read as if the intended namespace had gone.
+        store = self._store()
+        return {"namespace": namespace, "dropped": store.drop(existing_namespace(store, namespace))}
 
     def _profiles(self, names: Sequence[str] | str | None, default_all: bool) -> dict[str, FittedProfile]:
         self.wait_ready()
