@@ -32,7 +32,7 @@ def _stored_fits(settings: Any) -> Any:
     from mcp_latent.embedding.model_source import resolve_model_source
     from mcp_latent.profiles.fitter import NamedModel, ProfileFitter
 
-    return ProfileFitter(settings.data_dir / "cache" / "profiles", NamedModel(resolve_model_source(settings.model)[1]))
+    return ProfileFitter(settings.profile_cache_dir, NamedModel(resolve_model_source(settings.model)[1]))
 
 
 def cmd_profiles_list(args: argparse.Namespace) -> int:
@@ -41,15 +41,21 @@ def cmd_profiles_list(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     fits = _stored_fits(settings)
     profiles = []
-    for profile in _registry(args).profiles.values():  # no fit: a stored one tells where each profile answers
+    registry = _registry(args)
+    skipped = [{"file": str(path), "error": error} for path, error in registry.skipped.items()]
+    for profile in registry.profiles.values():  # no fit: a stored one tells where each profile answers
         listed = profile.summary()
         calibration = fits.cached_calibration(profile)
         if calibration is not None:
             listed.update(summary(calibration, profile.spec))
         profiles.append(listed)
-    if args.json:
+    # Exit 0 when something loaded (the server would serve it); a skipped file is reported, not fatal.
+    code = 0 if profiles or not skipped else 1
+    if args.json:  # stdout keeps its shape (the list); what was skipped goes to stderr, one line per file
         print_json(profiles)
-        return 0
+        for entry in skipped:
+            print(f"mcp-latent: skipped {entry['error']}", file=sys.stderr)
+        return code
     for p in profiles:
         origin = "shipped" if p["builtin"] else "user"
         print(
@@ -63,7 +69,9 @@ def cmd_profiles_list(args: argparse.Namespace) -> int:
             )
         if "warning" in p:
             print(f"{'':<25}warning: {p['warning']}")
-    return 0
+    for entry in skipped:
+        print(f"SKIPPED {entry['error']}")
+    return code
 
 
 def cmd_profiles_check(args: argparse.Namespace) -> int:
@@ -199,7 +207,7 @@ def cmd_profiles_tune(args: argparse.Namespace) -> int:
         how = "fitted once; later tunes reuse it"
         print(f"no cached fit of {args.profile}; fitting it (once)", file=sys.stderr)
         embedder = load_configured_embedder(settings)
-        fitted = ProfileFitter(settings.data_dir / "cache" / "profiles", embedder).fitted(profile)
+        fitted = ProfileFitter(settings.profile_cache_dir, embedder).fitted(profile)
     if fitted.calibration.evidence is None:
         raise InvalidInput(f"profile {args.profile!r} has too few exemplars per label to estimate a curve.")
     _show_operating_point(fitted, spec, profile.path, changes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,9 @@ from mcp_latent.profiles.spec import ProfileSpec, builtin_profiles_dir, read_pro
 
 if TYPE_CHECKING:
     from mcp_latent.store.base import LatentStore, TaughtExemplar
+
+
+log = logging.getLogger(__name__)
 
 
 TAUGHT_SUFFIX = ".taught.jsonl"  # where versions before the store kept taught exemplars (imported once)
@@ -93,6 +97,7 @@ class ProfileRegistry:
         self._merged: set[int] = set()  # ids merged since the load: a teach is seen here and again from the store
         self.builtin_dir = builtin_profiles_dir() if include_builtin else None
         self._profiles: dict[str, Profile] = {}
+        self.skipped: dict[Path, str] = {}  # invalid files of the last load, with why (written by `load_all` only)
 
     def _files(self) -> Iterator[tuple[Path, bool]]:
         """Every profile file with whether it is shipped; user files come last, so they shadow shipped ones."""
@@ -102,21 +107,29 @@ class ProfileRegistry:
                     yield path, builtin
 
     def load_all(self) -> dict[str, Profile]:
-        """(Re)read every profile file; raises ProfileError for the first invalid one."""
+        """(Re)read every profile file. An invalid file is skipped with a warning naming the file and the field, and
+        kept in `skipped` (path -> error): one bad user file used to fail every tool, the shipped profiles included.
+        A bad user file that would have shadowed a shipped profile leaves the shipped one in place."""
         found: dict[str, Profile] = {}
         taught: dict[str, list[TaughtExemplar]] = {}
         stored = self.store.taught() if self.store is not None else []
         for exemplar in stored:
             taught.setdefault(exemplar.profile, []).append(exemplar)
         self.taught_cursor, self._merged = (stored[-1].id if stored else 0), set()
+        skipped: dict[Path, str] = {}
         for path, builtin in self._files():
-            base = read_profile_file(path)
+            try:
+                base = read_profile_file(path)
+            except ProfileError as exc:
+                log.warning("profile file skipped: %s", exc)  # the error names the file and the field
+                skipped[path] = str(exc)
+                continue
             spec, taught_count = _merge_taught(base, taught.get(base.name, []))
             entries = [(t.label, t.text) for t in taught.get(base.name, []) if t.label in spec_labels(base)]
             found[base.name] = Profile(
                 spec=spec, path=path, builtin=builtin, taught=taught_count, base=base, taught_entries=entries
             )
-        self._profiles = found
+        self._profiles, self.skipped = found, skipped
         return found
 
     def check_all(self) -> list[tuple[Path, str | None]]:

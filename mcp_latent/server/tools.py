@@ -217,11 +217,17 @@ def build_server(settings: Settings | None = None, service: LatentService | Defe
     @tool(READ_ONLY)
     async def profiles() -> Annotated[CallToolResult, ProfilesOut]:
         """List the evaluator profiles and their labels."""
-        return await call(
-            lambda: {
+
+        def listed() -> dict[str, Any]:
+            out: dict[str, Any] = {
                 "profiles": [{k: p[k] for k in ("name", "description", "labels")} for p in service.list_profiles()]
             }
-        )
+            skipped = service.skipped_profiles()
+            if skipped:  # invalid files: named with why, so a user sees why their profile is missing
+                out["skipped"] = skipped
+            return out
+
+        return await call(listed)
 
     @tool(WRITES)
     async def teach(

@@ -199,6 +199,10 @@ class ServiceRuntime:
             out.append(summary)
         return out
 
+    def skipped_profiles(self) -> list[dict[str, str]]:
+        """Profile files that did not load, each with why (the file and the field): every one, not the first."""
+        return [{"file": str(path), "error": error} for path, error in self.registry.skipped.items()]
+
     def profile_stats(self) -> dict[str, Any]:
         """Per profile: answered, escalated, taught, agreement from spot checks (every server on the data dir)."""
         totals = self.stats.summary()
@@ -212,6 +216,8 @@ class ServiceRuntime:
             "phase": self.phase,
             "startup_error": str(self._startup_error or "") or None,
         }
+        if self.registry.skipped:
+            info["skipped_profiles"] = self.skipped_profiles()
         if not self.ready:
             info["elapsed_s"] = round(time.monotonic() - self.started_at, 1)
         if self.ready:
