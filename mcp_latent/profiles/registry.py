@@ -151,6 +151,9 @@ class ProfileRegistry:
         try:
             return self._profiles[name]
         except KeyError:
+            invalid = [error for path, error in self.skipped.items() if path.stem == name]
+            if invalid:  # its file is there but did not load: say why, not just "not found"
+                raise NotFound(f"profile {name!r} did not load: {invalid[-1]}") from None
             available = ", ".join(sorted(self._profiles)) or "none"
             raise NotFound(f"profile {name!r} not found; available: {available}.") from None
 

@@ -77,8 +77,9 @@ class DeferredService:
         """Everything else is the built service's (waits until it is built; called from worker threads)."""
         if name.startswith("_"):
             raise AttributeError(name)
-        if not self._built.wait(600):
-            raise ModelError("the server is still starting after 600 s; retry shortly.")
+        wait = self.settings.profile_wait_seconds  # the bound on every call's wait, as in `wait_ready`
+        if not self._built.wait(wait):
+            raise ModelError(f"the server is still starting after {wait:.0f} s; nothing was done, retry shortly.")
         if self._service is None:
             raise ModelError(f"startup failed: {self._error!r}")
         return getattr(self._service, name)

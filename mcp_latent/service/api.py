@@ -4,8 +4,8 @@ Startup, readiness and shutdown live in `lifecycle.py` (`ServiceRuntime`); this 
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -61,12 +61,18 @@ class LatentService(ServiceRuntime):
         meta = check_meta(meta, self.settings)
         if from_agent is not None and (not isinstance(from_agent, str) or len(from_agent) > 200):
             raise InvalidInput("`from_agent` must be a string of at most 200 characters (an agent's name).")
-        fitted = self._profiles(evaluate, default_all=False)
+        deadline = time.monotonic() + self.settings.profile_wait_seconds  # the whole call's wait, startup included
+        self.wait_ready(self.settings.profile_wait_seconds)
+        names = self._named(evaluate)  # unknown names fail now, before anything is stored
         vector = self.embedder.embed([text])
         record = self._store().add(namespace, vector, self._texts_to_store([text]), from_agent, parent, meta)[0]
         result: dict[str, Any] = {"handle": record.handle}
-        if fitted:
-            result["verdicts"] = self._shown(self._judge(fitted, vector[0], text, detail), detail)
+        if names:
+            # Stored first, judged after: a profile still fitting past the wait gets a note in its verdict's place,
+            # and the caller keeps the handle (it used to get an error, or a client timeout, and lose it).
+            fitted, pending = self._fits(names, deadline)
+            shown = self._shown(self._judge(fitted, vector[0], text, detail), detail)
+            result["verdicts"] = {name: shown.get(name) or pending[name] for name in names}
         return result
 
     def evaluate(
@@ -80,11 +86,16 @@ class LatentService(ServiceRuntime):
     ) -> dict[str, Any]:
         """Judge a stored handoff (by handle) or a new text against profiles."""
         namespace = self._namespace(namespace)
-        fitted = self._profiles(profiles, default_all=True)
+        deadline = time.monotonic() + self.settings.profile_wait_seconds  # the whole call's wait, startup included
+        self.wait_ready(self.settings.profile_wait_seconds)
+        names = self._named(profiles)
         record, vector = self._resolve(handle, text, namespace)
+        fitted, pending = self._fits(names, deadline)
         verdicts = self._judge(fitted, vector, text if record is None else (record.text or None), detail)
-        result: dict[str, Any] = {"verdicts": self._shown(verdicts, detail)}
-        if profiles is None or profiles == []:
+        shown = self._shown(verdicts, detail)
+        ordered = shown if names is None else {name: shown.get(name) or pending[name] for name in names}
+        result: dict[str, Any] = {"verdicts": ordered}
+        if names is None:
             fitting = sorted(set(self.live) - set(fitted))
             if fitting:
                 result["fitting"] = fitting  # not ready yet: name them to wait for them, or retry later
@@ -204,21 +215,10 @@ class LatentService(ServiceRuntime):
         store = self._store()
         return {"namespace": namespace, "dropped": store.drop(existing_namespace(store, namespace))}
 
-    def _profiles(self, names: Sequence[str] | str | None, default_all: bool) -> dict[str, FittedProfile]:
-        self.wait_ready()
+    def _named(self, names: Sequence[str] | str | None) -> list[str] | None:
+        """The profiles a call names, checked (unknown names raise NotFound naming the others); None for "all"."""
         if names is None or names == []:
-            # "All" is the operator's choice of profiles, not the caller's list: the per-call cap does not apply.
-            if not default_all:
-                return {}
-            # Every profile that is ready, or will be within the wait; the rest are named in the `fitting` field
-            # of the result instead of failing the whole call.
-            wait = self.settings.profile_wait_seconds
-            ready: dict[str, FittedProfile] = {}
-            for name, live in sorted(self.live.items()):
-                if live.ready or live.eta() <= wait:
-                    with contextlib.suppress(NotReady):
-                        ready[name] = live.fitted(wait)
-            return ready
+            return None
         if isinstance(names, str):
             names = [n.strip() for n in names.split(",") if n.strip()]
         if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
@@ -228,8 +228,30 @@ class LatentService(ServiceRuntime):
                 f"{len(names)} profiles named; at most {self.settings.max_profiles_per_call} per call "
                 "(setting MCP_LATENT_MAX_PROFILES_PER_CALL)."
             )
-        wait = self.settings.profile_wait_seconds
-        return {name: self._live(name).fitted(wait) for name in dict.fromkeys(names)}
+        self.wait_ready()
+        for name in names:
+            self._live(name)
+        return list(dict.fromkeys(names))
+
+    def _fits(self, names: list[str] | None, deadline: float) -> tuple[dict[str, FittedProfile], dict[str, Any]]:
+        """(fits to judge with, notes for the named profiles that are not ready): each profile is waited for while
+        its fit is estimated to end before `deadline` (the call's share of `profile_wait_seconds`), and no longer.
+
+        None ("all", the operator's choice: the per-call cap does not apply) takes every profile that is ready or
+        ends within the wait; the others are listed in the result's `fitting` field instead of failing the call."""
+        fitted: dict[str, FittedProfile] = {}
+        pending: dict[str, Any] = {}
+        for name in sorted(self.live) if names is None else names:
+            live = self._live(name)
+            left = max(0.0, deadline - time.monotonic())
+            if names is None and not (live.ready or live.eta() <= left):
+                continue
+            try:
+                fitted[name] = live.fitted(left)
+            except NotReady as exc:
+                if names is not None:  # named: a note inside the result (a handoff keeps its handle)
+                    pending[name] = live.pending_verdict(str(exc))
+        return fitted, pending
 
     def _judge(
         self, fitted: dict[str, FittedProfile], vector: np.ndarray, text: str | None, detail: bool

@@ -78,7 +78,7 @@ class ServiceRuntime:
                 log.info("imported %d taught exemplars from .taught.jsonl files into the store", imported)
             self.phase = "loading profiles"
             self.registry.load_all()
-            self.fitter = ProfileFitter(s.profile_cache_dir, self._embedder)
+            self.fitter = ProfileFitter(s.profile_cache_dir, self._embedder, s.taught_fit_dir)
             self.live = {
                 name: LiveProfile(
                     profile,
@@ -126,9 +126,15 @@ class ServiceRuntime:
             self._started = True
         threading.Thread(target=self.start, name="mcp-latent-startup", daemon=True).start()
 
-    def wait_ready(self, timeout: float = 300.0) -> None:
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait for startup (model, store, profiles read) up to `timeout`, by default `profile_wait_seconds`: no call
+        waits longer than that setting for anything (the CLI, with no event loop to keep free, waits longer)."""
+        timeout = self.settings.profile_wait_seconds if timeout is None else timeout
         if not self._ready.wait(timeout):
-            raise ModelError(f"the embedding model is still loading after {timeout:.0f} s; retry shortly.")
+            raise ModelError(
+                f"the server is still starting ({self.phase}) after {timeout:.0f} s; nothing was done by this call, "
+                "retry in a few seconds (MCP_LATENT_PROFILE_WAIT_SECONDS bounds each call's wait)."
+            )
         if self._startup_error is not None:
             raise self._startup_error
 

@@ -13,7 +13,7 @@ Who owns what (one `LiveProfile` per profile; nothing here is shared across prof
   threshold) and `_checks` belong to `_verdicts_lock`, held only to record or mark one (any thread that judges or
   teaches); the refit thread copies them under it.
 - The first fit is single-flight too: whoever needs the profile first (the startup thread or a call) fits it;
-  everyone else waits on `_fitted_event` up to their budget, then gets a "fitting, ready in about N s" error.
+  everyone else waits on `_fitted_event` up to their budget (never longer), then gets "fitting, ready in about N s".
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 # growth refits only the head (warm-started, keeping the calibration), which costs a fraction of it.
 RECALIBRATE_GROWTH = 0.25
 WAIT_POLL_SECONDS = 0.25  # how often a caller waiting for a first fit re-checks the estimate
-WAIT_CAP_SECONDS = 300.0  # the longest a call waits for a first fit estimated within its budget
 # Rough cost model for the first ETA before any progress is seen (2 shared cores, all-MiniLM-L6-v2).
 EMBED_SECONDS_PER_TEXT = 0.01
 FIT_SECONDS_PER_ROW_LABEL = 7e-5  # the cross-validated fit: about 50 s for 10,000 exemplars of 77 labels
@@ -145,11 +144,13 @@ class LiveProfile:
             return self.snapshot
         if not self._fitting:
             threading.Thread(target=self.ensure_fitted, name=f"fit-{self.name}", daemon=True).start()
-        # Wait while the estimate says the fit ends within the budget (a small profile: as long as it takes, up to
-        # the cap); a large profile answers at once with its estimate instead.
-        deadline = time.monotonic() + max(WAIT_CAP_SECONDS, wait)
-        while not self._fitted_event.wait(WAIT_POLL_SECONDS):
-            if self.eta() > wait or time.monotonic() > deadline:
+        # Wait while the estimate says the fit ends within what is left of the budget; a large profile answers at
+        # once with its estimate instead. `wait` bounds the call: never longer, whatever the estimate said (until
+        # issue 21 a floor of 300 s applied here, so a call could outlast every client's request timeout).
+        deadline = time.monotonic() + wait
+        while not self._fitted_event.wait(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic()))):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.eta() > left:
                 raise NotReady(self._not_ready_message())
         if self.snapshot is None:
             raise NotReady(self._not_ready_message())
@@ -181,6 +182,13 @@ class LiveProfile:
         if done < total:
             return (total - done) * per_text + fit
         return max(1.0, fit - (elapsed - done * per_text))
+
+    def pending_verdict(self, message: str) -> dict[str, object]:
+        """What a call shows in place of this profile's verdict when its first fit is not done within the wait:
+        no label, unsure (a caller that skips the note escalates, never acts on it), and when to ask again."""
+        if self._error is not None:
+            return {"label": None, "unsure": True, "error": message}
+        return {"label": None, "unsure": True, "fitting": f"fitting, ready in about {max(1, round(self.eta()))} s"}
 
     def _not_ready_message(self) -> str:
         if self._error is not None:
@@ -267,7 +275,7 @@ class LiveProfile:
                 vectors = self._fitter.vectors(self.name, texts, self._advance)
                 fitted = self._fit(vectors, texts, y, None)
                 self._calibrated_n, self._calibrated_c = len(texts), fitted.calibration.c
-                self._fitter.save(self.name, key, fitted)
+                self._fitter.save(self.name, key, fitted, taught=bool(taught))
                 log.info("profile %s fitted: %s", self.name, fitted.calibration)
             self._install_first(fitted, taught_in_fit)
         except Exception as exc:
@@ -412,7 +420,7 @@ class LiveProfile:
                 continue  # look again: more may have been taught meanwhile
             with self._lock:
                 self._refit_pending = False
-                current, key = self.snapshot, self._fit_key()
+                current, key, has_taught = self.snapshot, self._fit_key(), bool(self._taught)
             assert current is not None
             vectors, y, texts = current.vectors.copy(), current.y.copy(), current.texts
             recalibrate = self._recalibration_due(current) and self._pacer.may_recalibrate(time.monotonic())
@@ -444,7 +452,7 @@ class LiveProfile:
                 self.snapshot = fitted
                 self.refits += 1
             if recalibrate and not fitted.provisional:
-                self._fitter.save(self.name, key, fitted)
+                self._fitter.save(self.name, key, fitted, taught=has_taught)
             log.info(
                 "profile %s refitted on %d exemplars (%s)", self.name, len(y), "recalibrated" if recalibrate else "head"
             )
