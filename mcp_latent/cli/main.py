@@ -14,6 +14,7 @@ from mcp_latent.cli.profiles import (
     cmd_profiles_build,
     cmd_profiles_check,
     cmd_profiles_eval,
+    cmd_profiles_fit,
     cmd_profiles_list,
     cmd_profiles_stats,
     cmd_profiles_teach,
@@ -63,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(listing)
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(func=cmd_profiles_list)
+
+    fit = sub.add_parser("fit", help="embed and fit profiles now into the shared profile cache (setup runs it)")
+    add_common_options(fit)
+    fit.add_argument("names", nargs="*", help="profiles to fit (default: every profile that loads)")
+    fit.set_defaults(func=cmd_profiles_fit)
 
     check = sub.add_parser("check", help="validate every profile file")
     add_common_options(check)

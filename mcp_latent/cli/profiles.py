@@ -264,3 +264,30 @@ def cmd_profiles_stats(args: argparse.Namespace) -> int:
             f"taught {s['taught']:>6}  agreement {agreement}"
         )
     return 0
+
+
+def cmd_profiles_fit(args: argparse.Namespace) -> int:
+    """Embed and fit the profile files now into the shared profile cache (every data dir of the user reads it), so
+    no server's first call pays for it. `tools/dev.sh setup` runs it; a warm cache makes it a no-op."""
+    import time
+
+    from mcp_latent.embedding.factory import load_configured_embedder
+    from mcp_latent.profiles.fitter import ProfileFitter
+    from mcp_latent.profiles.registry import ProfileRegistry
+
+    settings = settings_from_args(args)
+    registry = ProfileRegistry(settings.user_profiles_dir, settings.builtin_profiles)  # the files' own exemplars
+    registry.load_all()
+    for entry in registry.skipped.values():
+        print(f"mcp-latent: skipped {entry}", file=sys.stderr)
+    names = args.names or sorted(registry.profiles)
+    profiles = [registry.get(name) for name in names]  # NotFound (exit 2) names the profiles there are
+    fitter = ProfileFitter(settings.profile_cache_dir, load_configured_embedder(settings))
+    for profile in profiles:
+        started = time.monotonic()
+        cached = fitter.cached(profile) is not None
+        if not cached:
+            fitter.fitted(profile)
+        took = time.monotonic() - started
+        print(f"{profile.name:<16} {'cached' if cached else 'fitted'} in {took:.1f} s -> {fitter.cache_dir}")
+    return 0
