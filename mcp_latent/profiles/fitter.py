@@ -164,6 +164,13 @@ class ProfileFitter:
                 log.warning("cached fit %s unreadable (%s); refitting", path, exc)
         return None
 
+    def has_fit(self, name: str, keys: list[str], profile_path: Path | None = None) -> bool:
+        """Whether a stored fit with one of these keys is there to load (a stat per place; nothing is read)."""
+        places = [self.cache_dir] + ([self.beside(profile_path)] if profile_path is not None else [])
+        if self.taught_dir is not None:
+            places.append(self.taught_dir)
+        return any((folder / self._fit_name(name, key)).exists() for folder in places for key in keys)
+
     def vectors(self, name: str, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Embeddings of exemplar texts, from the per-text cache where possible."""
         return ExemplarVectors(self.cache_dir / f"{name}.exemplars.npz").lookup(texts, self.embedder, progress)

@@ -94,6 +94,11 @@ class LiveProfile:
         self._fitting = False  # the first fit is running (in some thread)
         self._error: Exception | None = None
         self._progress = (0, len(self._base_texts) + len(self._taught), time.monotonic())  # done, total, since
+        # Whether a stored fit is there to load (milliseconds) instead of a fit to run (minutes): the estimate a call
+        # waits by. Without it, a call arriving while startup loaded the cached fits read the estimate of a full fit
+        # (~20 s for a shipped profile), gave up at once under a 20 s wait, and answered "fitting" for a profile
+        # that was ready a moment later. Set once here (two stats); a fit that turns out unreadable is run anyway.
+        self._on_disk = fitter.has_fit(self.name, [self._fit_key(), fitter.fit_key(self.base)], self.path)
         self._refit_thread: threading.Thread | None = None
         self._refit_pending = False
         # Refits ran back to back while teaches kept coming: on 2 cores that took a core from serving for the whole
@@ -176,6 +181,8 @@ class LiveProfile:
         """Seconds until the first fit is done: embedding at the rate seen so far, then the fit itself (a rough
         cost model of a quiet 2-core machine; once overrun, a second)."""
         done, total, since = self._progress
+        if self._on_disk and done == 0:  # a stored fit to load, plus the taught exemplars it may lack to embed
+            return 1.0 + len(self._taught) * EMBED_SECONDS_PER_TEXT
         elapsed = time.monotonic() - since
         per_text = elapsed / done if done else EMBED_SECONDS_PER_TEXT
         fit = total * len(self.labels) * FIT_SECONDS_PER_ROW_LABEL
@@ -272,6 +279,7 @@ class LiveProfile:
                     key, texts, y, taught = self._fit_key(), *self._rows()
                 taught_in_fit = len(taught)
                 self._progress = (0, len(texts), time.monotonic())
+                self._on_disk = False  # no usable stored fit after all: the estimate is a full fit's from here
                 vectors = self._fitter.vectors(self.name, texts, self._advance)
                 fitted = self._fit(vectors, texts, y, None)
                 self._calibrated_n, self._calibrated_c = len(texts), fitted.calibration.c
