@@ -29,7 +29,7 @@ def started(tmp_path, data_dir: str, profiles: str, embedder=None, **extra) -> L
 def test_the_default_profile_cache_is_the_users_not_the_data_dirs(monkeypatch, tmp_path):
     import mcp_latent.settings as settings_module
 
-    monkeypatch.undo()  # the conftest points the default into tmp_path: read the real function
+    monkeypatch.delenv("MCP_LATENT_PROFILE_CACHE_DIR")  # the conftest points every test's cache into tmp_path
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     settings = settings_module.Settings(data_dir=tmp_path / "a")
     assert settings.profile_cache_dir == tmp_path / "xdg-cache" / "mcp-latent" / "profiles"

@@ -100,12 +100,12 @@ def test_repeated_teach_changes_no_figure(service):
     assert first["taught"]["kind"].get("added", True)
     service.stats.flush()
     before = service.profile_stats()["stats"]["kind"]
-    checks = len(service.live["kind"]._checks)
+    checks = service.live["kind"].stream.checks
     again = service.teach("kind", "fruit", text="apple banana fruit salad bowl")
     assert again["taught"]["kind"]["added"] is False and "agreed" not in again["taught"]["kind"]
     service.stats.flush()
     assert service.profile_stats()["stats"]["kind"] == before  # no second spot check, no second taught count
-    assert len(service.live["kind"]._checks) == checks
+    assert service.live["kind"].stream.checks == checks
 
 
 def run_cli(*args: str, env_data: str, pipe_to_head: bool = False) -> subprocess.CompletedProcess:

@@ -4,6 +4,7 @@
 - `api.py`: `LatentService`, the library API the MCP tools and the CLI wrap (embed, handoff, evaluate, ...).
 - `checks.py`: input checks at that boundary.
 - `live_profile.py`: one profile's fit lifecycle (first fit, teach, background refits, the stream record).
+- `stream_record.py`: one profile's recent verdicts and spot checks, from which refits set the threshold.
 - `refit_pacer.py`: how often refits may run.
 - `maintenance.py`: retention and following other servers' teaches.
 - `usage_stats.py`: answered / escalated / taught counts per profile.

@@ -9,16 +9,14 @@ Who owns what (one `LiveProfile` per profile; nothing here is shared across prof
 - `_taught` (label, text) pairs and `_digest` (their running hash, part of the fit cache key) belong to `_lock`.
 - The background refit is single-flight: at most one thread per profile (`_refit_thread`), which loops while
   teaches keep arriving; exemplars taught during a refit are appended to its result before it is swapped in.
-- `_verdicts` (recent verdicts: p, best label, and whether it was right once the text is taught; for the stream
-  threshold) and `_checks` belong to `_verdicts_lock`, held only to record or mark one (any thread that judges or
-  teaches); the refit thread copies them under it.
+- `stream` (recent verdicts and the spot checks of their p, for the stream threshold) is a `StreamRecord` with its
+  own lock (stream_record.py).
 - The first fit is single-flight too: whoever needs the profile first (the startup thread or a call) fits it;
   everyone else waits on `_fitted_event` up to their budget (never longer), then gets "fitting, ready in about N s".
 """
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import logging
 import threading
@@ -32,10 +30,10 @@ from mcp_latent.errors import InvalidInput, NotReady
 from mcp_latent.judge.decision import OUT_OF_SCOPE
 from mcp_latent.judge.fitted import FittedProfile
 from mcp_latent.judge.selection import Calibration
-from mcp_latent.judge.stream import MIN_SHARPNESS, stream_sharpness, stream_threshold
 from mcp_latent.profiles.fitter import ProfileFitter, flatten
 from mcp_latent.profiles.registry import Profile
 from mcp_latent.service.refit_pacer import REFIT_DEBOUNCE_SECONDS, RefitPacer
+from mcp_latent.service.stream_record import StreamRecord
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +106,7 @@ class LiveProfile:
         self._calibrated_n = 0  # exemplars the current calibration was cross-validated on
         self._calibrated_c = 1.0  # and the head regularization it chose for that many
         self._recalibration_tried_n = 0  # exemplars at the last recalibration, done or failed (the refit thread's)
-        # The p of recent verdicts on distinct in-scope texts, each given before the text was taught: every refit
-        # sets the threshold from them (`operating_point.stream_threshold`) once there are enough.
-        self._verdicts_lock = threading.Lock()
-        # Per text (its vector's bytes: a handle judged twice counts once), oldest first: [p, best label, whether
-        # the best label was right], the last None until the text is taught (an escalation, or a spot check).
-        self._stream_window = stream_window
-        self._verdicts: dict[bytes, list] = {}
-        # (p, best label right) of the verdict each taught text had just before it was taught: p's check.
-        self._checks: collections.deque[tuple[float, bool]] = collections.deque(maxlen=stream_window)
+        self.stream = StreamRecord(stream_window)  # what the verdicts turned out to be: the stream threshold's input
         self.stream_threshold: float | None = None  # the threshold the stream set last (None: the fit's own)
         self.refits = 0  # background refits swapped in (for tests and stats)
 
@@ -209,47 +199,18 @@ class LiveProfile:
     # --- the stream ----------------------------------------------------------------------------------------------
 
     def observe(self, vector: np.ndarray, p: float, in_scope: bool, best: str | None = None) -> None:
-        """Record a verdict this profile gave (texts cut as out of scope are answered at no threshold: left out);
-        `best`: its most probable label, also when unsure (a later teach of the text says whether it was right)."""
-        window = self._stream_window
-        if not window or not in_scope:
-            return
-        key = vector.tobytes()
-        with self._verdicts_lock:
-            if key in self._verdicts:
-                return
-            self._verdicts[key] = [p, best, None]
-            if len(self._verdicts) > window:
-                del self._verdicts[next(iter(self._verdicts))]  # dicts keep insertion order: oldest goes
+        """Record a verdict this profile gave (see `StreamRecord.observe`)."""
+        self.stream.observe(vector, p, in_scope, best)
 
     def stream_verdicts(self) -> tuple[np.ndarray, np.ndarray]:
-        """(p, right) of the recorded verdicts, oldest first; right is 1/0 for texts taught since (whether the
-        verdict's best label was the one taught), NaN for the others."""
-        with self._verdicts_lock:
-            records = list(self._verdicts.values())
-        p = np.array([r[0] for r in records], dtype=np.float64)
-        right = np.array([np.nan if r[2] is None else float(r[2]) for r in records], dtype=np.float64)
-        return p, right
-
-    def _label_recorded_verdict(self, vector: np.ndarray, label: str) -> None:
-        """A text was taught: its recorded verdict (if any) now knows whether its best label was right."""
-        with self._verdicts_lock:
-            record = self._verdicts.get(vector.tobytes())
-            if record is not None and record[1] is not None and record[2] is None:
-                record[2] = record[1] == label
+        return self.stream.verdicts()
 
     def _on_stream(self, fitted: FittedProfile) -> FittedProfile:
         """The fit answering from the stream's threshold when the stream has set one (`stream_threshold`); a
         fixed threshold in the profile file is left alone."""
         if self.base.threshold is not None:
             return fitted
-        p, right = self.stream_verdicts()
-        with self._verdicts_lock:
-            checks = np.array(self._checks, dtype=np.float64).reshape(-1, 2)
-        # None: too few labelled verdicts to go by p; below MIN_SHARPNESS, p is too far off to go by
-        sharpness = stream_sharpness(checks[:, 0], checks[:, 1])
-        usable = sharpness is not None and sharpness >= MIN_SHARPNESS
-        threshold = stream_threshold(p, self.base.target_accuracy, right, sharpness) if usable else None
+        threshold = self.stream.threshold(self.base.target_accuracy)
         self.stream_threshold = threshold
         return fitted if threshold is None else fitted.with_threshold(threshold)
 
@@ -362,10 +323,9 @@ class LiveProfile:
         if snapshot is not None and snapshot.n:
             verdict = snapshot.verdict(vector, text)
             was = verdict.label
-            if verdict.reason != OUT_OF_SCOPE and self._checks.maxlen:
-                with self._verdicts_lock:
-                    self._checks.append((verdict.p, verdict.best == label))
-        self._label_recorded_verdict(vector, label)
+            if verdict.reason != OUT_OF_SCOPE:
+                self.stream.check(verdict.p, verdict.best == label)
+        self.stream.taught(vector, label)
         with self._lock:
             if (label, text) in self._known:
                 return Learned(self.name, label, False, self.exemplars, was)
