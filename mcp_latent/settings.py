@@ -30,6 +30,13 @@ def default_data_dir() -> Path:
     return Path(base) / "mcp-latent"
 
 
+def default_profile_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/mcp-latent/profiles`, else `~/.cache/mcp-latent/profiles`: beside the exported model, shared by
+    every data dir of the user (looked up when settings are made, so tests can point it elsewhere)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mcp-latent" / "profiles"
+
+
 def default_model_cache_dir() -> Path:
     """`$XDG_CACHE_HOME/mcp-latent/models`, else `~/.cache/mcp-latent/models`."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -102,8 +109,10 @@ class Settings(BaseSettings):
     builtin_profiles: bool = Field(True, description="also load the profiles shipped with mcp-latent")
     profile_cache_dir: Path | None = Field(
         None,
-        description="exemplar embeddings and fitted profiles, keyed by profile content, model and fit version (so "
-        "several data dirs may share one and fit each profile once); default `<data_dir>/cache/profiles`",
+        description="exemplar embeddings and fits of the profile files, keyed by profile content, model and fit "
+        "version, shared by every data dir of the user (`tools/dev.sh setup` fills it for the shipped profiles, so a "
+        "fresh data dir answers at once); default `$XDG_CACHE_HOME/mcp-latent/profiles`, else "
+        "`~/.cache/mcp-latent/profiles`. Fits that include taught exemplars stay in `<data_dir>/cache/profiles`",
     )
     store_text: bool = Field(
         True,
@@ -172,10 +181,12 @@ class Settings(BaseSettings):
         "never written); false keeps shipped profiles read-only",
     )
     profile_wait_seconds: float = Field(
-        120.0,
+        20.0,
         ge=0,
-        description="a call naming a profile still being fitted waits for it when the fit is estimated to end "
-        "within this many seconds (at most 300 s); else it answers at once 'profile X is fitting, ready in about N s'",
+        description="the longest a call waits for anything not ready: the server's startup and a profile's first fit "
+        "(a fit estimated to end later is not waited for). Past it a verdict reads 'fitting, ready in about N s' in "
+        "the result, and a handoff still returns its handle. Keep it under your clients' request timeout (60 s in "
+        "the TypeScript SDK)",
     )
     refit_cpu_share: float = Field(
         0.25,
@@ -312,7 +323,7 @@ class Settings(BaseSettings):
             self.profiles_dir = self.data_dir / "profiles"
         self.profiles_dir = Path(self.profiles_dir).expanduser()
         if self.profile_cache_dir is None:
-            self.profile_cache_dir = self.data_dir / "cache" / "profiles"
+            self.profile_cache_dir = default_profile_cache_dir()
         self.profile_cache_dir = Path(self.profile_cache_dir).expanduser()
         return self
 
@@ -328,6 +339,11 @@ class Settings(BaseSettings):
         if not token:
             raise InvalidInput(f"the token file {self.token_file} is empty; put the token on its first line.")
         return token
+
+    @property
+    def taught_fit_dir(self) -> Path:
+        """Where fits that include this data dir's taught exemplars go (they belong to it, not to the shared cache)."""
+        return self.data_dir / "cache" / "profiles"
 
     @property
     def user_profiles_dir(self) -> Path:

@@ -76,6 +76,9 @@ def isolated_env(monkeypatch, tmp_path):
         if key.startswith("MCP_LATENT_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    # The profile cache is shared by every data dir of the user (~/.cache/mcp-latent/profiles): a test's fits, and
+    # those of the processes it spawns, go to its own folder instead (a test naming a cache still gets its own).
+    monkeypatch.setenv("MCP_LATENT_PROFILE_CACHE_DIR", str(tmp_path / "profile-cache"))
 
 
 @pytest.fixture

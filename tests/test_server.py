@@ -97,13 +97,12 @@ async def test_an_unexpected_engine_failure_is_logged_and_answered_as_a_tool_err
 
 
 async def test_deferred_service_answers_once_built(monkeypatch, settings, fake_embedder, fruit_tools_profile):
-    """The stdio server's service is built in its startup thread; calls wait for it, `is_quick` on the loop never."""
-    import mcp_latent.service.api as service_module
+    """The stdio server's service is built in its startup thread; calls wait for it (in worker threads)."""
+    import mcp_latent.service.lifecycle as service_module
     from mcp_latent.server.startup import DeferredService
 
     monkeypatch.setattr(service_module, "load_configured_embedder", lambda settings: fake_embedder)
     deferred = DeferredService(settings)
-    assert deferred.is_quick("apple", ["kind"]) is False  # not built: answered at once, without waiting
     async with Client(build_server(settings, deferred), mode="legacy") as client:
         result = await client.call_tool("evaluate", {"text": "apple banana", "profiles": ["kind"]})
         assert not result.is_error and result.structured_content["verdicts"]["kind"]["label"] == "fruit"
@@ -150,7 +149,7 @@ class Recorder:
     def run(self, transport):
         seen["imported_before_run"] = sorted(m for m in ("numpy", "mcp_latent.service.api") if m in sys.modules)
         import numpy as np
-        import mcp_latent.service.api as service_module
+        import mcp_latent.service.lifecycle as service_module
 
         class Ones:  # no model in this test
             model_id, dim = "test/ones", 4

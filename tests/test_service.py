@@ -126,12 +126,16 @@ def test_fit_is_cached_on_disk(settings, fake_embedder, fruit_tools_profile):
     second.close()
 
 
-def test_invalid_profile_is_reported_on_every_call(settings, fake_embedder):
+def test_invalid_profile_is_reported_on_every_call_naming_it(settings, fake_embedder, fruit_tools_profile):
+    """Every call naming the invalid profile says why it is missing (file and field); the others keep working
+    (until issue 21 every call failed, naming only the first bad file)."""
     write_profile(settings.user_profiles_dir, "broken", {"only": ["one"]})
     svc = LatentService(settings, embedder=fake_embedder)
     svc.start()
-    with pytest.raises(Exception, match="broken.toml"):
-        svc.evaluate(text="x")
+    with pytest.raises(NotFound, match=r"broken.toml: labels"):
+        svc.evaluate(text="x", profiles=["broken"])
+    assert set(svc.evaluate(text="apple banana")["verdicts"]) == {"kind"}
+    svc.close()
 
 
 def test_data_dirs_sharing_a_profile_cache_embed_and_fit_each_profile_once(tmp_path, fake_embedder):

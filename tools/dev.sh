@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: set up .venv (idempotent), then serve or test.
 #   tools/dev.sh setup          make .venv: torch 2.13.0 (CPU) first, then mcp-latent and its test extras;
-#                               then export the shipped model to ONNX once (cached, offline; a no-op when warm)
+#                               then export the shipped model to ONNX once and fit the shipped profiles into the
+#                               shared profile cache (cached, offline; a no-op when warm)
 #   tools/dev.sh serve [ARGS]   set up, then run `mcp-latent serve ARGS` (stdio by default)
 #   tools/dev.sh test [ARGS]    set up, then run the test suite (pytest ARGS)
 set -euo pipefail
@@ -27,6 +28,9 @@ setup() {
     # The serving path runs the shipped model on ONNX Runtime; exporting here (about 20 s, once per model
     # install) spares the first server that cost. A failure is not fatal: the server then falls back to torch.
     "$VENV/bin/python" -m mcp_latent.embedding.onnx_export >&2 || echo "ONNX export failed; servers will embed with torch" >&2
+    # Fit the shipped profiles into the profile cache every data dir shares (~/.cache/mcp-latent/profiles): a fresh
+    # data dir's first verdict then comes in seconds, not after minutes of fitting (a no-op when warm).
+    "$VENV/bin/mcp-latent" profiles fit >&2 || echo "fitting the profiles failed; servers fit them on first use" >&2
 }
 
 install() {

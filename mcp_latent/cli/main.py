@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from mcp_latent.cli.profiles import (
     cmd_profiles_build,
     cmd_profiles_check,
     cmd_profiles_eval,
+    cmd_profiles_fit,
     cmd_profiles_list,
     cmd_profiles_stats,
     cmd_profiles_teach,
@@ -76,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(listing)
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(func=cmd_profiles_list)
+
+    fit = sub.add_parser("fit", help="embed and fit profiles now into the shared profile cache (setup runs it)")
+    add_common_options(fit)
+    fit.add_argument("names", nargs="*", help="profiles to fit (default: every profile that loads)")
+    fit.set_defaults(func=cmd_profiles_fit)
 
     check = sub.add_parser("check", help="validate every profile file")
     add_common_options(check)
@@ -203,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         code = 2
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:
+        # The reader of stdout left (`namespaces export NAME | head`): it chose to stop reading, which is no error of
+        # ours. Point stdout at /dev/null so the interpreter's final flush does not raise (and print) it again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     if argv is None and args.command == "serve":
         end_process_now(code)
     return code

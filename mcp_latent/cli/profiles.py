@@ -34,15 +34,21 @@ def cmd_profiles_list(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     fits = ProfileFitter.for_settings(settings)  # stored fits only, found by the configured model's id
     profiles = []
-    for profile in _registry(args).profiles.values():  # no fit: a stored one tells where each profile answers
+    registry = _registry(args)
+    skipped = [{"file": str(path), "error": error} for path, error in registry.skipped.items()]
+    for profile in registry.profiles.values():  # no fit: a stored one tells where each profile answers
         listed = profile.summary()
         calibration = fits.cached_calibration(profile)
         if calibration is not None:
             listed.update(summary(calibration, profile.spec))
         profiles.append(listed)
-    if args.json:
+    # Exit 0 when something loaded (the server would serve it); a skipped file is reported, not fatal.
+    code = 0 if profiles or not skipped else 1
+    if args.json:  # stdout keeps its shape (the list); what was skipped goes to stderr, one line per file
         print_json(profiles)
-        return 0
+        for entry in skipped:
+            print(f"mcp-latent: skipped {entry['error']}", file=sys.stderr)
+        return code
     for p in profiles:
         origin = "shipped" if p["builtin"] else "user"
         print(
@@ -56,7 +62,9 @@ def cmd_profiles_list(args: argparse.Namespace) -> int:
             )
         if "warning" in p:
             print(f"{'':<25}warning: {p['warning']}")
-    return 0
+    for entry in skipped:
+        print(f"SKIPPED {entry['error']}")
+    return code
 
 
 def cmd_profiles_check(args: argparse.Namespace) -> int:
@@ -274,3 +282,30 @@ def _add_teachers(args: argparse.Namespace, summary: dict[str, Any]) -> None:
         taught_by_teacher(store, summary)
     finally:
         store.close()
+
+
+def cmd_profiles_fit(args: argparse.Namespace) -> int:
+    """Embed and fit the profile files now into the shared profile cache (every data dir of the user reads it), so
+    no server's first call pays for it. `tools/dev.sh setup` runs it; a warm cache makes it a no-op."""
+    import time
+
+    from mcp_latent.embedding.factory import load_configured_embedder
+    from mcp_latent.profiles.fitter import ProfileFitter
+    from mcp_latent.profiles.registry import ProfileRegistry
+
+    settings = settings_from_args(args)
+    registry = ProfileRegistry(settings.user_profiles_dir, settings.builtin_profiles)  # the files' own exemplars
+    registry.load_all()
+    for entry in registry.skipped.values():
+        print(f"mcp-latent: skipped {entry}", file=sys.stderr)
+    names = args.names or sorted(registry.profiles)
+    profiles = [registry.get(name) for name in names]  # NotFound (exit 2) names the profiles there are
+    fitter = ProfileFitter.for_settings(settings, load_configured_embedder(settings))
+    for profile in profiles:
+        started = time.monotonic()
+        cached = fitter.cached(profile) is not None
+        if not cached:
+            fitter.fitted(profile)
+        took = time.monotonic() - started
+        print(f"{profile.name:<16} {'cached' if cached else 'fitted'} in {took:.1f} s -> {fitter.cache_dir}")
+    return 0

@@ -29,9 +29,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print_json(result)
         return 0
     for name, verdict in result["verdicts"].items():
-        label = verdict["label"] if verdict["label"] is not None else "UNSURE (escalate)"
-        extra = f"  score={verdict['score']}" if "score" in verdict else ""
-        print(f"{name:>12}: {label}  p={verdict['p']}{extra}")
+        print(verdict_line(name, verdict))
+        if verdict.get("top"):
+            print(f"{'':>14}top: " + ", ".join(f"{lab} {p:.2f}" for lab, p in verdict["top"]))
+        if verdict.get("words"):
+            print(f"{'':>14}words: {', '.join(verdict['words'])}")
         for text, lab, sim in verdict.get("neighbours", []):
             print(f"{'':>14}~ {sim:.2f} [{lab}] {text}")
     return 0
+
+
+# Why a verdict escalated, in words (`reason` in a detailed verdict; see judge/decision.py).
+REASONS = {
+    "out_of_scope": "the nearest exemplar is too far: the text is about none of the labels",
+    "low_confidence": "the best label is not probable enough to answer with",
+    "no_exemplars": "the profile has no exemplars yet",
+}
+
+
+def verdict_line(name: str, verdict: dict) -> str:
+    """One verdict on one line: the label, or UNSURE with why when the verdict says (--detail), and p."""
+    if verdict.get("fitting"):
+        return f"{name:>12}: NOT READY ({verdict['fitting']})"
+    if verdict["label"] is not None:
+        label = verdict["label"]
+    elif verdict.get("reason"):
+        label = f"UNSURE (escalate: {REASONS.get(verdict['reason'], verdict['reason'])})"
+    else:
+        label = "UNSURE (escalate)"
+    extra = f"  score={verdict['score']}" if "score" in verdict else ""
+    return f"{name:>12}: {label}  p={verdict['p']}{extra}"

@@ -3,11 +3,15 @@
 Exemplar vectors are cached per text (so teaching one exemplar embeds one text), and fits are keyed by the
 exemplars (file plus taught exemplars, not the decision settings), the model id and the fit version, so an
 unchanged profile is never re-embedded or refitted, and a moved target re-chooses the operating point from the
-stored cross-validation instead of refitting. Fits are written under `profile_cache_dir` (default
-`<data_dir>/cache/profiles`), one folder per model id; `profiles build --out DIR` also writes one beside the
-profile file (`DIR/.fits/`), and a server reading profiles from DIR finds it there whatever its data dir.
-`ProfileFitter.for_settings` is the one place that folder is computed from the settings: the server, `build`,
-`tune` and `list` all go through it, so they look for fits in the same place under the same model id.
+stored cross-validation instead of refitting.
+
+Where fits live: fits of a profile file's own exemplars go to the profile cache (`profile_cache_dir`, by default
+`~/.cache/mcp-latent/profiles`), which every data dir of the user shares, so `tools/dev.sh setup` fits the shipped
+profiles once and a fresh data dir answers at once. Fits that include taught exemplars belong to one data dir and
+go to its `taught_dir` (`<data_dir>/cache/profiles`). `profiles build --out DIR` also writes one beside the profile
+file (`DIR/.fits/`), and a server reading profiles from DIR finds it there whatever its caches.
+`ProfileFitter.for_settings` is the one place those folders are computed from the settings: the server, `build`,
+`tune` and `list` all go through it, so they look for fits in the same places under the same model id.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ KEY_CHARS = 16
 # Exemplars are embedded this many at a time by an embedder without a background mode (tests' fakes); the
 # server's embedder (`CachedEmbedder.embed_background`) chunks them itself, behind every call.
 EMBED_CHUNK = 32
+SHARED_FITS_KEPT = 4  # fits per profile name kept in the shared cache (several data dirs, several file versions)
 
 
 def _slug(model_id: str) -> str:
@@ -103,8 +108,11 @@ class ExemplarVectors:
 
     def _save(self, known: dict[str, np.ndarray]) -> None:
         keys = np.array(list(known), dtype="U40")
-        with replacing(self.path) as tmp, tmp.open("wb") as out:
-            np.savez(out, keys=keys, vectors=np.stack(list(known.values())).astype(np.float32))
+        try:
+            with replacing(self.path) as tmp, tmp.open("wb") as out:
+                np.savez(out, keys=keys, vectors=np.stack(list(known.values())).astype(np.float32))
+        except OSError as exc:  # an unwritable cache costs re-embedding next time, never the fit in hand
+            log.warning("could not cache exemplar vectors in %s (%s)", self.path, exc)
 
 
 @dataclass(frozen=True)
@@ -124,18 +132,22 @@ class ProfileFitter:
     (a unique temporary name, then a rename), so concurrent writers of one file (two profiles' owners, two
     servers on a data dir) never tear it, and the profile's owner (`LiveProfile`) makes fits single-flight."""
 
-    def __init__(self, cache_dir: Path, embedder: Embedder):
+    def __init__(self, cache_dir: Path, embedder: Embedder, taught_dir: Path | None = None):
         self.embedder = embedder
-        self.cache_dir = Path(cache_dir) / _slug(embedder.model_id)
+        self.cache_dir = Path(cache_dir) / _slug(embedder.model_id)  # shared: fits of files' own exemplars
+        # This data dir's fits with taught exemplars (None: the shared cache holds them too, as for one-off tools).
+        self.taught_dir = Path(taught_dir) / _slug(embedder.model_id) if taught_dir is not None else None
 
     @classmethod
     def for_settings(cls, settings: Settings, embedder: Embedder | None = None) -> ProfileFitter:
-        """The fit caches of these settings: `profile_cache_dir`, under the id of the model they configure. Without
-        an embedder only stored fits can be read (found by that id, the model is not loaded)."""
+        """The fit caches of these settings: `profile_cache_dir` (shared by every data dir of the user) and the data
+        dir's `taught_fit_dir`, under the id of the model they configure. Without an embedder only stored fits can
+        be read (found by that id, the model is not loaded)."""
         from mcp_latent.embedding.model_source import configured_model_id
 
         assert settings.profile_cache_dir is not None  # filled by the settings' validator
-        return cls(settings.profile_cache_dir, embedder or NamedModel(configured_model_id(settings)))
+        model = embedder or NamedModel(configured_model_id(settings))
+        return cls(settings.profile_cache_dir, model, settings.taught_fit_dir)
 
     def fit_key(self, profile: Profile | ProfileSpec, taught_digest: str = "") -> str:
         """Content key of a fit: what it learns from (labels and exemplars, taught ones by digest; not the decision
@@ -154,6 +166,8 @@ class ProfileFitter:
     def load(self, name: str, key: str, spec: ProfileSpec, texts: list[str], profile_path: Path | None = None):
         """The cached fit with this key (the data dir's cache first, then beside the profile file), or None."""
         places = [self.cache_dir] + ([self.beside(profile_path)] if profile_path is not None else [])
+        if self.taught_dir is not None:
+            places.insert(0, self.taught_dir)
         for folder in places:
             path = folder / self._fit_name(name, key)
             if not path.exists():
@@ -169,20 +183,40 @@ class ProfileFitter:
                 log.warning("cached fit %s unreadable (%s); refitting", path, exc)
         return None
 
+    def has_fit(self, name: str, keys: list[str], profile_path: Path | None = None) -> bool:
+        """Whether a stored fit with one of these keys is there to load (a stat per place; nothing is read)."""
+        places = [self.cache_dir] + ([self.beside(profile_path)] if profile_path is not None else [])
+        if self.taught_dir is not None:
+            places.append(self.taught_dir)
+        return any((folder / self._fit_name(name, key)).exists() for folder in places for key in keys)
+
     def vectors(self, name: str, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Embeddings of exemplar texts, from the per-text cache where possible."""
         return ExemplarVectors(self.cache_dir / f"{name}.exemplars.npz").lookup(texts, self.embedder, progress)
 
-    def save(self, name: str, key: str, fitted: FittedProfile, folder: Path | None = None) -> Path:
-        """Store a full fit and remove this profile's older fits (only this profile's: `kind` never touches
-        the fits of `kind-v2`)."""
-        folder = folder or self.cache_dir
+    def save(
+        self, name: str, key: str, fitted: FittedProfile, folder: Path | None = None, taught: bool = False
+    ) -> Path | None:
+        """Store a full fit and remove this profile's older fits there (only this profile's: `kind` never touches
+        the fits of `kind-v2`). In the shared cache the newest SHARED_FITS_KEPT are kept: two data dirs whose
+        `kind.toml` differ would otherwise delete each other's fit at every start. A cache that cannot be written
+        only costs a refit next time (logged), never the fit in hand: None then."""
+        if folder is None:
+            folder = self.taught_dir if taught and self.taught_dir is not None else self.cache_dir
         path = folder / self._fit_name(name, key)
-        fitted.save(path)
+        try:
+            fitted.save(path)
+        except OSError as exc:
+            log.warning(
+                "could not cache the fit of profile %s in %s (%s); it is refitted at the next start", name, path, exc
+            )
+            return None
         own = re.compile(rf"{re.escape(name)}-[0-9a-f]{{{KEY_CHARS}}}\.fit\.npz")
-        for stale in folder.glob("*.fit.npz"):
-            if stale != path and own.fullmatch(stale.name):
-                stale.unlink(missing_ok=True)
+        stale = [other for other in folder.glob("*.fit.npz") if other != path and own.fullmatch(other.name)]
+        keep = 0 if folder == self.taught_dir else SHARED_FITS_KEPT - 1
+        stale.sort(key=lambda other: other.stat().st_mtime if other.exists() else 0.0, reverse=True)
+        for old in stale[keep:]:
+            old.unlink(missing_ok=True)
         return path
 
     def cached(self, profile: Profile) -> FittedProfile | None:

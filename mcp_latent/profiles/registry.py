@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,9 @@ from mcp_latent.profiles.spec import ProfileSpec, builtin_profiles_dir, read_pro
 
 if TYPE_CHECKING:
     from mcp_latent.store.base import LatentStore, TaughtExemplar
+
+
+log = logging.getLogger(__name__)
 
 
 TAUGHT_SUFFIX = ".taught.jsonl"  # where versions before the store kept taught exemplars (imported once)
@@ -85,6 +89,7 @@ class ProfileRegistry:
         self.taught_cursor = 0  # the newest taught exemplar (store id) the loaded profiles include
         self.builtin_dir = builtin_profiles_dir() if include_builtin else None
         self._profiles: dict[str, Profile] = {}
+        self.skipped: dict[Path, str] = {}  # invalid files of the last load, with why (written by `load_all` only)
 
     def _files(self) -> Iterator[tuple[Path, bool]]:
         """Every profile file with whether it is shipped; user files come last, so they shadow shipped ones."""
@@ -94,19 +99,27 @@ class ProfileRegistry:
                     yield path, builtin
 
     def load_all(self) -> dict[str, Profile]:
-        """(Re)read every profile file; raises ProfileError for the first invalid one."""
+        """(Re)read every profile file. An invalid file is skipped with a warning naming the file and the field, and
+        kept in `skipped` (path -> error): one bad user file used to fail every tool, the shipped profiles included.
+        A bad user file that would have shadowed a shipped profile leaves the shipped one in place."""
         found: dict[str, Profile] = {}
         taught: dict[str, list[TaughtExemplar]] = {}
         stored = self.store.taught() if self.store is not None else []
         for exemplar in stored:
             taught.setdefault(exemplar.profile, []).append(exemplar)
         self.taught_cursor = stored[-1].id if stored else 0
+        skipped: dict[Path, str] = {}
         for path, builtin in self._files():
-            spec = read_profile_file(path)
+            try:
+                spec = read_profile_file(path)
+            except ProfileError as exc:
+                log.warning("profile file skipped: %s", exc)  # the error names the file and the field
+                skipped[path] = str(exc)
+                continue
             # An exemplar whose label the file no longer has is skipped: it no longer applies.
             entries = [(t.label, t.text) for t in taught.get(spec.name, []) if t.label in spec_labels(spec)]
             found[spec.name] = Profile(spec=spec, path=path, builtin=builtin, taught_entries=entries)
-        self._profiles = found
+        self._profiles, self.skipped = found, skipped
         return found
 
     def check_all(self) -> list[tuple[Path, str | None]]:
@@ -140,5 +153,8 @@ class ProfileRegistry:
         try:
             return self._profiles[name]
         except KeyError:
+            invalid = [error for path, error in self.skipped.items() if path.stem == name]
+            if invalid:  # its file is there but did not load: say why, not just "not found"
+                raise NotFound(f"profile {name!r} did not load: {invalid[-1]}") from None
             available = ", ".join(sorted(self._profiles)) or "none"
             raise NotFound(f"profile {name!r} not found; available: {available}.") from None

@@ -34,8 +34,8 @@ class DeferredService:
     time to `tools/list` on a quiet machine, and the SDK import it would otherwise wait behind holds the GIL).
 
     Calls reach the built service through attribute access, which waits until it is built: the tools run in worker
-    threads, so that wait never blocks the event loop; what runs on the loop (`is_quick` and the lifespan's
-    `start_in_background`) is defined here and never waits. Ownership: the startup thread writes
+    threads, so that wait never blocks the event loop; what runs on the loop (the lifespan's `start_in_background`) is
+    defined here and never waits. Ownership: the startup thread writes
     `_service` and `_error` once, before setting `_built`; any thread reads them after `_built` is set."""
 
     def __init__(self, settings: Settings):
@@ -72,10 +72,6 @@ class DeferredService:
         if self._service is not None:
             self._service.start()  # loads the model, the store and the profiles; then fits what is not cached
 
-    def is_quick(self, text: Any = None, profiles: Any = None) -> bool:
-        """False until the service is built (runs on the event loop: never waits)."""
-        return self._service is not None and self._service.is_quick(text, profiles)
-
     def close(self) -> None:
         if self._started:
             self._built.wait(600)
@@ -86,8 +82,9 @@ class DeferredService:
         """Everything else is the built service's (waits until it is built; called from worker threads)."""
         if name.startswith("_"):
             raise AttributeError(name)
-        if not self._built.wait(600):
-            raise ModelError("the server is still starting after 600 s; retry shortly.")
+        wait = self.settings.profile_wait_seconds  # the bound on every call's wait, as in `wait_ready`
+        if not self._built.wait(wait):
+            raise ModelError(f"the server is still starting after {wait:.0f} s; nothing was done, retry shortly.")
         if self._service is None:
             raise ModelError(f"startup failed: {self._error!r}")
         return getattr(self._service, name)

@@ -20,6 +20,10 @@ from mcp_latent.settings import Settings, is_loopback
 log = logging.getLogger(__name__)
 
 
+# A JSON-RPC error code in the implementation-defined server range (-32000 to -32099): the caller is not authorized.
+UNAUTHORIZED = -32001
+
+
 class BearerTokenMiddleware:
     """Refuse MCP requests without `Authorization: Bearer <token>` of a known token (the single token, or one of
     the tokens file's: server/auth.py); `/healthz` stays open for process managers, and `open_paths` (the usage
@@ -46,8 +50,13 @@ class BearerTokenMiddleware:
             else:
                 # RFC 6750: say which scheme is expected, and whether the token sent was wrong.
                 challenge = 'Bearer error="invalid_token"' if supplied else "Bearer"
+                # The body is a JSON-RPC error: MCP clients surface that one (the Python SDK reads an error body at a
+                # non-2xx status), where a plain {"error": ...} body reached the caller as "Server returned an error
+                # response". curl users read the same sentence under error.message.
+                what = "wrong bearer token" if supplied else "missing bearer token"
+                message = f"{what}: send the header 'Authorization: Bearer <token>' (the server's MCP_LATENT_TOKEN)."
                 response = JSONResponse(
-                    {"error": "missing or wrong bearer token; send 'Authorization: Bearer <token>'"},
+                    {"jsonrpc": "2.0", "id": None, "error": {"code": UNAUTHORIZED, "message": message}},
                     status_code=401,
                     headers={"WWW-Authenticate": challenge},
                 )

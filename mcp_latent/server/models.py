@@ -15,11 +15,13 @@ log = logging.getLogger(__name__)
 
 
 class VerdictOut(BaseModel):
-    """One profile's verdict. `label` is null when unsure; `p` is the calibrated probability the label is right."""
+    """One profile's verdict. `label` is null when unsure; `p` is the calibrated probability the label is right.
+    A profile whose first fit did not end within the wait has no `p` but `fitting` ("fitting, ready in about N s")
+    or `error` instead (unsure, so a caller that skips the note escalates)."""
 
     model_config = ConfigDict(extra="allow")
     label: str | None
-    p: float
+    p: float | None = None
     score: float | None = None
     unsure: bool | None = None
 

@@ -156,6 +156,13 @@ class LatentTool(Tool):
         if unknown:
             raise ToolError(unknown_arguments_error(self.name, unknown, self.parameters))
         try:
+            # Strict types: pydantic's lax mode would take k="5" as 5 and detail="yes" as true, so a caller's wrong
+            # types pass unnoticed (and a string that only looks like a number may not be one). JSON-in-a-string
+            # lists and objects are still unpacked first, as the SDK does for clients that send them that way.
+            self.fn_metadata.arg_model.model_validate(self.fn_metadata.pre_parse_json(arguments), strict=True)
+        except ValidationError as exc:
+            raise ToolError(invalid_arguments_error(self.name, exc, self.parameters)) from exc
+        try:
             return await super().run(arguments, context, convert_result)
         except UnexpectedToolError:
             raise

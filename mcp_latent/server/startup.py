@@ -11,6 +11,7 @@ from mcp_latent.server.deferred import DeferredService, one_blas_thread
 from mcp_latent.server.http import bind_listener, endpoint_url, http_app
 from mcp_latent.server.tools import build_server
 from mcp_latent.settings import Settings
+from mcp_latent.store.data_dir import check_data_dir
 
 if TYPE_CHECKING:  # imported at run time only where a service is built: numpy and the engine come with it
     from mcp_latent.service.api import LatentService
@@ -24,7 +25,11 @@ def serve(
     service: LatentService | DeferredService | None = None,
 ) -> None:
     """Run the server until the client goes away (stdio) or the process is stopped (http). Over stdio the service is
-    built once the server answers (`DeferredService`) unless one is given; HTTP builds its own after its checks."""
+    built once the server answers (`DeferredService`) unless one is given; HTTP builds its own after its checks.
+
+    An unusable data dir (unwritable, or a file in its place) refuses the start with the path and the fix: a server
+    that started anyway answered every call with an error no retry could cure (and HTTP 503 forever)."""
+    check_data_dir(settings.data_dir)
     if (transport or settings.transport) == "stdio":
         if service is None:
             service = DeferredService(settings)  # limits BLAS itself once numpy is imported

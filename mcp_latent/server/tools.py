@@ -198,14 +198,14 @@ def build_server(settings: Settings | None = None, service: LatentService | Defe
 
         return register
 
-    async def call(fn: Callable[[], dict[str, Any]], quick: bool = False) -> CallToolResult:
-        """Run engine work and turn engine errors into tool errors the model can act on.
+    async def call(fn: Callable[[], dict[str, Any]]) -> CallToolResult:
+        """Run engine work in a worker thread and turn engine errors into tool errors the model can act on.
 
-        Work that may embed, fit or wait for the model runs in a worker thread so the event loop stays free;
-        `quick` reads (a stored vector or cached text against fitted profiles: tens of microseconds) run
-        inline, because the thread hop would cost more than the work."""
+        Every call runs off the event loop, reads by handle included: they reach the store (a PostgreSQL round
+        trip, or SQLite's index under its lock), which may take seconds, and one such wait on the loop would stall
+        every session of an HTTP server. Only the SDK's own parsing and `compact_result` run on the loop."""
         try:
-            data = fn() if quick else await anyio.to_thread.run_sync(fn)
+            data = await anyio.to_thread.run_sync(fn)
             return compact_result(data, settings.structured_content)
         except LatentError as exc:
             raise ToolError(str(exc)) from exc
@@ -240,10 +240,7 @@ def build_server(settings: Settings | None = None, service: LatentService | Defe
     ) -> Annotated[CallToolResult, EvaluateOut]:
         """Judge a handle (preferred) or a text with evaluator profiles. Verdicts are {label, p}; "unsure": true
         means decide it yourself."""
-        return await call(
-            lambda: service.evaluate(handle, text, profiles, namespace, detail, compare_parent),
-            quick=service.is_quick(text, profiles),
-        )
+        return await call(lambda: service.evaluate(handle, text, profiles, namespace, detail, compare_parent))
 
     @tool(WRITES)
     async def embed(
@@ -266,14 +263,7 @@ def build_server(settings: Settings | None = None, service: LatentService | Defe
         until: Until | None = None,
     ) -> Annotated[CallToolResult, SimilarOut]:
         """Nearest earlier handoffs, with cosine similarity and a text preview."""
-        return await call(
-            lambda: service.similar(handle, text, k, namespace, from_agent, meta, since, until),
-            quick=service.is_quick(text, [])
-            and from_agent is None
-            and meta is None
-            and since is None
-            and until is None,
-        )
+        return await call(lambda: service.similar(handle, text, k, namespace, from_agent, meta, since, until))
 
     @tool(READ_ONLY)
     async def recent(
@@ -302,13 +292,19 @@ def build_server(settings: Settings | None = None, service: LatentService | Defe
     @tool(READ_ONLY)
     async def profiles() -> Annotated[CallToolResult, ProfilesOut]:
         """List the evaluator profiles: labels, readiness, and cross-validated coverage and answered accuracy."""
-        return await call(
-            lambda: {
+
+        def listed() -> dict[str, Any]:
+            out: dict[str, Any] = {
                 "profiles": [
                     {k: p[k] for k in PROFILE_FIELDS + TRUST_FIELDS if k in p} for p in service.list_profiles()
                 ]
             }
-        )
+            skipped = service.skipped_profiles()
+            if skipped:  # invalid files: named with why, so a user sees why their profile is missing
+                out["skipped"] = skipped
+            return out
+
+        return await call(listed)
 
     @tool(WRITES)
     async def define_profile(

@@ -1,5 +1,6 @@
 """The runtime: everything that holds state while a server runs.
 
+- `lifecycle.py`: `ServiceRuntime`: startup (model, store, profiles), readiness, status, shutdown.
 - `api.py`: `LatentService`, the library API the MCP tools and the CLI wrap (embed, handoff, evaluate, ...).
 - `checks.py`: input checks at that boundary.
 - `live_profile.py`: one profile's fit lifecycle (first fit, teach, background refits).

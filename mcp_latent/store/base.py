@@ -32,7 +32,13 @@ _HANDLE_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o/1/l: handles get
 _HANDLE_BODY = 10  # 32**10 = 2**50 possibilities: short, and unguessable enough to not leak across namespaces
 
 
-HANDLE_RE = re.compile(rf"^{HANDLE_PREFIX}[{_HANDLE_ALPHABET}]{{{_HANDLE_BODY}}}$")
+HANDLE_RE = re.compile(rf"^{HANDLE_PREFIX}[{_HANDLE_ALPHABET}]{{{_HANDLE_BODY}}}$")  # what `handoff` issues
+
+
+# What a caller is told a handle looks like ('h_' + 10 letters/digits): a string of that shape is looked up and
+# answered "not found" when absent, even with letters handles never use (0/o/1/l, capitals); "malformed" is kept
+# for strings that do not have the documented shape at all.
+HANDLE_SHAPE = re.compile(rf"^{HANDLE_PREFIX}[A-Za-z0-9]{{{_HANDLE_BODY}}}$")
 
 
 NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
@@ -56,7 +62,7 @@ def new_handle() -> str:
 
 
 def check_handle(handle: str) -> str:
-    if not isinstance(handle, str) or not HANDLE_RE.match(handle):
+    if not isinstance(handle, str) or not HANDLE_SHAPE.match(handle):
         raise InvalidInput(
             f"malformed handle {str(handle)[:40]!r}: handles look like 'h_' + 10 letters/digits "
             "(e.g. 'h_k3v9x2m4qp'); pass a handle returned by `handoff` or `embed`."

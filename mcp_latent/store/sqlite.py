@@ -46,6 +46,7 @@ from mcp_latent.store.base import (
     check_handle,
     new_handle,
 )
+from mcp_latent.store.data_dir import unusable
 from mcp_latent.store.sqlite_migrations import migrate
 from mcp_latent.store.vector_index import VectorIndex
 
@@ -156,11 +157,14 @@ class SqliteStore(LatentStore):
         self._readers: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._readers_lock = threading.Lock()
         self._closed = False
-        with self._translated("open the latent store"):
+        try:  # the data dir itself: an unwritable one, or a file in its place, is no retry matter (say path and fix)
             self.index_dir.mkdir(parents=True, exist_ok=True)
             self._writer = self._connect()
             # WAL: readers and the writer do not block each other, and several processes can share the file.
-            self._writer.execute("PRAGMA journal_mode=WAL")
+            self._writer.execute("PRAGMA journal_mode=WAL")  # the first write: fails here in a read-only dir
+        except (OSError, sqlite3.Error) as exc:
+            raise unusable(self.data_dir, exc) from exc
+        with self._translated("open the latent store"):
             migrate(self._writer)
             self._check_model()
 
