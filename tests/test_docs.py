@@ -426,7 +426,8 @@ def test_http_client_snippet_runs_against_a_server_with_a_token(tmp_path):
         refused = subprocess.run(
             [sys.executable, str(SNIPPETS / "http_client.py")], cwd=ROOT, env=env, capture_output=True, text=True
         )
-        assert refused.returncode != 0 and "error response" in refused.stderr, refused.stderr[-2000:]
+        # the SDK's error carries the server's reason (issue 21: it used to say only "error response")
+        assert refused.returncode != 0 and "wrong bearer token" in refused.stderr, refused.stderr[-2000:]
         assert server.poll() is None  # refused by the token check, not by a server that went away
     finally:
         server.terminate()
@@ -465,8 +466,10 @@ def test_tools_doc_matches_the_published_tools(service):
 # --- names in the prose: settings, files and modules exist --------------------------------------------------------
 
 
-def prose() -> str:
-    return "\n".join(page.read_text(encoding="utf-8") for page in PAGES)
+def prose(without_output: bool = False) -> str:
+    """Every page's text; `without_output` drops ```text blocks (example output shows a run's own paths)."""
+    text = "\n".join(page.read_text(encoding="utf-8") for page in PAGES)
+    return re.sub(r"^```text\n.*?^```$", "", text, flags=re.M | re.S) if without_output else text
 
 
 def test_every_setting_named_exists():
@@ -476,7 +479,7 @@ def test_every_setting_named_exists():
 
 
 def test_every_file_and_module_named_exists():
-    text = prose()
+    text = prose(without_output=True)
     paths = set(re.findall(r"\b((?:mcp_latent|tools|tests|profiles|docs)/[\w./-]*\w)", text))
     modules = set(re.findall(r"\b((?:embedding|store|judge|profiles|service|server|cli|eval)/\w+\.py)\b", text))
     missing = [p for p in sorted(paths - {"tools/list", "tools/call"}) if not (ROOT / p).exists()]  # MCP methods

@@ -2,7 +2,7 @@
 clear error, never a crash. A crash is what the server reports as "internal error (...)" (any exception that is
 not one of mcp-latent's own, with a traceback in the log): the test fails on it, and on an empty error text.
 
-500 examples here; `tools/fuzz.sh` runs 5,000 (MCP_LATENT_FUZZ_EXAMPLES) and prints the figure for the docs."""
+500 examples here; `tools/fuzz.sh` runs 5,000 (FUZZ_EXAMPLES) and prints the figure for the docs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from mcp import Client
 
 from mcp_latent.server.tools import build_server
 
-EXAMPLES = int(os.environ.get("MCP_LATENT_FUZZ_EXAMPLES", "500"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "500"))
 
 # Every tool with every argument it takes (tests/test_tool_surface.py pins the published surface).
 TOOLS = {

@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 examples=${1:-5000}
 started=$(date +%s)
-MCP_LATENT_FUZZ_EXAMPLES=$examples .venv/bin/python -m pytest -q -s -p no:cacheprovider tests/test_fuzz.py
+FUZZ_EXAMPLES=$examples .venv/bin/python -m pytest -q -s -p no:cacheprovider tests/test_fuzz.py
 echo "fuzz run: $examples examples asked, $(( $(date +%s) - started )) s wall" \
      "(commit $(git rev-parse --short HEAD), $(nproc) cores)"
