@@ -341,6 +341,12 @@ class LiveProfile:
         if label not in self._label_ids:
             raise InvalidInput(f"label {label!r} is not in profile {self.name!r}; labels: {', '.join(self.labels)}.")
         text = text.strip()
+        with self._lock:
+            known = self._latest.get(text) == label
+        if known:
+            # Already its label: a repeat changes nothing, no figure either (a second spot check of the same decision
+            # would count the same agreement twice and skew the stream's checks).
+            return Learned(self.name, label, False, self.exemplars, None)
         snapshot = self.snapshot
         was, check, answered = None, None, False
         if snapshot is not None and snapshot.n:
