@@ -6,6 +6,8 @@
 - `live_profile.py`: one profile's fit lifecycle (first fit, teach, background refits).
 - `stream_record.py`: a profile's recent verdicts and spot checks, and the threshold they set at each refit.
 - `refit_pacer.py`: how often refits may run.
-- `maintenance.py`: retention and following other servers' teaches.
-- `usage_stats.py`: answered / escalated / taught counts per profile.
-- `namespaces.py`: namespace listing and export helpers."""
+- `maintenance.py`: retention and following other servers' teaches and reverts.
+- `usage_stats.py` + `usage_db.py`: answered / escalated / taught counts and call latencies, per minute then per day.
+- `namespaces.py`: namespace listing and export helpers; `handoffs.py`: forget, recent and the search filters.
+- `user_profiles.py`: profiles defined and deleted over MCP (`ProfileEditor`, copy-on-write tables).
+- `teachers.py`: who teaches (the caller of a tool call), counts per teacher, following reverts."""
