@@ -228,8 +228,10 @@ def test_profiles_build_off_topic_option(tmp_path, settings):
 
 
 def test_packaged_off_topic_texts_are_the_reviewable_source():
-    """The package's copy (what an installed wheel has) equals tools/data/exemplars/off_topic.txt, which is the
-    shipped profiles' off_topic label (tests/test_profile_data.py)."""
+    """The package's copy (what an installed wheel has) equals tools/data/exemplars/off_topic.txt, the generic part
+    of the shipped profiles' off_topic label (tests/test_profile_data.py). Work chatter that proposes nothing
+    (off_topic_work.txt) stays out: a user's own profile (triage, urgency) may well judge status updates and bug
+    reports ("Reminder: expense reports are due Friday" kept "finish the budget spreadsheet before Friday" unsure)."""
     from mcp_latent.profiles.spec import off_topic_label
 
     source = (ROOT / "tools" / "data" / "exemplars" / "off_topic.txt").read_text(encoding="utf-8").splitlines()

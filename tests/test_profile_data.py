@@ -72,7 +72,13 @@ def test_balance_ignores_abstain_labels():
 
 @pytest.mark.parametrize("name", ["risk", "roi", "category"])
 def test_shipped_off_topic_label_is_the_reviewable_source(name):
-    source = (ROOT / "tools" / "data" / "exemplars" / "off_topic.txt").read_text(encoding="utf-8").splitlines()
+    # The generic texts (what `define_profile` also gets), then work chatter that proposes nothing (status, bots,
+    # symptom-only bug reports): off-topic for a proposal's risk, roi and category, not for every profile.
+    exemplars = ROOT / "tools" / "data" / "exemplars"
+    source = [
+        *(exemplars / "off_topic.txt").read_text(encoding="utf-8").splitlines(),
+        *(exemplars / "off_topic_work.txt").read_text(encoding="utf-8").splitlines(),
+    ]
     spec = read_profile_file(builtin_profiles_dir() / f"{name}.toml")
     abstain = [label for label in spec.labels if label.abstain]
     assert [label.name for label in abstain] == ["off_topic"]

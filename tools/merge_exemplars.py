@@ -5,7 +5,7 @@
     .venv/bin/python tools/merge_exemplars.py tools/data/exemplars/joint.jsonl --second-judge judge2.jsonl
     .venv/bin/python tools/merge_exemplars.py joint2.jsonl --second-judge joint2_judge2.jsonl --drop-disagreed
     .venv/bin/python tools/merge_exemplars.py tools/data/realistic/train.jsonl --inline-second-judge \
-        --group-field source --off-topic-label off_topic --off-topic-file tools/data/exemplars/off_topic.txt
+        --group-field source --off-topic-label off_topic --off-topic-file tools/data/exemplars/off_topic_work.txt
 
 Each line of the joint file is {"id", "text", "risk", "roi", "category", ...}: one proposal labelled on all
 three profiles at once. With --second-judge (lines {"id" or "text", "risk", "roi", "category"}, labelled blind

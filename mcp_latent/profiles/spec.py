@@ -34,8 +34,9 @@ OFF_TOPIC_LABEL = "off_topic"
 
 def off_topic_label() -> LabelSpec:
     """The shared abstain label: small talk, questions, recipes and vague one-liners that no profile judges. Its
-    texts ship inside the package (`off_topic.txt`, kept equal to tools/data/exemplars/off_topic.txt, the shipped
-    profiles' own off_topic label), so `define_profile` and `profiles build --off-topic` work from a wheel."""
+    texts ship inside the package (`off_topic.txt`, kept equal to tools/data/exemplars/off_topic.txt, the generic
+    part of the shipped profiles' off_topic label; their work-chatter part, off_topic_work.txt, is not for every
+    profile), so `define_profile` and `profiles build --off-topic` work from a wheel."""
     lines = (Path(__file__).with_name("off_topic.txt")).read_text(encoding="utf-8").splitlines()
     return LabelSpec(name=OFF_TOPIC_LABEL, abstain=True, examples=[line.strip() for line in lines if line.strip()])
 
