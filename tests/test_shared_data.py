@@ -33,6 +33,9 @@ async def test_built_profile_abstains_on_unseen_intents_through_the_server(tmp_p
     subset.write_text("".join(json.dumps(r) + "\n" for r in rows if r["label"] in intents), encoding="utf-8")
     build = [*server_command(), "profiles", "build", "--from", str(subset), "--name", "hwu16", "--split", "train"]
     build += ["--out", str(tmp_path / "profiles"), "--data-dir", str(tmp_path / "d")]
+    # The simulated out-of-scope target this test's 60% floor was set for; the default moved to 0.75 (issue 24:
+    # real recall sits above the simulation), which flags 26 of these 44 unseen-intent texts (59%) instead.
+    build += ["--target-oos-recall", "0.8"]
     for intent in unseen:
         build += ["--exclude-label", intent]
     built = subprocess.run(build, capture_output=True, text=True, timeout=600, check=True)
