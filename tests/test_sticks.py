@@ -143,8 +143,8 @@ def test_teaching_that_confirms_never_makes_a_profile_shyer(settings):
     p = rng.uniform(0.6, 1.0, 300)
     for value in p:
         live.observe(rng.standard_normal(64).astype(np.float32), float(value), True, "fruit")
-    live._checks.extend((float(value), True) for value in p[:60])  # every taught text's verdict was right
-    live._spot_checks.extend((float(value), True) for value in p[:60])  # and answered: every spot check agreed
+    live.stream.checks.extend((float(value), True) for value in p[:60])  # every taught text's verdict was right
+    live.stream.spot.extend((float(value), True) for value in p[:60])  # and answered: every spot check agreed
     probes = [f"apple hammer wrench {i}" for i in range(50)]
     before = [judged(service, t, "kind") for t in probes]
     service.teach("kind", "fruit", text="ripe mango papaya")
@@ -171,13 +171,13 @@ def test_spot_checks_below_the_target_raise_the_threshold_and_stats_say_so(setti
     live = service.live["kind"]
     fit = judged(service, "apple hammer", "kind")["threshold"]
     p, right = spot_checks()
-    live._spot_checks.extend(zip(p, right.astype(bool), strict=True))  # 400 answers' spot checks
+    live.stream.spot.extend(zip(p, right.astype(bool), strict=True))  # 400 answers' spot checks
     service.teach("kind", "fruit", text="ripe mango papaya")  # a refit takes the evidence
     assert service.wait_refitted(60)
     stats = service.profile_stats()["stats"]["kind"]["operating"]
     threshold, source = stats["threshold"]
     assert source == "spot checks" and threshold > fit[0]
-    p, right = np.array(live._spot_checks, dtype=float).T  # and the taught text's own, if it was answered
+    p, right = np.array(live.stream.spot, dtype=float).T  # and the taught text's own, if it was answered
     served = live.online[0]
     assert within_target(p, right, served, 0.9) and not within_target(p, right, p[p < served].max(), 0.9)
     answered = p >= served  # what the stats report: the spot checks at the threshold answered at now

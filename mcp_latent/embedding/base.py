@@ -58,9 +58,6 @@ class CachedEmbedder:
         """Which engine computes the vectors (`onnxruntime`, `torch`, or the test embedder's class name)."""
         return str(getattr(self.inner, "backend", type(self.inner).__name__))
 
-    def is_cached(self, text: str) -> bool:
-        return text in self._cache
-
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for a call: ahead of any bulk work waiting for the model."""
         with self._gate:

@@ -221,14 +221,6 @@ class LiveProfile:
     def online(self) -> tuple[float, str] | None:
         return self.stream.online
 
-    @property
-    def _checks(self):  # p's checks (tests inject evidence here)
-        return self.stream.checks
-
-    @property
-    def _spot_checks(self):  # the answers' spot checks (tests inject evidence here)
-        return self.stream.spot
-
     def _on_stream(self, fitted: FittedProfile) -> FittedProfile:
         """The fit answering from the threshold the stream and spot checks ask for; a fixed threshold in the
         profile file is left alone, and so is a profile abstaining until its evidence supports answers."""

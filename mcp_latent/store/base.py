@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -379,6 +379,16 @@ class LatentStore(ABC):
 
 
 TAUGHT_COLUMNS = "id, profile, label, text, source, created_at, teacher"
+# Both backends' `taught_counts` query: exemplars not reverted, per profile and teacher.
+TAUGHT_COUNTS_SQL = "SELECT profile, teacher, COUNT(*) FROM taught WHERE reverted_at IS NULL GROUP BY profile, teacher"
+
+
+def counts_by_teacher(rows: Iterable[tuple[str, str | None, int]]) -> dict[str, dict[str, int]]:
+    """{profile: {teacher: exemplars}} from (profile, teacher, count) rows; no teacher reads UNKNOWN_TEACHER."""
+    counts: dict[str, dict[str, int]] = {}
+    for profile, teacher, n in rows:
+        counts.setdefault(profile, {})[teacher or UNKNOWN_TEACHER] = n
+    return counts
 
 
 def _taught_filter(

@@ -43,8 +43,8 @@ from mcp_latent.store.base import (
     HANDOFFS_SCOPE,
     REVERTED_SCOPE,
     TAUGHT_COLUMNS,
+    TAUGHT_COUNTS_SQL,
     TAUGHT_SCOPE,
-    UNKNOWN_TEACHER,
     Changes,
     Handoff,
     HandoffFilter,
@@ -52,6 +52,7 @@ from mcp_latent.store.base import (
     NewHandoffs,
     TaughtExemplar,
     check_handle,
+    counts_by_teacher,
     new_handle,
 )
 from mcp_latent.store.postgres_migrations import SCHEMA_VERSION, bind_model, migrate
@@ -621,13 +622,8 @@ class PostgresStore(LatentStore):
     @_boundary("count taught exemplars")
     def taught_counts(self) -> dict[str, dict[str, int]]:
         with self._connection() as conn:
-            rows = conn.execute(
-                "SELECT profile, teacher, COUNT(*) FROM taught WHERE reverted_at IS NULL GROUP BY profile, teacher"
-            ).fetchall()
-        counts: dict[str, dict[str, int]] = {}
-        for profile, teacher, n in rows:
-            counts.setdefault(profile, {})[teacher or UNKNOWN_TEACHER] = n
-        return counts
+            rows = conn.execute(TAUGHT_COUNTS_SQL).fetchall()
+        return counts_by_teacher(rows)
 
     @_boundary("poll for changes")
     def changes(self, after: int = 0) -> Changes:

@@ -35,8 +35,8 @@ from mcp_latent.store.base import (
     HANDOFFS_SCOPE,
     REVERTED_SCOPE,
     TAUGHT_COLUMNS,
+    TAUGHT_COUNTS_SQL,
     TAUGHT_SCOPE,
-    UNKNOWN_TEACHER,
     Changes,
     Handoff,
     HandoffFilter,
@@ -44,6 +44,7 @@ from mcp_latent.store.base import (
     NewHandoffs,
     TaughtExemplar,
     check_handle,
+    counts_by_teacher,
     new_handle,
 )
 from mcp_latent.store.data_dir import unusable
@@ -567,13 +568,8 @@ class SqliteStore(LatentStore):
 
     @_boundary("count taught exemplars")
     def taught_counts(self) -> dict[str, dict[str, int]]:
-        rows = self._reader().execute(
-            "SELECT profile, teacher, COUNT(*) FROM taught WHERE reverted_at IS NULL GROUP BY profile, teacher"
-        )
-        counts: dict[str, dict[str, int]] = {}
-        for profile, teacher, n in rows:
-            counts.setdefault(profile, {})[teacher or UNKNOWN_TEACHER] = n
-        return counts
+        rows = self._reader().execute(TAUGHT_COUNTS_SQL)
+        return counts_by_teacher(rows)
 
     @_boundary("poll for changes")
     def changes(self, after: int = 0) -> Changes:
