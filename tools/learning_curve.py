@@ -205,7 +205,16 @@ async def run(args: argparse.Namespace) -> dict:
             return result.structured_content
 
         started = time.monotonic()
-        await call("evaluate", {"text": "warm up", "profiles": [name, static]})
+        # The stream starts once both profiles are fitted: a first fit estimated to outlast the server's wait
+        # (MCP_LATENT_PROFILE_WAIT_SECONDS, e.g. BANKING77's 385 exemplars on loaded cores) answers "fitting" at once,
+        # with no `p`, so ask again until both verdicts carry one.
+        while True:
+            warm = await call("evaluate", {"text": "warm up", "profiles": [name, static]})
+            if all(v.get("p") is not None for v in warm["verdicts"].values()):
+                break
+            if time.monotonic() - started > 1800:
+                raise RuntimeError(f"profiles not fitted after 30 minutes: {warm['verdicts']}")
+            await anyio.sleep(2)
         print(f"server ready, profiles fitted: {time.monotonic() - started:.1f} s", file=sys.stderr)
         stream_started = time.monotonic()
         cpu_before = (server_cpu_seconds(), time.process_time())
