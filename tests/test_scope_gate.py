@@ -118,12 +118,20 @@ NOT_PROPOSALS = [
     "thank you all for covering my on-call shift last weekend, really appreciated",
     "which dashboard shows the p95 latency of the export service?",
 ]
-PROPOSALS = {
-    "disable the firewall and give every contractor admin access to production": ("high", "security"),
-    "Move the nightly batch jobs from the old VM to Kubernetes CronJobs, one job at a time, keeping the VM crontab "
-    "as a fallback for two weeks.": ("medium", "engineering"),
-    "Raise list prices 8% for new customers from next quarter; old contracts keep their rate.": ("medium", "finance"),
-}
+PROPOSALS = [  # (text, risk, category)
+    ("disable the firewall and give every contractor admin access to production", "high", "security"),
+    (
+        "Move the nightly batch jobs from the old VM to Kubernetes CronJobs, one job at a time, keeping the VM "
+        "crontab as a fallback for two weeks.",
+        "medium",
+        "engineering",
+    ),
+    (
+        "Raise list prices 8% for new customers from next quarter; existing contracts keep their rate until renewal.",
+        "medium",
+        "finance",
+    ),
+]
 
 
 def test_shipped_profiles_abstain_on_texts_that_propose_nothing_and_answer_proposals(tmp_path, warm_profile_cache):
@@ -140,7 +148,7 @@ def test_shipped_profiles_abstain_on_texts_that_propose_nothing_and_answer_propo
             for name, verdict in verdicts.items():
                 assert verdict["unsure"] and verdict["reason"] == "out_of_scope", (text, name, verdict)
                 assert verdict["scope"]["in_scope"] is False, (text, name, verdict)
-        for text, (risk, category) in PROPOSALS.items():
+        for text, risk, category in PROPOSALS:
             verdicts = service.evaluate(text=text, profiles=["risk", "roi", "category"], detail=True)["verdicts"]
             assert all(v["scope"]["in_scope"] for v in verdicts.values()), (text, verdicts)
             assert (verdicts["risk"]["label"], verdicts["category"]["label"]) == (risk, category), (text, verdicts)
