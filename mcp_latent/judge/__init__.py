@@ -13,4 +13,6 @@
   default, stream, spot checks); spot checks move it.
 - `memory.py`: answers from memory: (near) copies of exemplars, taught ones above all, take their label; how near
   is fitted from the exemplars' close pairs and minimal pairs.
-- `support.py`: a profile defined over MCP abstains until its cross-validated evidence supports its target."""
+- `support.py`: a profile defined over MCP abstains until its cross-validated evidence supports its target.
+- `scope_gate.py`: the optional "in scope at all?" gate (`scope_gate` in a profile file), fitted on the profile's
+  answer labels against its abstain labels; a text it stops is out of scope."""
