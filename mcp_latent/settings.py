@@ -203,7 +203,7 @@ class Settings(BaseSettings):
         description=f"recent verdicts per profile (distinct in-scope texts) from which each background refit sets "
         f"the threshold once {MIN_STREAM_VERDICTS} are recorded and {MIN_STREAM_CHECKS} texts were taught after a "
         f"verdict on them: "
-        f"the lowest at which the answered texts' accuracy, less {STREAM_MARGIN_ERRORS:g} standard errors, still "
+        f"the lowest at which the answered texts' accuracy, less {STREAM_MARGIN_ERRORS:g} standard error(s), still "
         f"meets the target accuracy; a taught text counts as right or wrong as its teach showed, the others by their "
         f"calibrated p, made as sure as the taught ones showed p to be (its log-odds scaled by a sharpness of at most "
         f"1; below {MIN_SHARPNESS:g} p is not trusted and the fit's own threshold stays). Exemplars alone "
