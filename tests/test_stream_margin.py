@@ -96,3 +96,48 @@ def test_on_recorded_streams_the_threshold_meets_the_target_not_far_past_it(run)
     assert np.mean(agreement) >= TARGET  # the answered verdicts still meet the target on the whole
     assert agreement.min() >= TARGET - 0.01  # ...and at every checkpoint within a point of it
     assert np.mean(agreement) < 0.99  # not far past it (two standard errors: 98-99% measured)
+
+
+def test_the_stream_rule_runs_again_after_teaches_between_refits(settings, fruit_tools_profile):
+    # A threshold used to be set only when a background refit ended; a recalibration on a loaded machine takes a
+    # thousand stream items, and the server answered at 0.988 where the same rule on the same evidence had come down
+    # to 0.919 (HWU64, d78c215 run 3, items 1,750-2,500). Now every STREAM_RESTATE_EVERY outcomes learnt by teaches
+    # run the rule again on the snapshot serving now. Here no refit ever runs.
+    from mcp_latent.judge.operating_point import MIN_THRESHOLD
+    from mcp_latent.judge.stream import MIN_STREAM_CHECKS, MIN_STREAM_VERDICTS
+    from mcp_latent.judge.stream_rule import STREAM_RESTATE_EVERY
+    from mcp_latent.service.api import LatentService
+    from tests.conftest import HashingEmbedder
+
+    service = LatentService(settings, embedder=HashingEmbedder())
+    service.start()
+    live = service.live["kind"]
+    live._schedule_refit = lambda: None  # no background refit: only the restate can set a threshold
+    texts = [f"apple {i} banana {i // 8} cherry {i % 8} pear" for i in range(2 * MIN_STREAM_VERDICTS)]
+    best = {}
+    for text in texts:
+        verdict = service.evaluate(text=text, profiles=["kind"], detail=True)["verdicts"]["kind"]
+        best[text] = verdict["top"][0][0]
+    assert len(live.stream.verdicts()[0]) >= MIN_STREAM_VERDICTS and live.stream.stream_threshold is None
+    # The snapshot serving answers from a threshold an earlier refit's stream rule set, stricter than the evidence
+    # now asks for (the teaches below all confirm the verdicts).
+    fit_point = live.snapshot.calibration.threshold
+    live.snapshot = live.snapshot.with_threshold(0.99, "stream")
+    taught = 0
+    for text in texts:  # each recorded verdict learns its outcome: its best label was right
+        if taught == MIN_STREAM_CHECKS + STREAM_RESTATE_EVERY:
+            break
+        service.teach("kind", best[text], text=text)
+        taught += 1
+        assert live.stream.restate_due() == (live.stream._learnt >= STREAM_RESTATE_EVERY)
+    assert live.refits == 0
+    # The rule ran between refits: the stream threshold is set (p held on every check), and the snapshot serving
+    # now answers from what it asks for: here the fit's own point (the stream asks for more, and the spot checks
+    # answered at the fit's point all agreed: `online_threshold` keeps it), not the stale 0.99, which the rule
+    # does not mistake for the fit's point either.
+    assert live.stream.stream_threshold is not None and live.stream.stream_threshold >= MIN_THRESHOLD
+    assert live.stream.online is None
+    assert live.snapshot.threshold(True) == (pytest.approx(fit_point), "fit") and fit_point < 0.99
+    assert live.snapshot.calibration.threshold == fit_point
+    assert not live.stream.restate_due()
+    service.close()
