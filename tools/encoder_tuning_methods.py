@@ -78,7 +78,7 @@ def _setfit_pairs(y: np.ndarray, rng: np.random.Generator, per_exemplar: int) ->
     for i, label in enumerate(y):
         same = by_label[int(label)]
         for k in range(per_exemplar):
-            if k % 2 == 0 and len(same) > 1:
+            if (i + k) % 2 == 0 and len(same) > 1:  # half the pairs positive, also at one pair per exemplar
                 j = i
                 while j == i:
                     j = same[int(rng.integers(len(same)))]
@@ -100,14 +100,18 @@ def tune(
     epochs: float = 1.0,
     lr: float = 2e-5,
     batch_size: int = 32,
-    pairs: int = 2,
+    pairs: int = 1,
     max_seconds: float = 300.0,
     seed: int = 0,
 ) -> TuneResult:
     """A copy of `base` (a SentenceTransformer) tuned on (texts, y) with `method`, for `epochs` (fractions allowed)
     or until `max_seconds`."""
     import torch
-    from sentence_transformers import losses
+
+    try:
+        from sentence_transformers.sentence_transformer import losses
+    except ImportError:  # sentence-transformers before 6
+        from sentence_transformers import losses
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -117,8 +121,10 @@ def tune(
     model.train()
     y = np.asarray(y)
 
+    preprocess = getattr(model, "preprocess", None) or model.tokenize  # `tokenize` is deprecated in 6.x
+
     def features(batch_texts: list[str]) -> dict:
-        return model.tokenize(batch_texts)
+        return preprocess(batch_texts)
 
     head = None
     if method == "mnrl":

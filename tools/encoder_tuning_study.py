@@ -274,8 +274,9 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=250)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=2e-5)
-    parser.add_argument("--max-train-seconds", type=float, default=300.0, help="stop a training run at this")
+    parser.add_argument("--max-train-seconds", type=float, default=360.0, help="stop a training run at this")
     parser.add_argument("--train-seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (training and embedding)")
     parser.add_argument("--encoder", default="", help="sentence-transformers dir (default: the shipped MiniLM)")
     args = parser.parse_args()
     args.tune_at = [int(x) for x in args.tune_at.split(",") if x] or [args.stream // 3, 2 * args.stream // 3]
@@ -293,7 +294,7 @@ def study(args: argparse.Namespace, arms: list[str]) -> int:
 
     from mcp_latent.embedding.model_source import shipped_model_path
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # Refits run in step here: no debounce to wait out (the server's 0.2 s batches a burst of teaches).
     live_module.REFIT_DEBOUNCE_SECONDS = refit_pacer.REFIT_DEBOUNCE_SECONDS = 0.0
