@@ -8,7 +8,7 @@ per epoch, batches are drawn with a fixed seed, and a run stops at `max_seconds`
 - `mnrl`: MultipleNegativesRankingLoss on (exemplar, another exemplar of its label) pairs, one pair per label in a
   batch, so the in-batch negatives are always other labels.
 - `setfit`: SetFit's recipe for the body: CosineSimilarityLoss on pairs labelled 1 (same label) or 0 (other
-  labels), `pairs` per exemplar, half of each.
+  labels), `pairs` per exemplar (default 1: as many texts per epoch as `mnrl`), half of each.
 - `softmax`: cross-entropy of a linear head over the (normalised) sentence embedding, trained jointly with the
   encoder (the head is thrown away: the profile fits its own).
 """
@@ -38,7 +38,8 @@ def _batches(items: list, size: int) -> list[list]:
 
 
 def _mnrl_batches(y: np.ndarray, rng: np.random.Generator, size: int) -> list[list[tuple[int, int]]]:
-    """(anchor, positive) index pairs, each exemplar an anchor once, no label twice in a batch."""
+    """(anchor, positive) index pairs, each exemplar an anchor once, no label twice in a batch; a batch left with
+    one pair at the end is dropped (in-batch negatives: it has nothing to rank against)."""
     by_label: dict[int, list[int]] = defaultdict(list)
     for i, label in enumerate(y):
         by_label[int(label)].append(i)
