@@ -22,12 +22,14 @@ arms differ only in the encoder. Measured: escalated share (all, last third), an
 on this machine, the tuned copy's size; and, in hindsight, the last third's escalated share at the best single
 threshold that still answers at >= 97% (comparing scorers at equal agreement).
 
-Writes summary.json (after every arm, so a stopped run keeps what it did), summary.md and escalation.png.
+Writes summary.json (after every arm, so a stopped run keeps what it did), summary.md, escalation.png and every
+verdict in items-DATA-SEED-ARM.jsonl.gz.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import subprocess
@@ -262,7 +264,10 @@ def plot(summary: dict, path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", action="append", required=True, help="labelled JSONL (text, label, split); repeat")
+    parser.add_argument("--data", action="append", default=[], help="labelled JSONL (text, label, split); repeat")
+    parser.add_argument(
+        "--combine", nargs="+", default=[], help="instead of running: merge these runs' summary.json into --out"
+    )
     parser.add_argument("--arms", default="frozen,mnrl,setfit", help=f"frozen and any of {', '.join(METHODS)}")
     parser.add_argument("--seeds", default="0", help="shuffle seeds of the stream, comma separated")
     parser.add_argument("--out", default="encoder-tuning-out")
@@ -279,12 +284,33 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (training and embedding)")
     parser.add_argument("--encoder", default="", help="sentence-transformers dir (default: the shipped MiniLM)")
     args = parser.parse_args()
+    if args.combine:
+        return combine([Path(d) for d in args.combine], Path(args.out))
+    if not args.data:
+        parser.error("--data is required (or --combine)")
     args.tune_at = [int(x) for x in args.tune_at.split(",") if x] or [args.stream // 3, 2 * args.stream // 3]
     arms = [a for a in args.arms.split(",") if a]
     unknown = [a for a in arms if a != "frozen" and a not in METHODS]
     if unknown:
         parser.error(f"unknown arm(s) {', '.join(unknown)}; choose from frozen, {', '.join(METHODS)}")
     return study(args, arms)
+
+
+def combine(folders: list[Path], out: Path) -> int:
+    """One table and plot for runs made separately (e.g. one process per data set); their arguments must agree."""
+    parts = [json.loads((folder / "summary.json").read_text()) for folder in folders]
+    summary = {
+        **parts[0],
+        "runs": [run for part in parts for run in part["runs"]],
+        "combined_from": [str(f) for f in folders],
+    }
+    summary["commits"] = sorted({part["commit"] for part in parts})
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.md").write_text(markdown(summary))
+    plot(summary, out / "escalation.png")
+    print(markdown(summary))
+    return 0
 
 
 def study(args: argparse.Namespace, arms: list[str]) -> int:
@@ -318,9 +344,8 @@ def study(args: argparse.Namespace, arms: list[str]) -> int:
                     started = time.monotonic()
                     run = replay(seeds, stream, arm, base, frozen, args, bar)
                 run.update(data=name, seed=seed, seconds=time.monotonic() - started, load=os.getloadavg())
-                (out / f"items-{name}-{seed}-{arm}.jsonl").write_text(
-                    "".join(json.dumps(item) + "\n" for item in run.pop("items"))
-                )
+                with gzip.open(out / f"items-{name}-{seed}-{arm}.jsonl.gz", "wt", encoding="utf-8") as f:
+                    f.writelines(json.dumps(item) + "\n" for item in run.pop("items"))
                 summary["runs"].append(run)
                 (out / "summary.json").write_text(json.dumps(summary, indent=2))
                 print(markdown({"runs": [run]}), file=sys.stderr)
