@@ -241,13 +241,22 @@ def plot(summary: dict, path: Path) -> None:
     size = summary["args"]["window"]
     for ax, data in zip(axes[0], datasets, strict=True):
         runs = [run for run in summary["runs"] if run["data"] == data]
+        # Each arm is drawn over its own seeds (mean, min..max band); where those are not all of frozen's, frozen
+        # over the same seeds is drawn beside it, so a curve is only ever compared on the same streams.
+        drawn: set[tuple[str, tuple[int, ...]]] = set()
         for arm in dict.fromkeys(run["arm"] for run in runs):
-            curves = np.array([run["windows"] for run in runs if run["arm"] == arm])
-            x = [(i + 1) * size for i in range(curves.shape[1])]
-            style = "--" if arm == "frozen" else "-o"
-            ax.plot(x, curves.mean(axis=0), style, label=f"{arm} ({len(curves)} seed{'s' * (len(curves) > 1)})")
-            if len(curves) > 1:
-                ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), alpha=0.15)
+            seeds = tuple(sorted(run["seed"] for run in runs if run["arm"] == arm))
+            for name in [arm] if arm == "frozen" else ["frozen", arm]:
+                if (name, seeds) in drawn:
+                    continue
+                drawn.add((name, seeds))
+                curves = np.array([run["windows"] for run in runs if run["arm"] == name and run["seed"] in seeds])
+                x = [(i + 1) * size for i in range(curves.shape[1])]
+                style = "--" if name == "frozen" else "-o"
+                label = f"{name} (seed{'s' * (len(seeds) > 1)} {','.join(map(str, seeds))})"
+                ax.plot(x, curves.mean(axis=0), style, label=label, linewidth=2 if len(seeds) > 1 else 1)
+                if len(curves) > 1:
+                    ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), alpha=0.12)
         for item in summary["args"]["tune_at"]:
             ax.axvline(item, color="grey", linewidth=0.8, linestyle=":")
         ax.axhline(0.25, color="grey", linewidth=0.8, linestyle="-.")
