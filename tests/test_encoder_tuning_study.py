@@ -2,6 +2,7 @@
 tuning methods' batches, and one real tuning step of the shipped model."""
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -113,3 +114,35 @@ def test_one_tuning_step_moves_a_copy_of_the_shipped_model_and_leaves_it_alone()
     assert 80 < methods.size_mib(base) < 95  # all-MiniLM-L6-v2: 22.7M fp32 parameters
     with pytest.raises(ValueError, match="unknown method"):
         methods.tune(base, texts, y, "lora")
+
+
+def test_combine_merges_runs_into_one_table_and_plot(tmp_path):
+    from encoder_tuning_study import combine
+
+    def run(data, seed, arm, escalated):
+        last = {"items": 4, "escalated": escalated, "answered_agreement": 0.98, "escalated_at_97_hindsight": 0.2}
+        tunes = [] if arm == "frozen" else [{"train_seconds": 12.0, "size_mib": 86.6, "steps": 3, "truncated": False}]
+        return {
+            "data": data,
+            "seed": seed,
+            "arm": arm,
+            "all": last,
+            "last_third": last,
+            "windows": [0.5, escalated],
+            "tunes": tunes,
+        }
+
+    args = {"window": 6, "tune_at": [4, 8]}
+    parts = {
+        "a": [run("hwu64", 0, "frozen", 0.4), run("hwu64", 0, "mnrl", 0.3)],
+        "b": [run("banking77", 1, "frozen", 0.35)],
+    }
+    for folder, runs in parts.items():
+        (tmp_path / folder).mkdir()
+        summary = {"args": args, "commit": folder, "runs": runs}
+        (tmp_path / folder / "summary.json").write_text(json.dumps(summary))
+    assert combine([tmp_path / "a", tmp_path / "b"], tmp_path / "out") == 0
+    table = (tmp_path / "out" / "summary.md").read_text()
+    assert "| hwu64 | 0 | mnrl | 30.0% | 98.0% | 98.0% | 20.0% | 12 | 87 |" in table
+    assert "| banking77 | 1 | frozen | 35.0% |" in table
+    assert (tmp_path / "out" / "escalation.png").stat().st_size > 10_000
