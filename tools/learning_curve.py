@@ -46,6 +46,26 @@ def read_rows(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def seed_and_stream(
+    train: list[dict], held_out: set[str], seed_per_label: int, size: int, shuffle_seed: int
+) -> tuple[dict[str, list[str]], list[dict]]:
+    """The protocol's seed exemplars per label (the first `seed_per_label` rows of each label in a shuffled order)
+    and its stream (the next `size` rows of that order); held-out labels get no seed, their rows stay in the stream.
+    Shared with tools/encoder_tuning_study.py, so both replay the same stream."""
+    labels = sorted({r["label"] for r in train})
+    order = np.random.default_rng(shuffle_seed).permutation(len(train))
+    seed: dict[str, list[str]] = {label: [] for label in labels if label not in held_out}
+    stream: list[dict] = []
+    for i in order:
+        row = train[i]
+        bucket = seed.get(row["label"])
+        if bucket is not None and len(bucket) < seed_per_label:
+            bucket.append(row["text"])
+        elif len(stream) < size:
+            stream.append(row)
+    return seed, stream
+
+
 def write_profile(directory: Path, name: str, seed: dict[str, list[str]], target_accuracy: float) -> None:
     """The seed profile as TOML, the way `profiles build` writes one."""
     from mcp_latent.profiles.spec import ProfileSpec, write_profile_file
@@ -160,17 +180,7 @@ async def run(args: argparse.Namespace) -> dict:
     test = [r for r in rows if r.get("split") == args.test_split]
     labels = sorted({r["label"] for r in train})
     held_out = set(labels[args.hold_out_every - 1 :: args.hold_out_every]) if args.hold_out_every else set()
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(train))
-    seed: dict[str, list[str]] = {label: [] for label in labels if label not in held_out}
-    stream: list[dict] = []
-    for i in order:
-        row = train[i]
-        bucket = seed.get(row["label"])
-        if bucket is not None and len(bucket) < args.seed_per_label:
-            bucket.append(row["text"])
-        elif len(stream) < args.stream:
-            stream.append(row)
+    seed, stream = seed_and_stream(train, held_out, args.seed_per_label, args.stream, args.seed)
     name, static = "learner", "learner-static"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
