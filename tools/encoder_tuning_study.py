@@ -92,8 +92,8 @@ class SteppedProfile(LiveProfile):
         self._fitter.embedder = embedder
         fitted = self._fit(embedder.embed(texts), texts, y, None)
         with self._lock:
-            self._calibrated_n, self._calibrated_c = len(y), fitted.calibration.c
-            self._recalibration_tried_n = len(y)
+            self._calibration.calibrated(len(y), fitted.calibration.c)
+            self._calibration.tried_n = len(y)
             self.snapshot = self._on_stream(fitted)
 
 
@@ -172,7 +172,7 @@ def replay(seed: dict[str, list[str]], stream: list[dict], arm: str, base, froze
         vector = embedder.embed([text])[0]
         verdict = live.snapshot.verdict(vector, text)
         p, best = verdict.model or (verdict.p, verdict.best)
-        live.observe(vector, p, verdict.reason != OUT_OF_SCOPE, best)
+        live.stream.observe(vector, p, verdict.reason != OUT_OF_SCOPE, best)
         items.append(
             {"gold": gold, "label": verdict.label, "best": verdict.best, "p": verdict.p, "reason": verdict.reason}
         )
