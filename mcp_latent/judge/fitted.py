@@ -22,7 +22,8 @@ from threadpoolctl import threadpool_limits
 from mcp_latent.atomic_files import replacing
 from mcp_latent.judge.decision import OUT_OF_SCOPE, Decisions, best_answer, decide
 from mcp_latent.judge.ensemble import KNN_K, ensemble_logits, exact_neighbours, fit_head, knn_votes, softmax
-from mcp_latent.judge.memory import Memory, words_shift
+from mcp_latent.judge.memory import Memory
+from mcp_latent.judge.memory_evidence import Head
 from mcp_latent.judge.selection import Calibration, fit_calibration
 from mcp_latent.judge.threshold import operating_threshold
 from mcp_latent.judge.words import WordsModel, tokens
@@ -210,7 +211,8 @@ class FittedProfile:
             memory = warm_start.memory  # grown with every taught row; the agreement evidence waits for a recalibration
         else:
             vectors32, labels = np.asarray(vectors, dtype=np.float32), np.asarray(y)
-            memory = Memory.fit(vectors32, labels, spec.target_accuracy, words, texts)
+            head = _head(calibration, weights, bias, words)
+            memory = Memory.fit(vectors32, labels, spec.target_accuracy, head, texts)
         return cls(
             spec, vectors, y, texts, weights, bias, calibration, provisional=provisional, words=words, memory=memory
         )
@@ -264,6 +266,10 @@ class FittedProfile:
         vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self._rows.vectors.shape[1])
         label_ids = np.asarray(label_ids, dtype=np.int64)
         weights, bias = self.weights.copy(), self.bias
+        # the guard's reading of the new rows: by this snapshot, which has not learnt them (out of sample)
+        reading = None
+        if self.memory is not None and self.memory.guarded and all(isinstance(t, str) and t for t in texts):
+            reading = self.head().log_probs(vectors, list(texts))
         for x, label in zip(vectors, label_ids, strict=True):
             for _ in range(ONLINE_MAX_STEPS):
                 probs = softmax(x @ weights + bias)
@@ -274,7 +280,7 @@ class FittedProfile:
                 weights += ONLINE_STEP * np.outer(x, gradient).astype(np.float32)
         memory = None
         if self.memory is not None:
-            memory = self.memory.with_rows(self.vectors, self.y, vectors, label_ids)
+            memory = self.memory.with_rows(self.vectors, self.y, vectors, label_ids, reading)
         elif self.n == 0:  # a cold start's first teach: its exemplars are answered from memory from now on
             memory = Memory.fit(vectors, label_ids, self.spec.target_accuracy)
         rows = self._rows.appended(self.n, vectors, label_ids, list(texts))
@@ -340,26 +346,40 @@ class FittedProfile:
         threshold, _ = self.threshold(texts is not None)
         decisions = decide(probs, nearest, threshold, calibration.min_similarity, self.abstain)
         if self.memory is not None:
-            decisions = self._recall(decisions, probs, ids, sims, texts)
+            decisions = self._recall(decisions, vectors, probs, ids, sims, texts)
         return decisions, probs, (ids, sims)
 
+    def head(self) -> Head:
+        """The ensemble without kNN that the memory's guard reads texts with."""
+        return _head(self.calibration, self.weights, self.bias, self.words)
+
     def _recall(
-        self, decisions: Decisions, probs: np.ndarray, ids: np.ndarray, sims: np.ndarray, texts: list[str] | None
+        self,
+        decisions: Decisions,
+        vectors: np.ndarray,
+        probs: np.ndarray,
+        ids: np.ndarray,
+        sims: np.ndarray,
+        texts: list[str] | None,
     ) -> Decisions:
-        """Copies of an exemplar (`Memory.recall`: within its radius, and reading alike to the words expert) take
+        """Copies of an exemplar (`Memory.recall`: within its radius, and read alike by the profile's model) take
         its label: answered (p: the larger of the ensemble's for that label and the memory's measured agreement),
         or out of scope for an abstain label."""
         shift = None
-        if texts is not None and self.words is not None:
-            words, rows_y, rows_texts = self.words, self._rows.y, self._rows.texts
+        head, memory = self.head(), self.memory
+        assert memory is not None
+        if texts is not None or not (head.words is not None and head.words_weight):  # else: no reading alike
+            rows_y, rows_texts = self._rows.y, self._rows.texts
+            readings: dict[int, np.ndarray] = {}
 
             def shift(q: int, row: int) -> float:
-                if tokens(texts[q]) == tokens(rows_texts[row]):
+                if texts is not None and row < len(rows_texts) and tokens(texts[q]) == tokens(rows_texts[row]):
                     return -np.inf  # the same words: a copy, whatever case and punctuation
-                both = words.log_probs([texts[q], rows_texts[row]])
-                return float(words_shift(both[0], both[1], np.array([rows_y[row]]))[0])
+                if q not in readings:
+                    readings[q] = head.log_probs(vectors[q], None if texts is None else [texts[q]])[0]
+                return memory.row_shift(readings[q], row, int(rows_y[row]))
 
-        recalled = self.memory.recall(ids, sims, shift)
+        recalled = memory.recall(ids, sims, shift)
         rows = np.nonzero(recalled >= 0)[0]
         if not len(rows):
             return decisions
@@ -437,10 +457,17 @@ class FittedProfile:
             if words is None:  # fitted without texts: judge from the vectors alone
                 calibration = calibration.for_text(False)
             memory = Memory.from_arrays(data, spec.target_accuracy)
-            compared = memory is None or (memory.pair_shift is None and words is not None)
-            if compared:  # stored before memory (or its words limit) existed: compare the exemplars now
-                memory = Memory.fit(data["vectors"], data["y"], spec.target_accuracy, words, texts)
+            compared = memory is None or not memory.guarded
+            if compared:  # stored before memory (or its guard) existed: compare the exemplars now
+                head = _head(calibration, data["weights"], data["bias"], words)
+                memory = Memory.fit(data["vectors"], data["y"], spec.target_accuracy, head, texts)
             arrays = (data["vectors"], data["y"], texts, data["weights"], data["bias"])
             fitted = cls(spec, *arrays, calibration, words=words, memory=memory)
             fitted.memory_compared_at_load = compared
             return fitted
+
+
+def _head(calibration: Calibration, weights: np.ndarray, bias: np.ndarray, words: WordsModel | None) -> Head:
+    """What the memory's guard reads with: the head, and the words expert at the weight the fit gives it."""
+    weight = calibration.for_text(True).words_weight if words is not None else 0.0
+    return Head(calibration.c, weights, bias, words, weight)
