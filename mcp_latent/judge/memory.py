@@ -11,9 +11,10 @@ not count it (fold heads at fit time; a taught text's from the snapshot that had
 
 The guard and the radius are fitted together, on every pair of the profile's exemplars at least SHIFT_BAND
 similar (its minimal pairs are pairs of different labels):
-- the limit is the widest at which the pairs within it agree on their label as often as the target asks, and at
-  which no more of the profile's minimal pairs pass than the target allows (1 - target of them: a minimal-pair
-  rewrite of a taught text is answered with the taught label no more often than that);
+- the limit is the widest at which no more of the profile's minimal pairs pass than the target allows (1 - target
+  of them: a minimal-pair rewrite of a taught text is answered with the taught label no more often than that);
+  with fewer than MIN_PAIRS minimal pairs, the widest at which the close pairs within it agree as often as the
+  target;
 - the radius is the lowest similarity at which the pairs that *also* pass the guard, at least that close, agree as
   often as the target (minimal pairs the guard already rejects do not count against it), above every minimal pair
   that passes the guard, and never below SHIFT_BAND, where the evidence ends.
@@ -223,16 +224,18 @@ class Memory:
 
 
 def _limit(shift: np.ndarray, same: np.ndarray, target: float) -> float:
-    """The guard's limit: the widest shift at which the close pairs within it agree on their label at least as
-    often as the target and at most 1 - target of the minimal pairs pass (with MIN_PAIRS of them to count), never
-    below 0 (a text the profile reads at least as much as the exemplar's label is no other label's)."""
+    """The guard's limit, never below 0 (a text the profile reads at least as much as the exemplar's label is no
+    other label's). With MIN_PAIRS minimal pairs or more: the widest shift at which at most 1 - target of them pass
+    (a minimal-pair rewrite answered as a copy no more often than the target allows; the profile's same-label
+    close pairs are other proposals, not copies, so they say nothing about how far a copy reads). With fewer: the
+    widest shift at which the close pairs within it agree on their label at least as often as the target."""
     order = np.argsort(shift, kind="stable")
     shifts, agree = shift[order], same[order]
-    passed_minimal = np.cumsum(~agree)
     n_minimal = int((~agree).sum())
-    agreement = np.cumsum(agree) / np.arange(1, len(shifts) + 1)
-    ok = (agreement >= target - 1e-12) & np.append(shifts[1:] != shifts[:-1], True)
+    last_of_ties = np.append(shifts[1:] != shifts[:-1], True)
     if n_minimal >= MIN_PAIRS:
-        ok &= passed_minimal <= (1.0 - target) * n_minimal + 1e-9
+        ok = last_of_ties & (np.cumsum(~agree) <= (1.0 - target) * n_minimal + 1e-9)
+    else:
+        ok = last_of_ties & (np.cumsum(agree) / np.arange(1, len(shifts) + 1) >= target - 1e-12)
     meets = np.nonzero(ok)[0]
     return max(0.0, float(shifts[meets[-1]])) if len(meets) else 0.0
