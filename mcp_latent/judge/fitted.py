@@ -23,10 +23,10 @@ from mcp_latent.atomic_files import replacing
 from mcp_latent.judge.decision import OUT_OF_SCOPE, Decisions, best_answer, decide
 from mcp_latent.judge.ensemble import KNN_K, ensemble_logits, exact_neighbours, fit_head, knn_votes, softmax
 from mcp_latent.judge.memory import Memory
-from mcp_latent.judge.memory_evidence import Head
+from mcp_latent.judge.memory_evidence import Head, PairReader
 from mcp_latent.judge.selection import Calibration, fit_calibration
 from mcp_latent.judge.threshold import operating_threshold
-from mcp_latent.judge.words import WordsModel, tokens
+from mcp_latent.judge.words import WordsModel
 from mcp_latent.profiles.spec import ProfileSpec
 
 # A taught exemplar nudges the head at once (before the background refit): gradient steps of the softmax loss on
@@ -266,10 +266,6 @@ class FittedProfile:
         vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self._rows.vectors.shape[1])
         label_ids = np.asarray(label_ids, dtype=np.int64)
         weights, bias = self.weights.copy(), self.bias
-        # the guard's reading of the new rows: by this snapshot, which has not learnt them (out of sample)
-        reading = None
-        if self.memory is not None and self.memory.guarded and all(isinstance(t, str) and t for t in texts):
-            reading = self.head().log_probs(vectors, list(texts))
         for x, label in zip(vectors, label_ids, strict=True):
             for _ in range(ONLINE_MAX_STEPS):
                 probs = softmax(x @ weights + bias)
@@ -279,12 +275,15 @@ class FittedProfile:
                 gradient[label] += 1.0
                 weights += ONLINE_STEP * np.outer(x, gradient).astype(np.float32)
         memory = None
+        words = None if self.words is None else self.words.with_texts(texts, label_ids)
         if self.memory is not None:
-            memory = self.memory.with_rows(self.vectors, self.y, vectors, label_ids, reading)
+            # the guard reads a new pair as the next snapshot will (its head and words know the new rows)
+            head = _head(self.calibration, weights, bias, words)
+            both = np.concatenate([self.vectors, vectors]), [*self.texts, *texts], np.concatenate([self.y, label_ids])
+            memory = self.memory.with_rows(self.vectors, self.y, vectors, label_ids, PairReader(head, *both).shifts)
         elif self.n == 0:  # a cold start's first teach: its exemplars are answered from memory from now on
             memory = Memory.fit(vectors, label_ids, self.spec.target_accuracy)
         rows = self._rows.appended(self.n, vectors, label_ids, list(texts))
-        words = None if self.words is None else self.words.with_texts(texts, label_ids)
         n = self.n + len(vectors)
         return FittedProfile(
             self.spec,
@@ -366,18 +365,13 @@ class FittedProfile:
         its label: answered (p: the larger of the ensemble's for that label and the memory's measured agreement),
         or out of scope for an abstain label."""
         shift = None
-        head, memory = self.head(), self.memory
+        head, memory, table = self.head(), self.memory, self._rows
         assert memory is not None
-        if texts is not None or not (head.words is not None and head.words_weight):  # else: no reading alike
-            rows_y, rows_texts = self._rows.y, self._rows.texts
-            readings: dict[int, np.ndarray] = {}
+        if texts is not None or not head.reads_words:  # else a text without its words: only identical ones are copies
+            read = PairReader(head, table.vectors, table.texts, table.y)
 
             def shift(q: int, row: int) -> float:
-                if texts is not None and row < len(rows_texts) and tokens(texts[q]) == tokens(rows_texts[row]):
-                    return -np.inf  # the same words: a copy, whatever case and punctuation
-                if q not in readings:
-                    readings[q] = head.log_probs(vectors[q], None if texts is None else [texts[q]])[0]
-                return memory.row_shift(readings[q], row, int(rows_y[row]))
+                return read.query_shift(vectors[q], None if texts is None else texts[q], row)
 
         recalled = memory.recall(ids, sims, shift)
         rows = np.nonzero(recalled >= 0)[0]

@@ -6,8 +6,9 @@ tell a minimal pair from a copy (all-MiniLM-L6-v2: "...with a tested rollback pl
 "...without any rollback plan or backup" 0.958, a paraphrase that keeps the safeguards 0.93), so a text that is not
 identical must also *read* like the exemplar to the profile's own model (the guard): the ensemble's log-odds of
 another label (linear head plus words expert, `memory_evidence.Head`) may not rise from the exemplar's reading to
-the text's by more than a limit. Both readings are out of sample: each exemplar's is kept from a model that did
-not count it (fold heads at fit time; a taught text's from the snapshot that had not yet learnt it).
+the text's by more than a limit. Both are read by one model: at fit time a fold model that has not counted the
+text asked about (as a new text is read beside an exemplar the served model has learnt), when serving the
+snapshot's.
 
 The guard and the radius are fitted together, on every pair of the profile's exemplars at least SHIFT_BAND
 similar (its minimal pairs are pairs of different labels):
@@ -36,8 +37,7 @@ from mcp_latent.judge.memory_evidence import (
     SHIFT_BAND,
     Head,
     close_pairs,
-    log_odds_shift,
-    out_of_fold_log_probs,
+    fold_shifts,
 )
 
 # Without the guard's evidence the radius never goes below this: a profile with few or clean exemplars measures
@@ -58,9 +58,8 @@ class Memory:
     pair_same: np.ndarray  # (n,) whether that neighbour has the same label
     minimal_pair: float  # the closest two exemplars of different labels (guarded: that the guard lets through)
     target: float
-    # The guard's evidence (None: unguarded): each row's out-of-sample log-probabilities, and every ordered pair of
-    # exemplars at least SHIFT_BAND similar: (m, 4) [similarity, same label, shift, 0].
-    row_log_probs: np.ndarray | None = None
+    # The guard's evidence (None: unguarded): every ordered pair of exemplars at least SHIFT_BAND similar, (m, 3)
+    # [similarity, same label, shift].
     close: np.ndarray | None = None
     radius: float = 1.0
     accuracy: float = 1.0  # agreement of the exemplar pairs within the radius (and guard): the p of a memory answer
@@ -68,7 +67,7 @@ class Memory:
 
     @property
     def guarded(self) -> bool:
-        return self.row_log_probs is not None
+        return self.close is not None
 
     @classmethod
     def fit(cls, vectors: np.ndarray, y: np.ndarray, target: float, head: Head | None = None, texts=None) -> Memory:
@@ -78,11 +77,10 @@ class Memory:
         same = y[nearest] == y
         if head is None or len(y) < 2:
             return cls(nearest_sim, same, minimal_pair, target).retarget(target)
-        log_probs = out_of_fold_log_probs(vectors, y, head, None if texts is None else list(texts))
+        shift = fold_shifts(vectors, y, head, None if texts is None else list(texts), pairs)
         i, k = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
-        shift = log_odds_shift(log_probs[i], log_probs[k], y[k])  # i read as a copy of exemplar k
-        close = np.stack([pairs[:, 2], y[i] == y[k], shift, np.zeros(len(i))], axis=1)
-        return cls(nearest_sim, same, minimal_pair, target, log_probs, close).retarget(target)
+        close = np.stack([pairs[:, 2], y[i] == y[k], shift], axis=1)
+        return cls(nearest_sim, same, minimal_pair, target, close).retarget(target)
 
     def retarget(self, target: float) -> Memory:
         """The radius (and guard) for a target accuracy, from the stored evidence: no comparison is redone."""
@@ -132,24 +130,12 @@ class Memory:
         )
 
     def with_rows(
-        self,
-        old: np.ndarray,
-        old_y: np.ndarray,
-        new: np.ndarray,
-        new_y: np.ndarray,
-        new_log_probs: np.ndarray | None = None,
+        self, old: np.ndarray, old_y: np.ndarray, new: np.ndarray, new_y: np.ndarray, shift_of=None
     ) -> Memory:
-        """The memory once exemplars `new` (labels `new_y`; their log-probabilities from the snapshot that has not
-        learnt them, for the guard) join `old`: a taught text that makes a minimal pair with an exemplar (close,
-        another label, and for a guarded memory read alike by the guard) pushes the radius above it at once; the
-        agreement evidence of the new rows joins at the next fit (`fit`)."""
-        guarded = self.guarded
-        rows = None
-        if guarded:
-            assert self.row_log_probs is not None
-            if new_log_probs is None:  # no reading of them (a handle without its text): never a copy but identical
-                new_log_probs = np.full((len(new), self.row_log_probs.shape[1]), np.nan)
-            rows = np.concatenate([self.row_log_probs, np.atleast_2d(new_log_probs)])
+        """The memory once exemplars `new` (labels `new_y`) join `old`: a taught text that makes a minimal pair with
+        an exemplar (close, another label, and for a guarded memory read alike by the guard: `shift_of(query rows,
+        exemplar rows)` over the rows old then new, None: every such pair counts) pushes the radius above it at
+        once; the agreement evidence of the new rows joins at the next fit (`fit`)."""
         closest = -1.0
         offset = len(old)
         for pool, pool_y, start in ((old, old_y, 0), (new, new_y, offset)):  # no copy of the exemplars per teach
@@ -160,21 +146,18 @@ class Memory:
                 np.fill_diagonal(sims, -np.inf)
             sims[sims >= IDENTICAL] = -np.inf  # the same text (relabelled: the latest wins, no pair)
             sims[pool_y[None, :] == new_y[:, None]] = -np.inf
-            a, b = np.nonzero(sims > -np.inf)
-            if guarded and len(a):
-                assert rows is not None and self.shift_limit is not None
-                a_rows, b_rows = a + offset, b + start
+            a, b = np.nonzero(sims >= min(self.radius, SHIFT_BAND))
+            if self.guarded and shift_of is not None and len(a):
+                assert self.shift_limit is not None
                 # either may be the copy asked about: the pair counts when either reading passes the guard
-                forward = log_odds_shift(rows[a_rows], rows[b_rows], pool_y[b])
-                backward = log_odds_shift(rows[b_rows], rows[a_rows], new_y[a])
-                keep = np.minimum(forward, backward) <= self.shift_limit
+                shifts = np.minimum(shift_of(a + offset, b + start), shift_of(b + start, a + offset))
+                keep = shifts <= self.shift_limit
                 a, b = a[keep], b[keep]
             if len(a):
                 closest = max(closest, float(sims[a, b].max()))
-        grown = self if rows is None else replace(self, row_log_probs=rows)
         if closest <= self.minimal_pair:
-            return grown
-        return replace(grown, minimal_pair=closest).retarget(self.target)
+            return self
+        return replace(self, minimal_pair=closest).retarget(self.target)
 
     def recall(self, ids: np.ndarray, sims: np.ndarray, shift=None) -> np.ndarray:
         """Per query, the exemplar row to answer from (-1: none). ids/sims: its nearest exemplars, best first;
@@ -189,15 +172,10 @@ class Memory:
             row = int(ids[q][tied].max())
             if sims[q, 0] < IDENTICAL and self.guarded:  # guarded: the profile must read them alike
                 moved = None if shift is None or self.shift_limit is None else shift(q, row)
-                if moved is None or not moved <= self.shift_limit:  # (NaN: a row without a reading)
+                if moved is None or moved > self.shift_limit:
                     continue
             out[q] = row
         return out
-
-    def row_shift(self, query_log_probs: np.ndarray, row: int, label: int) -> float:
-        """The guard's shift of a query's log-probabilities from exemplar `row`'s reading (label: the row's)."""
-        assert self.row_log_probs is not None
-        return float(log_odds_shift(query_log_probs, self.row_log_probs[row], np.array([label]))[0])
 
     # --- storage beside the fit ----------------------------------------------------------------------------------
 
@@ -207,9 +185,7 @@ class Memory:
             "memory_pair_same": self.pair_same,
             "memory_minimal_pair": np.array(self.minimal_pair),
         }
-        if self.guarded:
-            assert self.row_log_probs is not None and self.close is not None
-            out["memory_row_log_probs"] = self.row_log_probs
+        if self.close is not None:
             out["memory_close"] = self.close
         return out
 
@@ -218,9 +194,8 @@ class Memory:
         if "memory_pair_sim" not in data:
             return None
         pair_sim, same, minimal = data["memory_pair_sim"], data["memory_pair_same"], data["memory_minimal_pair"]
-        rows = data["memory_row_log_probs"] if "memory_row_log_probs" in data else None
         close = data["memory_close"] if "memory_close" in data else None
-        return cls(pair_sim, same.astype(bool), float(minimal), target, rows, close).retarget(target)
+        return cls(pair_sim, same.astype(bool), float(minimal), target, close).retarget(target)
 
 
 def _limit(shift: np.ndarray, same: np.ndarray, target: float) -> float:
