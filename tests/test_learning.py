@@ -208,7 +208,7 @@ def judged_and_taught(settings, taught_as):
     made = [service.handoff(text, evaluate=["kind"]) for text in texts]
     for m in made[:50]:
         service.evaluate(handle=m["handle"], profiles=["kind"])  # judged again: recorded once
-    recorded, _ = live.stream_verdicts()
+    recorded, _ = live.stream.verdicts()
     distinct = {row.tobytes() for row in HashingEmbedder().embed(texts)}  # hashed words may collide
     assert len(recorded) == len(distinct) >= MIN_STREAM_VERDICTS
     for i in range(MIN_STREAM_CHECKS):
@@ -227,10 +227,10 @@ def test_refits_answer_from_the_threshold_the_streams_verdicts_set(settings, fru
     # threshold applies where it is lower (never above the fit's while spot checks meet the target).
     service, live, recorded = judged_and_taught(settings, "fruit")
     expected = stream_threshold(recorded, live.base.target_accuracy)
-    assert expected is not None and live.stream_threshold == pytest.approx(expected)
+    assert expected is not None and live.stream.stream_threshold == pytest.approx(expected)
     # Here the stream asked for more than the fit's point (tests/test_sticks.py has it lowering one).
     served, source = live.snapshot.threshold(True)
-    assert live.online is None and source == "fit" and served < expected
+    assert live.stream.online is None and source == "fit" and served < expected
     service.close()
 
 
@@ -238,7 +238,7 @@ def test_no_stream_threshold_while_the_taught_texts_say_p_is_overconfident(setti
     # Every taught text contradicts the confident verdict it had: p does not hold on this stream, so the
     # threshold stays the fit's own.
     service, live, _ = judged_and_taught(settings, "tools")
-    assert live.stream_threshold is None
+    assert live.stream.stream_threshold is None
     service.close()
 
 
@@ -488,8 +488,8 @@ def test_a_taught_text_marks_whether_its_earlier_verdict_was_right(settings, fru
     best = [live.snapshot.verdict(HashingEmbedder().embed([t])[0]).best for t in texts]
     service.teach("kind", best[0], handle=made[0]["handle"])  # the verdict's best label was the one taught
     service.teach("kind", "tools" if best[1] == "fruit" else "fruit", handle=made[1]["handle"])  # it was not
-    p, right = live.stream_verdicts()
+    p, right = live.stream.verdicts()
     assert len(p) == 3 and right[0] == 1.0 and right[1] == 0.0 and np.isnan(right[2])
     service.teach("kind", best[1], handle=made[1]["handle"])  # a second teach of the text changes nothing
-    assert live.stream_verdicts()[1][1] == 0.0
+    assert live.stream.verdicts()[1][1] == 0.0
     service.close()

@@ -142,14 +142,16 @@ def test_teaching_that_confirms_never_makes_a_profile_shyer(settings):
     rng = np.random.default_rng(0)
     p = rng.uniform(0.6, 1.0, 300)
     for value in p:
-        live.observe(rng.standard_normal(64).astype(np.float32), float(value), True, "fruit")
+        live.stream.observe(rng.standard_normal(64).astype(np.float32), float(value), True, "fruit")
     live.stream.checks.extend((float(value), True) for value in p[:60])  # every taught text's verdict was right
     live.stream.spot.extend((float(value), True) for value in p[:60])  # and answered: every spot check agreed
     probes = [f"apple hammer wrench {i}" for i in range(50)]
     before = [judged(service, t, "kind") for t in probes]
     service.teach("kind", "fruit", text="ripe mango papaya")
     assert service.wait_refitted(60)
-    assert live.stream_threshold is not None and live.stream_threshold > fit  # what the refit used to answer at
+    assert (
+        live.stream.stream_threshold is not None and live.stream.stream_threshold > fit
+    )  # what the refit used to answer at
     assert live.snapshot.threshold(True) == (fit, "fit")
     after = [judged(service, t, "kind") for t in probes]
     assert answered_share(after) >= answered_share(before) - 0.02
@@ -178,7 +180,7 @@ def test_spot_checks_below_the_target_raise_the_threshold_and_stats_say_so(setti
     threshold, source = stats["threshold"]
     assert source == "spot checks" and threshold > fit[0]
     p, right = np.array(live.stream.spot, dtype=float).T  # and the taught text's own, if it was answered
-    served = live.online[0]
+    served = live.stream.online[0]
     assert within_target(p, right, served, 0.9) and not within_target(p, right, p[p < served].max(), 0.9)
     answered = p >= served  # what the stats report: the spot checks at the threshold answered at now
     assert stats["checked"] == answered.sum() and stats["checked_agreement"] == round(right[answered].mean(), 3)

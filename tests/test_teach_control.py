@@ -188,12 +188,12 @@ def test_a_revert_restores_the_verdict_and_survives_a_refit(service):
     assert poisoned.get("label") != "fruit"
     live = service.live["kind"]
     assert live.taught == 4 and live.exemplars == len(FRUIT) + len(TOOLS) + 4
-    assert live.stream_verdicts()[1].tolist() == [0.0]  # the poisoned teach said the verdict "fruit" was wrong
+    assert live.stream.verdicts()[1].tolist() == [0.0]  # the poisoned teach said the verdict "fruit" was wrong
     reverted = service.store.revert_taught([e.id for e in select_taught(service.store, teacher="mallory")])
     assert len(reverted) == 4
     service.maintenance.run_once()  # what the maintenance thread does on its next poll
     assert live.taught == 0 and live.exemplars == len(FRUIT) + len(TOOLS)
-    assert np.isnan(live.stream_verdicts()[1]).all()  # ... and the stream threshold no longer learns from it
+    assert np.isnan(live.stream.verdicts()[1]).all()  # ... and the stream threshold no longer learns from it
     restored = service.evaluate(text=poison, profiles=["kind"])["verdicts"]["kind"]
     assert restored["label"] == "fruit" and restored["p"] == pytest.approx(before["p"], abs=0.05)
     assert service.wait_refitted(60)  # a refit queued by the poisoned teaches must not bring them back

@@ -47,7 +47,8 @@ from bench_scale import base_vectors, derived  # noqa: E402
 from mcp_latent.judge.ensemble import exact_neighbours
 from mcp_latent.settings import Settings
 from mcp_latent.store.local_postgres import LocalPostgres, free_port
-from mcp_latent.store.postgres import PostgresStore, _adapters
+from mcp_latent.store.postgres import PostgresStore
+from mcp_latent.store.postgres_wire import vector_adapters as _adapters
 
 PROPOSAL = (
     "Proposal: migrate the payment service to the new cluster this weekend, skipping the load test to hit the "

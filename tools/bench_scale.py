@@ -76,7 +76,7 @@ def measure(n: int, base: np.ndarray, queries: int, ef: int) -> dict:
     build_s = time.perf_counter() - started
     probe = derived(base, queries, seed=7)  # fresh perturbations: not stored vectors
     latencies, found = [], []
-    entry = store._indexes["bench"]
+    entry = store._indexes.entries["bench"]
     for q in probe:
         t = time.perf_counter()
         labels, _ = entry.index.search(q, 10)

@@ -77,6 +77,7 @@ def server_cpu_seconds() -> float:
 
 EXEMPLAR_BINS = (0, 10, 20, 30, 50, 100)  # winning label's exemplars at the verdict: bin lower edges
 WHAT_IF_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+GOAL_LAST_THIRD = 0.25  # issue 24: <= 25% of the last third escalated, at >= 97% answered agreement
 
 
 def decompose(items: list[dict]) -> dict:
@@ -205,7 +206,16 @@ async def run(args: argparse.Namespace) -> dict:
             return result.structured_content
 
         started = time.monotonic()
-        await call("evaluate", {"text": "warm up", "profiles": [name, static]})
+        # The stream starts once both profiles are fitted: a first fit estimated to outlast the server's wait
+        # (MCP_LATENT_PROFILE_WAIT_SECONDS, e.g. BANKING77's 385 exemplars on loaded cores) answers "fitting" at once,
+        # with no `p`, so ask again until both verdicts carry one.
+        while True:
+            warm = await call("evaluate", {"text": "warm up", "profiles": [name, static]})
+            if all(v.get("p") is not None for v in warm["verdicts"].values()):
+                break
+            if time.monotonic() - started > 1800:
+                raise RuntimeError(f"profiles not fitted after 30 minutes: {warm['verdicts']}")
+            await anyio.sleep(2)
         print(f"server ready, profiles fitted: {time.monotonic() - started:.1f} s", file=sys.stderr)
         stream_started = time.monotonic()
         cpu_before = (server_cpu_seconds(), time.process_time())
@@ -435,8 +445,10 @@ def plot(s: dict, path: Path) -> None:
         values = w[key]
         ax.plot([(i + 1) * w["size"] for i in range(len(values))], values, style, label=title)
     third = 2 * len(w["learning"]) * w["size"] // 3
-    ax.axhline(0.3, color="grey", linewidth=0.8, linestyle="-.")
-    ax.annotate("goal: <= 30% in the last third", (third, 0.31), fontsize=8, color="grey")
+    ax.axhline(GOAL_LAST_THIRD, color="grey", linewidth=0.8, linestyle="-.")
+    ax.annotate(
+        f"goal: <= {GOAL_LAST_THIRD:.0%} in the last third", (third, GOAL_LAST_THIRD + 0.01), fontsize=8, color="grey"
+    )
     agreement = s["learning"]["answered_agreement"]
     ax.set_title(
         f"{Path(s['source']).stem}: escalation share per {w['size']} items "

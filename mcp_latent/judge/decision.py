@@ -24,6 +24,9 @@ class Decisions:
     reason: np.ndarray  # (n,) object: None when answered, else OUT_OF_SCOPE or LOW_CONFIDENCE
     # (n,) int: the exemplar row a text was answered from by memory (`judge.memory`), -1 for none; None: no memory
     recalled: np.ndarray | None = None
+    # (n,) float: the scope gate's probability that each text is in scope (`judge.scope_gate`); None: no gate
+    scope_p: np.ndarray | None = None
+    scope_threshold: float | None = None  # the gate's threshold: a text below it is out of scope
 
     @property
     def answered(self) -> np.ndarray:

@@ -22,8 +22,10 @@ from threadpoolctl import threadpool_limits
 from mcp_latent.atomic_files import replacing
 from mcp_latent.judge.decision import OUT_OF_SCOPE, Decisions, best_answer, decide
 from mcp_latent.judge.ensemble import KNN_K, ensemble_logits, exact_neighbours, fit_head, knn_votes, softmax
+from mcp_latent.judge.grouping import spec_groups
 from mcp_latent.judge.memory import Memory
 from mcp_latent.judge.memory_evidence import Head, PairReader
+from mcp_latent.judge.scope_gate import ScopeGate, gated
 from mcp_latent.judge.selection import Calibration, fit_calibration
 from mcp_latent.judge.threshold import operating_threshold
 from mcp_latent.judge.words import WordsModel
@@ -57,6 +59,7 @@ class Verdict:
     memory: dict[str, Any] | None = None  # answered from memory: the exemplar's similarity, the radius, taught?
     # (p, best label) of the ensemble alone, before memory: what the stream and spot checks judge p by (never shown)
     model: tuple[float, str] | None = None
+    scope: tuple[float, float] | None = None  # the scope gate's p(in scope) and threshold (None: no gate)
 
     def compact(self) -> dict[str, Any]:
         """The model-visible default: label, p, and `unsure` when abstaining (three verdicts fit ~55 tokens)."""
@@ -81,6 +84,9 @@ class Verdict:
             out["threshold"] = [round(self.threshold[0], 3), self.threshold[1]]
         if self.memory is not None:
             out["memory"] = self.memory
+        if self.scope is not None:  # in_scope false: the gate stopped it (for shipped profiles: proposes nothing)
+            p, threshold = self.scope
+            out["scope"] = {"p": round(p, 3), "threshold": round(threshold, 3), "in_scope": p >= threshold}
         return out
 
 
@@ -138,6 +144,7 @@ class FittedProfile:
         memory: Memory | None = None,
         online: tuple[float, str] | None = None,
         shipped: int | None = None,
+        gate: ScopeGate | None = None,
     ):
         self.spec = spec
         self.labels = [label.name for label in spec.labels]
@@ -167,6 +174,8 @@ class FittedProfile:
         # Rows below this are the profile file's exemplars, the rest taught (None: not known, e.g. the harness).
         self.shipped = shipped
         self.memory_compared_at_load = False  # `load` compared a stored fit's exemplars (the cache may keep that)
+        # The scope gate (`scope_gate`; None: the profile has none): abstains on texts it calls out of scope.
+        self.gate = gate if self.abstain is not None and spec.scope_gate is not None else None
 
     @property
     def vectors(self) -> np.ndarray:
@@ -213,9 +222,16 @@ class FittedProfile:
             vectors32, labels = np.asarray(vectors, dtype=np.float32), np.asarray(y)
             head = _head(calibration, weights, bias, words)
             memory = Memory.fit(vectors32, labels, spec.target_accuracy, head, texts)
-        return cls(
-            spec, vectors, y, texts, weights, bias, calibration, provisional=provisional, words=words, memory=memory
-        )
+        gate = None
+        if reuse_calibration is not None and warm_start is not None and warm_start.gate is not None:
+            gate = warm_start.gate  # a head-only refit keeps the gate (the next full fit refits it)
+        elif spec.scope_gate is not None:
+            abstain = np.array([label.abstain for label in spec.labels], dtype=bool)
+            in_scope = ~abstain[np.asarray(y)]
+            with threadpool_limits(limits=1, user_api="blas"):
+                gate = ScopeGate.fit(vectors, in_scope, spec.scope_gate, texts, spec_groups(spec, texts, len(y)))
+        arrays = (vectors, y, texts, weights, bias, calibration)
+        return cls(spec, *arrays, provisional=provisional, words=words, memory=memory, gate=gate)
 
     @classmethod
     def empty(cls, spec: ProfileSpec, dim: int) -> FittedProfile:
@@ -253,6 +269,7 @@ class FittedProfile:
             self.memory,
             (threshold, source),
             self.shipped,
+            self.gate,
         )
 
     def threshold(self, has_text: bool) -> tuple[float, str]:
@@ -299,6 +316,7 @@ class FittedProfile:
             memory,
             self.online,
             self.shipped,
+            self.gate,
         )
 
     def _calibration(self, texts: list[str] | None) -> Calibration:
@@ -338,12 +356,14 @@ class FittedProfile:
         calibration = self._calibration(texts)
         # Neighbours feed the kNN expert (when the fit uses it), the evidence, the out-of-scope check and memory
         # (the nearest few): fetch just as many as needed.
-        wanted = max(neighbours, KNN_K if calibration.knn_weight else 1, MEMORY_TIES if self.memory else 1)
+        wanted = max(neighbours, KNN_K if calibration.knn_weight or self.gate else 1, MEMORY_TIES if self.memory else 1)
         ids, sims = self.neighbours(vectors, wanted)
         probs = self.probabilities(vectors, (ids[:, :KNN_K], sims[:, :KNN_K]), texts)
         nearest = sims[:, 0] if sims.shape[1] else np.full(len(vectors), -1.0)
         threshold, _ = self.threshold(texts is not None)
         decisions = decide(probs, nearest, threshold, calibration.min_similarity, self.abstain)
+        if self.gate is not None:
+            decisions = gated(self.gate, decisions, vectors, (ids, sims), ~self.abstain[self.y], texts)
         if self.memory is not None:
             decisions = self._recall(decisions, vectors, probs, ids, sims, texts)
         return decisions, probs, (ids, sims)
@@ -414,6 +434,8 @@ class FittedProfile:
         )
         model_best, model_p, _ = best_answer(probs[None, :], self.abstain)
         verdict.model = (float(model_p[0]), self.labels[int(model_best[0])])
+        if decisions.scope_p is not None:
+            verdict.scope = (float(decisions.scope_p[0]), float(decisions.scope_threshold))
         if recalled >= 0:
             assert self.memory is not None
             verdict.memory = {
@@ -439,7 +461,8 @@ class FittedProfile:
             arrays = {"vectors": self.vectors, "y": self.y, "weights": self.weights, "bias": self.bias}
             words = {} if self.words is None else self.words.to_arrays()
             memory = {} if self.memory is None else self.memory.to_arrays()
-            np.savez(out, **arrays, **self.calibration.to_arrays(), **words, **memory)
+            gate = {} if self.gate is None else self.gate.to_arrays()
+            np.savez(out, **arrays, **self.calibration.to_arrays(), **words, **memory, **gate)
 
     @classmethod
     def load(cls, path: Path, spec: ProfileSpec, texts: list[str]) -> FittedProfile:
@@ -456,7 +479,7 @@ class FittedProfile:
                 head = _head(calibration, data["weights"], data["bias"], words)
                 memory = Memory.fit(data["vectors"], data["y"], spec.target_accuracy, head, texts)
             arrays = (data["vectors"], data["y"], texts, data["weights"], data["bias"])
-            fitted = cls(spec, *arrays, calibration, words=words, memory=memory)
+            fitted = cls(spec, *arrays, calibration, words=words, memory=memory, gate=ScopeGate.from_arrays(data))
             fitted.memory_compared_at_load = compared
             return fitted
 

@@ -145,6 +145,16 @@ class ProfileSpec(BaseModel):
         description="abstain on every text until the cross-validated answered accuracy, lowered by one standard "
         "error, reaches target_accuracy (a profile defined with a few examples learns through `teach` until then)",
     )
+    # The shipped proposal profiles set it: their off_topic label alone let category answer on-topic texts that
+    # propose nothing (a deploy's status update read as engineering); the gate asks "in scope at all?" first.
+    scope_gate: float | None = Field(
+        None,
+        gt=0.5,
+        lt=1,
+        description="fit a scope gate (in-scope exemplars against the abstain labels' ones) and abstain, reason "
+        "out_of_scope, on texts it stops; the value is the share of held-out in-scope exemplars it must let through "
+        "(e.g. 0.98); needs an `abstain = true` label",
+    )
     operating_point: OperatingPointRecord | None = None
     labels: list[LabelSpec] = Field(min_length=2)
 
@@ -169,6 +179,11 @@ class ProfileSpec(BaseModel):
         with_value = [label.value is not None for label in answers]
         if any(with_value) and not all(with_value):
             raise ValueError("either every label has a `value` (ordinal profile) or none does")
+        if self.scope_gate is not None and not any(label.abstain for label in self.labels):
+            raise ValueError(
+                "`scope_gate` needs an `abstain = true` label: its examples are the texts the gate learns to stop "
+                "(add one, e.g. `profiles build --off-topic`, or remove scope_gate)"
+            )
         return self
 
     @property
@@ -184,6 +199,8 @@ class ProfileSpec(BaseModel):
         data = self.model_dump(mode="json", exclude=exclude)
         if not data.get("abstain_until_supported"):  # files from before the field keep their hashes
             data.pop("abstain_until_supported", None)
+        if data.get("scope_gate") is None:  # files from before the field keep their hashes
+            data.pop("scope_gate", None)
         for label in data["labels"]:  # files from before abstain labels keep their hashes (and cached fits)
             if not label.get("abstain"):
                 label.pop("abstain", None)

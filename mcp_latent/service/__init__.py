@@ -5,7 +5,9 @@
 - `checks.py`: input checks at that boundary.
 - `live_profile.py`: one profile's fit lifecycle (first fit, teach, background refits).
 - `stream_record.py`: a profile's recent verdicts and spot checks, and the threshold they set at each refit.
-- `refit_pacer.py`: how often refits may run.
+- `refit_pacer.py`: how often refits may run, and when a recalibration is due.
+- `taught_set.py`: what a profile was taught (pairs in order, each text's latest label and store id, their hash).
+- `fit_estimate.py`: how far a profile's first fit has got and when it ends.
 - `maintenance.py`: retention and following other servers' teaches and reverts.
 - `usage_stats.py` + `usage_db.py`: answered / escalated / taught counts and call latencies, per minute then per day.
 - `namespaces.py`: namespace listing and export helpers; `handoffs.py`: forget, recent and the search filters.

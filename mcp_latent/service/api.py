@@ -309,7 +309,7 @@ class LatentService(ServiceRuntime):
             live = self.live.get(name)
             if live is not None:  # the ensemble's p and best label (also where memory answered): the stream's evidence
                 p, best = verdict.model or (verdict.p, verdict.best)
-                live.observe(vector, p, verdict.reason != OUT_OF_SCOPE, best)
+                live.stream.observe(vector, p, verdict.reason != OUT_OF_SCOPE, best)
         return verdicts
 
     @staticmethod

@@ -206,8 +206,8 @@ class ServiceRuntime:
                 snapshot = live.snapshot
                 if snapshot is not None:
                     summary.update(operating_summary(snapshot.calibration, profile.spec))
-                    if live.stream_threshold is not None:  # what the stream's verdicts asked for
-                        summary["stream_threshold"] = round(live.stream_threshold, 3)
+                    if live.stream.stream_threshold is not None:  # what the stream's verdicts asked for
+                        summary["stream_threshold"] = round(live.stream.stream_threshold, 3)
                     served, source = snapshot.threshold(True)  # the one answered at (`judge.threshold`)
                     summary["threshold"], summary["threshold_source"] = round(served, 3), source
             out.append(summary)

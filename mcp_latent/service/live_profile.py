@@ -6,8 +6,8 @@ Who owns what (one `LiveProfile` per profile; nothing here is shared across prof
   attribute read and never wait; writers replace it whole (an atomic reference swap).
 - `_lock` (this profile's only lock) serialises writers: `teach`, the swap after a fit, and the start of a fit.
   It is never held while fitting or embedding, so a teach is never stuck behind a minute-long refit.
-- `_taught` (label, text) pairs, `_latest` / `_latest_id` (each text's last label and store id) and `_digest`
-  (their running hash, part of the fit cache key) belong to `_lock`.
+- `_taught` (a `TaughtSet`: the taught pairs in order, each text's latest label and store id, their hash)
+  belongs to `_lock`.
 - The background refit is single-flight: at most one thread per profile (`_refit_thread`), which loops while
   teaches keep arriving; exemplars taught during a refit are appended to its result before it is swapped in.
 - `stream` (`StreamRecord`: recent verdicts, spot checks and the threshold they set) guards its own state.
@@ -17,7 +17,6 @@ Who owns what (one `LiveProfile` per profile; nothing here is shared across prof
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -33,18 +32,14 @@ from mcp_latent.judge.selection import Calibration
 from mcp_latent.judge.support import is_unsupported
 from mcp_latent.profiles.fitter import ProfileFitter, flatten
 from mcp_latent.profiles.registry import Profile
-from mcp_latent.service.refit_pacer import REFIT_DEBOUNCE_SECONDS, RefitPacer
+from mcp_latent.service.fit_estimate import FitEstimate
+from mcp_latent.service.refit_pacer import REFIT_DEBOUNCE_SECONDS, CalibrationAge, RefitPacer
 from mcp_latent.service.stream_record import StreamRecord
+from mcp_latent.service.taught_set import TaughtSet
 
 log = logging.getLogger(__name__)
 
-# A full cross-validated recalibration runs when the exemplars grew by this share since the last one; smaller
-# growth refits only the head (warm-started, keeping the calibration), which costs a fraction of it.
-RECALIBRATE_GROWTH = 0.25
 WAIT_POLL_SECONDS = 0.25  # how often a caller waiting for a first fit re-checks the estimate
-# Rough cost model for the first ETA before any progress is seen (2 shared cores, all-MiniLM-L6-v2).
-EMBED_SECONDS_PER_TEXT = 0.01
-FIT_SECONDS_PER_ROW_LABEL = 7e-5  # the cross-validated fit: about 50 s for 10,000 exemplars of 77 labels
 
 
 @dataclass
@@ -82,38 +77,26 @@ class LiveProfile:
         abstain_ids = [i for i, label in enumerate(self.base.labels) if label.abstain]
         self._abstain_rows = int(np.isin(self._base_y, abstain_ids).sum())  # the file's abstain exemplars
         self._lock = threading.Lock()
-        self._taught: list[tuple[str, str]] = []
-        # The label each text was given last (the file's, then taught; of conflicting teaches the latest wins, in
-        # the store's order) and the store id of the last teach this server saw of it (`_lock`'s).
-        self._latest = dict(zip(self._base_texts, (self.labels[i] for i in self._base_y), strict=True))
-        self._latest_id: dict[str, int] = {}
-        self._digest = hashlib.sha256()
+        file_labels = dict(zip(self._base_texts, (self.labels[i] for i in self._base_y), strict=True))
+        # A label since removed from the file: its taught exemplars no longer apply.
+        self._taught = TaughtSet(file_labels, [(lb, text) for lb, text in taught or [] if lb in self._label_ids])
         # Bumped (under `_lock`) when taught exemplars are dropped (`forget`): a refit begun before then fitted on
         # rows that are gone, so it is thrown away instead of swapped in. `_forget_lock` serialises forgets.
         self._epoch = 0
         self._forget_lock = threading.Lock()
-        for label, text in taught or []:
-            if label in self._label_ids:  # a label since removed from the file: its exemplars no longer apply
-                self._remember(label, text)
         self.snapshot: FittedProfile | None = None
         self._fitted_event = threading.Event()
         self._fitting = False  # the first fit is running (in some thread)
         self._error: Exception | None = None
-        self._progress = (0, len(self._base_texts) + len(self._taught), time.monotonic())  # done, total, since
-        # Whether a stored fit is there to load (milliseconds) instead of a fit to run (minutes): the estimate a call
-        # waits by. Without it, a call arriving while startup loaded the cached fits read the estimate of a full fit
-        # (~20 s for a shipped profile), gave up at once under a 20 s wait, and answered "fitting" for a profile
-        # that was ready a moment later. Set once here (two stats); a fit that turns out unreadable is run anyway.
-        self._on_disk = fitter.has_fit(self.name, [self._fit_key(), fitter.fit_key(self.base)], self.path)
+        on_disk = fitter.has_fit(self.name, [self._fit_key(), fitter.fit_key(self.base)], self.path)
+        self._estimate = FitEstimate(len(self._base_texts) + len(self._taught), len(self.labels), on_disk)
         self._refit_thread: threading.Thread | None = None
         self._refit_pending = False
         # Refits ran back to back while teaches kept coming: on 2 cores that took a core from serving for the whole
         # stream. Refits now rest in proportion to their cost (the snapshot already counts every taught exemplar
         # through its neighbours and a nudged head; a refit refines the head). Owned by the refit thread.
         self._pacer = RefitPacer(refit_cpu_share)
-        self._calibrated_n = 0  # exemplars the current calibration was cross-validated on
-        self._calibrated_c = 1.0  # and the head regularization it chose for that many
-        self._recalibration_tried_n = 0  # exemplars at the last recalibration, done or failed (the refit thread's)
+        self._calibration = CalibrationAge()  # when the head was last cross-validated, and when it is due again
         # Recent verdicts and spot checks, and the threshold they set at each refit (`stream_record`).
         self.stream = StreamRecord(stream_window)
         self.refits = 0  # background refits swapped in (for tests and stats)
@@ -176,17 +159,8 @@ class LiveProfile:
         return {"ready": False, "eta_s": round(self.eta(), 1)}
 
     def eta(self) -> float:
-        """Seconds until the first fit is done: embedding at the rate seen so far, then the fit itself (a rough
-        cost model of a quiet 2-core machine; once overrun, a second)."""
-        done, total, since = self._progress
-        if self._on_disk and done == 0:  # a stored fit to load, plus the taught exemplars it may lack to embed
-            return 1.0 + len(self._taught) * EMBED_SECONDS_PER_TEXT
-        elapsed = time.monotonic() - since
-        per_text = elapsed / done if done else EMBED_SECONDS_PER_TEXT
-        fit = total * len(self.labels) * FIT_SECONDS_PER_ROW_LABEL
-        if done < total:
-            return (total - done) * per_text + fit
-        return max(1.0, fit - (elapsed - done * per_text))
+        """Seconds until the first fit is done (`FitEstimate`)."""
+        return self._estimate.eta(len(self._taught))
 
     def pending_verdict(self, message: str) -> dict[str, object]:
         """What a call shows in place of this profile's verdict when its first fit is not done within the wait:
@@ -198,28 +172,9 @@ class LiveProfile:
     def _not_ready_message(self) -> str:
         if self._error is not None:
             return f"profile {self.name!r} could not be fitted: {self._error}"
-        done, total, _ = self._progress
-        return (
-            f"profile {self.name!r} is fitting ({done:,} of {total:,} exemplars embedded), ready in about "
-            f"{max(1, round(self.eta()))} s; retry then, or name other profiles."
-        )
+        return self._estimate.fitting_message(self.name, len(self._taught))
 
     # --- the stream ----------------------------------------------------------------------------------------------
-
-    def observe(self, vector: np.ndarray, p: float, in_scope: bool, best: str | None = None) -> None:
-        """Record a verdict this profile gave (`StreamRecord.observe`)."""
-        self.stream.observe(vector, p, in_scope, best)
-
-    def stream_verdicts(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.stream.verdicts()
-
-    @property
-    def stream_threshold(self) -> float | None:
-        return self.stream.stream_threshold
-
-    @property
-    def online(self) -> tuple[float, str] | None:
-        return self.stream.online
 
     def _on_stream(self, fitted: FittedProfile) -> FittedProfile:
         """The fit answering from the threshold the stream and spot checks ask for; a fixed threshold in the
@@ -258,11 +213,10 @@ class LiveProfile:
                 with self._lock:
                     key, texts, y, taught = self._fit_key(), *self._rows()
                 taught_in_fit = len(taught)
-                self._progress = (0, len(texts), time.monotonic())
-                self._on_disk = False  # no usable stored fit after all: the estimate is a full fit's from here
-                vectors = self._fitter.vectors(self.name, texts, self._advance)
+                self._estimate.start(len(texts))  # no usable stored fit after all
+                vectors = self._fitter.vectors(self.name, texts, self._estimate.advance)
                 fitted = self._fit(vectors, texts, y, None)
-                self._calibrated_n, self._calibrated_c = len(texts), fitted.calibration.c
+                self._calibration.calibrated(len(texts), fitted.calibration.c)
                 self._fitter.save(self.name, key, fitted, taught=bool(taught))
                 log.info("profile %s fitted: %s", self.name, fitted.calibration)
             self._install_first(fitted, taught_in_fit)
@@ -289,7 +243,7 @@ class LiveProfile:
             key, texts, _, taught = self._fit_key(), *self._rows()
         fitted = self._fitter.load(self.name, key, self.base, texts, self.path)
         if fitted is not None:
-            self._calibrated_n, self._calibrated_c = fitted.n, fitted.calibration.c
+            self._calibration.calibrated(fitted.n, fitted.calibration.c)
             return fitted, len(taught)
         if not taught:
             return None, 0
@@ -297,19 +251,15 @@ class LiveProfile:
         base = self._fitter.load(self.name, base_key, self.base, self._base_texts, self.path)
         if base is None:
             return None, 0
-        self._calibrated_n, self._calibrated_c = base.n, base.calibration.c
+        self._calibration.calibrated(base.n, base.calibration.c)
         return base, 0
-
-    def _advance(self, count: int) -> None:
-        done, total, since = self._progress
-        self._progress = (done + count, total, since)
 
     def _install_first(self, fitted: FittedProfile, taught_in_fit: int) -> None:
         """Swap in the first fit plus whatever was taught after the rows it was fitted on."""
         fitted.shipped = len(self._base_texts)  # not yet shared: set before the swap publishes it
         while True:
             with self._lock:
-                late = self._taught[taught_in_fit:]
+                late = self._taught.pairs[taught_in_fit:]
             # Embedding (the cache file, else the model) runs outside the lock: a teach meanwhile just loops.
             vectors = self._fitter.vectors(self.name, [text for _, text in late]) if late else None
             with self._lock:
@@ -334,7 +284,7 @@ class LiveProfile:
             raise InvalidInput(f"label {label!r} is not in profile {self.name!r}; labels: {', '.join(self.labels)}.")
         text = text.strip()
         with self._lock:
-            known = self._latest.get(text) == label
+            known = self._taught.has(label, text)
         if known:
             # Already its label: a repeat changes nothing, no figure either (a second spot check of the same decision
             # would count the same agreement twice and skew the stream's checks).
@@ -346,13 +296,19 @@ class LiveProfile:
             was = verdict.label
             # p's check is the ensemble's (also where memory answered); out of scope: answered at no threshold
             check = verdict.model if verdict.reason != OUT_OF_SCOPE else None
-            answered = verdict.reason is None and verdict.memory is None  # at the threshold: a spot check
+            # A spot check is an answer at the threshold; a copy answered from memory is one when the ensemble alone
+            # would have answered it too (memory now takes paraphrases: teaching a run of similar texts would
+            # otherwise leave the operating point without the checks that confirm it).
+            at_threshold = verdict.memory is None or (
+                verdict.model is not None and verdict.threshold is not None and verdict.model[0] >= verdict.threshold[0]
+            )
+            answered = verdict.reason is None and at_threshold
         self.stream.taught(vector, label, check, answered)
         with self._lock:
-            if self._latest.get(text) == label:  # already its label (a text relabelled since is taught again)
+            if self._taught.has(label, text):  # already its label (a text relabelled since is taught again)
                 return Learned(self.name, label, False, self.exemplars, was)
             stored = self._persist(label, text, teacher) if self._persist is not None else None
-            self._remember(label, text, getattr(stored, "id", None))
+            self._taught.add(label, text, getattr(stored, "id", None))
             if self.snapshot is not None:
                 self.snapshot = self.snapshot.with_exemplars(vector[None, :], [self._label_ids[label]], [text])
             exemplars = self.exemplars
@@ -373,7 +329,7 @@ class LiveProfile:
             for (label, text, i), vector in zip(fresh, vectors, strict=True):
                 if not self._is_news(label, text, i):
                     continue
-                self._remember(label, text, i)
+                self._taught.add(label, text, i)
                 added += 1
                 if self.snapshot is not None:
                     self.snapshot = self.snapshot.with_exemplars(vector[None, :], [self._label_ids[label]], [text])
@@ -384,9 +340,7 @@ class LiveProfile:
     def _is_news(self, label: str, text: str, store_id: int | None) -> bool:
         """Whether a stored teach changes what this profile holds (under `_lock`): a known label, a label this
         profile does not have, or a teach older than the last one seen of that text (its own) changes nothing."""
-        if label not in self._label_ids or self._latest.get(text) == label:
-            return False
-        return store_id is None or store_id > self._latest_id.get(text, 0)
+        return label in self._label_ids and self._taught.is_news(label, text, store_id)
 
     def forget(self, remaining: set[tuple[str, str]]) -> int:
         """Drop every taught exemplar not in `remaining` (the profile's taught pairs the store still holds: an
@@ -398,12 +352,7 @@ class LiveProfile:
                 dropped = len(self._taught) - len(kept)
                 if not dropped:
                     return 0
-                self._taught = []
-                self._latest = dict(zip(self._base_texts, (self.labels[i] for i in self._base_y), strict=True))
-                self._latest_id = {}
-                self._digest = hashlib.sha256()
-                for label, text in kept:
-                    self._remember(label, text)
+                self._taught.reset(kept)
                 self._epoch += 1
                 first_fit_running = self.snapshot is None and self._fitting
             if first_fit_running:  # it may have read the dropped rows: let it finish, then rebuild without them
@@ -429,8 +378,7 @@ class LiveProfile:
         dim = current.vectors.shape[1]
         vectors = np.concatenate([current.vectors[:base_n], np.array(taught_vectors, np.float32).reshape(-1, dim)])
         texts, y, _ = self._rows_of(taught)
-        scaled = self._calibrated_c * self._calibrated_n / max(len(y), 1)
-        fitted = self._fit(vectors, texts, y, replace(current.calibration, c=scaled))
+        fitted = self._fit(vectors, texts, y, replace(current.calibration, c=self._calibration.scaled_c(len(y))))
         with self._lock:
             latest = self.snapshot
             assert latest is not None
@@ -439,13 +387,6 @@ class LiveProfile:
                 fitted = fitted.with_exemplars(latest.vectors[new], latest.y[new], latest.texts[new])
             self.snapshot = fitted
             self._epoch += 1  # a refit begun on the old rows must not replace this one
-
-    def _remember(self, label: str, text: str, store_id: int | None = None) -> None:
-        self._taught.append((label, text))
-        self._latest[text] = label
-        if store_id is not None:
-            self._latest_id[text] = max(store_id, self._latest_id.get(text, 0))
-        self._digest.update(f"{label}\0{text}\n".encode())
 
     # --- background refit --------------------------------------------------------------------------------------
 
@@ -464,7 +405,7 @@ class LiveProfile:
         while True:
             with self._lock:
                 current = self.snapshot
-                due = current is not None and self._recalibration_due(current)
+                due = current is not None and self._calibration.due(current)
                 wait = None if current is None else self._pacer.wait(time.monotonic(), self._refit_pending, due)
                 if wait is None:
                     self._refit_thread = None
@@ -478,14 +419,11 @@ class LiveProfile:
                 has_taught = bool(self._taught)
             assert current is not None
             vectors, y, texts = current.vectors.copy(), current.y.copy(), current.texts
-            recalibrate = self._recalibration_due(current) and self._pacer.may_recalibrate(time.monotonic())
+            recalibrate = self._calibration.due(current) and self._pacer.may_recalibrate(time.monotonic())
             started = time.monotonic()
             try:
-                # A head refitted on more exemplars at the same C is less regularized per exemplar, so sharper than
-                # the one the temperature and threshold were chosen for: its p drifted up, and answered accuracy
-                # below the target (HWU64 stream: 96.7% for a 97% target). Scaling C keeps the head's sharpness.
-                scaled = self._calibrated_c * self._calibrated_n / max(len(y), 1)
-                reuse = None if recalibrate else replace(current.calibration, c=scaled)
+                # A head refit keeps the calibrated sharpness (`CalibrationAge.scaled_c` says why).
+                reuse = None if recalibrate else replace(current.calibration, c=self._calibration.scaled_c(len(y)))
                 fitted = self._fit(vectors, texts, y, reuse, current)
             except Exception:
                 log.exception("background refit of profile %s failed; keeping the current fit", self.name)
@@ -493,7 +431,7 @@ class LiveProfile:
             finally:
                 self._pacer.done(started, time.monotonic(), recalibrate)
                 if recalibrate:
-                    self._recalibration_tried_n = len(y)
+                    self._calibration.tried_n = len(y)
             fitted = self._on_stream(fitted)
             with self._lock:
                 if self._epoch != epoch:  # exemplars were reverted meanwhile: this fit still holds them
@@ -506,7 +444,7 @@ class LiveProfile:
                     fitted = fitted.with_exemplars(latest.vectors[rows], latest.y[rows], latest.texts[rows])
                     self._refit_pending = True
                 if recalibrate:
-                    self._calibrated_n, self._calibrated_c = len(y), fitted.calibration.c
+                    self._calibration.calibrated(len(y), fitted.calibration.c)
                 self.snapshot = fitted
                 self.refits += 1
             if recalibrate and not fitted.provisional:
@@ -514,19 +452,6 @@ class LiveProfile:
             log.info(
                 "profile %s refitted on %d exemplars (%s)", self.name, len(y), "recalibrated" if recalibrate else "head"
             )
-
-    def _recalibration_due(self, fitted: FittedProfile) -> bool:
-        """Whether the calibration is older than the exemplars allow: they grew by RECALIBRATE_GROWTH since, or it
-        was never cross-validated (a cold start, or a first fit with too few exemplars per label)."""
-        if fitted.n <= self._recalibration_tried_n:  # nothing new since the last try (it may not cross-validate)
-            return False
-        # A profile abstaining until supported (judge/support.py) is small: each teach may be what supports it.
-        unsupported = is_unsupported(fitted.calibration)
-        return (
-            fitted.n >= self._calibrated_n * (1 + RECALIBRATE_GROWTH)
-            or fitted.calibration.cv_accuracy is None
-            or unsupported
-        )
 
     def wait_refitted(self, timeout: float = 300.0) -> bool:
         """Block until no background refit is queued or running; False on timeout (for tests and tools)."""
@@ -567,4 +492,4 @@ class LiveProfile:
         return texts, y, taught
 
     def _fit_key(self) -> str:
-        return self._fitter.fit_key(self.base, self._digest.hexdigest() if self._taught else "")
+        return self._fitter.fit_key(self.base, self._taught.fingerprint())

@@ -24,21 +24,17 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import numpy as np
 import psycopg
 from psycopg import sql
-from psycopg.adapt import AdaptersMap, Dumper, Loader
-from psycopg.pq import Format
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 
-from mcp_latent.errors import LatentError, NotFound, StoreError
+from mcp_latent.errors import NotFound, StoreError
 from mcp_latent.store.base import (
     HANDOFFS_SCOPE,
     REVERTED_SCOPE,
@@ -55,78 +51,28 @@ from mcp_latent.store.base import (
     counts_by_teacher,
     new_handle,
 )
-from mcp_latent.store.postgres_migrations import SCHEMA_VERSION, bind_model, migrate
+from mcp_latent.store.postgres_migrations import check_model, check_replica, migrate
+from mcp_latent.store.postgres_wire import (
+    COLUMNS,
+    NAMESPACES_SQL,
+    describe_url,
+    ensure_pgvector,
+    filter_sql,
+    handoff_from_row,
+    translated_errors,
+    vector_adapters,
+)
 
 log = logging.getLogger(__name__)
 
 SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_COLUMNS = "seq, handle, namespace, from_agent, created_at, parent, meta, text, vector"
-# One row per namespace that holds handoffs; first/last by seq (insertion order) through handoffs_by_namespace.
-_NAMESPACES_SQL = (
-    "SELECT c.namespace, c.total,"
-    " (SELECT created_at FROM handoffs h WHERE h.namespace = c.namespace ORDER BY h.seq LIMIT 1),"
-    " (SELECT created_at FROM handoffs h WHERE h.namespace = c.namespace ORDER BY h.seq DESC LIMIT 1)"
-    " FROM (SELECT namespace, SUM(n)::bigint AS total FROM handoff_counts GROUP BY namespace HAVING SUM(n) > 0) c"
-    " ORDER BY c.namespace"
-)
 _NOW = "extract(epoch from clock_timestamp())"  # one clock for every host: the database's
 # Generations and taught ids are cursors: a reader that has seen value v must never later find a smaller one
 # committed. Writers of either take this transaction lock, so values are handed out in commit order.
 _CURSOR_LOCK = 0x6D63706D
 _PAGE = 500  # rows per query when exporting
-_PGVECTOR_SCHEMA = "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'vector'"
 
 T = TypeVar("T")
-
-
-# --- pgvector's binary format: uint16 dim, uint16 unused, dim big-endian float32 ------------------------------
-
-
-class _VectorDumper(Dumper):
-    format = Format.BINARY
-
-    def dump(self, obj: np.ndarray) -> bytes:
-        return struct.pack(">HH", obj.shape[0], 0) + obj.astype(">f4", copy=False).tobytes()
-
-
-class _VectorLoader(Loader):
-    format = Format.BINARY
-
-    def load(self, data: Any) -> np.ndarray:
-        return np.frombuffer(bytes(data)[4:], dtype=">f4").astype(np.float32)
-
-
-def _adapters(vector_oid: int) -> AdaptersMap:
-    adapters = AdaptersMap(psycopg.adapters)
-    adapters.register_dumper(np.ndarray, type("VectorDumper", (_VectorDumper,), {"oid": vector_oid}))
-    adapters.register_loader(vector_oid, _VectorLoader)
-    return adapters
-
-
-def _handoff(row: tuple) -> Handoff:
-    seq, handle, namespace, from_agent, created_at, parent, meta, text, vector = row
-    return Handoff(seq, handle, namespace, from_agent, created_at, parent, meta, text, vector)
-
-
-def filter_sql(where: HandoffFilter | None) -> tuple[str, list[Any]]:
-    """` AND ...` conditions (and their parameters) that keep the records matching `where`."""
-    if where is None or where.empty:
-        return "", []
-    conditions, params = [], []
-    if where.from_agent is not None:
-        conditions.append("from_agent = %s")
-        params.append(where.from_agent)
-    if where.since is not None:
-        conditions.append("created_at >= %s")
-        params.append(float(where.since))
-    if where.until is not None:
-        conditions.append("created_at < %s")
-        params.append(float(where.until))
-    if where.meta:
-        # jsonb containment of a one-level object: equal scalars per key, JSON types kept ("1" is not 1).
-        conditions.append("meta @> %s")
-        params.append(Jsonb(dict(where.meta)))
-    return "".join(" AND " + condition for condition in conditions), params
 
 
 def _boundary(action: str, retry: bool = True) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -151,13 +97,6 @@ def _boundary(action: str, retry: bool = True) -> Callable[[Callable[..., T]], C
         return translated
 
     return wrap
-
-
-def describe_url(url: str) -> str:
-    """host:port/database of a libpq URL, without the credentials (for error messages and logs)."""
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    return f"{host}:{parts.port or 5432}{parts.path or '/'}"
 
 
 class PostgresStore(LatentStore):
@@ -192,7 +131,7 @@ class PostgresStore(LatentStore):
         }
         with self._translated("open the latent store", unreachable_hint="check MCP_LATENT_STORE_URL"):
             with psycopg.connect(url, autocommit=True, **connect_args) as conn:
-                extension_schema = self._ensure_pgvector(conn)
+                extension_schema = ensure_pgvector(conn)
                 conn.execute(
                     sql.SQL("SET search_path = {}, {}").format(*map(sql.Identifier, (schema, extension_schema)))
                 )
@@ -200,10 +139,12 @@ class PostgresStore(LatentStore):
                 # the primary's schema, which must already be current; nothing is created or bound there.
                 self.replica = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
                 if self.replica:
-                    self._check_replica(conn)
+                    self.model_id, self.dim = check_replica(conn, self.where, schema, self.model_id, self.dim)
                 else:
                     migrate(conn, schema)
-                    self._check_model(conn, hnsw_m, hnsw_ef_construction)
+                    self.model_id, self.dim = check_model(
+                        conn, self.where, schema, self.model_id, self.dim, hnsw_m, hnsw_ef_construction
+                    )
                 vector_oid = conn.execute("SELECT 'vector'::regtype::oid").fetchone()[0]
             options = (
                 f"-c search_path={schema},{extension_schema}"
@@ -221,61 +162,13 @@ class PostgresStore(LatentStore):
                 max_size=max(1, pool_size),
                 timeout=timeout_s,
                 reconnect_timeout=0,  # keep trying forever: the database may come back any time
-                kwargs={"autocommit": True, "options": options, "context": _adapters(vector_oid), **connect_args},
+                kwargs={"autocommit": True, "options": options, "context": vector_adapters(vector_oid), **connect_args},
                 open=False,
                 name="mcp-latent",
             )
             self._pool.open(wait=True, timeout=timeout_s)
 
     # --- connections and errors ----------------------------------------------------------------------------
-
-    @staticmethod
-    def _ensure_pgvector(conn: psycopg.Connection) -> str:
-        """The schema pgvector lives in, creating the extension when this role may."""
-        row = conn.execute(_PGVECTOR_SCHEMA).fetchone()
-        if row is None:
-            try:
-                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            except psycopg.errors.UniqueViolation:
-                pass  # another server created it at the same moment (IF NOT EXISTS does not guard that race)
-            except psycopg.Error as exc:
-                raise StoreError(
-                    f"the database has no pgvector extension and this role may not create it ({exc}); "
-                    "ask its administrator to run `CREATE EXTENSION vector;` (pgvector 0.8 or newer)."
-                ) from exc
-            row = conn.execute(_PGVECTOR_SCHEMA).fetchone()
-        return row[0]
-
-    def _check_replica(self, conn: psycopg.Connection) -> None:
-        """On a read-only standby: the primary's schema must be this version and hold this model (or adopt it)."""
-        exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
-        version = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0] if exists else 0
-        stored = dict(conn.execute("SELECT key, value FROM store_info").fetchall()) if exists else {}
-        if version != SCHEMA_VERSION or not stored:
-            raise StoreError(
-                f"{self.where} is a read-only replica whose schema {self.schema!r} is at version {version} (this "
-                f"mcp-latent needs {SCHEMA_VERSION}, with a model bound); start one server on the primary first."
-            )
-        if self.model_id is None:
-            self.model_id, self.dim = stored["model_id"], int(stored["dim"])
-        elif stored["model_id"] != self.model_id or int(stored["dim"]) != self.dim:
-            raise StoreError(
-                f"the replica's schema {self.schema!r} at {self.where} holds vectors from model {stored['model_id']!r}"
-                f" (dim {stored['dim']}), but this server embeds with {self.model_id!r} (dim {self.dim})."
-            )
-
-    def _check_model(self, conn: psycopg.Connection, m: int, ef_construction: int) -> None:
-        if self.model_id is None:  # opened without a model: adopt the schema's (0 / None while it holds none)
-            stored = dict(conn.execute("SELECT key, value FROM store_info").fetchall())
-            self.model_id, self.dim = stored.get("model_id"), int(stored.get("dim", 0))
-            return
-        stored = bind_model(conn, self.model_id, self.dim, m, ef_construction)
-        if stored["model_id"] != self.model_id or int(stored["dim"]) != self.dim:
-            raise StoreError(
-                f"the database schema {self.schema!r} at {self.where} holds vectors from model "
-                f"{stored['model_id']!r} (dim {stored['dim']}), but this server embeds with {self.model_id!r} "
-                f"(dim {self.dim}); set another MCP_LATENT_STORE_SCHEMA or use the same model."
-            )
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
@@ -284,37 +177,8 @@ class PostgresStore(LatentStore):
         with self._pool.connection() as conn:
             yield conn
 
-    @contextmanager
-    def _translated(self, action: str, unreachable_hint: str = "the server reconnects by itself") -> Iterator[None]:
-        try:
-            yield
-        except LatentError:
-            raise
-        except psycopg.errors.QueryCanceled as exc:
-            log.warning("latent store: could not %s: %s", action, exc)
-            raise StoreError(
-                f"the latent store could not {action}: the database took longer than "
-                f"MCP_LATENT_STORE_STATEMENT_TIMEOUT_SECONDS ({self.statement_timeout_s:g} s) and the statement was "
-                "cancelled; nothing acknowledged was lost, retry the call."
-            ) from exc
-        except (PoolTimeout, psycopg.OperationalError) as exc:
-            log.warning("latent store: could not %s: %s", action, exc)
-            raise StoreError(
-                f"the latent store could not {action}: PostgreSQL at {self.where} is unreachable or restarting "
-                f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
-                f"{unreachable_hint}: retry in a few seconds. Nothing acknowledged was lost."
-            ) from exc
-        except psycopg.errors.ReadOnlySqlTransaction as exc:
-            raise StoreError(
-                f"the latent store could not {action}: {self.where} is a read-only replica; send writes to a server "
-                "on the primary (a server on a replica should run with MCP_LATENT_READ_ONLY=true)."
-            ) from exc
-        except psycopg.Error as exc:
-            log.warning("latent store: could not %s: %s", action, exc)
-            raise StoreError(
-                f"the latent store could not {action}: {str(exc).strip()}; nothing acknowledged was lost, "
-                "retry the call."
-            ) from exc
+    def _translated(self, action: str, unreachable_hint: str = "the server reconnects by itself"):
+        return translated_errors(action, self.where, self.statement_timeout_s, unreachable_hint)
 
     def close(self) -> None:
         if self._closed:
@@ -377,10 +241,10 @@ class PostgresStore(LatentStore):
     def _stored(self, namespace: str, handles: list[str]) -> list[Handoff]:
         with self._connection() as conn, conn.cursor(binary=True) as cur:
             cur.execute(
-                f"SELECT {_COLUMNS} FROM handoffs WHERE handle = ANY(%s) AND namespace = %s ORDER BY seq",
+                f"SELECT {COLUMNS} FROM handoffs WHERE handle = ANY(%s) AND namespace = %s ORDER BY seq",
                 (handles, namespace),
             )
-            return [_handoff(row) for row in cur.fetchall()]
+            return [handoff_from_row(row) for row in cur.fetchall()]
 
     @_boundary("drop the namespace", retry=False)
     def drop(self, namespace: str) -> int:
@@ -463,14 +327,14 @@ class PostgresStore(LatentStore):
         """The record behind a handle, or NotFound: a handle of another namespace is as absent as a made-up one."""
         check_handle(handle)
         with self._connection() as conn, conn.cursor(binary=True) as cur:
-            cur.execute(f"SELECT {_COLUMNS} FROM handoffs WHERE handle = %s AND namespace = %s", (handle, namespace))
+            cur.execute(f"SELECT {COLUMNS} FROM handoffs WHERE handle = %s AND namespace = %s", (handle, namespace))
             row = cur.fetchone()
         if row is None:
             raise NotFound(
                 f"handle {handle!r} not found in namespace {namespace!r}; use a handle returned by `handoff`/`embed` "
                 "in this namespace, or pass `text` instead."
             )
-        return _handoff(row)
+        return handoff_from_row(row)
 
     @_boundary("search the namespace")
     def similar(
@@ -489,7 +353,7 @@ class PostgresStore(LatentStore):
         conditions, filter_params = filter_sql(where)
         clause = "namespace = %s" + (" AND handle <> %s" if exclude else "") + conditions
         params: list[Any] = [query, namespace] + ([exclude] if exclude else []) + filter_params + [query, k]
-        statement = f"SELECT {_COLUMNS}, vector <=> %b FROM handoffs WHERE {clause} ORDER BY vector <=> %b LIMIT %s"
+        statement = f"SELECT {COLUMNS}, vector <=> %b FROM handoffs WHERE {clause} ORDER BY vector <=> %b LIMIT %s"
         with self._connection() as conn, conn.cursor(binary=True) as cur:
             if k > self.ef_search:  # the graph walk must keep at least k candidates
                 with conn.transaction():
@@ -500,7 +364,7 @@ class PostgresStore(LatentStore):
                 cur.execute(statement, params)
                 rows = cur.fetchall()
         # relaxed_order may return neighbours slightly out of order: sort by the exact distance it computed.
-        hits = sorted(((_handoff(row[:-1]), float(row[-1])) for row in rows), key=lambda hit: hit[1])
+        hits = sorted(((handoff_from_row(row[:-1]), float(row[-1])) for row in rows), key=lambda hit: hit[1])
         return [(record, float(np.clip(1.0 - distance, -1.0, 1.0))) for record, distance in hits]
 
     @_boundary("list recent handoffs")
@@ -509,10 +373,10 @@ class PostgresStore(LatentStore):
         conditions, params = filter_sql(where)
         with self._connection() as conn, conn.cursor(binary=True) as cur:
             cur.execute(
-                f"SELECT {_COLUMNS} FROM handoffs WHERE namespace = %s{conditions} ORDER BY seq DESC LIMIT %s",
+                f"SELECT {COLUMNS} FROM handoffs WHERE namespace = %s{conditions} ORDER BY seq DESC LIMIT %s",
                 [namespace, *params, int(limit)],
             )
-            return [_handoff(row) for row in cur.fetchall()]
+            return [handoff_from_row(row) for row in cur.fetchall()]
 
     @_boundary("count handoffs")
     def count(self, namespace: str | None = None) -> int:
@@ -530,7 +394,7 @@ class PostgresStore(LatentStore):
         """Counts from the trigger-kept counters; oldest/newest are the first and last written records, two index
         lookups per namespace (a GROUP BY over `handoffs` read all of it: ~1M rows on every call at scale)."""
         with self._connection() as conn:
-            rows = conn.execute(_NAMESPACES_SQL).fetchall()
+            rows = conn.execute(NAMESPACES_SQL).fetchall()
         return [{"namespace": n, "count": c, "oldest": lo, "newest": hi} for n, c, lo, hi in rows]
 
     def export(self, namespace: str) -> Iterator[Handoff]:
@@ -541,14 +405,14 @@ class PostgresStore(LatentStore):
             if not rows:
                 return
             for row in rows:
-                yield _handoff(row)
+                yield handoff_from_row(row)
             last = rows[-1][0]
 
     @_boundary("export the namespace")
     def _export_page(self, namespace: str, after: int) -> list[tuple]:
         with self._connection() as conn, conn.cursor(binary=True) as cur:
             cur.execute(
-                f"SELECT {_COLUMNS} FROM handoffs WHERE namespace = %s AND seq > %s ORDER BY seq LIMIT {_PAGE}",
+                f"SELECT {COLUMNS} FROM handoffs WHERE namespace = %s AND seq > %s ORDER BY seq LIMIT {_PAGE}",
                 (namespace, after),
             )
             return cur.fetchall()

@@ -170,3 +170,42 @@ def bind_model(conn: psycopg.Connection, model_id: str, dim: int, m: int, ef_con
             ).format(sql.Literal(m), sql.Literal(ef_construction))
         )
         return {"model_id": model_id, "dim": str(dim)}
+
+
+def check_replica(conn: psycopg.Connection, where: str, schema: str, model_id: str | None, dim: int) -> tuple[str, int]:
+    """On a read-only standby: the primary's schema must be this version and hold this model (or adopt it).
+    Returns the model id and dimension to serve."""
+    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
+    version = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0] if exists else 0
+    stored = dict(conn.execute("SELECT key, value FROM store_info").fetchall()) if exists else {}
+    if version != SCHEMA_VERSION or not stored:
+        raise StoreError(
+            f"{where} is a read-only replica whose schema {schema!r} is at version {version} (this "
+            f"mcp-latent needs {SCHEMA_VERSION}, with a model bound); start one server on the primary first."
+        )
+    if model_id is None:
+        return stored["model_id"], int(stored["dim"])
+    if stored["model_id"] != model_id or int(stored["dim"]) != dim:
+        raise StoreError(
+            f"the replica's schema {schema!r} at {where} holds vectors from model {stored['model_id']!r}"
+            f" (dim {stored['dim']}), but this server embeds with {model_id!r} (dim {dim})."
+        )
+    return model_id, dim
+
+
+def check_model(
+    conn: psycopg.Connection, where: str, schema: str, model_id: str | None, dim: int, m: int, ef_construction: int
+) -> tuple[str | None, int]:
+    """On the primary: bind the schema to this model, or refuse one that holds another's vectors. Opened without a
+    model, adopt the schema's (None / 0 while it holds none). Returns the model id and dimension to serve."""
+    if model_id is None:
+        stored = dict(conn.execute("SELECT key, value FROM store_info").fetchall())
+        return stored.get("model_id"), int(stored.get("dim", 0))
+    stored = bind_model(conn, model_id, dim, m, ef_construction)
+    if stored["model_id"] != model_id or int(stored["dim"]) != dim:
+        raise StoreError(
+            f"the database schema {schema!r} at {where} holds vectors from model "
+            f"{stored['model_id']!r} (dim {stored['dim']}), but this server embeds with {model_id!r} "
+            f"(dim {dim}); set another MCP_LATENT_STORE_SCHEMA or use the same model."
+        )
+    return model_id, dim

@@ -9,13 +9,12 @@ Who owns what:
 - the writer connection belongs to `_write_lock`: one transaction at a time per process (SQLite serialises
   writers across processes with BEGIN IMMEDIATE);
 - each thread reads through its own connection (WAL: readers never wait for the writer);
-- `_indexes` and every `_NamespaceIndex` in it belong to `_index_lock`; a `VectorIndex` also locks itself.
+- `_indexes`, the derived HNSW indexes (`store/sqlite_index.py`), belong to their own lock.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import sqlite3
@@ -23,13 +22,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from mcp_latent.atomic_files import replacing
 from mcp_latent.errors import LatentError, NotFound, StoreError
 from mcp_latent.store.base import (
     HANDOFFS_SCOPE,
@@ -48,63 +45,24 @@ from mcp_latent.store.base import (
     new_handle,
 )
 from mcp_latent.store.data_dir import unusable
+from mcp_latent.store.sqlite_index import NamespaceIndexes, stored_count
 from mcp_latent.store.sqlite_migrations import migrate
-from mcp_latent.store.vector_index import VectorIndex
+from mcp_latent.store.sqlite_rows import (
+    COLUMNS,
+    NAMESPACES_SQL,
+    exact_nearest,
+    filter_sql,
+    handoff_from_row,
+)
 
 log = logging.getLogger(__name__)
 
-_COLUMNS = "seq, handle, namespace, from_agent, created_at, parent, meta, text, vector"
-# One row per namespace that holds handoffs; first/last by seq (insertion order) through handoffs_by_namespace.
-_NAMESPACES_SQL = (
-    "SELECT c.namespace, c.n,"
-    " (SELECT created_at FROM handoffs h WHERE h.namespace = c.namespace ORDER BY h.seq LIMIT 1),"
-    " (SELECT created_at FROM handoffs h WHERE h.namespace = c.namespace ORDER BY h.seq DESC LIMIT 1)"
-    " FROM handoff_counts c WHERE c.n > 0 ORDER BY c.namespace"
-)
-_PAGE = 10_000  # rows read per query when building or catching up an index
 # A filtered search with at most this many matching records scores them all exactly (their vectors read from
 # SQLite: ~1.5 KB each); above it, the HNSW graph is walked with the matches as an allow-list. Exact is complete
 # for a selective filter, where a filtered graph walk can stop before it finds k matches.
 FILTER_EXACT_ROWS = 20_000
-_IN_CHUNK = 900  # seqs per `IN (...)` list (SQLite allows 999 variables by default on older builds)
 
 T = TypeVar("T")
-
-
-def _handoff(row: tuple) -> Handoff:
-    seq, handle, namespace, from_agent, created_at, parent, meta, text, blob = row
-    return Handoff(
-        seq, handle, namespace, from_agent, created_at, parent, json.loads(meta) if meta else None, text,
-        np.frombuffer(blob, dtype=np.float32),
-    )  # fmt: skip
-
-
-def filter_sql(where: HandoffFilter | None) -> tuple[str, list[Any]]:
-    """` AND ...` conditions (and their parameters) that keep the records matching `where`."""
-    if where is None or where.empty:
-        return "", []
-    sql, params = [], []
-    if where.from_agent is not None:
-        sql.append("from_agent = ?")
-        params.append(where.from_agent)
-    if where.since is not None:
-        sql.append("created_at >= ?")
-        params.append(float(where.since))
-    if where.until is not None:
-        sql.append("created_at < ?")
-        params.append(float(where.until))
-    for key, value in (where.meta or {}).items():
-        path = "$." + json.dumps(key)  # a quoted key: any characters, no JSON-path injection
-        if isinstance(value, bool):  # json_extract gives 1/0 for true/false: compare the JSON type instead
-            sql.append("json_type(meta, ?) = ?")
-            params += [path, "true" if value else "false"]
-        elif isinstance(value, str):
-            sql.append("json_type(meta, ?) = 'text' AND json_extract(meta, ?) = ?")
-            params += [path, path, value]
-        else:
-            sql.append("json_type(meta, ?) IN ('integer', 'real') AND json_extract(meta, ?) = ?")
-            params += [path, path, value]
-    return "".join(" AND " + condition for condition in sql), params
 
 
 def _boundary(action: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -119,13 +77,6 @@ def _boundary(action: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
         return translated
 
     return wrap
-
-
-@dataclass
-class _NamespaceIndex:
-    index: VectorIndex
-    last_seq: int  # highest seq already in the index: rows above it are caught up from SQLite
-    generation: int  # the namespace's generation whose removals the index reflects
 
 
 class SqliteStore(LatentStore):
@@ -149,8 +100,6 @@ class SqliteStore(LatentStore):
         self._path = self.data_dir / "latent.db"
         self._busy_timeout_s = busy_timeout_s  # how long a statement waits for another process's write lock
         self._write_lock = threading.Lock()
-        self._index_lock = threading.RLock()
-        self._indexes: dict[str, _NamespaceIndex] = {}
         self._local = threading.local()
         # Every live thread's reader, closed by `close`. Worker threads come and go (anyio ends one idle for 10 s):
         # a dead thread's reader is closed when the next one is made, else each burst of calls left connections
@@ -168,6 +117,7 @@ class SqliteStore(LatentStore):
         with self._translated("open the latent store"):
             migrate(self._writer)
             self._check_model()
+        self._indexes = NamespaceIndexes(self.index_dir, self.dim, self._hnsw, self._reader, self._generation)
 
     # --- connections and errors ----------------------------------------------------------------------------
 
@@ -247,14 +197,10 @@ class SqliteStore(LatentStore):
 
     def close(self) -> None:
         """Save every loaded index (so the next start only catches up) and close the connections."""
-        with self._index_lock:
+        with self._indexes.lock:
             if self._closed:
                 return
-            for namespace, entry in self._indexes.items():
-                try:
-                    self._save_index(namespace, entry)
-                except Exception:  # a failed save only costs a rebuild on next start
-                    log.exception("could not save the index of namespace %r", namespace)
+            self._indexes.save_all()
             with self._write_lock:
                 self._closed = True
                 self._writer.close()
@@ -285,15 +231,7 @@ class SqliteStore(LatentStore):
                     Handoff(cursor.lastrowid, handle, namespace, new.from_agent, now, parent, meta, text, vector)
                 )
         # Committed: acknowledged. From here on nothing may fail the call; the index repairs itself on next read.
-        try:
-            with self._index_lock:
-                entry = self._indexes.get(namespace)
-                if entry is not None:
-                    self._catch_up(namespace, entry)  # in seq order, with any rows another process wrote meanwhile
-        except Exception:
-            log.exception("index update after a committed write to %r failed; rebuilding it on next read", namespace)
-            with self._index_lock:
-                self._indexes.pop(namespace, None)
+        self._indexes.after_insert(namespace)
         return records
 
     @_boundary("drop the namespace")
@@ -303,10 +241,7 @@ class SqliteStore(LatentStore):
             count = db.execute("DELETE FROM handoffs WHERE namespace = ?", (namespace,)).rowcount
             if count:
                 self._bump(db, HANDOFFS_SCOPE + namespace)
-        with self._index_lock:
-            self._indexes.pop(namespace, None)
-            for path in self._index_paths(namespace):
-                path.unlink(missing_ok=True)
+        self._indexes.forget(namespace, files=True)
         return count
 
     @_boundary("forget handoffs")
@@ -377,12 +312,12 @@ class SqliteStore(LatentStore):
         check_handle(handle)
         row = (
             self._reader()
-            .execute(f"SELECT {_COLUMNS} FROM handoffs WHERE handle = ? AND namespace = ?", (handle, namespace))
+            .execute(f"SELECT {COLUMNS} FROM handoffs WHERE handle = ? AND namespace = ?", (handle, namespace))
             .fetchone()
         )
         if row is None:
             raise self._not_found(handle, namespace)
-        return _handoff(row)
+        return handoff_from_row(row)
 
     @_boundary("search the namespace")
     def similar(
@@ -394,8 +329,7 @@ class SqliteStore(LatentStore):
         where: HandoffFilter | None = None,
     ) -> list[tuple[Handoff, float]]:
         """The `k` nearest handoffs of a namespace to `vector`, best first, with cosine similarity."""
-        with self._index_lock:
-            entry = self._sync_index(namespace)
+        entry = self._indexes.sync(namespace, HANDOFFS_SCOPE + namespace)
         wanted = k + (1 if exclude else 0)
         if where is not None and not where.empty:
             conditions, params = filter_sql(where)
@@ -406,7 +340,7 @@ class SqliteStore(LatentStore):
                 )
             ]
             if len(allowed) <= FILTER_EXACT_ROWS:
-                labels, similarities = self._exact(allowed, vector, wanted)
+                labels, similarities = exact_nearest(self._reader(), self.dim, allowed, vector, wanted)
             else:
                 labels, similarities = entry.index.search(vector, wanted, allowed=set(allowed))
         else:
@@ -416,36 +350,16 @@ class SqliteStore(LatentStore):
         placeholders = ",".join("?" * len(labels))
         rows = (
             self._reader()
-            .execute(f"SELECT {_COLUMNS} FROM handoffs WHERE seq IN ({placeholders})", [int(x) for x in labels])
+            .execute(f"SELECT {COLUMNS} FROM handoffs WHERE seq IN ({placeholders})", [int(x) for x in labels])
             .fetchall()
         )
-        by_seq = {row[0]: _handoff(row) for row in rows}  # a record removed since the index saw it is skipped
+        by_seq = {row[0]: handoff_from_row(row) for row in rows}  # a record removed since the index saw it is skipped
         hits = [
             (by_seq[int(label)], float(sim))
             for label, sim in zip(labels, similarities, strict=True)
             if int(label) in by_seq and by_seq[int(label)].handle != exclude
         ]
         return hits[:k]
-
-    def _exact(self, seqs: list[int], vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The `k` of these records nearest to `vector`, scored exactly (a selective filter's candidates)."""
-        best_labels, best_sims = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
-        for start in range(0, len(seqs), _IN_CHUNK):
-            chunk = seqs[start : start + _IN_CHUNK]
-            rows = (
-                self._reader()
-                .execute(f"SELECT seq, vector FROM handoffs WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
-                .fetchall()
-            )
-            if not rows:
-                continue
-            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
-            best_labels = np.concatenate([best_labels, np.array([r[0] for r in rows], dtype=np.int64)])
-            best_sims = np.concatenate([best_sims, vectors @ query])
-            order = np.argsort(-best_sims, kind="stable")[:k]
-            best_labels, best_sims = best_labels[order], best_sims[order]
-        return best_labels, np.clip(best_sims, -1.0, 1.0)
 
     @_boundary("list recent handoffs")
     def recent(self, namespace: str, limit: int, where: HandoffFilter | None = None) -> list[Handoff]:
@@ -454,12 +368,12 @@ class SqliteStore(LatentStore):
         rows = (
             self._reader()
             .execute(
-                f"SELECT {_COLUMNS} FROM handoffs WHERE namespace = ?{conditions} ORDER BY seq DESC LIMIT ?",
+                f"SELECT {COLUMNS} FROM handoffs WHERE namespace = ?{conditions} ORDER BY seq DESC LIMIT ?",
                 [namespace, *params, int(limit)],
             )
             .fetchall()
         )
-        return [_handoff(row) for row in rows]
+        return [handoff_from_row(row) for row in rows]
 
     @_boundary("count handoffs")
     def count(self, namespace: str | None = None) -> int:
@@ -467,13 +381,13 @@ class SqliteStore(LatentStore):
         namespace, however many handoffs (COUNT(*) read a whole index: ~100 ms at 1M, on every /healthz)."""
         if namespace is None:
             return self._reader().execute("SELECT COALESCE(SUM(n), 0) FROM handoff_counts").fetchone()[0]
-        return self._count(namespace)
+        return stored_count(self._reader(), namespace)
 
     @_boundary("list namespaces")
     def namespaces(self) -> list[dict[str, Any]]:
         """Counts from the trigger-kept counters; oldest/newest are the first and last written records, two index
         lookups per namespace (a GROUP BY over `handoffs` read every row: the whole table on each call)."""
-        rows = self._reader().execute(_NAMESPACES_SQL).fetchall()
+        rows = self._reader().execute(NAMESPACES_SQL).fetchall()
         return [{"namespace": n, "count": c, "oldest": lo, "newest": hi} for n, c, lo, hi in rows]
 
     def export(self, namespace: str) -> Iterator[Handoff]:
@@ -484,7 +398,7 @@ class SqliteStore(LatentStore):
                 rows = (
                     self._reader()
                     .execute(
-                        f"SELECT {_COLUMNS} FROM handoffs WHERE namespace = ? AND seq > ? ORDER BY seq LIMIT 500",
+                        f"SELECT {COLUMNS} FROM handoffs WHERE namespace = ? AND seq > ? ORDER BY seq LIMIT 500",
                         (namespace, last),
                     )
                     .fetchall()
@@ -492,7 +406,7 @@ class SqliteStore(LatentStore):
             if not rows:
                 return
             for row in rows:
-                yield _handoff(row)
+                yield handoff_from_row(row)
             last = rows[-1][0]
 
     # --- taught exemplars and changes ----------------------------------------------------------------------
@@ -580,95 +494,3 @@ class SqliteStore(LatentStore):
     def _generation(self, scope: str) -> int:
         row = self._reader().execute("SELECT value FROM generations WHERE scope = ?", (scope,)).fetchone()
         return row[0] if row else 0
-
-    # --- the derived index (all under _index_lock) ---------------------------------------------------------
-
-    def _index_paths(self, namespace: str) -> tuple[Path, Path, Path]:
-        stem = hashlib.sha256(namespace.encode()).hexdigest()[:20]
-        base = self.index_dir / f"{stem}.hnsw"
-        return base, base.with_suffix(".hnsw.json"), base.with_suffix(".hnsw.deleted.json")
-
-    def _save_index(self, namespace: str, entry: _NamespaceIndex) -> None:
-        graph, info, _ = self._index_paths(namespace)
-        entry.index.save(graph)
-        saved = {"namespace": namespace, "last_seq": entry.last_seq, "generation": entry.generation}
-        with replacing(info) as tmp:
-            tmp.write_text(json.dumps(saved | {"count": len(entry.index)}))
-
-    def _sync_index(self, namespace: str) -> _NamespaceIndex:
-        """Load (or build) the namespace's index, repair it if records were removed since, and catch it up."""
-        generation = self._generation(HANDOFFS_SCOPE + namespace)  # read first: a later removal moves it again
-        entry = self._indexes.get(namespace)
-        if entry is None:
-            entry = self._open_index(namespace, generation)
-        elif entry.generation != generation:
-            entry = self._repair(namespace, entry, generation)
-        self._catch_up(namespace, entry)
-        self._indexes[namespace] = entry
-        return entry
-
-    def _repair(self, namespace: str, entry: _NamespaceIndex, generation: int) -> _NamespaceIndex:
-        """Drop from the index what another writer removed from the record (or rebuild when mostly dead)."""
-        live = {
-            row[0]
-            for row in self._reader().execute(
-                "SELECT seq FROM handoffs WHERE namespace = ? AND seq <= ?", (namespace, entry.last_seq)
-            )
-        }
-        gone = entry.index.labels - live
-        # hnswlib keeps removed records in the graph, only marked; once they outnumber the live ones searches miss
-        # live records (seen: 40 live among 400 removed). A rebuild costs O(live), paid for by as many removals.
-        if len(gone) + entry.index.deleted > len(live):
-            log.info("index of namespace %r is mostly removed records; rebuilding", namespace)
-            return self._build(namespace, generation)
-        entry.index.delete(list(gone))
-        entry.generation = generation
-        log.info("index of namespace %r repaired: %d removed records dropped", namespace, len(gone))
-        return entry
-
-    def _open_index(self, namespace: str, generation: int) -> _NamespaceIndex:
-        graph, info, _ = self._index_paths(namespace)
-        if graph.exists() and info.exists():
-            try:
-                saved = json.loads(info.read_text())
-                index = VectorIndex.load(graph, self.dim, **self._hnsw)
-                entry = _NamespaceIndex(index, saved["last_seq"], saved.get("generation", -1))
-                entry = self._repair(namespace, entry, generation)  # always: the files may predate a removal
-                caught_up = self._catch_up(namespace, entry)
-                if len(entry.index) == self._count(namespace):
-                    log.info("index of namespace %r loaded from disk; %d rows caught up", namespace, caught_up)
-                    return entry
-                log.warning("index of namespace %r disagrees with the record (crash mid-save); rebuilding", namespace)
-            except (StoreError, ValueError, KeyError, OSError, RuntimeError) as exc:
-                log.warning("index of namespace %r is unreadable (%s); rebuilding", namespace, exc)
-        return self._build(namespace, generation)
-
-    def _build(self, namespace: str, generation: int) -> _NamespaceIndex:
-        capacity = max(1024, self._count(namespace))
-        entry = _NamespaceIndex(VectorIndex(self.dim, capacity=capacity, **self._hnsw), 0, generation)
-        rebuilt = self._catch_up(namespace, entry)
-        if rebuilt:
-            log.info("index of namespace %r rebuilt from the record: %d vectors", namespace, rebuilt)
-        return entry
-
-    def _count(self, namespace: str) -> int:
-        row = self._reader().execute("SELECT n FROM handoff_counts WHERE namespace = ?", (namespace,)).fetchone()
-        return row[0] if row else 0
-
-    def _catch_up(self, namespace: str, entry: _NamespaceIndex) -> int:
-        added = 0
-        while True:
-            rows = (
-                self._reader()
-                .execute(
-                    "SELECT seq, vector FROM handoffs WHERE namespace = ? AND seq > ? ORDER BY seq LIMIT ?",
-                    (namespace, entry.last_seq, _PAGE),
-                )
-                .fetchall()
-            )
-            if not rows:
-                return added
-            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
-            entry.index.add([r[0] for r in rows], vectors)
-            entry.last_seq = rows[-1][0]
-            added += len(rows)
