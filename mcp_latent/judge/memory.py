@@ -4,9 +4,9 @@ a decision taught with `teach` is answered as taught from the next call, whateve
 How near is "nearly identical" is fitted from the profile's own exemplars, never guessed. Similarity alone cannot
 tell a minimal pair from a copy (all-MiniLM-L6-v2: "...with a tested rollback plan and a verified backup" vs
 "...without any rollback plan or backup" 0.958, a paraphrase that keeps the safeguards 0.93), so a text that is not
-identical must also *read* like the exemplar to the profile's own model (the guard): the ensemble's log-odds of
-another label (linear head plus words expert, `memory_evidence.Head`) may not rise from the exemplar's reading to
-the text's by more than a limit. Both are read by one model: at fit time a fold model that has not counted the
+identical must also *read* like the exemplar to the profile's own model (the guard): the log-odds of the
+exemplar's label against all the others, by the ensemble without kNN (linear head plus words expert,
+`memory_evidence.Head`), may not drop from the exemplar's reading to the text's by more than a limit. Both are read by one model: at fit time a fold model that has not counted the
 text asked about (as a new text is read beside an exemplar the served model has learnt), when serving the
 snapshot's.
 
@@ -19,8 +19,9 @@ similar (its minimal pairs are pairs of different labels):
 - the radius is the lowest similarity at which the pairs that *also* pass the guard, at least that close, agree as
   often as the target (minimal pairs the guard already rejects do not count against it), above every minimal pair
   that passes the guard, and never below SHIFT_BAND, where the evidence ends.
-Without the evidence (no texts, no head: a cold start) the older rule holds: the radius from each exemplar's
-nearest neighbour, above the closest minimal pair, never below MIN_RADIUS, and only identical texts pass.
+Without a head to read with (a cold start's first teaches) the older rule holds: the radius from each exemplar's
+nearest neighbour, above the closest minimal pair, never below MIN_RADIUS, and no guard; with fewer than MIN_PAIRS
+close pairs either way, only identical texts are copies.
 Texts with identical vectors are the same text: of conflicting labels for one text, the latest taught wins.
 
 Pure arithmetic on arrays (no threads, no I/O): `FittedProfile` holds a `Memory` and `LiveProfile` grows it.
