@@ -11,7 +11,13 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcp_latent.errors import InvalidInput
-from mcp_latent.judge.stream_rule import MIN_SHARPNESS, MIN_STREAM_CHECKS, MIN_STREAM_VERDICTS, STREAM_MARGIN_ERRORS
+from mcp_latent.judge.stream_rule import (
+    MIN_SHARPNESS,
+    MIN_STREAM_CHECKS,
+    MIN_STREAM_VERDICTS,
+    STREAM_MARGIN_ERRORS,
+    STREAM_RESTATE_EVERY,
+)
 
 
 def is_loopback(host: str) -> bool:
@@ -203,11 +209,12 @@ class Settings(BaseSettings):
         description=f"recent verdicts per profile (distinct in-scope texts) from which each background refit sets "
         f"the threshold once {MIN_STREAM_VERDICTS} are recorded and {MIN_STREAM_CHECKS} texts were taught after a "
         f"verdict on them: "
-        f"the lowest at which the answered texts' accuracy, less {STREAM_MARGIN_ERRORS:g} standard errors, still "
+        f"the lowest at which the answered texts' accuracy, less {STREAM_MARGIN_ERRORS:g} standard error(s), still "
         f"meets the target accuracy; a taught text counts as right or wrong as its teach showed, the others by their "
         f"calibrated p, made as sure as the taught ones showed p to be (its log-odds scaled by a sharpness of at most "
         f"1; below {MIN_SHARPNESS:g} p is not trusted and the fit's own threshold stays). Exemplars alone "
-        f"over-represent the hard texts a taught profile escalated. 0: always the fit's own threshold; a fixed "
+        f"over-represent the hard texts a taught profile escalated. Between refits the rule runs again once "
+        f"{STREAM_RESTATE_EVERY} recorded texts were taught. 0: always the fit's own threshold; a fixed "
         f"`threshold` in the profile file is never replaced",
     )
     stats_flush_seconds: float = Field(

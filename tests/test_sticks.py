@@ -149,9 +149,8 @@ def test_teaching_that_confirms_never_makes_a_profile_shyer(settings):
     before = [judged(service, t, "kind") for t in probes]
     service.teach("kind", "fruit", text="ripe mango papaya")
     assert service.wait_refitted(60)
-    assert (
-        live.stream.stream_threshold is not None and live.stream.stream_threshold > fit
-    )  # what the refit used to answer at
+    asked = live.stream.stream_threshold  # what the refit used to answer at
+    assert asked is not None and asked > fit
     assert live.snapshot.threshold(True) == (fit, "fit")
     after = [judged(service, t, "kind") for t in probes]
     assert answered_share(after) >= answered_share(before) - 0.02

@@ -184,6 +184,14 @@ class LiveProfile:
         served = None if self.snapshot is None else self.snapshot.threshold(True)[0]
         return self.stream.operate(fitted, self.base.target_accuracy, served)
 
+    def _restate(self) -> None:
+        """The stream rule run again on the snapshot serving now, between refits (`StreamRecord.restate_due`)."""
+        current = self.snapshot
+        operated = None if current is None else self._on_stream(current)
+        with self._lock:
+            if operated is not None and self.snapshot is current:  # else a newer snapshot: the next restate
+                self.snapshot = operated
+
     def spot_checks(self) -> dict[str, object]:
         """The threshold answered at, with its source, and what the spot checks measured (`latent://stats`)."""
         return self.stream.summary(self.snapshot, self.base.target_accuracy)
@@ -313,6 +321,8 @@ class LiveProfile:
                 self.snapshot = self.snapshot.with_exemplars(vector[None, :], [self._label_ids[label]], [text])
             exemplars = self.exemplars
         self._schedule_refit()
+        if self.stream.restate_due():  # a refit may be a recalibration away: the threshold follows the stream
+            self._restate()
         return Learned(self.name, label, True, exemplars, was)
 
     def learn_elsewhere(self, entries: list[tuple[str, str, int | None]]) -> int:

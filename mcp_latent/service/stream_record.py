@@ -2,9 +2,10 @@
 the verdict had been right; from these every background refit sets the threshold it answers at
 (`judge.threshold.online_threshold`). Split from `live_profile` (the fit lifecycle), which owns one of these.
 
-Who owns what: `_lock` guards `_verdicts` and `checks`, held only to record or mark one (any thread that judges or
-teaches) or to copy them (the refit thread). `stream_threshold` and `online` are written by the refit thread only
-(one per profile) and read by anyone (a reference read)."""
+Who owns what: `_lock` guards `_verdicts`, `checks` and `_learnt`, held only to record or mark one (any thread that
+judges or teaches) or to copy them. `_operating` makes `operate` single-flight: it runs on the refit thread when a
+refit ends and on a teaching thread between refits (`restate_due`); `stream_threshold` and `online` are written
+under it and read by anyone (a reference read)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import numpy as np
 
 from mcp_latent.judge.fitted import FittedProfile
 from mcp_latent.judge.stream import MIN_SHARPNESS, stream_sharpness, stream_threshold
-from mcp_latent.judge.threshold import online_threshold
+from mcp_latent.judge.stream_rule import STREAM_RESTATE_EVERY
+from mcp_latent.judge.threshold import online_threshold, operating_threshold
 
 
 class StreamRecord:
@@ -24,6 +26,8 @@ class StreamRecord:
     def __init__(self, window: int):
         self.window = window
         self._lock = threading.Lock()
+        self._operating = threading.Lock()
+        self._learnt = 0  # recorded verdicts that learnt their outcome since the stream rule last ran
         # Per text (its vector's bytes: a handle judged twice counts once), oldest first: [p, best label, whether
         # the best label was right], the last None until the text is taught (an escalation, or a spot check).
         self._verdicts: dict[bytes, list] = {}
@@ -71,6 +75,12 @@ class StreamRecord:
             record = self._verdicts.get(vector.tobytes())
             if record is not None and record[1] is not None and record[2] is None:
                 record[2] = record[1] == label
+                self._learnt += 1
+
+    def restate_due(self) -> bool:
+        """Whether enough verdicts learnt their outcome since the stream rule last ran to run it again between
+        refits (`STREAM_RESTATE_EVERY`)."""
+        return self.window > 0 and self._learnt >= STREAM_RESTATE_EVERY
 
     def unlabel(self, vectors: list[np.ndarray]) -> None:
         """Texts whose teach was reverted: their recorded verdicts no longer know whether they were right (the
@@ -88,19 +98,26 @@ class StreamRecord:
     def operate(self, fitted: FittedProfile, target: float, served: float | None) -> FittedProfile:
         """`fitted` answering from the threshold the deployment's evidence asks for (`online_threshold`: the
         stream's verdicts may lower it, spot checks below the target raise it just to meet it); `served`: the
-        threshold answered at until now. (A fixed threshold in the profile file wins anyway.)"""
-        p, right = self.verdicts()
-        checks = self._checks()
-        # None: too few labelled verdicts to go by p; below MIN_SHARPNESS, p is too far off to go by
-        sharpness = stream_sharpness(checks[:, 0], checks[:, 1])
-        usable = sharpness is not None and sharpness >= MIN_SHARPNESS
-        self.stream_threshold = stream_threshold(p, target, right, sharpness) if usable else None
-        fit, source = fitted.threshold(True)
-        spot = self._checks(spot=True)
-        self.online = online_threshold(
-            fit, target, self.stream_threshold, spot[:, 0], spot[:, 1], source != "default", served
-        )
-        return fitted if self.online is None else fitted.with_threshold(*self.online)
+        threshold answered at until now. `fitted` may be a fresh fit or the snapshot serving now (between refits):
+        either way the fit's own point is the calibration's, not a threshold set online before. (A fixed threshold
+        in the profile file wins anyway.)"""
+        with self._operating:
+            with self._lock:
+                self._learnt = 0
+            p, right = self.verdicts()
+            checks = self._checks()
+            # None: too few labelled verdicts to go by p; below MIN_SHARPNESS, p is too far off to go by
+            sharpness = stream_sharpness(checks[:, 0], checks[:, 1])
+            usable = sharpness is not None and sharpness >= MIN_SHARPNESS
+            self.stream_threshold = stream_threshold(p, target, right, sharpness) if usable else None
+            fit, source = operating_threshold(fitted.spec.threshold, fitted.calibration, fitted.words is not None)
+            spot = self._checks(spot=True)
+            self.online = online_threshold(
+                fit, target, self.stream_threshold, spot[:, 0], spot[:, 1], source != "default", served
+            )
+            if self.online is None:  # the fit's own point (a snapshot may carry one set online before: reset it)
+                return fitted if fitted.online is None else fitted.with_threshold(fit, source)
+            return fitted.with_threshold(*self.online)
 
     def summary(self, snapshot: FittedProfile | None, target: float) -> dict[str, object]:
         """What the taught texts said about the answers (for `latent://stats`): the threshold answered at with its
