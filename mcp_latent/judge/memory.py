@@ -6,9 +6,9 @@ tell a minimal pair from a copy (all-MiniLM-L6-v2: "...with a tested rollback pl
 "...without any rollback plan or backup" 0.958, a paraphrase that keeps the safeguards 0.93), so a text that is not
 identical must also *read* like the exemplar to the profile's own model (the guard): the log-odds of the
 exemplar's label against all the others, by the ensemble without kNN (linear head plus words expert,
-`memory_evidence.Head`), may not drop from the exemplar's reading to the text's by more than a limit. Both are read by one model: at fit time a fold model that has not counted the
-text asked about (as a new text is read beside an exemplar the served model has learnt), when serving the
-snapshot's.
+`memory_evidence.Head`), may not drop from the exemplar's reading to the text's by more than a limit. Both are
+read by one model: at fit time a fold model that has not counted the text asked about (as a new text is read
+beside an exemplar the served model has learnt), when serving the snapshot's.
 
 The guard and the radius are fitted together, on every pair of the profile's exemplars at least SHIFT_BAND
 similar (its minimal pairs are pairs of different labels):

@@ -48,6 +48,18 @@ def operating_threshold(
     return used.threshold, "fit" if used is calibration else "fit, no text"
 
 
+def answered_at_threshold(verdict) -> bool:
+    """Whether a verdict (`fitted.Verdict`) was an answer at the threshold, so that teaching its text is a spot check
+    of the operating point: answered, and not from memory, or from memory where the ensemble alone (its p and label:
+    `verdict.model`) would have answered too (memory takes paraphrases: a run of similar taught texts answered from
+    memory would otherwise leave the fit's point without the checks that confirm it)."""
+    if verdict.reason is not None:
+        return False
+    if verdict.memory is None:
+        return True
+    return verdict.model is not None and verdict.threshold is not None and verdict.model[0] >= verdict.threshold[0]
+
+
 def online_threshold(
     fit: float,
     target: float,
