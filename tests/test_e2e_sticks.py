@@ -1,8 +1,9 @@
 """A taught decision sticks through a real `mcp-latent serve` over stdio, with the real model and the shipped risk
 profile: the taught proposal and a copy of it in other case and punctuation get the taught label from the next
-call (`detail` says it came from memory), the same proposal without its rollback plan and backup does not (its
-embedding is 0.958 similar, closer than the copy's 0.969 to a paraphrase: the words expert tells them apart), and
-`detail` names the threshold's source."""
+call (`detail` says it came from memory), and so does a paraphrase in other words (0.936 similar) that keeps its
+safeguards; the same proposal without its rollback plan and backup does not (its embedding is 0.958 similar,
+closer than the paraphrase: the profile's own model reads it as another label, and the memory's guard, fitted on
+the profile's minimal pairs, tells them apart), and `detail` names the threshold's source."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ TAUGHT = (
 NEAR_COPY = (
     "migrate the billing database to the new cluster this weekend, with a tested rollback plan and a verified backup"
 )
+PARAPHRASE = "Move the billing DB to the new cluster this weekend; the rollback plan is tested and the backup verified."
 OPPOSITE = "Migrate the billing database to the new cluster this weekend without any rollback plan or backup."
 
 
@@ -36,8 +38,10 @@ async def test_a_taught_proposal_and_a_near_copy_are_answered_as_taught_a_minima
         assert before["threshold"][1] == "fit" and "memory" not in before
         label = "low"  # a migration with its safeguards: the profile leans to medium
         assert before["top"][0][0] != label
+        paraphrase = await judged(client, PARAPHRASE)
+        assert paraphrase.get("unsure") or paraphrase["label"] != label  # the teach is what answers it
         await call(client, "teach", {"profile": "risk", "label": label, "text": TAUGHT})
-        for text in (TAUGHT, NEAR_COPY):  # the next call, no refit waited for
+        for text in (TAUGHT, NEAR_COPY, PARAPHRASE):  # the next call, no refit waited for
             verdict = await judged(client, text)
             assert verdict["label"] == label and "unsure" not in verdict, verdict
             assert verdict["memory"]["taught"] is True

@@ -12,7 +12,7 @@ import pytest
 from conftest import FRUIT, TOOLS, HashingEmbedder, write_profile
 
 from mcp_latent.judge.memory import Memory
-from mcp_latent.judge.threshold import SPOT_CHECK_MARGIN_ERRORS, online_threshold
+from mcp_latent.judge.threshold import MIN_HOLD_CHECKS, SPOT_CHECK_MARGIN_ERRORS, online_threshold
 from mcp_latent.service.api import LatentService
 
 # A small rollout profile with minimal pairs: the same change with and without its safeguards, labelled apart.
@@ -210,3 +210,21 @@ def test_confirming_spot_checks_keep_a_fitted_threshold_and_let_the_stream_lower
     assert online_threshold(0.7, 0.9, 0.85, p, right) is None  # the stream asked for more: the fit's stays
     assert online_threshold(0.7, 0.9, 0.62, p, right) == (0.62, "stream")  # and for less: taken
     assert online_threshold(0.5, 0.9, 0.85, p, right, fitted=False) == (0.85, "stream")  # a default: the stream's
+
+
+def test_a_few_confirming_spot_checks_already_keep_the_stream_from_raising_the_fit():
+    # The realistic proposals (issue 24): risk's 27 spot checks agreed 24 times (89%, target 90%), too few to move
+    # it, and the stream asked for 0.98: the fit's point stays (before, the stream's applied and untaught coverage
+    # fell from 30% to 7.5%).
+    p = np.linspace(0.87, 1.0, 27)
+    right = np.ones(27)
+    right[[0, 9, 18]] = 0
+    assert online_threshold(0.864, 0.9, 0.98, p, right) is None
+    # Too few to say anything (fewer than MIN_HOLD_CHECKS), or a few that show it below the target: the stream's.
+    assert online_threshold(0.864, 0.9, 0.98, p[: MIN_HOLD_CHECKS - 1], right[: MIN_HOLD_CHECKS - 1]) == (
+        0.98,
+        "stream",
+    )
+    wrong = right.copy()
+    wrong[::2] = 0
+    assert online_threshold(0.864, 0.9, 0.98, p, wrong) == (0.98, "stream")

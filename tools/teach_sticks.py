@@ -8,7 +8,9 @@
         [--json OUT.json] [--plot OUT.png]
 
 Data: JSON lines with "id", "text" and one field per profile (risk, roi, category) holding the label, or null for
-an off-topic text (judged too; it counts towards "off-topic abstained"). Paraphrases: {"id": original, "text"}.
+an off-topic text (judged too; it counts towards "off-topic abstained"). Paraphrases: {"id": original, "text"}; a line with `"minimal_pair": true` is a rewrite of the original that changes a
+fact (a rollback plan removed) and carries its own labels (e.g. "risk"): it is judged as "minimal pairs", where the
+figure that matters is how often it is answered with the original's taught label ("taught label %", of all of them).
 Answered: share of texts given a label (not unsure). Agreement: share of answered texts whose label is the one in
 the data (for taught texts: the one taught). `--cache` keeps the shipped profiles' fits between runs.
 """
@@ -45,6 +47,19 @@ def score(verdicts: list[dict], gold: list[dict], profile: str) -> tuple[int, fl
     return len(pairs), len(answered) / len(pairs), agreement
 
 
+def taught_label(verdicts: list[dict], rewrites: list[dict], profile: str) -> float | None:
+    """Of the minimal-pair rewrites whose label for this profile differs from the one taught for their original,
+    the share answered with the taught label (a wrong answer from memory of the original)."""
+    rows = [
+        (v[profile], r["taught"][profile])
+        for v, r in zip(verdicts, rewrites, strict=True)
+        if r.get(profile) and r["taught"].get(profile) and r[profile] != r["taught"][profile]
+    ]
+    if not rows:
+        return None
+    return sum(not v.get("unsure") and v["label"] == taught for v, taught in rows) / len(rows)
+
+
 def off_topic_abstained(verdicts: list[dict], gold: list[dict]) -> float | None:
     rows = [v for v, g in zip(verdicts, gold, strict=True) if all(g.get(p) is None for p in PROFILES)]
     if not rows:
@@ -76,12 +91,17 @@ def main() -> None:
     taught_ids = {r["id"] for r in taught}
     untaught = [r for r in rows if r["id"] not in taught_ids]
     by_id = {r["id"]: r for r in taught}
-    paraphrases = []
+    paraphrases, minimal_pairs = [], []
     if args.paraphrases.exists():
         for p in read_jsonl(args.paraphrases):
-            if p["id"] in by_id:
+            if p["id"] not in by_id:
+                continue
+            if p.get("minimal_pair"):  # its own labels; the original's are what a wrong memory would answer
+                labels = {k: p.get(k) for k in PROFILES}
+                minimal_pairs.append({"id": p["id"], "text": p["text"], **labels, "taught": by_id[p["id"]]})
+            else:
                 paraphrases.append({**by_id[p["id"]], "text": p["text"]})
-    sets = {"taught": taught, "paraphrases": paraphrases, "untaught": untaught}
+    sets = {"taught": taught, "paraphrases": paraphrases, "minimal pairs": minimal_pairs, "untaught": untaught}
 
     with tempfile.TemporaryDirectory() as data_dir:
         service = LatentService(Settings(data_dir=Path(data_dir), profile_cache_dir=args.cache))
@@ -100,6 +120,8 @@ def main() -> None:
                     **{p: score(verdicts, items, p) for p in PROFILES},
                     "off_topic_abstained": off_topic_abstained(verdicts, items),
                 }
+                if name == "minimal pairs":
+                    results[phase][name]["taught_label"] = {p: taught_label(verdicts, items, p) for p in PROFILES}
             print(f"{phase}: measured", file=sys.stderr)
 
         def operating() -> dict[str, list]:
@@ -127,7 +149,7 @@ def main() -> None:
 
     print(
         f"\n{args.data.name}: taught {len(taught)} (seed {args.seed}), {len(paraphrases)} paraphrases of them, "
-        f"{len(untaught)} untaught ({sum(1 for r in untaught if not any(r.get(p) for p in PROFILES))} off-topic)\n"
+        f"{len(minimal_pairs)} minimal-pair rewrites, {len(untaught)} untaught ({sum(1 for r in untaught if not any(r.get(p) for p in PROFILES))} off-topic)\n"
     )
     print("| set | profile | " + " | ".join(f"{ph} answered % | {ph} agreement %" for ph in results) + " |")
     print("| --- | --- | " + " | ".join("---: | ---:" for _ in results) + " |")
@@ -141,6 +163,13 @@ def main() -> None:
                 cells += [pct(answered), pct(agreement)]
             if cells:
                 print(f"| {name} | {p} | " + " | ".join(cells) + " |")
+    for phase in results:
+        wrong = results[phase].get("minimal pairs", {}).get("taught_label")
+        if wrong:
+            print(
+                f"minimal pairs answered with the original's taught label ({phase}):",
+                {p: pct(wrong[p]) for p in PROFILES},
+            )
     for phase in results:
         share = results[phase].get("untaught", {}).get("off_topic_abstained")
         print(f"off-topic abstained ({phase}): {pct(share)}%")

@@ -12,7 +12,8 @@
 - `threshold.py`: the one place that decides which threshold a verdict is answered at, and why (fixed, fit,
   default, stream, spot checks); spot checks move it.
 - `memory.py`: answers from memory: (near) copies of exemplars, taught ones above all, take their label; how near
-  is fitted from the exemplars' close pairs and minimal pairs.
+  (the radius, and the guard: how differently the profile's own model may read a copy) is fitted from the
+  exemplars' close pairs and minimal pairs; `memory_evidence.py`: that evidence (close pairs, fold readings).
 - `support.py`: a profile defined over MCP abstains until its cross-validated evidence supports its target.
 - `scope_gate.py`: the optional "in scope at all?" gate (`scope_gate` in a profile file), fitted on the profile's
   answer labels against its abstain labels; a text it stops is out of scope."""

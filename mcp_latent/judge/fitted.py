@@ -23,11 +23,12 @@ from mcp_latent.atomic_files import replacing
 from mcp_latent.judge.decision import OUT_OF_SCOPE, Decisions, best_answer, decide
 from mcp_latent.judge.ensemble import KNN_K, ensemble_logits, exact_neighbours, fit_head, knn_votes, softmax
 from mcp_latent.judge.grouping import spec_groups
-from mcp_latent.judge.memory import Memory, words_shift
+from mcp_latent.judge.memory import Memory
+from mcp_latent.judge.memory_evidence import Head, PairReader
 from mcp_latent.judge.scope_gate import ScopeGate, gated
 from mcp_latent.judge.selection import Calibration, fit_calibration
 from mcp_latent.judge.threshold import operating_threshold
-from mcp_latent.judge.words import WordsModel, tokens
+from mcp_latent.judge.words import WordsModel
 from mcp_latent.profiles.spec import ProfileSpec
 
 # A taught exemplar nudges the head at once (before the background refit): gradient steps of the softmax loss on
@@ -219,7 +220,8 @@ class FittedProfile:
             memory = warm_start.memory  # grown with every taught row; the agreement evidence waits for a recalibration
         else:
             vectors32, labels = np.asarray(vectors, dtype=np.float32), np.asarray(y)
-            memory = Memory.fit(vectors32, labels, spec.target_accuracy, words, texts)
+            head = _head(calibration, weights, bias, words)
+            memory = Memory.fit(vectors32, labels, spec.target_accuracy, head, texts)
         gate = None
         if reuse_calibration is not None and warm_start is not None and warm_start.gate is not None:
             gate = warm_start.gate  # a head-only refit keeps the gate (the next full fit refits it)
@@ -290,12 +292,15 @@ class FittedProfile:
                 gradient[label] += 1.0
                 weights += ONLINE_STEP * np.outer(x, gradient).astype(np.float32)
         memory = None
+        words = None if self.words is None else self.words.with_texts(texts, label_ids)
         if self.memory is not None:
-            memory = self.memory.with_rows(self.vectors, self.y, vectors, label_ids)
+            # the guard reads a new pair as the next snapshot will (its head and words know the new rows)
+            head = _head(self.calibration, weights, bias, words)
+            both = np.concatenate([self.vectors, vectors]), [*self.texts, *texts], np.concatenate([self.y, label_ids])
+            memory = self.memory.with_rows(self.vectors, self.y, vectors, label_ids, PairReader(head, *both).shifts)
         elif self.n == 0:  # a cold start's first teach: its exemplars are answered from memory from now on
             memory = Memory.fit(vectors, label_ids, self.spec.target_accuracy)
         rows = self._rows.appended(self.n, vectors, label_ids, list(texts))
-        words = None if self.words is None else self.words.with_texts(texts, label_ids)
         n = self.n + len(vectors)
         return FittedProfile(
             self.spec,
@@ -360,26 +365,35 @@ class FittedProfile:
         if self.gate is not None:
             decisions = gated(self.gate, decisions, vectors, (ids, sims), ~self.abstain[self.y], texts)
         if self.memory is not None:
-            decisions = self._recall(decisions, probs, ids, sims, texts)
+            decisions = self._recall(decisions, vectors, probs, ids, sims, texts)
         return decisions, probs, (ids, sims)
 
+    def head(self) -> Head:
+        """The ensemble without kNN that the memory's guard reads texts with."""
+        return _head(self.calibration, self.weights, self.bias, self.words)
+
     def _recall(
-        self, decisions: Decisions, probs: np.ndarray, ids: np.ndarray, sims: np.ndarray, texts: list[str] | None
+        self,
+        decisions: Decisions,
+        vectors: np.ndarray,
+        probs: np.ndarray,
+        ids: np.ndarray,
+        sims: np.ndarray,
+        texts: list[str] | None,
     ) -> Decisions:
-        """Copies of an exemplar (`Memory.recall`: within its radius, and reading alike to the words expert) take
+        """Copies of an exemplar (`Memory.recall`: within its radius, and read alike by the profile's model) take
         its label: answered (p: the larger of the ensemble's for that label and the memory's measured agreement),
         or out of scope for an abstain label."""
         shift = None
-        if texts is not None and self.words is not None:
-            words, rows_y, rows_texts = self.words, self._rows.y, self._rows.texts
+        head, memory, table = self.head(), self.memory, self._rows
+        assert memory is not None
+        if texts is not None or not head.reads_words:  # else a text without its words: only identical ones are copies
+            read = PairReader(head, table.vectors, table.texts, table.y)
 
             def shift(q: int, row: int) -> float:
-                if tokens(texts[q]) == tokens(rows_texts[row]):
-                    return -np.inf  # the same words: a copy, whatever case and punctuation
-                both = words.log_probs([texts[q], rows_texts[row]])
-                return float(words_shift(both[0], both[1], np.array([rows_y[row]]))[0])
+                return read.query_shift(vectors[q], None if texts is None else texts[q], row)
 
-        recalled = self.memory.recall(ids, sims, shift)
+        recalled = memory.recall(ids, sims, shift)
         rows = np.nonzero(recalled >= 0)[0]
         if not len(rows):
             return decisions
@@ -460,10 +474,17 @@ class FittedProfile:
             if words is None:  # fitted without texts: judge from the vectors alone
                 calibration = calibration.for_text(False)
             memory = Memory.from_arrays(data, spec.target_accuracy)
-            compared = memory is None or (memory.pair_shift is None and words is not None)
-            if compared:  # stored before memory (or its words limit) existed: compare the exemplars now
-                memory = Memory.fit(data["vectors"], data["y"], spec.target_accuracy, words, texts)
+            compared = memory is None or not memory.guarded
+            if compared:  # stored before memory (or its guard) existed: compare the exemplars now
+                head = _head(calibration, data["weights"], data["bias"], words)
+                memory = Memory.fit(data["vectors"], data["y"], spec.target_accuracy, head, texts)
             arrays = (data["vectors"], data["y"], texts, data["weights"], data["bias"])
             fitted = cls(spec, *arrays, calibration, words=words, memory=memory, gate=ScopeGate.from_arrays(data))
             fitted.memory_compared_at_load = compared
             return fitted
+
+
+def _head(calibration: Calibration, weights: np.ndarray, bias: np.ndarray, words: WordsModel | None) -> Head:
+    """What the memory's guard reads with: the head, and the words expert at the weight the fit gives it."""
+    weight = calibration.for_text(True).words_weight if words is not None else 0.0
+    return Head(calibration.c, weights, bias, words, weight)

@@ -1,17 +1,27 @@
 """Answers from memory: a text (nearly) identical to one of the profile's exemplars gets that exemplar's label, so
 a decision taught with `teach` is answered as taught from the next call, whatever the head and the threshold say.
 
-How near is "nearly identical" is fitted from the profile's own exemplars, never guessed:
-- every exemplar's nearest other exemplar says how often two texts that close share a label; the radius is the
-  lowest similarity at which that agreement, over every pair at least that close, still meets the profile's target
-  accuracy (so answers from memory are right at least as often as the target asks);
-- and it lies above every minimal pair: two exemplars of different labels (a proposal with its rollback plan and
-  the same one without) are never copies of each other, so the radius clears the closest such pair by a margin;
-- similarity alone cannot tell such a pair from a copy (all-MiniLM-L6-v2: "...with a tested rollback plan and a
-  verified backup" vs "...without any rollback plan or backup" 0.958, the same text lower-cased 0.969), so a text
-  that is not identical must also read like the exemplar to the words expert: the words in which they differ may
-  not move its log-odds towards another label by more than a limit fitted the same way, on the exemplars' close
-  pairs (sorted by that shift, the widest limit at which the pairs within it still agree as often as the target).
+How near is "nearly identical" is fitted from the profile's own exemplars, never guessed. Similarity alone cannot
+tell a minimal pair from a copy (all-MiniLM-L6-v2: "...with a tested rollback plan and a verified backup" vs
+"...without any rollback plan or backup" 0.958, a paraphrase that keeps the safeguards 0.93), so a text that is not
+identical must also *read* like the exemplar to the profile's own model (the guard): the log-odds of the
+exemplar's label against all the others, by the ensemble without kNN (linear head plus words expert,
+`memory_evidence.Head`), may not drop from the exemplar's reading to the text's by more than a limit. Both are
+read by one model: at fit time a fold model that has not counted the text asked about (as a new text is read
+beside an exemplar the served model has learnt), when serving the snapshot's.
+
+The guard and the radius are fitted together, on every pair of the profile's exemplars at least SHIFT_BAND
+similar (its minimal pairs are pairs of different labels):
+- the limit is the widest at which no more of the profile's minimal pairs pass than the target allows (1 - target
+  of them: a minimal-pair rewrite of a taught text is answered with the taught label no more often than that);
+  with fewer than MIN_PAIRS minimal pairs, the widest at which the close pairs within it agree as often as the
+  target;
+- the radius is the lowest similarity at which the pairs that *also* pass the guard, at least that close, agree as
+  often as the target (minimal pairs the guard already rejects do not count against it), above every minimal pair
+  that passes the guard, and never below SHIFT_BAND, where the evidence ends.
+Without a head to read with (a cold start's first teaches) the older rule holds: the radius from each exemplar's
+nearest neighbour, above the closest minimal pair, never below MIN_RADIUS, and no guard; with fewer than MIN_PAIRS
+close pairs either way, only identical texts are copies.
 Texts with identical vectors are the same text: of conflicting labels for one text, the latest taught wins.
 
 Pure arithmetic on arrays (no threads, no I/O): `FittedProfile` holds a `Memory` and `LiveProfile` grows it.
@@ -23,65 +33,60 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from mcp_latent.judge.words import WordsModel, featurize
+from mcp_latent.judge.memory_evidence import (
+    IDENTICAL,
+    SHIFT_BAND,
+    Head,
+    close_pairs,
+    fold_shifts,
+)
 
-# Similarity at or above which two vectors are the same text (float32 round-off of identical embeddings).
-IDENTICAL = 0.9999
-# The radius never goes below this, whatever the exemplars say: a profile with few or clean exemplars measures
+# Without the guard's evidence the radius never goes below this: a profile with few or clean exemplars measures
 # perfect agreement far down, where a paraphrase with another outcome already sits (MiniLM: 0.85-0.95).
 MIN_RADIUS = 0.9
-# A near copy must be this much closer than the closest minimal pair of the profile's exemplars.
+# A near copy must be this much closer than the closest minimal pair the guard lets through.
 PAIR_MARGIN = 0.01
-# Rows per block when comparing every exemplar with every other (bounds memory at n * block floats).
-BLOCK = 1024
-# Close pairs of exemplars at least this similar are the evidence for the words limit (fewer than MIN_PAIRS such
-# pairs: the limit is 0, only texts whose differing words favour no other label are copies).
-SHIFT_BAND = 0.85
+# Fewer close exemplar pairs than this: nothing measured about close texts, only identical ones are copies; fewer
+# minimal pairs than this: their share passing the guard is not measured, the agreement alone sets the limit.
 MIN_PAIRS = 10
-SHIFT_FOLDS = 5  # the words shifts of exemplar pairs are measured out of fold
 
 
 @dataclass(frozen=True)
 class Memory:
-    """The fitted radius and the evidence it came from. Immutable; `with_rows` gives the grown one."""
+    """The fitted radius and guard and the evidence they came from. Immutable; `with_rows` gives the grown one."""
 
     pair_sim: np.ndarray  # (n,) each exemplar's nearest other exemplar's similarity (identical texts left out)
     pair_same: np.ndarray  # (n,) whether that neighbour has the same label
-    minimal_pair: float  # similarity of the closest two exemplars of different labels (identical texts left out)
+    minimal_pair: float  # the closest two exemplars of different labels (guarded: that the guard lets through)
     target: float
-    pair_shift: np.ndarray | None = None  # (n,) the words' shift from the neighbour's label (None: no words)
+    # The guard's evidence (None: unguarded): every ordered pair of exemplars at least SHIFT_BAND similar, (m, 3)
+    # [similarity, same label, shift].
+    close: np.ndarray | None = None
     radius: float = 1.0
-    accuracy: float = 1.0  # agreement of the exemplar pairs at least `radius` apart: the p of a memory answer
-    shift_limit: float | None = None  # the largest words shift of a near copy (None: no words expert)
+    accuracy: float = 1.0  # agreement of the exemplar pairs within the radius (and guard): the p of a memory answer
+    shift_limit: float | None = None  # the guard's limit (None: unguarded)
+
+    @property
+    def guarded(self) -> bool:
+        return self.close is not None
 
     @classmethod
-    def fit(cls, vectors: np.ndarray, y: np.ndarray, target: float, words=None, texts=None) -> Memory:
-        """Compare every exemplar with every other (blocked: O(n^2 d), about a second for 10,000) and fit; with
-        the words expert (`words`, and the exemplars' `texts`), its limit too."""
-        n = len(vectors)
-        pair_sim = np.full(n, -1.0, dtype=np.float32)
-        pair_of = np.zeros(n, dtype=np.int64)
-        minimal_pair = -1.0
-        for start in range(0, n, BLOCK):
-            sims = vectors[start : start + BLOCK] @ vectors.T
-            rows = np.arange(len(sims))
-            sims[rows, rows + start] = -np.inf  # itself
-            sims[sims >= IDENTICAL] = -np.inf  # the same text again (a duplicate, or a conflicting teach)
-            if not sims.size:
-                continue
-            pair_of[start : start + len(sims)] = sims.argmax(axis=1)
-            pair_sim[start : start + len(sims)] = sims[rows, pair_of[start : start + len(sims)]]
-            other = np.where(y[None, :] != y[start : start + len(sims), None], sims, -np.inf)
-            minimal_pair = max(minimal_pair, float(other.max()) if other.size else -1.0)
-        pair_shift = None
-        if words is not None and texts is not None and len(texts) == n and n > 1:
-            log_probs = _out_of_fold(list(texts), y, words.n_labels)
-            pair_shift = words_shift(log_probs, log_probs[pair_of], y[pair_of])
-        memory = cls(pair_sim, y[pair_of] == y, minimal_pair, target, pair_shift)
-        return memory.retarget(target)
+    def fit(cls, vectors: np.ndarray, y: np.ndarray, target: float, head: Head | None = None, texts=None) -> Memory:
+        """Compare every exemplar with every other (blocked: O(n^2 d), about a second for 10,000) and fit; with the
+        profile's `head` (and the exemplars' `texts` when it reads words) the guard too."""
+        nearest, nearest_sim, pairs, minimal_pair = close_pairs(vectors, y)
+        same = y[nearest] == y
+        if head is None or len(y) < 2:
+            return cls(nearest_sim, same, minimal_pair, target).retarget(target)
+        shift = fold_shifts(vectors, y, head, None if texts is None else list(texts), pairs)
+        i, k = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+        close = np.stack([pairs[:, 2], y[i] == y[k], shift], axis=1)
+        return cls(nearest_sim, same, minimal_pair, target, close).retarget(target)
 
     def retarget(self, target: float) -> Memory:
-        """The radius for a target accuracy (from the stored evidence: no comparison is redone)."""
+        """The radius (and guard) for a target accuracy, from the stored evidence: no comparison is redone."""
+        if self.guarded:
+            return self._retarget_guarded(target)
         order = np.argsort(-self.pair_sim, kind="stable")
         sims = self.pair_sim[order]
         agreement = np.cumsum(self.pair_same[order]) / np.arange(1, len(sims) + 1)
@@ -95,37 +100,62 @@ class Memory:
         within = sims >= radius
         # no exemplar pair that close: no measured agreement, claim the target's
         accuracy = float(agreement[np.nonzero(within)[0][-1]]) if within.any() else target
-        return replace(self, target=target, radius=radius, accuracy=max(accuracy, target), shift_limit=self._limit())
+        return replace(self, target=target, radius=radius, accuracy=max(accuracy, target))
 
-    def _limit(self) -> float | None:
-        """The widest words shift at which close exemplar pairs (similarity >= SHIFT_BAND) within it agree on their
-        label at least as often as the target, and never below 0 (None: no words expert)."""
-        if self.pair_shift is None:
-            return None
-        close = (self.pair_sim >= SHIFT_BAND) & np.isfinite(self.pair_shift)
-        if close.sum() < MIN_PAIRS:
-            return 0.0
-        order = np.argsort(self.pair_shift[close], kind="stable")
-        shifts, same = self.pair_shift[close][order], self.pair_same[close][order]
-        agreement = np.cumsum(same) / np.arange(1, len(same) + 1)
-        meets = np.nonzero((agreement >= self.target - 1e-12) & np.append(shifts[1:] != shifts[:-1], True))[0]
-        # Words that move towards no other label at all (a copy with other case or punctuation) always pass.
-        return max(0.0, float(shifts[meets[-1]])) if len(meets) else 0.0
+    def _retarget_guarded(self, target: float) -> Memory:
+        assert self.close is not None
+        sims, same, shift = self.close[:, 0], self.close[:, 1].astype(bool), self.close[:, 2]
+        if len(sims) < MIN_PAIRS:  # nothing measured about close texts: identical only
+            return replace(self, target=target, radius=IDENTICAL, accuracy=target, shift_limit=0.0)
+        limit = _limit(shift, same, target)
+        passes = shift <= limit
+        # The closest minimal pair the guard lets through: a copy must be closer than that (kept when a teach
+        # raised it: `with_rows`).
+        passing_pair = float(sims[passes & ~same].max()) if (passes & ~same).any() else -1.0
+        minimal_pair = max(passing_pair, self.minimal_pair if self.shift_limit is not None else -1.0)
+        order = np.argsort(-sims[passes], kind="stable")
+        ranked = sims[passes][order]
+        agreement = np.cumsum(same[passes][order]) / np.arange(1, len(ranked) + 1)
+        meets = np.nonzero(agreement >= target - 1e-12)[0]
+        by_accuracy = float(ranked[meets[-1]]) if len(meets) else IDENTICAL
+        radius = min(IDENTICAL, max(SHIFT_BAND, by_accuracy, minimal_pair + PAIR_MARGIN))
+        within = np.nonzero(ranked >= radius)[0]
+        accuracy = float(agreement[within[-1]]) if len(within) else target
+        return replace(
+            self,
+            target=target,
+            radius=radius,
+            minimal_pair=minimal_pair,
+            accuracy=max(accuracy, target),
+            shift_limit=limit,
+        )
 
-    def with_rows(self, old: np.ndarray, old_y: np.ndarray, new: np.ndarray, new_y: np.ndarray) -> Memory:
-        """The memory once exemplars `new` (labels `new_y`) join `old`: a taught text that is a minimal pair of an
-        exemplar (close, another label) pushes the radius above it at once; the agreement evidence of the new rows
-        joins at the next fit (`fit`)."""
+    def with_rows(
+        self, old: np.ndarray, old_y: np.ndarray, new: np.ndarray, new_y: np.ndarray, shift_of=None
+    ) -> Memory:
+        """The memory once exemplars `new` (labels `new_y`) join `old`: a taught text that makes a minimal pair with
+        an exemplar (close, another label, and for a guarded memory read alike by the guard: `shift_of(query rows,
+        exemplar rows)` over the rows old then new, None: every such pair counts) pushes the radius above it at
+        once; the agreement evidence of the new rows joins at the next fit (`fit`)."""
         closest = -1.0
-        for pool, pool_y, itself in ((old, old_y, False), (new, new_y, True)):  # no copy of the exemplars per teach
+        offset = len(old)
+        for pool, pool_y, start in ((old, old_y, 0), (new, new_y, offset)):  # no copy of the exemplars per teach
             if not len(pool):
                 continue
             sims = new @ pool.T
-            if itself:
+            if start == offset:
                 np.fill_diagonal(sims, -np.inf)
             sims[sims >= IDENTICAL] = -np.inf  # the same text (relabelled: the latest wins, no pair)
-            other = np.where(pool_y[None, :] != new_y[:, None], sims, -np.inf)
-            closest = max(closest, float(other.max()) if other.size else -1.0)
+            sims[pool_y[None, :] == new_y[:, None]] = -np.inf
+            a, b = np.nonzero(sims >= min(self.radius, SHIFT_BAND))
+            if self.guarded and shift_of is not None and len(a):
+                assert self.shift_limit is not None
+                # either may be the copy asked about: the pair counts when either reading passes the guard
+                shifts = np.minimum(shift_of(a + offset, b + start), shift_of(b + start, a + offset))
+                keep = shifts <= self.shift_limit
+                a, b = a[keep], b[keep]
+            if len(a):
+                closest = max(closest, float(sims[a, b].max()))
         if closest <= self.minimal_pair:
             return self
         return replace(self, minimal_pair=closest).retarget(self.target)
@@ -133,15 +163,15 @@ class Memory:
     def recall(self, ids: np.ndarray, sims: np.ndarray, shift=None) -> np.ndarray:
         """Per query, the exemplar row to answer from (-1: none). ids/sims: its nearest exemplars, best first;
         among identical ones (the same text taught again), the latest row wins. A query within the radius that is
-        not identical is a copy only when `shift(query index, row)` (the words expert's shift from the row's label,
-        None without words) is within the limit."""
+        not identical is a copy only when `shift(query index, row)` (the guard's shift from the row's reading,
+        None without a reading) is within the limit."""
         out = np.full(len(ids), -1, dtype=np.int64)
         if not ids.shape[1]:
             return out
         for q in np.nonzero(sims[:, 0] >= self.radius)[0]:
             tied = sims[q] >= sims[q, 0] - (1.0 - IDENTICAL)
             row = int(ids[q][tied].max())
-            if sims[q, 0] < IDENTICAL and self.pair_shift is not None:  # fitted with words: they must agree
+            if sims[q, 0] < IDENTICAL and self.guarded:  # guarded: the profile must read them alike
                 moved = None if shift is None or self.shift_limit is None else shift(q, row)
                 if moved is None or moved > self.shift_limit:
                     continue
@@ -156,8 +186,8 @@ class Memory:
             "memory_pair_same": self.pair_same,
             "memory_minimal_pair": np.array(self.minimal_pair),
         }
-        if self.pair_shift is not None:
-            out["memory_pair_shift"] = self.pair_shift
+        if self.close is not None:
+            out["memory_close"] = self.close
         return out
 
     @classmethod
@@ -165,29 +195,23 @@ class Memory:
         if "memory_pair_sim" not in data:
             return None
         pair_sim, same, minimal = data["memory_pair_sim"], data["memory_pair_same"], data["memory_minimal_pair"]
-        shift = data["memory_pair_shift"] if "memory_pair_shift" in data else None
-        return cls(pair_sim, same.astype(bool), float(minimal), target, shift).retarget(target)
+        close = data["memory_close"] if "memory_close" in data else None
+        return cls(pair_sim, same.astype(bool), float(minimal), target, close).retarget(target)
 
 
-def _out_of_fold(texts: list[str], y: np.ndarray, n_labels: int) -> np.ndarray:
-    """Each exemplar's words log-probabilities from a words expert that did not count it (SHIFT_FOLDS folds): one
-    that did reads a minimal pair as further apart than a new text of the same kind would be."""
-    counts = featurize(texts)
-    fold = np.arange(len(texts)) % SHIFT_FOLDS
-    out = np.zeros((len(texts), n_labels), dtype=np.float64)
-    for f in range(SHIFT_FOLDS):
-        held, kept = np.nonzero(fold == f)[0], np.nonzero(fold != f)[0]
-        if len(held) and len(kept):
-            out[held] = WordsModel.fit(counts.subset(kept), y[kept], n_labels).log_probs(counts.subset(held))
-    return out
-
-
-def words_shift(query: np.ndarray, exemplar: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """How far the words of each query move the words expert from its exemplar's `label` towards the likeliest
-    other label: the largest gain in log-odds of another label over it (0 for the same words). query, exemplar:
-    (n, L) log-probabilities; label: (n,)."""
-    delta = np.atleast_2d(query) - np.atleast_2d(exemplar)
-    rows = np.arange(len(delta))
-    gain = delta - delta[rows, label][:, None]
-    gain[rows, label] = -np.inf
-    return gain.max(axis=1) if gain.shape[1] > 1 else np.zeros(len(delta))
+def _limit(shift: np.ndarray, same: np.ndarray, target: float) -> float:
+    """The guard's limit, never below 0 (a text the profile reads at least as much as the exemplar's label is no
+    other label's). With MIN_PAIRS minimal pairs or more: the widest shift at which at most 1 - target of them pass
+    (a minimal-pair rewrite answered as a copy no more often than the target allows; the profile's same-label
+    close pairs are other proposals, not copies, so they say nothing about how far a copy reads). With fewer: the
+    widest shift at which the close pairs within it agree on their label at least as often as the target."""
+    order = np.argsort(shift, kind="stable")
+    shifts, agree = shift[order], same[order]
+    n_minimal = int((~agree).sum())
+    last_of_ties = np.append(shifts[1:] != shifts[:-1], True)
+    if n_minimal >= MIN_PAIRS:
+        ok = last_of_ties & (np.cumsum(~agree) <= (1.0 - target) * n_minimal + 1e-9)
+    else:
+        ok = last_of_ties & (np.cumsum(agree) / np.arange(1, len(shifts) + 1) >= target - 1e-12)
+    meets = np.nonzero(ok)[0]
+    return max(0.0, float(shifts[meets[-1]])) if len(meets) else 0.0

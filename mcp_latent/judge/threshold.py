@@ -25,6 +25,11 @@ MIN_SPOT_CHECKS = 30
 # checks (94.4%) at a 95% target while it held 95.4% on 280 untaught proposals; going by the point estimate alone
 # cost it 3 points of coverage for nothing.
 SPOT_CHECK_MARGIN_ERRORS = 1.0
+# Fewer spot checks than MIN_SPOT_CHECKS never move a threshold up, but this many that do not show the profile below
+# its target (by the same margin, which is wider over fewer checks) keep the stream from raising it above the fit's:
+# on the realistic proposals the shipped risk profile's 27 checks agreed 89% (target 90%) while the stream asked
+# for 0.98, which cut what it answered of untaught proposals from 30% to 7.5%.
+MIN_HOLD_CHECKS = 10
 
 
 def operating_threshold(
@@ -41,6 +46,18 @@ def operating_threshold(
     if used.evidence is None and used.cv_accuracy is None:
         return (used.threshold if used.threshold is not None else MIN_THRESHOLD), "default"
     return used.threshold, "fit" if used is calibration else "fit, no text"
+
+
+def answered_at_threshold(verdict) -> bool:
+    """Whether a verdict (`fitted.Verdict`) was an answer at the threshold, so that teaching its text is a spot check
+    of the operating point: answered, and not from memory, or from memory where the ensemble alone (its p and label:
+    `verdict.model`) would have answered too (memory takes paraphrases: a run of similar taught texts answered from
+    memory would otherwise leave the fit's point without the checks that confirm it)."""
+    if verdict.reason is not None:
+        return False
+    if verdict.memory is None:
+        return True
+    return verdict.model is not None and verdict.threshold is not None and verdict.model[0] >= verdict.threshold[0]
 
 
 def online_threshold(
@@ -63,7 +80,8 @@ def online_threshold(
     - when they agree less often than the target (by `SPOT_CHECK_MARGIN_ERRORS` standard errors: not noise), it
       rises to the lowest threshold at which the checks above it no longer do, not past it (none: the fit's
       stays, as p says nothing the checks could go by).
-    With too few answered spot checks to go by, the stream's threshold applies as it is (it is set only while the
+    With too few answered spot checks to go by (fewer than MIN_HOLD_CHECKS, or fewer than MIN_SPOT_CHECKS that show
+    it below the target), the stream's threshold applies as it is (it is set only while the
     taught texts say p can be trusted: `stream.stream_sharpness`), and so it does over a default threshold
     (`fitted` False: no cross-validated point to hold on to, the stream's is the only one measured)."""
     checks_p = np.asarray(checks_p, dtype=np.float64)
@@ -80,7 +98,7 @@ def online_threshold(
         error = np.sqrt(target * (1.0 - target) / np.sum(checks_p >= fit))
         if at_fit + SPOT_CHECK_MARGIN_ERRORS * error < target - 1e-12:
             return _meeting(fit, target, checks_p, checks_right)
-    if at_fit is None:
+    if at_fit is None and not _holds(fit, target, checks_p, checks_right):
         choice = (fit, "fit") if stream is None else (stream, "stream")
     else:
         choice = (stream, "stream") if stream is not None and stream < fit else (fit, "fit")
@@ -89,6 +107,17 @@ def online_threshold(
         if held is not None and held >= target - 1e-12:
             choice = (served, "spot checks")
     return None if choice[1] == "fit" else choice
+
+
+def _holds(fit: float, target: float, checks_p: np.ndarray, checks_right: np.ndarray) -> bool:
+    """Whether at least MIN_HOLD_CHECKS spot checks answered at `fit` agree within SPOT_CHECK_MARGIN_ERRORS
+    standard errors of the target (not below it: confirming answers are evidence for the fit's point)."""
+    answered = checks_p >= fit
+    n = int(answered.sum())
+    if n < MIN_HOLD_CHECKS:
+        return False
+    error = np.sqrt(target * (1.0 - target) / n)
+    return float(checks_right[answered].mean()) + SPOT_CHECK_MARGIN_ERRORS * error >= target - 1e-12
 
 
 def _meeting(fit: float, target: float, checks_p: np.ndarray, checks_right: np.ndarray) -> tuple[float, str] | None:

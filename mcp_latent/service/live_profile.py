@@ -30,6 +30,7 @@ from mcp_latent.judge.decision import OUT_OF_SCOPE
 from mcp_latent.judge.fitted import FittedProfile
 from mcp_latent.judge.selection import Calibration
 from mcp_latent.judge.support import is_unsupported
+from mcp_latent.judge.threshold import answered_at_threshold
 from mcp_latent.profiles.fitter import ProfileFitter, flatten
 from mcp_latent.profiles.registry import Profile
 from mcp_latent.service.fit_estimate import FitEstimate
@@ -304,7 +305,7 @@ class LiveProfile:
             was = verdict.label
             # p's check is the ensemble's (also where memory answered); out of scope: answered at no threshold
             check = verdict.model if verdict.reason != OUT_OF_SCOPE else None
-            answered = verdict.reason is None and verdict.memory is None  # at the threshold: a spot check
+            answered = answered_at_threshold(verdict)  # a spot check (`threshold.answered_at_threshold`)
         self.stream.taught(vector, label, check, answered)
         with self._lock:
             if self._taught.has(label, text):  # already its label (a text relabelled since is taught again)
