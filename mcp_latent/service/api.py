@@ -286,8 +286,11 @@ class LatentService(ServiceRuntime):
         ends within the wait; the others are listed in the result's `fitting` field instead of failing the call."""
         fitted: dict[str, FittedProfile] = {}
         pending: dict[str, Any] = {}
-        for name in sorted(self.live) if names is None else names:
-            live = self._live(name)
+        # "All" is the profiles of one read of `live` (replaced whole on define/delete): a profile deleted meanwhile
+        # is judged from that view instead of failing the call with "not found".
+        every = self.live
+        for name in sorted(every) if names is None else names:
+            live = every[name] if names is None else self._live(name)
             left = max(0.0, deadline - time.monotonic())
             if names is None and not (live.ready or live.eta() <= left):
                 continue
