@@ -46,11 +46,13 @@ SOAK_OPS = ["handoff", "evaluate", "similar", "get", "teach"]
 SOAK_WEIGHTS = [30, 35, 15, 15, 5]
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A memory figure of /proc/<pid>/status in MB: VmRSS (all resident), RssAnon (the process's own memory) or
+    RssFile (mapped files: the model's weights are paged in as new tokens are seen, up to the file's size)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    raise RuntimeError(f"no {field} for pid {pid}")
 
 
 def prepare(args: argparse.Namespace, work: Path) -> float:
@@ -82,6 +84,7 @@ async def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     latencies: list[float] = []
     errors: list[str] = []
     samples: list[tuple[float, float]] = []  # (seconds since start, RSS MB)
+    split: list[tuple[float, float, float, int]] = []  # (seconds, RssAnon MB, RssFile MB, handoffs stored)
     handles: list[str] = []
     duration = args.soak_minutes * 60
     try:
@@ -95,6 +98,8 @@ async def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     break
                 if now >= next_sample:
                     samples.append((round(now - started, 1), round(rss_mb(proc.pid), 1)))
+                    anon, mapped = rss_mb(proc.pid, "RssAnon"), rss_mb(proc.pid, "RssFile")
+                    split.append((round(now - started, 1), round(anon, 1), round(mapped, 1), len(handles)))
                     next_sample += 10
                 op = rng.choices(SOAK_OPS, SOAK_WEIGHTS)[0] if handles else "handoff"
                 handle = rng.choice(handles[-500:]) if handles else ""
@@ -121,6 +126,8 @@ async def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 # Paced: call i starts at i / rate seconds (a steady rate, not as fast as possible).
                 await anyio.sleep(max(0.0, started + (i + 1) / args.soak_rate - time.monotonic()))
             samples.append((round(time.monotonic() - started, 1), round(rss_mb(proc.pid), 1)))
+            anon, mapped = rss_mb(proc.pid, "RssAnon"), rss_mb(proc.pid, "RssFile")
+            split.append((samples[-1][0], round(anon, 1), round(mapped, 1), len(handles)))
     finally:
         proc.terminate()
         proc.wait(120)
@@ -139,7 +146,10 @@ async def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "rss_end_mb": last,
         "rss_max_mb": max(rss for _, rss in samples),
         "rss_growth_after_warmup": round((last - warm) / warm, 4),
+        "rss_at_minute_mb": {m: next((r for at, r in samples if at >= m * 60), None) for m in (1, 5, 10, 20, 30)},
+        "handoffs_stored": len(handles),
         "rss_samples": samples,
+        "rss_anon_file_handoffs_samples": split,
     }
 
 

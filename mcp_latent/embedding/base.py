@@ -102,7 +102,9 @@ class CachedEmbedder:
             for vector, (text, rows) in zip(fresh, missing.items(), strict=True):
                 out[rows] = vector
                 if self.capacity:
-                    self._cache[text] = vector
+                    # A copy: a row of `fresh` would keep the whole batch alive until its last row is evicted (and
+                    # costs a second array header): 1.6 KB an entry instead of 2.0 KB for single texts.
+                    self._cache[text] = vector.copy()
                     self._cache.move_to_end(text)
             while len(self._cache) > self.capacity:
                 self._cache.popitem(last=False)

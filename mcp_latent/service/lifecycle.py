@@ -104,6 +104,7 @@ class ServiceRuntime:
                 ttl_seconds=s.retention_ttl_seconds,
                 retention_interval_seconds=s.retention_interval_seconds,
                 poll_seconds=s.store_poll_seconds,
+                trim_memory=s.memory_trim,
             )
             self.maintenance.start()
             self.ready_after = time.monotonic() - self.started_at

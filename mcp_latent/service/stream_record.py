@@ -10,6 +10,7 @@ under it and read by anyone (a reference read)."""
 from __future__ import annotations
 
 import collections
+import hashlib
 import threading
 
 import numpy as np
@@ -20,6 +21,11 @@ from mcp_latent.judge.stream_rule import STREAM_RESTATE_EVERY
 from mcp_latent.judge.threshold import online_threshold, operating_threshold
 
 
+def _key(vector: np.ndarray) -> bytes:
+    """A text's identity in the record: a digest of its vector (the same text always embeds to the same vector)."""
+    return hashlib.blake2b(np.ascontiguousarray(vector, dtype=np.float32).tobytes(), digest_size=16).digest()
+
+
 class StreamRecord:
     """Recent verdicts and spot checks of one profile, and the online threshold they set."""
 
@@ -28,8 +34,10 @@ class StreamRecord:
         self._lock = threading.Lock()
         self._operating = threading.Lock()
         self._learnt = 0  # recorded verdicts that learnt their outcome since the stream rule last ran
-        # Per text (its vector's bytes: a handle judged twice counts once), oldest first: [p, best label, whether
-        # the best label was right], the last None until the text is taught (an escalation, or a spot check).
+        # Per text (a digest of its vector: a handle judged twice counts once), oldest first: [p, best label,
+        # whether the best label was right], the last None until the text is taught (an escalation, or a spot
+        # check). A 16-byte digest, not the vector's 1,536 bytes: a full window was 1.6 MB per profile, and the
+        # windows filling made most of a soak's memory growth after its first minute (docs/load-and-faults.md).
         self._verdicts: dict[bytes, list] = {}
         # (p, best label right) of the verdict each taught text had just before it was taught: p's check.
         self.checks: collections.deque[tuple[float, bool]] = collections.deque(maxlen=window)
@@ -46,7 +54,7 @@ class StreamRecord:
         probable label, also when unsure (a later teach of the text says whether it was right)."""
         if not self.window or not in_scope:
             return
-        key = vector.tobytes()
+        key = _key(vector)
         with self._lock:
             if key in self._verdicts:
                 return
@@ -72,7 +80,7 @@ class StreamRecord:
                 self.checks.append((check[0], check[1] == label))
                 if answered:
                     self.spot.append((check[0], check[1] == label))
-            record = self._verdicts.get(vector.tobytes())
+            record = self._verdicts.get(_key(vector))
             if record is not None and record[1] is not None and record[2] is None:
                 record[2] = record[1] == label
                 self._learnt += 1
@@ -87,7 +95,7 @@ class StreamRecord:
         stream threshold must not learn from a poisoned label)."""
         with self._lock:
             for vector in vectors:
-                record = self._verdicts.get(vector.tobytes())
+                record = self._verdicts.get(_key(vector))
                 if record is not None:
                     record[2] = None
 
