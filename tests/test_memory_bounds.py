@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from mcp_latent.service import maintenance as maintenance_module
+from mcp_latent.service.heap_trim import can_release
 from mcp_latent.service.maintenance import StoreMaintenance
-from mcp_latent.service.memory import can_release
 from mcp_latent.service.stream_record import StreamRecord
 
 
@@ -58,7 +58,7 @@ def test_release_free_memory_gives_freed_heap_pages_back():
     # holes in the middle of its heap resident; release_free_memory hands them back.
     script = textwrap.dedent(
         """
-        from mcp_latent.service.memory import release_free_memory
+        from mcp_latent.service.heap_trim import release_free_memory
 
         def rss():
             for line in open("/proc/self/status"):

@@ -8,7 +8,8 @@
 - `refit_pacer.py`: how often refits may run, and when a recalibration is due.
 - `taught_set.py`: what a profile was taught (pairs in order, each text's latest label and store id, their hash).
 - `fit_estimate.py`: how far a profile's first fit has got and when it ends.
-- `maintenance.py`: retention and following other servers' teaches and reverts.
+- `maintenance.py`: retention and following other servers' teaches and reverts; `heap_trim.py`: glibc's free
+  heap pages handed back to the OS on the retention clock.
 - `usage_stats.py` + `usage_db.py`: answered / escalated / taught counts and call latencies, per minute then per day.
 - `namespaces.py`: namespace listing and export helpers; `handoffs.py`: forget, recent and the search filters.
 - `user_profiles.py`: profiles defined and deleted over MCP (`ProfileEditor`, copy-on-write tables).

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from mcp_latent.service.memory import release_free_memory
+from mcp_latent.service.heap_trim import release_free_memory
 from mcp_latent.store.base import LatentStore, TaughtExemplar
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 class StoreMaintenance:
     """One daemon thread per service: every `poll_seconds` it asks the store what changed (one indexed read) and
     hands exemplars other servers taught to `on_taught`; every `retention_interval_seconds` it applies the cap and
-    TTL to every namespace, then (`trim_memory`) hands the allocator's free pages back to the OS.
+    TTL to every namespace, then (`trim_memory`, `heap_trim.py`) hands the allocator's free pages back to the OS.
 
     Owns its thread and both cursors; after `start` only that thread touches them (`run_once` is for tests and
     for callers that stopped the thread)."""
@@ -46,7 +46,7 @@ class StoreMaintenance:
         self._ttl_seconds = ttl_seconds or None
         self._retention_interval = retention_interval_seconds
         self._poll_seconds = poll_seconds
-        self._trim_memory = trim_memory  # after each retention pass, free heap pages go back to the OS (memory.py)
+        self._trim_memory = trim_memory  # after each retention pass, free heap pages go back to the OS (heap_trim.py)
         self._taught_after = taught_after  # the newest taught exemplar already handed over (or loaded)
         self._changes_after = 0  # any taught exemplar newer than `_taught_after` moves a generation past this
         self._next_retention = time.monotonic()
