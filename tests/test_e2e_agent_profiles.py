@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 
 import anyio
-import httpx2
 import pytest
 from conftest import server_env
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from test_e2e_stdio import call, server_command
-from test_shared_state import free_port, http_client
+from test_shared_state import free_port, http_client, wait_healthy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -175,17 +174,8 @@ def start_http(data_dir: Path, **extra: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     args = server_command() + ["serve", "--transport", "http", "--port", str(port), "--data-dir", str(data_dir)]
     proc = subprocess.Popen(args, env=env(**extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json().get("status") == "ok":
-                return proc, port
-        except (httpx2.HTTPError, ValueError):
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"server on port {port} did not start: {proc.stderr.read().decode()[-3000:]}")
-        time.sleep(0.3)
+    wait_healthy(proc, port, 180)
+    return proc, port
 
 
 def stop(*procs: subprocess.Popen) -> None:

@@ -14,7 +14,7 @@ import httpx2
 import pytest
 from conftest import server_env
 from test_e2e_stdio import RISKY, SAFE, call, server_command
-from test_shared_state import free_port, http_client
+from test_shared_state import free_port, http_client, wait_healthy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio, pytest.mark.usefixtures("warm_profile_cache")]
 
@@ -50,16 +50,11 @@ def start_servers(count: int, data_dir: Path, url: str, schema: str) -> list[tup
         servers.append((subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), port))
     deadline = time.monotonic() + 300
     for proc, port in servers:  # started together: the model loads in parallel
-        while True:
-            try:
-                if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json().get("status") == "ok":
-                    break
-            except (httpx2.HTTPError, ValueError):
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                stop(servers)
-                raise RuntimeError(f"server on port {port} did not start: {proc.stderr.read().decode()[-3000:]}")
-            time.sleep(0.3)
+        try:
+            wait_healthy(proc, port, deadline - time.monotonic())
+        except RuntimeError:
+            stop(servers)
+            raise
     return servers
 
 

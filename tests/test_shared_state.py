@@ -38,18 +38,24 @@ def start_http(data_dir: Path, port: int, token: str | None = None) -> subproces
         args += ["--token", token]
     env = server_env()
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # /healthz says "ok" once the model and profiles are ready
+    wait_healthy(proc, port, 120)
+    return proc
+
+
+def wait_healthy(proc: subprocess.Popen, port: int, seconds: float) -> None:
+    """Poll the server's /healthz until it says "ok" (the model and profiles are ready); when the server exits or
+    `seconds` pass, kill it and raise with the end of its stderr."""
+    deadline = time.monotonic() + seconds
+    while True:
         try:
             if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json().get("status") == "ok":
-                return proc
+                return
         except (httpx2.HTTPError, ValueError):
             pass
-        if proc.poll() is not None:
-            raise RuntimeError(proc.stderr.read().decode())
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"server on port {port} did not start: {proc.stderr.read().decode()[-3000:]}")
         time.sleep(0.3)
-    proc.kill()
-    raise TimeoutError("HTTP server did not become healthy")
 
 
 @asynccontextmanager

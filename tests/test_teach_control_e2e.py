@@ -14,7 +14,7 @@ import httpx2
 import pytest
 from conftest import server_env, write_profile
 from test_e2e_stdio import call, server_command
-from test_shared_state import free_port, http_client
+from test_shared_state import free_port, http_client, wait_healthy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -85,18 +85,8 @@ def start(tmp_path: Path, port: int, *extra: str) -> subprocess.Popen:
     args = server_command() + ["serve", "--transport", "http", "--port", str(port), "--data-dir", str(tmp_path / "d")]
     args += ["--tokens-file", str(tmp_path / "tokens.toml"), *extra]
     proc = subprocess.Popen(args, env=env_for(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json().get("status") == "ok":
-                return proc
-        except (httpx2.HTTPError, ValueError):
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(proc.stderr.read().decode())
-        time.sleep(0.3)
-    proc.kill()
-    raise TimeoutError("HTTP server did not become healthy")
+    wait_healthy(proc, port, 180)
+    return proc
 
 
 def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
