@@ -5,7 +5,7 @@
         --out tools/results/stream_runs/spread
 
 Each run folder holds learning_curve.py's summary.json and items.jsonl, and load.txt (`uptime` before and after the
-run, as tools/results/stream_runs/run_all.sh writes it). Per run: the last third's escalated share and its answered
+run, as tools/stream_runs.sh writes it). Per run: the last third's escalated share and its answered
 agreement, the whole stream's answered agreement, items/s, the load, and from the per-item records what the last
 third's escalations are (reason; the best label right or not; the hindsight threshold that would hold 97%).
 """
