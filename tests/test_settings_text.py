@@ -15,11 +15,13 @@ from mcp_latent.settings import Settings
 SHIPPED = Path(resolve_model_source("")[0]).is_dir()
 
 
-def described_rule(p: np.ndarray, right: np.ndarray, target: float, margin: float) -> float | None:
+def described_rule(
+    p: np.ndarray, right: np.ndarray, target: float, margin: float, sharpness: float = 1.0
+) -> float | None:
     """The stream threshold exactly as the setting's description words it, computed the slow way: the lowest
-    threshold at which the answered texts' accuracy (taught: as taught; others: their p) less `margin` standard
-    errors meets the target."""
-    value = np.where(np.isnan(right), p, right)
+    threshold at which the answered texts' accuracy (taught: as taught; others: their p, sharpened) less `margin`
+    standard errors meets the target."""
+    value = np.where(np.isnan(right), p if sharpness == 1.0 else stream.sharpened(p, sharpness), right)
     for t in sorted(set(p.tolist())):
         answered = value[p >= t]
         mean = answered.mean()

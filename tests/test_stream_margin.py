@@ -10,28 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_settings_text import described_rule as rule
 
 from mcp_latent.judge.stream import (
     MIN_SHARPNESS,
     STREAM_MARGIN_ERRORS,
-    sharpened,
     stream_sharpness,
     stream_threshold,
 )
 
 RUNS = Path(__file__).resolve().parent.parent / "tools" / "results" / "stream_runs"
 TARGET = 0.975  # tools/learning_curve.py's profile target
-
-
-def rule(p: np.ndarray, right: np.ndarray, target: float, margin: float, sharpness: float = 1.0) -> float | None:
-    """The stream rule at another margin, the slow way (taught: as taught; others: their p, sharpened)."""
-    value = np.where(np.isnan(right), sharpened(p, sharpness), right)
-    for t in sorted(set(p.tolist())):
-        answered = value[p >= t]
-        mean = answered.mean()
-        if mean - margin * np.sqrt(mean * (1 - mean) / len(answered)) >= target - 1e-12:
-            return max(t, 0.5)
-    return None
 
 
 def test_one_standard_error_holds_the_target_on_a_calibrated_stream_where_none_does_not():
