@@ -99,6 +99,13 @@ class Settings(BaseSettings):
         le=4096,
         description="texts per ONNX Runtime run (sorted by length first): small runs pad little and stay in cache",
     )
+    onnx_resident_weights: bool = Field(
+        True,
+        description="read the ONNX model's memory-mapped weights in at load (about 45 MB: the word-embedding table, "
+        "which ONNX Runtime reads from the file) instead of page by page as new words arrive, so the server's "
+        "memory starts at its bound instead of growing toward it for hours; the pages are the file's page cache, "
+        "shared by every process on the model and reclaimable by the kernel (Linux only)",
+    )
     embed_cache_size: int = Field(
         4096, ge=0, description="identical texts kept in the in-memory embedding cache (LRU); 0 disables it"
     )
