@@ -11,6 +11,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from mcp_latent.embedding.base import CachedEmbedder
 from mcp_latent.service import maintenance as maintenance_module
 from mcp_latent.service.heap_trim import can_release
 from mcp_latent.service.maintenance import StoreMaintenance
@@ -145,3 +146,55 @@ def test_the_model_weights_are_resident_from_the_start(resident):
         assert rss_kb > 0.95 * size_kb, f"{rss_kb} of {size_kb} KB of the mapped model resident after loading"
     else:
         assert rss_kb < 0.5 * size_kb, f"{rss_kb} of {size_kb} KB resident without the setting"
+
+
+class CountingEmbedder:
+    """Deterministic unit vectors per text (from its hash); counts the texts it was asked to embed."""
+
+    model_id = "test/counting"
+    dim = 384
+
+    def __init__(self) -> None:
+        self.embedded: list[str] = []
+
+    def embed(self, texts):
+        self.embedded += texts
+        return np.stack([unit_vectors(1, seed=abs(hash(t)) % 2**32)[0] for t in texts])
+
+
+def test_the_embedding_cache_holds_its_bound_from_the_start():
+    # Each cached vector was its own numpy array (1.6 KB with its header), allocated as texts arrived: the soak's
+    # RssAnon grew 7.8 MB as the cache filled (full only after 20 minutes), and each eviction freed a 1.5 KB block
+    # into the middle of the heap. Now the rows are one block, allocated when the cache is made; filling the cache
+    # (and evicting from it) adds only the index of texts.
+    texts = [f"text number {i}" for i in range(2 * 4096)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        cached = CachedEmbedder(CountingEmbedder(), capacity=4096)
+        empty = tracemalloc.get_traced_memory()[0] - before
+        for start in range(0, len(texts), 16):
+            cached.embed(texts[start : start + 16])
+        full = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert empty >= 4096 * 384 * 4, f"{empty / 2**20:.1f} MB when made: the rows are not allocated up front"
+    assert (full - empty) / 4096 < 500, f"{(full - empty) / 4096:.0f} bytes more per cached text once full"
+
+
+def test_the_embedding_cache_is_still_least_recently_used():
+    inner = CountingEmbedder()
+    cached = CachedEmbedder(inner, capacity=3)
+    for text in "abc":
+        cached.embed([text])
+    first = {text: cached.embed([text])[0] for text in "abc"}  # all hits
+    assert inner.embedded == ["a", "b", "c"]
+    cached.embed(["a"])  # a is now the most recent: b is the least
+    fresh = cached.embed(["d", "a"])  # d takes b's row
+    assert inner.embedded == ["a", "b", "c", "d"]
+    again = cached.embed(["b", "c", "d"])  # b comes back in the row of a, now the least recent
+    assert inner.embedded == ["a", "b", "c", "d", "b"]
+    assert np.array_equal(fresh[1], first["a"]) and np.array_equal(again[0], first["b"])
+    assert np.array_equal(again[1], first["c"]) and np.array_equal(again[2], fresh[0])
+    assert np.array_equal(cached.embed(["a"])[0], first["a"])  # evicted, embedded again: the same vector
+    assert (cached.hits, cached.misses) == (7, 6)
