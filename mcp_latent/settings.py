@@ -230,6 +230,15 @@ class Settings(BaseSettings):
         "(glibc `malloc_trim`; nothing happens with other allocators): memory freed by refits and finished calls "
         "otherwise stays in the server's RSS (a soak: 6.6 MB given back after 6 minutes)",
     )
+    memory_mmap_threshold_kb: int = Field(
+        128,
+        ge=0,
+        le=32768,
+        description="memory blocks of this many KB or more get their own mapping, returned to the OS when freed "
+        "(glibc's `M_MMAP_THRESHOLD`, for the whole process); without it glibc raises that threshold to the largest "
+        "block freed so far, and a refit's temporaries of a few MB then stay in the heap as holes; 0: glibc's "
+        "moving default (nothing happens with other allocators)",
+    )
     stats_flush_seconds: float = Field(
         5.0, gt=0, description="how often verdict and teach counts are added to `<data_dir>/stats.sqlite`"
     )

@@ -198,3 +198,50 @@ def test_the_embedding_cache_is_still_least_recently_used():
     assert np.array_equal(again[1], first["c"]) and np.array_equal(again[2], fresh[0])
     assert np.array_equal(cached.embed(["a"])[0], first["a"])  # evicted, embedded again: the same vector
     assert (cached.hits, cached.misses) == (7, 6)
+
+
+@pytest.mark.skipif(not can_release(), reason="glibc's mallopt only")
+@pytest.mark.parametrize("fixed", [True, False])
+def test_a_fixed_mmap_threshold_keeps_large_temporaries_out_of_the_heap(fixed):
+    # glibc raises its mmap threshold to each large block freed, so the next few-MB temporary (a refit's arrays)
+    # came from the heap and left it bigger: in the soak the heaps' free bytes grew 6.3 -> 8.8 MB in 4 minutes.
+    script = textwrap.dedent(
+        f"""
+        import ctypes
+        import numpy as np
+        from mcp_latent.service.heap_trim import fix_mmap_threshold
+
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                       "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = MallInfo2
+        if {fixed}:
+            assert fix_mmap_threshold(128 * 1024)
+        first = np.ones(1_000_000)  # 8 MB: mapped on its own, and freeing it moves glibc's threshold
+        del first
+        mapped = libc.mallinfo2().hblkhd
+        second = np.ones(1_000_000)
+        print(libc.mallinfo2().hblkhd - mapped)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    mapped = int(done.stdout)
+    if fixed:
+        assert mapped >= 8_000_000, f"the second 8 MB array came from the heap ({mapped} bytes newly mapped)"
+    else:
+        assert mapped == 0, "glibc's threshold no longer moves: this test no longer shows what the setting is for"
+
+
+def test_the_service_fixes_the_mmap_threshold_from_its_setting(monkeypatch, settings, fake_embedder):
+    from mcp_latent.service import lifecycle
+    from mcp_latent.service.api import LatentService
+
+    asked = []
+    monkeypatch.setattr(lifecycle, "fix_mmap_threshold", asked.append)
+    for kb in (128, 0):
+        service = LatentService(settings.model_copy(update={"memory_mmap_threshold_kb": kb}), embedder=fake_embedder)
+        service.start(fit_profiles=False)
+        service.close()
+    assert asked == [128 * 1024]
