@@ -4,7 +4,8 @@ Put this folder on PYTHONPATH of `tools/bench_faults.py --parts soak`; only the 
 "soak-data") is probed, and only with SOAK_PROBE_DIR set. Every SOAK_PROBE_EVERY s (30) from SOAK_PROBE_BASE s (60),
 one JSON line in SOAK_PROBE_DIR/<pid>.jsonl: RSS by mapping (`weights`: the model's mapped weights file; `file`:
 other files; `[heap]`; anonymous mappings by size), smaps_rollup's Rss and Anonymous, glibc's mallinfo2 (`arena`:
-heap bytes, `uordblks` in use, `fordblks` free, `hblkhd` mmapped blocks), Python's allocated blocks.
+heap bytes, `uordblks` in use, `fordblks` free, `hblkhd` mmapped blocks), Python's allocated blocks, SQLite's
+memory (`sqlite_mb`, sqlite3_memory_used: its page caches among it), Python threads.
 SOAK_PROBE_TRACE=N: tracemalloc with N frames, the top 12 growths since the first sample (heavy: RSS doubles).
 Experiments on ONNX Runtime (SOAKX_ORT, words joined by commas): `arena0` (enable_cpu_mem_arena off), `pattern0`
 (enable_mem_pattern off), `preload` (the weights made resident right after the session is made)."""
@@ -96,6 +97,15 @@ if os.environ.get("SOAK_PROBE_DIR") and "soak-data" in " ".join(sys.argv):
                 out["rollup_" + line.split(":")[0]] = round(int(line.split()[1]) / 1024, 2)
         return out
 
+    def _sqlite_used():
+        """Every byte SQLite holds in this process (page caches, schemas, statements): sqlite3_memory_used."""
+        try:
+            lib = ctypes.CDLL("libsqlite3.so.0")
+        except OSError:
+            return -1
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        return lib.sqlite3_memory_used()
+
     def _run():
         t0 = time.monotonic()
         out = open(os.path.join(_dir, f"{os.getpid()}.jsonl"), "w")
@@ -109,6 +119,8 @@ if os.environ.get("SOAK_PROBE_DIR") and "soak-data" in " ".join(sys.argv):
             next_at += _every
             rec = {"t": round(time.monotonic() - t0)} | _smaps() | _mallinfo()
             rec["pyblocks"] = sys.getallocatedblocks()
+            rec["sqlite_mb"] = round(_sqlite_used() / 2**20, 2)
+            rec["threads"] = threading.active_count()
             if _trace:
                 import tracemalloc
 
