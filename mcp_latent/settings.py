@@ -107,7 +107,10 @@ class Settings(BaseSettings):
         "shared by every process on the model and reclaimable by the kernel (Linux only)",
     )
     embed_cache_size: int = Field(
-        4096, ge=0, description="identical texts kept in the in-memory embedding cache (LRU); 0 disables it"
+        4096,
+        ge=0,
+        description="identical texts kept in the in-memory embedding cache (LRU); 0 disables it. Its vectors are "
+        "held in one block made at start (texts x dimensions x 4 bytes: 6.3 MB at 4,096 with the shipped model)",
     )
 
     # --- storage --------------------------------------------------------------------------------------------
