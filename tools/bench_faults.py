@@ -101,7 +101,7 @@ async def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     anon, mapped = rss_mb(proc.pid, "RssAnon"), rss_mb(proc.pid, "RssFile")
                     split.append((round(now - started, 1), round(anon, 1), round(mapped, 1), len(handles)))
                     next_sample += 10
-                op = rng.choices(SOAK_OPS, SOAK_WEIGHTS)[0] if handles else "handoff"
+                op = rng.choices(SOAK_OPS, args.soak_weights)[0] if handles else "handoff"
                 handle = rng.choice(handles[-500:]) if handles else ""
                 tool, arguments = {
                     "handoff": ("handoff", {"text": proposal(rng), "evaluate": ["risk"] if i % 2 else []}),
@@ -351,6 +351,11 @@ def main() -> int:
     parser.add_argument("--calls-per-client", type=int, default=2000)
     parser.add_argument("--soak-minutes", type=float, default=10.0, help="the issue asks 30; default 10")
     parser.add_argument("--soak-rate", type=float, default=10.0, help="calls a second during the soak")
+    parser.add_argument(
+        "--soak-weights",
+        default=",".join(map(str, SOAK_WEIGHTS)),
+        help=f"the soak's mix: weights of {', '.join(SOAK_OPS)} (e.g. 30,35,15,15,0: no teach)",
+    )
     parser.add_argument("--fault-writes", type=int, default=100, help="acknowledged writes between faults")
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL faults")
     parser.add_argument("--seed", type=int, default=1)
@@ -365,6 +370,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 clients x 50 calls, 0.5 min soak")
     parser.add_argument("--out", default="faults-out")
     args = parser.parse_args()
+    args.soak_weights = [float(w) for w in args.soak_weights.split(",")]
+    if len(args.soak_weights) != len(SOAK_OPS):
+        parser.error(f"--soak-weights takes {len(SOAK_OPS)} weights: {', '.join(SOAK_OPS)}")
     if args.quick:
         args.clients, args.calls_per_client, args.soak_minutes, args.soak_rate, args.fault_writes = 2, 50, 0.5, 5, 20
     args.server_env = {"MCP_LATENT_PROFILE_CACHE_DIR": args.profile_cache}

@@ -32,13 +32,22 @@ class CachedEmbedder:
     work goes in small chunks, each started only while no call is embedding: a verdict waits for at most the one
     chunk already running (measured before: 0.3-0.9 s per verdict behind 32-text chunks of a 15k-exemplar profile
     on a loaded 2-core machine). `_gate` guards `_calls` (calls in progress); any thread may take it, never for
-    longer than a counter update, and never on the event loop (callers are worker threads)."""
+    longer than a counter update, and never on the event loop (callers are worker threads).
+
+    Memory: the cached vectors live in one (capacity x dim) float32 block, written once here, so the cache holds
+    its bound from the start (6.3 MB at the default 4,096 texts of 384 dimensions) instead of growing toward it
+    over a server's first hours (the soak of docs/load-and-faults.md: 7.8 MB, full only after 20 minutes), and an
+    eviction reuses its row instead of freeing a 1.5 KB block into the heap between other allocations (which glibc
+    then keeps: fragmentation). `_slots` (text -> row, in LRU order; rows 0..len-1 are taken, in order) belongs to
+    `_lock`, as do the rows it points at."""
 
     def __init__(self, inner: Embedder, capacity: int, background_chunk: int = 8):
         self.inner = inner
         self.capacity = capacity
         self.background_chunk = background_chunk
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._slots: OrderedDict[str, int] = OrderedDict()
+        self._rows = np.empty((capacity, inner.dim), dtype=np.float32)
+        self._rows.fill(0.0)  # written now, so its pages are resident (and counted) from the start
         self._lock = threading.Lock()
         self._gate = threading.Condition()
         self._calls = 0
@@ -87,12 +96,12 @@ class CachedEmbedder:
         missing: dict[str, list[int]] = {}
         with self._lock:
             for i, text in enumerate(texts):
-                cached = self._cache.get(text)
-                if cached is None:
+                row = self._slots.get(text)
+                if row is None:
                     missing.setdefault(text, []).append(i)
                 else:
-                    self._cache.move_to_end(text)
-                    out[i] = cached
+                    self._slots.move_to_end(text)
+                    out[i] = self._rows[row]
             self.hits += len(texts) - sum(len(rows) for rows in missing.values())
             self.misses += len(missing)
         if not missing:
@@ -102,10 +111,16 @@ class CachedEmbedder:
             for vector, (text, rows) in zip(fresh, missing.items(), strict=True):
                 out[rows] = vector
                 if self.capacity:
-                    # A copy: a row of `fresh` would keep the whole batch alive until its last row is evicted (and
-                    # costs a second array header): 1.6 KB an entry instead of 2.0 KB for single texts.
-                    self._cache[text] = vector.copy()
-                    self._cache.move_to_end(text)
-            while len(self._cache) > self.capacity:
-                self._cache.popitem(last=False)
+                    self._rows[self._row_for(text)] = vector  # a copy: nothing keeps `fresh` alive
         return out
+
+    def _row_for(self, text: str) -> int:
+        """The row that will hold `text`'s vector, now the most recently used (under `_lock`): its own (another
+        thread embedded it meanwhile), a row never used yet, or the least recently used text's."""
+        row = self._slots.get(text)
+        if row is None:
+            full = len(self._slots) >= self.capacity
+            row = self._slots.popitem(last=False)[1] if full else len(self._slots)
+            self._slots[text] = row
+        self._slots.move_to_end(text)
+        return row

@@ -28,6 +28,7 @@ def load_embedder(
     int8: bool = False,
     cache_dir: Path | None = None,
     onnx_batch_size: int = 16,
+    resident_weights: bool = False,
 ) -> Embedder:
     """Load the configured model: ONNX Runtime for the shipped model (unless backend="torch"), else torch.
 
@@ -47,7 +48,9 @@ def load_embedder(
             directory = ensure_export(Path(source), model_id, cache_dir or default_model_cache_dir(), int8)
             from mcp_latent.embedding.onnx_backend import OnnxEmbedder
 
-            embedder = OnnxEmbedder(directory, threads=threads, batch_size=onnx_batch_size)
+            embedder = OnnxEmbedder(
+                directory, threads=threads, batch_size=onnx_batch_size, resident_weights=resident_weights
+            )
             embedder.warm_up()  # while the server starts, not inside the first call
             log.info("embedding with ONNX Runtime: %s from %s", embedder.model_id, directory)
             return embedder
@@ -71,4 +74,5 @@ def load_configured_embedder(settings: Settings) -> Embedder:
         int8=settings.onnx_int8,
         cache_dir=settings.model_cache_dir,
         onnx_batch_size=settings.onnx_batch_size,
+        resident_weights=settings.onnx_resident_weights,
     )

@@ -24,8 +24,9 @@ MANIFEST_FILE = "manifest.json"
 class OnnxEmbedder:
     """One onnxruntime session; runs are serialized (they would only fight over the same cores)."""
 
-    def __init__(self, directory: Path, threads: int = 2, batch_size: int = 16):
-        """`batch_size`: texts per session run (Settings.onnx_batch_size says why it is small)."""
+    def __init__(self, directory: Path, threads: int = 2, batch_size: int = 16, resident_weights: bool = False):
+        """`batch_size`: texts per session run (Settings.onnx_batch_size says why it is small); `resident_weights`:
+        read the mapped weights in at once (Settings.onnx_resident_weights, `resident.py` says why)."""
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -53,6 +54,10 @@ class OnnxEmbedder:
             str(self.directory / MODEL_FILE), options, providers=["CPUExecutionProvider"]
         )
         self._inputs = [i.name for i in self._session.get_inputs()]
+        if resident_weights:
+            from mcp_latent.embedding.resident import make_resident
+
+            make_resident(self.directory)
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:

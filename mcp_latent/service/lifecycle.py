@@ -22,6 +22,7 @@ from mcp_latent.judge.fitted import FittedProfile
 from mcp_latent.profiles.fitter import ProfileFitter
 from mcp_latent.profiles.registry import ProfileRegistry, import_taught_logs
 from mcp_latent.profiles.report import summary as operating_summary
+from mcp_latent.service.heap_trim import fix_mmap_threshold
 from mcp_latent.service.live_profile import LiveProfile
 from mcp_latent.service.maintenance import StoreMaintenance
 from mcp_latent.service.teachers import follow_reverts, taught_by_teacher
@@ -68,6 +69,8 @@ class ServiceRuntime:
         self._started = True
         try:
             s = self.settings
+            if s.memory_mmap_threshold_kb:  # before the model and the store allocate (heap_trim.py says why)
+                fix_mmap_threshold(s.memory_mmap_threshold_kb * 1024)
             if self._embedder is None:
                 self.phase = "loading the embedding model"
                 self._embedder = CachedEmbedder(
