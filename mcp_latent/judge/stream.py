@@ -15,6 +15,8 @@ from mcp_latent.judge.stream_rule import (
     STREAM_SHARPNESS_CHECKS,
 )
 
+SHARPNESS_LIKELIHOOD_DROP = STREAM_MARGIN_ERRORS**2 / 2  # log-likelihood drop at one standard error (the margin's)
+
 
 def stream_threshold(
     p: np.ndarray, target_accuracy: float, right: np.ndarray | None = None, sharpness: float = 1.0
@@ -85,4 +87,11 @@ def stream_sharpness(p: np.ndarray, right: np.ndarray) -> float | None:
     z = _log_odds(p)[None, :] * SHARPNESS_GRID[:, None]
     right = right[None, :]
     log_likelihood = (right * z - np.logaddexp(0.0, z)).sum(axis=1)
-    return float(SHARPNESS_GRID[int(np.argmax(log_likelihood))])
+    best = int(np.argmax(log_likelihood))
+    if SHARPNESS_GRID[best] <= 1.0:
+        return float(SHARPNESS_GRID[best])
+    # Surer than p only as far as the labelled verdicts show beyond one standard error (the low end of the
+    # likelihood interval, a drop of 1/2 in log-likelihood): they are the escalated ones, below the threshold, and
+    # how sure the answered top should be is extrapolated from them.
+    lowest = int(np.nonzero(log_likelihood >= log_likelihood[best] - SHARPNESS_LIKELIHOOD_DROP)[0][0])
+    return max(1.0, float(SHARPNESS_GRID[lowest]))
