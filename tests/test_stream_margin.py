@@ -173,7 +173,7 @@ def test_an_underconfident_p_is_credited_and_the_answers_still_meet_the_target(r
 
 def test_on_banking77s_most_underconfident_run_the_threshold_comes_down_most():
     now, before, agreement, agreement_before = _thresholds("banking77_s2")
-    assert np.mean(before - now) > 0.05  # 0.91 -> 0.85 on average from item 750
+    assert np.mean(before - now) > 0.05  # 0.92 -> 0.85 on average from item 750
     assert np.mean(agreement_before) > 0.99 and np.mean(agreement) < np.mean(agreement_before)
 
 
