@@ -12,11 +12,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcp_latent.errors import InvalidInput
 from mcp_latent.judge.stream_rule import (
+    MAX_SHARPNESS,
     MIN_SHARPNESS,
     MIN_STREAM_CHECKS,
     MIN_STREAM_VERDICTS,
     STREAM_MARGIN_ERRORS,
     STREAM_RESTATE_EVERY,
+    STREAM_SHARPNESS_CHECKS,
 )
 
 
@@ -222,7 +224,9 @@ class Settings(BaseSettings):
         f"the lowest at which the answered texts' accuracy, less {STREAM_MARGIN_ERRORS:g} standard error(s), still "
         f"meets the target accuracy; a taught text counts as right or wrong as its teach showed, the others by their "
         f"calibrated p, made as sure as the taught ones showed p to be (its log-odds scaled by a sharpness of at most "
-        f"1; below {MIN_SHARPNESS:g} p is not trusted and the fit's own threshold stays). Exemplars alone "
+        f"{MAX_SHARPNESS:g}, fitted on the last {STREAM_SHARPNESS_CHECKS} taught texts whose verdict had p >= 0.5, and "
+        f"surer than p only as far as they show beyond the same margin; "
+        f"below {MIN_SHARPNESS:g} p is not trusted and the fit's own threshold stays). Exemplars alone "
         f"over-represent the hard texts a taught profile escalated. Between refits the rule runs again once "
         f"{STREAM_RESTATE_EVERY} recorded texts were taught. 0: always the fit's own threshold; a fixed "
         f"`threshold` in the profile file is never replaced",

@@ -230,11 +230,26 @@ def test_verdicts_taught_since_count_as_what_their_teach_showed():
 
 
 def test_overconfident_p_is_made_as_sure_as_the_labelled_verdicts_say():
-    from mcp_latent.judge.stream import MIN_STREAM_CHECKS, sharpened, stream_sharpness, stream_threshold
+    from mcp_latent.judge.stream import (
+        MAX_SHARPNESS,
+        MIN_STREAM_CHECKS,
+        sharpened,
+        stream_sharpness,
+        stream_threshold,
+    )
 
     p = np.full(400, 0.9)  # 400 labelled verdicts at p 0.9
     assert stream_sharpness(p, np.arange(400) % 10 != 0) == pytest.approx(1.0)  # right 90%: as p says
-    assert stream_sharpness(p, np.ones(400)) == 1.0  # right more often than p says: never made surer
+    # right more often than p says: made surer (it was never above 1, and BANKING77's underconfident p kept its
+    # threshold 10-15 points of escalations above one chosen in hindsight), up to MAX_SHARPNESS...
+    assert MAX_SHARPNESS - 0.02 <= stream_sharpness(p, np.ones(400)) <= MAX_SHARPNESS
+    # ...but only as far as the verdicts show beyond one standard error: right 95% is log-odds 2.944 where p says
+    # 2.197, a scale of 1.34; 400 verdicts show at least 1.24 of it, 100 at least 1.15
+    most_likely = np.log(19) / np.log(9)
+    four_hundred = stream_sharpness(p, np.arange(400) % 20 != 0)
+    hundred = stream_sharpness(p[:100], np.arange(100) % 20 != 0)
+    assert 1.0 < hundred < four_hundred < most_likely - 0.05
+    assert four_hundred == pytest.approx(1.24, abs=0.02) and hundred == pytest.approx(1.15, abs=0.02)
     # right 80%: log-odds 1.386 where p says 2.197, a scale of 0.63
     assert stream_sharpness(p, np.arange(400) % 10 > 1) == pytest.approx(np.log(4) / np.log(9), abs=0.01)
     assert stream_sharpness(p[: MIN_STREAM_CHECKS - 1], np.ones(MIN_STREAM_CHECKS - 1)) is None  # too few to tell
@@ -245,6 +260,26 @@ def test_overconfident_p_is_made_as_sure_as_the_labelled_verdicts_say():
     assert stream_threshold(verdicts, 0.965) == pytest.approx(0.95)
     assert stream_threshold(verdicts, 0.965, sharpness=0.85) == pytest.approx(0.98)
     assert stream_threshold(verdicts, 0.965, sharpness=0.6) is None
+
+
+def test_the_sharpness_goes_by_the_recent_labelled_verdicts_a_threshold_could_answer():
+    # The early labelled verdicts of a stream were given by the 5-per-label seed profile, whose p meant something
+    # else than the current fit's, and those at p < 0.5 are never answered whatever the threshold: neither counts.
+    from mcp_latent.judge.operating_point import MIN_THRESHOLD
+    from mcp_latent.judge.stream import MIN_STREAM_CHECKS, STREAM_SHARPNESS_CHECKS, stream_sharpness
+
+    recent = np.full(STREAM_SHARPNESS_CHECKS, 0.9)
+    recent_right = np.arange(STREAM_SHARPNESS_CHECKS) % 10 != 0  # right 90%: as p says
+    old = np.full(2 * STREAM_SHARPNESS_CHECKS, 0.9)
+    old_wrong = np.arange(2 * STREAM_SHARPNESS_CHECKS) % 2 == 0  # the seed profile's: right half the time
+    low = np.full(STREAM_SHARPNESS_CHECKS, 0.4)  # below any threshold, all wrong, interleaved with the recent ones
+    p = np.concatenate([old, np.ravel(np.column_stack([low, recent]))])
+    right = np.concatenate([old_wrong, np.ravel(np.column_stack([np.zeros(STREAM_SHARPNESS_CHECKS), recent_right]))])
+    assert stream_sharpness(p, right) == pytest.approx(1.0)
+    assert stream_sharpness(old, old_wrong) < 0.5  # the seed profile's alone: p far off
+    # too few at p >= MIN_THRESHOLD to tell, however many below it
+    few = np.concatenate([np.full(500, MIN_THRESHOLD - 0.1), np.full(MIN_STREAM_CHECKS - 1, 0.9)])
+    assert stream_sharpness(few, np.ones(len(few))) is None
 
 
 def test_no_threshold_of_the_plain_rule_beats_an_admissible_point():

@@ -36,7 +36,14 @@ def test_the_stream_threshold_setting_describes_the_rule_the_code_runs():
     text = Settings.model_fields["stream_calibration_window"].description
     assert "mean calibrated p meets" not in text
     numbers = [float(n) for n in re.findall(r"\b\d+(?:\.\d+)?\b", text)]
-    assert numbers[:4] == [stream.MIN_STREAM_VERDICTS, stream.MIN_STREAM_CHECKS, stream.STREAM_MARGIN_ERRORS, 1.0]
+    assert numbers[:6] == [
+        stream.MIN_STREAM_VERDICTS,
+        stream.MIN_STREAM_CHECKS,
+        stream.STREAM_MARGIN_ERRORS,
+        stream.MAX_SHARPNESS,
+        stream.STREAM_SHARPNESS_CHECKS,
+        stream.MIN_THRESHOLD,
+    ]
     assert f"below {stream.MIN_SHARPNESS:g}" in text
     rng = np.random.default_rng(7)
     for _ in range(20):

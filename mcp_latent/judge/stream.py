@@ -6,7 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from mcp_latent.judge.operating_point import MIN_THRESHOLD
-from mcp_latent.judge.stream_rule import MIN_SHARPNESS, MIN_STREAM_CHECKS, MIN_STREAM_VERDICTS, STREAM_MARGIN_ERRORS
+from mcp_latent.judge.stream_rule import (
+    MAX_SHARPNESS,
+    MIN_SHARPNESS,
+    MIN_STREAM_CHECKS,
+    MIN_STREAM_VERDICTS,
+    STREAM_MARGIN_ERRORS,
+    STREAM_SHARPNESS_CHECKS,
+)
+
+SHARPNESS_LIKELIHOOD_DROP = STREAM_MARGIN_ERRORS**2 / 2  # log-likelihood drop at one standard error (the margin's)
 
 
 def stream_threshold(
@@ -43,7 +52,8 @@ def stream_threshold(
     return max(MIN_THRESHOLD, float(p_desc[meets[-1]]))
 
 
-SHARPNESS_GRID = np.linspace(MIN_SHARPNESS / 2, 1.0, 76)  # candidate scales of p's log-odds, steps of 0.01
+_GRID_STEPS = int(round((MAX_SHARPNESS - MIN_SHARPNESS / 2) * 100))
+SHARPNESS_GRID = np.linspace(MIN_SHARPNESS / 2, MAX_SHARPNESS, _GRID_STEPS + 1)  # p's log-odds scales, steps of 0.01
 
 
 def _log_odds(p: np.ndarray) -> np.ndarray:
@@ -52,14 +62,16 @@ def _log_odds(p: np.ndarray) -> np.ndarray:
 
 
 def sharpened(p: np.ndarray, sharpness: float) -> np.ndarray:
-    """p with its log-odds scaled by `sharpness` (1.0: unchanged; below 1: less sure)."""
+    """p with its log-odds scaled by `sharpness` (1.0: unchanged; below 1: less sure; above 1: surer)."""
     return 1.0 / (1.0 + np.exp(-sharpness * _log_odds(p)))
 
 
 def stream_sharpness(p: np.ndarray, right: np.ndarray) -> float | None:
-    """The scale of p's log-odds (at most 1) under which labelled verdicts (texts taught after a verdict: its top
-    probability p, and whether its best label was the one taught) are most likely: 1.0 while p is as sure as it
-    should be or less, below 1 when p was right less often than it said. None with fewer than `MIN_STREAM_CHECKS`.
+    """The scale of p's log-odds (between `MIN_SHARPNESS` / 2 and `MAX_SHARPNESS`) under which labelled verdicts
+    (texts taught after a verdict, oldest first: its top probability p, and whether its best label was the one
+    taught) are most likely: 1.0 while p is as sure as it should be, below 1 when p was right less often than it
+    said, above 1 when more often. Fitted on the last `STREAM_SHARPNESS_CHECKS` of them at p >= `MIN_THRESHOLD`
+    (the current scorer's p, where a threshold can be). None with fewer than `MIN_STREAM_CHECKS` of those.
 
     Why log-odds: p was overconfident on HWU64's stream by about the same factor in log-odds across its range
     (0.72 meant about 0.68; 0.99 about 0.97), where a ratio of error rates measured on the escalated band (1.0-1.5)
@@ -67,9 +79,19 @@ def stream_sharpness(p: np.ndarray, right: np.ndarray) -> float | None:
     within two standard errors of the labelled verdicts' hit rate) flipped on noise and switched the stream
     threshold off and on (off from item 1,000 to 2,250 of the HWU64 stream: the fit's own threshold escalated
     52-56% per window, 37-44% after)."""
+    p, right = np.asarray(p, dtype=np.float64), np.asarray(right, dtype=np.float64)
+    where = p >= MIN_THRESHOLD
+    p, right = p[where][-STREAM_SHARPNESS_CHECKS:], right[where][-STREAM_SHARPNESS_CHECKS:]
     if len(p) < MIN_STREAM_CHECKS:
         return None
     z = _log_odds(p)[None, :] * SHARPNESS_GRID[:, None]
-    right = np.asarray(right, dtype=np.float64)[None, :]
+    right = right[None, :]
     log_likelihood = (right * z - np.logaddexp(0.0, z)).sum(axis=1)
-    return float(SHARPNESS_GRID[int(np.argmax(log_likelihood))])
+    best = int(np.argmax(log_likelihood))
+    if SHARPNESS_GRID[best] <= 1.0:
+        return float(SHARPNESS_GRID[best])
+    # Surer than p only as far as the labelled verdicts show beyond one standard error (the low end of the
+    # likelihood interval, a drop of 1/2 in log-likelihood): they are the escalated ones, below the threshold, and
+    # how sure the answered top should be is extrapolated from them.
+    lowest = int(np.nonzero(log_likelihood >= log_likelihood[best] - SHARPNESS_LIKELIHOOD_DROP)[0][0])
+    return max(1.0, float(SHARPNESS_GRID[lowest]))

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""The stream threshold rule replayed on recorded stream runs (tools/learning_curve.py's items.jsonl): what the
+last third would have escalated, and at what answered agreement, had the threshold been the current rule's
+(`judge.stream`) or the rule before 6 Dec (sharpness at most 1, fitted on every labelled verdict of the window).
+
+    .venv/bin/python tools/stream_rule_replay.py tools/results/stream_after/*/
+
+Every 25 items from the 200th (as `STREAM_RESTATE_EVERY` restates it) the rule runs on the evidence the server
+held then: the last `--window` in-scope verdicts (p; whether the best label was right for the escalated ones,
+which the protocol taught) and the escalated verdicts' checks. A last-third item counts as answered when its
+recorded p is at or above the threshold of that moment (before the first threshold: as recorded).
+
+Not counterfactual: a lower threshold would also have taught fewer texts, so later verdicts would differ (an
+offline replay through the server's LiveProfile, tools/encoder_tuning_study.py --arms frozen, measures that). It
+ranks rules on the evidence of real runs in seconds, and ranked them as the full replays did on seed 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from mcp_latent.judge.stream import _log_odds, stream_sharpness, stream_threshold  # noqa: E402
+from mcp_latent.judge.stream_rule import MIN_SHARPNESS, MIN_STREAM_CHECKS, STREAM_RESTATE_EVERY  # noqa: E402
+
+TARGET = 0.975  # tools/learning_curve.py's profile target
+OLD_GRID = np.linspace(MIN_SHARPNESS / 2, 1.0, 76)
+
+
+def sharpness_before(p: np.ndarray, right: np.ndarray) -> float | None:
+    """The rule before 6 Dec: at most 1, fitted on every check of the window."""
+    if len(p) < MIN_STREAM_CHECKS:
+        return None
+    z = _log_odds(p)[None, :] * OLD_GRID[:, None]
+    return float(OLD_GRID[int(np.argmax((right[None, :] * z - np.logaddexp(0.0, z)).sum(axis=1)))])
+
+
+def replay(items: list[dict], sharpness, window: int) -> tuple[float, float]:
+    """(escalated share, answered agreement) of the last third under the rule with this sharpness function."""
+    p = np.array([i["p"] for i in items])
+    escalated = np.array([i["label"] is None for i in items])
+    out = np.array([i["reason"] == "out_of_scope" for i in items])
+    right = np.array([i["best"] == i["gold"] for i in items], dtype=np.float64)
+    threshold, at = None, np.full(len(items), np.nan)
+    for k in range(len(items)):
+        if k >= 200 and k % STREAM_RESTATE_EVERY == 0:
+            recent = np.arange(max(0, k - 4 * window), k)[~out[max(0, k - 4 * window) : k]][-window:]
+            checks = np.nonzero(escalated[:k] & ~out[:k])[0][-window:]
+            s = sharpness(p[checks], right[checks])
+            known = np.where(escalated[recent], right[recent], np.nan)
+            threshold = stream_threshold(p[recent], TARGET, known, s) if s and s >= MIN_SHARPNESS else None
+        at[k] = np.nan if threshold is None else threshold
+    last = slice(2 * len(items) // 3, len(items))
+    answered = np.where(
+        np.isnan(at[last]), ~escalated[last], (p[last] >= np.nan_to_num(at[last], nan=2.0)) & ~out[last]
+    )
+    return 1.0 - float(answered.mean()), float(right[last][answered].mean())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="folders with a learning_curve.py items.jsonl")
+    parser.add_argument("--window", type=int, default=1000, help="MCP_LATENT_STREAM_CALIBRATION_WINDOW")
+    args = parser.parse_args()
+    print("| run | recorded | rule before 6 Dec | rule now |")
+    print("| --- | ---: | ---: | ---: |")
+    for folder in args.runs:
+        path = Path(folder) / "items.jsonl"
+        if not path.is_file():
+            print(f"{folder}: no items.jsonl, skipped", file=sys.stderr)
+            continue
+        items = [json.loads(line) for line in path.read_text().splitlines()]
+        last = items[2 * len(items) // 3 :]
+        answered = [i for i in last if i["label"] is not None]
+        recorded = (1 - len(answered) / len(last), np.mean([i["label"] == i["gold"] for i in answered]))
+        cells = [recorded, replay(items, sharpness_before, args.window), replay(items, stream_sharpness, args.window)]
+        print(f"| {Path(folder).name} | " + " | ".join(f"{e:.1%} at {a:.1%}" for e, a in cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
