@@ -113,6 +113,9 @@ def merge(
             label = item.get(profile)
             if label is None and off_topic_label is not None:
                 label = off_topic_label
+            if label is None and profile not in item:  # labelled for other profiles only (a minimal pair of one)
+                counts["not labelled for this profile"] += 1
+                continue
             if label not in labels:
                 raise SystemExit(f"item {item.get('id')}: {profile} label {label!r} is not one of {sorted(labels)}")
             if inline_second:
