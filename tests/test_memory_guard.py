@@ -126,21 +126,3 @@ def test_the_budgeted_memory_survives_storage():
     loaded = Memory.from_arrays(stored, 0.9)
     assert loaded is not None and loaded.budgeted and loaded.radius == budgeted_memory_of(close).radius
     assert not Memory.from_arrays(memory_of(close).to_arrays(), 0.9).budgeted
-
-
-def test_a_neighbour_read_further_apart_than_same_label_neighbours_ever_are_vetoes_its_label():
-    # budgeted evidence: 12 same-label close pairs read at most 1.0 apart but one (3.0), 20 minimal pairs 0.5-6.2
-    same = [(0.9, True, 0.1 * i) for i in range(11)] + [(0.9, True, 3.0)]
-    minimal = [(0.9, False, 0.5 + 0.3 * i) for i in range(20)]
-    memory = budgeted_memory_of(same + minimal)
-    # at most 1 - target of the same-label pairs lie past it (here 1 of 12: the one at 3.0), never inside the limit
-    assert memory.veto_limit == pytest.approx(1.0) and memory.veto_limit >= memory.shift_limit
-    assert memory_of(same + minimal).veto_limit is None  # unbudgeted: no veto (the old behaviour)
-    assert budgeted_memory_of(same[:5] + minimal).veto_limit is None  # too few same-label pairs to measure it
-    ids, sims = np.array([[0], [0], [0], [0], [0]]), np.array([[0.95], [0.95], [0.95], [0.80], [1.0]])
-    shifts = {0: 4.0, 1: 0.5, 2: 4.0, 3: 4.0, 4: 4.0}
-    leaning = np.array([True, True, False, True, True])
-    vetoed = memory.vetoes(ids, sims, lambda q, row: shifts[q], leaning, np.full(5, -1))
-    # read apart and answered with the neighbour's label: vetoed; read alike, another label, too far, identical: not
-    assert vetoed.tolist() == [True, False, False, False, False]
-    assert not memory.vetoes(ids, sims, lambda q, row: shifts[q], leaning, np.zeros(5, dtype=np.int64)).any()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What a profile's memory is fitted from: its close exemplar pairs (at least SHIFT_BAND similar), which of them
 are minimal pairs (different labels), how far the profile's own model reads each pair apart (the guard's shift),
-and the radius and limit fitted on them (`mcp_latent/judge/memory.py`).
+and the radius and limit fitted on them (`mcp_latent/judge/memory.py`); the file's `pair_examples` count.
 
     .venv/bin/python tools/memory_pairs.py risk roi [--profiles-dir profiles] [--show 40] [--cache DIR]
 
@@ -54,7 +54,7 @@ def main() -> None:
             print(
                 f"close pairs {unordered} (minimal pairs {int((~same).sum()) // 2}); ordered: {len(close)}, "
                 f"minimal {int((~same).sum())}; radius {memory.radius:.3f}, limit {memory.shift_limit:.2f}, "
-                f"accuracy {memory.accuracy:.3f}"
+                f"accuracy {memory.accuracy:.3f}, budgeted {memory.budgeted}"
             )
             shift = close[:, 2]
             print(

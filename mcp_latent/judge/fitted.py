@@ -20,7 +20,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mcp_latent.atomic_files import replacing
-from mcp_latent.judge.decision import LOW_CONFIDENCE, OUT_OF_SCOPE, Decisions, best_answer, decide
+from mcp_latent.judge.decision import OUT_OF_SCOPE, Decisions, best_answer, decide
 from mcp_latent.judge.ensemble import KNN_K, ensemble_logits, exact_neighbours, fit_head, knn_votes, softmax
 from mcp_latent.judge.grouping import spec_groups
 from mcp_latent.judge.memory import Evidence, Memory
@@ -397,12 +397,9 @@ class FittedProfile:
 
         recalled = memory.recall(ids, sims, shift)
         rows = np.nonzero(recalled >= 0)[0]
-        # an answer with its near neighbour's label that the model reads far apart from it (a minimal pair) escalates
-        vetoed = memory.vetoes(ids, sims, shift, decisions.answered & (self.y[ids[:, 0]] == decisions.best), recalled)
-        if not len(rows) and not vetoed.any():
+        if not len(rows):
             return decisions
         best, p, reason = decisions.best.copy(), decisions.p.copy(), decisions.reason.copy()
-        reason[vetoed] = LOW_CONFIDENCE
         labels = self.y[recalled[rows]]
         abstained = np.zeros(len(rows), dtype=bool) if self.abstain is None else self.abstain[labels]
         reason[rows] = np.where(abstained, OUT_OF_SCOPE, None)

@@ -71,9 +71,6 @@ class Memory:
     # Fitted with the file's minimal pairs (`pair_examples`): the close pairs are mostly minimal pairs because
     # the writer wrote them so, and the share of them that passes, not the agreement of all that pass, bounds it.
     budgeted: bool = False
-    # Budgeted only: a text read further than this from its nearest exemplar within the radius is not answered with
-    # that exemplar's label (`vetoes`); None: no veto.
-    veto_limit: float | None = None
 
     @property
     def guarded(self) -> bool:
@@ -164,7 +161,6 @@ class Memory:
             minimal_pair=minimal_pair,
             accuracy=max(accuracy, target),
             shift_limit=limit,
-            veto_limit=_veto_limit(shift[same & (sims >= radius)], limit, target) if budget else None,
         )
 
     def with_rows(
@@ -215,18 +211,6 @@ class Memory:
             out[q] = row
         return out
 
-    def vetoes(self, ids: np.ndarray, sims: np.ndarray, shift, leaning: np.ndarray, recalled: np.ndarray) -> np.ndarray:
-        """Per query, whether its answer is vetoed: `leaning` (it is answered with its nearest exemplar's label),
-        not a copy (`recalled` -1), that exemplar within the radius, and the guard's `shift` from it past the veto
-        limit: the model reads it as the minimal pair of its neighbour, whose label the kNN expert and a head that
-        has learnt it push towards."""
-        out = np.zeros(len(ids), dtype=bool)
-        if self.veto_limit is None or shift is None or not ids.shape[1]:
-            return out
-        for q in np.nonzero(leaning & (recalled < 0) & (sims[:, 0] >= self.radius) & (sims[:, 0] < IDENTICAL))[0]:
-            out[q] = shift(q, int(ids[q, 0])) > self.veto_limit
-        return out
-
     # --- storage beside the fit ----------------------------------------------------------------------------------
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -249,17 +233,6 @@ class Memory:
         close = data["memory_close"] if "memory_close" in data else None
         budgeted = bool(data["memory_budgeted"]) if "memory_budgeted" in data else False
         return cls(pair_sim, same.astype(bool), float(minimal), target, close, budgeted=budgeted).retarget(target)
-
-
-def _veto_limit(same_shifts: np.ndarray, limit: float, target: float) -> float | None:
-    """The shift past which a text is no copy of its neighbour but its minimal pair: the smallest at which at most
-    1 - target of the profile's same-label close pairs (within the radius) lie further apart, never inside the
-    guard's limit. None with fewer than MIN_PAIRS such pairs (how far same-label neighbours read is not measured)."""
-    if len(same_shifts) < MIN_PAIRS:
-        return None
-    spread = np.sort(same_shifts)[::-1]
-    beyond = int(np.floor((1.0 - target) * len(spread) + 1e-9))
-    return max(limit, float(spread[beyond]))
 
 
 def _limit(shift: np.ndarray, same: np.ndarray, target: float) -> float:
