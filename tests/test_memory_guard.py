@@ -91,3 +91,38 @@ def test_a_taught_minimal_pair_raises_the_radius_only_when_the_guard_reads_it_al
     assert apart.radius == memory.radius  # the guard tells them apart: no copy either way, the radius holds
     alike = memory.with_rows(vectors, y, new, np.array([1]), lambda q, e: np.full(len(q), -1.0))
     assert alike.radius > closest  # read alike: the radius rises above the new minimal pair at once
+
+
+def budgeted_memory_of(close: list[tuple[float, bool, float]], target: float = 0.9) -> Memory:
+    """`memory_of` fitted with the file's minimal pairs (`pair_examples`) among its evidence."""
+    pairs = np.array([[s, same, shift] for s, same, shift in close], dtype=np.float64)
+    sims = pairs[:, 0].astype(np.float32)
+    return Memory(sims, pairs[:, 1].astype(bool), -1.0, target, pairs, budgeted=True).retarget(target)
+
+
+def test_with_written_minimal_pairs_the_share_the_limit_lets_through_does_not_hold_the_radius_up():
+    # 4 paraphrase-like pairs, 20 minimal pairs (written so: far more than paraphrases), 2 of which (the 1 - target
+    # the limit allows) the guard reads alike, at 0.92 and 0.91
+    close = [(0.86 + i * 0.02, True, 0.2) for i in range(4)] + [(0.92, False, 0.1), (0.91, False, 0.15)]
+    close += [(0.88 + i * 0.004, False, 4.0 + i) for i in range(2 * MIN_PAIRS - 2)]
+    unbudgeted, budgeted = memory_of(close), budgeted_memory_of(close)
+    assert unbudgeted.shift_limit == budgeted.shift_limit == pytest.approx(0.2)
+    # the old rule: above every minimal pair that passes and where the passing pairs agree (4 of 6 never do)
+    assert unbudgeted.radius >= 0.93
+    # budgeted: 2 of 20 minimal pairs answered as copies is the target's share; the radius goes down to the band
+    assert budgeted.radius == pytest.approx(SHIFT_BAND)
+    passing_minimal = [c for c in close if not c[1] and c[2] <= budgeted.shift_limit and c[0] >= budgeted.radius]
+    assert len(passing_minimal) <= 0.1 * 20
+    # past the share (the limit cannot go below 0): the radius clears the excess, the closest ones stay
+    alike = [(0.95 - i * 0.01, False, -0.5) for i in range(5)]
+    crowded = budgeted_memory_of(close[:4] + alike + [(0.88, False, 5.0 + i) for i in range(15)])
+    assert crowded.shift_limit == 0.0
+    assert 0.93 < crowded.radius <= 0.94 + 1e-6  # 2 of the 20 (0.95, 0.94) pass: the share, no more
+
+
+def test_the_budgeted_memory_survives_storage():
+    close = [(0.86 + i * 0.02, True, 0.2) for i in range(4)] + [(0.88 + i * 0.004, False, 4.0) for i in range(12)]
+    stored = budgeted_memory_of(close).to_arrays()
+    loaded = Memory.from_arrays(stored, 0.9)
+    assert loaded is not None and loaded.budgeted and loaded.radius == budgeted_memory_of(close).radius
+    assert not Memory.from_arrays(memory_of(close).to_arrays(), 0.9).budgeted

@@ -94,6 +94,24 @@ def test_unknown_label_is_refused_before_anything_is_written(profiles_dir: Path,
     assert (profiles_dir / "risk.toml").read_text(encoding="utf-8") == before
 
 
+def test_an_item_labelled_for_one_profile_only_is_skipped_by_the_others(profiles_dir: Path, tmp_path: Path) -> None:
+    # minimal pairs are written for one profile (tools/data/exemplars/minimal_pairs.jsonl): no other label at all
+    pair = [
+        {"id": "mp-1a", "text": "Drop the old table after a snapshot and two weeks renamed", "risk": "low"},
+        {"id": "mp-1b", "text": "Drop the old table today without a snapshot", "risk": "high"},
+    ]
+    joint = write_jsonl(tmp_path / "pairs.jsonl", pair)
+    roi = (profiles_dir / "roi.toml").read_text(encoding="utf-8")
+    report = merge_exemplars.merge(merge_exemplars.read_jsonl(joint), None, profiles_dir, dry_run=False)
+    assert report["roi"]["not labelled for this profile"] == 2 and report["risk"]["added to high"] == 1
+    assert "Drop the old table today without a snapshot" in examples(profiles_dir, "risk", "high")
+    assert (profiles_dir / "roi.toml").read_text(encoding="utf-8") == roi
+    # a null label given explicitly is still a mistake to report, not an item to skip
+    write_jsonl(joint, [dict(pair[0], roi=None)])
+    with pytest.raises(SystemExit, match="roi label None"):
+        merge_exemplars.merge(merge_exemplars.read_jsonl(joint), None, profiles_dir, dry_run=True)
+
+
 def test_profiles_option_merges_into_the_named_profiles_only(profiles_dir: Path, tmp_path: Path) -> None:
     joint = write_jsonl(tmp_path / "joint.jsonl", JOINT)
     category = (profiles_dir / "category.toml").read_text(encoding="utf-8")

@@ -4,6 +4,7 @@
     .venv/bin/python tools/merge_exemplars.py tools/data/exemplars/joint.jsonl --dry-run
     .venv/bin/python tools/merge_exemplars.py tools/data/exemplars/joint.jsonl --second-judge judge2.jsonl
     .venv/bin/python tools/merge_exemplars.py joint2.jsonl --second-judge joint2_judge2.jsonl --drop-disagreed
+    .venv/bin/python tools/merge_exemplars.py tools/data/exemplars/minimal_pairs.jsonl --pairs --profiles risk roi
     .venv/bin/python tools/merge_exemplars.py tools/data/realistic/train.jsonl --inline-second-judge \
         --group-field source --off-topic-label off_topic --off-topic-file tools/data/exemplars/off_topic_work.txt
 
@@ -100,6 +101,7 @@ def merge(
     inline_second: bool = False,
     group_field: str | None = None,
     off_topic_label: str | None = None,
+    as_pairs: bool = False,
 ) -> dict[str, Counter]:
     by_id, by_text = second_judge_index(second) if second is not None else ({}, {})
     report: dict[str, Counter] = {}
@@ -107,12 +109,15 @@ def merge(
         path = profiles_dir / f"{profile}.toml"
         spec = read_profile_file(path)
         labels = {label.name: label for label in spec.labels}
-        present = {normalise(e) for label in spec.labels for e in label.examples}
+        present = {normalise(e) for label in spec.labels for e in label.examples + label.pair_examples}
         counts: Counter = Counter()
         for item in joint:
             label = item.get(profile)
             if label is None and off_topic_label is not None:
                 label = off_topic_label
+            if label is None and profile not in item:  # labelled for other profiles only (a minimal pair of one)
+                counts["not labelled for this profile"] += 1
+                continue
             if label not in labels:
                 raise SystemExit(f"item {item.get('id')}: {profile} label {label!r} is not one of {sorted(labels)}")
             if inline_second:
@@ -139,7 +144,9 @@ def merge(
             target = labels[label]
             # The off-topic label stays in the order of its source file (it is that file, line for line).
             group = str(item.get(group_field) or "") if group_field and label != off_topic_label else ""
-            if group:  # grouped exemplars first: `groups` covers a prefix of `examples`
+            if as_pairs:  # the memory's evidence only (`pair_examples`), never the head's
+                target.pair_examples.append(item["text"].strip())
+            elif group:  # grouped exemplars first: `groups` covers a prefix of `examples`
                 at = len(target.groups)
                 target.examples.insert(at, item["text"].strip())
                 target.groups.insert(at, group)
@@ -210,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-field", help="record this field of each item (its writer or source) as its group")
     parser.add_argument("--off-topic-label", help="abstain label for items both judges left null on a profile")
     parser.add_argument("--off-topic-file", type=Path, help="also append such items to this file (one per line)")
+    parser.add_argument(
+        "--pairs",
+        action="store_true",
+        help="add the items to the labels' `pair_examples` (minimal pairs: the memory's evidence, not exemplars)",
+    )
     args = parser.parse_args(argv)
     if args.drop_disagreed and not args.second_judge:
         parser.error("--drop-disagreed needs --second-judge")
@@ -227,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         args.inline_second_judge,
         args.group_field,
         args.off_topic_label,
+        args.pairs,
     )
     if args.off_topic_file:
         print(f"{args.off_topic_file}: added {append_off_topic(joint, args.off_topic_file, args.dry_run)}")

@@ -23,7 +23,7 @@ from mcp_latent.atomic_files import replacing
 from mcp_latent.judge.decision import OUT_OF_SCOPE, Decisions, best_answer, decide
 from mcp_latent.judge.ensemble import KNN_K, ensemble_logits, exact_neighbours, fit_head, knn_votes, softmax
 from mcp_latent.judge.grouping import spec_groups
-from mcp_latent.judge.memory import Memory
+from mcp_latent.judge.memory import Evidence, Memory
 from mcp_latent.judge.memory_evidence import Head, PairReader
 from mcp_latent.judge.scope_gate import ScopeGate, gated
 from mcp_latent.judge.selection import Calibration, fit_calibration
@@ -198,9 +198,11 @@ class FittedProfile:
         y: np.ndarray,
         reuse_calibration: Calibration | None = None,
         warm_start: FittedProfile | None = None,
+        evidence: Evidence | None = None,
     ) -> FittedProfile:
         """Cross-validate and fit; with `reuse_calibration`, fit only the head (seconds, not minutes for a large
-        profile; warm-started from `warm_start`'s head when given) and mark the result provisional."""
+        profile; warm-started from `warm_start`'s head when given) and mark the result provisional. `evidence`:
+        the file's `pair_examples` (vectors, texts, label ids), which only the memory is fitted on."""
         n_labels = len(spec.labels)
         # Fitting is hundreds of small BLAS calls: with one BLAS thread a 950-exemplar, 6-label fit took 11 s
         # instead of 130 s on a busy 2-core machine, where idle BLAS workers spin waiting for a core.
@@ -221,7 +223,7 @@ class FittedProfile:
         else:
             vectors32, labels = np.asarray(vectors, dtype=np.float32), np.asarray(y)
             head = _head(calibration, weights, bias, words)
-            memory = Memory.fit(vectors32, labels, spec.target_accuracy, head, texts)
+            memory = Memory.fit(vectors32, labels, spec.target_accuracy, head, texts, evidence)
         gate = None
         if reuse_calibration is not None and warm_start is not None and warm_start.gate is not None:
             gate = warm_start.gate  # a head-only refit keeps the gate (the next full fit refits it)

@@ -41,6 +41,9 @@ from mcp_latent.judge.memory_evidence import (
     fold_shifts,
 )
 
+# The memory's evidence beside the exemplars: (vectors, texts, label ids) of a profile file's `pair_examples`.
+Evidence = tuple[np.ndarray, list[str], np.ndarray]
+
 # Without the guard's evidence the radius never goes below this: a profile with few or clean exemplars measures
 # perfect agreement far down, where a paraphrase with another outcome already sits (MiniLM: 0.85-0.95).
 MIN_RADIUS = 0.9
@@ -65,15 +68,34 @@ class Memory:
     radius: float = 1.0
     accuracy: float = 1.0  # agreement of the exemplar pairs within the radius (and guard): the p of a memory answer
     shift_limit: float | None = None  # the guard's limit (None: unguarded)
+    # Fitted with the file's minimal pairs (`pair_examples`): the close pairs are mostly minimal pairs because
+    # the writer wrote them so, and the share of them that passes, not the agreement of all that pass, bounds it.
+    budgeted: bool = False
 
     @property
     def guarded(self) -> bool:
         return self.close is not None
 
     @classmethod
-    def fit(cls, vectors: np.ndarray, y: np.ndarray, target: float, head: Head | None = None, texts=None) -> Memory:
+    def fit(
+        cls,
+        vectors: np.ndarray,
+        y: np.ndarray,
+        target: float,
+        head: Head | None = None,
+        texts=None,
+        evidence: Evidence | None = None,
+    ) -> Memory:
         """Compare every exemplar with every other (blocked: O(n^2 d), about a second for 10,000) and fit; with the
-        profile's `head` (and the exemplars' `texts` when it reads words) the guard too."""
+        profile's `head` (and the exemplars' `texts` when it reads words) the guard too. `evidence` (vectors, texts,
+        label ids: the profile file's `pair_examples`) joins the exemplars as evidence for the guard and radius
+        only; nothing is ever answered from it."""
+        budgeted = evidence is not None and head is not None and len(evidence[2]) > 0
+        if budgeted:
+            assert evidence is not None
+            vectors = np.concatenate([vectors, np.asarray(evidence[0], dtype=vectors.dtype)])
+            y = np.concatenate([y, np.asarray(evidence[2], dtype=y.dtype)])
+            texts = None if texts is None else list(texts) + list(evidence[1])
         nearest, nearest_sim, pairs, minimal_pair = close_pairs(vectors, y)
         same = y[nearest] == y
         if head is None or len(y) < 2:
@@ -81,7 +103,7 @@ class Memory:
         shift = fold_shifts(vectors, y, head, None if texts is None else list(texts), pairs)
         i, k = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
         close = np.stack([pairs[:, 2], y[i] == y[k], shift], axis=1)
-        return cls(nearest_sim, same, minimal_pair, target, close).retarget(target)
+        return cls(nearest_sim, same, minimal_pair, target, close, budgeted=budgeted).retarget(target)
 
     def retarget(self, target: float) -> Memory:
         """The radius (and guard) for a target accuracy, from the stored evidence: no comparison is redone."""
@@ -109,15 +131,26 @@ class Memory:
             return replace(self, target=target, radius=IDENTICAL, accuracy=target, shift_limit=0.0)
         limit = _limit(shift, same, target)
         passes = shift <= limit
+        n_minimal = int((~same).sum())
+        passing = np.sort(sims[passes & ~same])[::-1]
         # The closest minimal pair the guard lets through: a copy must be closer than that (kept when a teach
-        # raised it: `with_rows`).
-        passing_pair = float(sims[passes & ~same].max()) if (passes & ~same).any() else -1.0
+        # raised it: `with_rows`). Budgeted, with MIN_PAIRS minimal pairs or more, the 1 - target of them the limit
+        # lets through are the measured cost of memory, not a bound: only those past that share (the limit stops
+        # at 0) hold the radius up.
+        budget = self.budgeted and n_minimal >= MIN_PAIRS
+        allowed = int(np.floor((1.0 - target) * n_minimal + 1e-9)) if budget else 0
+        passing_pair = float(passing[allowed]) if len(passing) > allowed else -1.0
         minimal_pair = max(passing_pair, self.minimal_pair if self.shift_limit is not None else -1.0)
         order = np.argsort(-sims[passes], kind="stable")
         ranked = sims[passes][order]
         agreement = np.cumsum(same[passes][order]) / np.arange(1, len(ranked) + 1)
         meets = np.nonzero(agreement >= target - 1e-12)[0]
         by_accuracy = float(ranked[meets[-1]]) if len(meets) else IDENTICAL
+        if budget:
+            # The agreement of the pairs that pass would count minimal pairs against paraphrases in whatever
+            # proportion the profile's writer wrote them (most close exemplar pairs of risk and roi are minimal
+            # pairs, written so): their share that passes is what the limit and the line above hold to 1 - target.
+            by_accuracy = SHIFT_BAND
         radius = min(IDENTICAL, max(SHIFT_BAND, by_accuracy, minimal_pair + PAIR_MARGIN))
         within = np.nonzero(ranked >= radius)[0]
         accuracy = float(agreement[within[-1]]) if len(within) else target
@@ -188,6 +221,8 @@ class Memory:
         }
         if self.close is not None:
             out["memory_close"] = self.close
+        if self.budgeted:
+            out["memory_budgeted"] = np.array(True)
         return out
 
     @classmethod
@@ -196,7 +231,8 @@ class Memory:
             return None
         pair_sim, same, minimal = data["memory_pair_sim"], data["memory_pair_same"], data["memory_minimal_pair"]
         close = data["memory_close"] if "memory_close" in data else None
-        return cls(pair_sim, same.astype(bool), float(minimal), target, close).retarget(target)
+        budgeted = bool(data["memory_budgeted"]) if "memory_budgeted" in data else False
+        return cls(pair_sim, same.astype(bool), float(minimal), target, close, budgeted=budgeted).retarget(target)
 
 
 def _limit(shift: np.ndarray, same: np.ndarray, target: float) -> float:

@@ -29,6 +29,7 @@ import numpy as np
 from mcp_latent.atomic_files import replacing
 from mcp_latent.embedding.base import Embedder
 from mcp_latent.judge.fitted import FittedProfile
+from mcp_latent.judge.memory import Evidence
 from mcp_latent.judge.selection import FIT_VERSION, Calibration
 from mcp_latent.profiles.registry import Profile
 from mcp_latent.profiles.spec import ProfileSpec
@@ -194,6 +195,13 @@ class ProfileFitter:
         """Embeddings of exemplar texts, from the per-text cache where possible."""
         return ExemplarVectors(self.cache_dir / f"{name}.exemplars.npz").lookup(texts, self.embedder, progress)
 
+    def evidence(self, spec: ProfileSpec) -> Evidence | None:
+        """The profile file's `pair_examples` (vectors, texts, label ids) for the memory's fit, or None."""
+        texts, y = flatten(spec, pairs=True)
+        if not texts:
+            return None
+        return self.vectors(f"{spec.name}.pair-examples", texts), texts, y
+
     def save(
         self, name: str, key: str, fitted: FittedProfile, folder: Path | None = None, taught: bool = False
     ) -> Path | None:
@@ -245,18 +253,20 @@ class ProfileFitter:
         key = self.fit_key(profile)
         fitted = self.load(profile.name, key, profile.spec, texts, profile.path)
         if fitted is None:
-            fitted = FittedProfile.fit(profile.spec, self.vectors(profile.name, texts, progress), texts, y)
+            vectors = self.vectors(profile.name, texts, progress)
+            fitted = FittedProfile.fit(profile.spec, vectors, texts, y, evidence=self.evidence(profile.spec))
             self.save(profile.name, key, fitted)
             log.info("profile %s fitted: %s", profile.name, fitted.calibration)
         return fitted
 
 
-def flatten(spec: Profile | ProfileSpec) -> tuple[list[str], np.ndarray]:
-    """Exemplar texts and their label indexes, in label order."""
+def flatten(spec: Profile | ProfileSpec, pairs: bool = False) -> tuple[list[str], np.ndarray]:
+    """Exemplar texts and their label indexes, in label order (pairs: the `pair_examples` instead)."""
     spec = spec.spec if isinstance(spec, Profile) else spec
     texts: list[str] = []
     y: list[int] = []
     for index, label in enumerate(spec.labels):
-        texts.extend(label.examples)
-        y.extend([index] * len(label.examples))
+        own = label.pair_examples if pairs else label.examples
+        texts.extend(own)
+        y.extend([index] * len(own))
     return texts, np.array(y, dtype=np.int64)

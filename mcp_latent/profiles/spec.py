@@ -63,7 +63,18 @@ class LabelSpec(BaseModel):
         description="the writer or source of each example, in order (optional; held out together when fitting)",
     )
 
-    @field_validator("examples")
+    # Texts of this label that are the memory's evidence only (`judge/memory.py`), never the head's: each the
+    # minimal pair of a text of another label (the same proposal with and without its rollback plan). Exemplars
+    # would do as evidence too, but they move the fitted operating point: 32 such pairs among risk's exemplars
+    # raised its threshold from 0.864 to 0.908 and its first-call coverage of realistic proposals fell 34.9 -> 25.8%.
+    pair_examples: list[str] = Field(
+        default_factory=list,
+        description="minimal-pair texts of this label that only fit how near a copy of a taught text is (the "
+        "memory's radius and guard), never the verdicts' model: the same proposal as a text of another label "
+        "with one decisive fact changed",
+    )
+
+    @field_validator("examples", "pair_examples")
     @classmethod
     def _no_blank_examples(cls, examples: list[str]) -> list[str]:
         cleaned = [e.strip() for e in examples]
@@ -206,6 +217,8 @@ class ProfileSpec(BaseModel):
                 label.pop("abstain", None)
             if not label.get("groups"):
                 label.pop("groups", None)
+            if not label.get("pair_examples"):  # nor files without memory evidence
+                label.pop("pair_examples", None)
         return json.dumps(data, sort_keys=True, separators=(",", ":") if exclude is None else None)
 
     def content_hash(self) -> str:
@@ -255,5 +268,7 @@ def write_profile_file(spec: ProfileSpec, path: Path) -> None:
             label.pop("abstain", None)
         if not label.get("groups"):
             label.pop("groups", None)
+        if not label.get("pair_examples"):
+            label.pop("pair_examples", None)
     with replacing(path) as tmp:
         tmp.write_text(tomli_w.dumps(data), encoding="utf-8")

@@ -473,17 +473,13 @@ class LiveProfile:
     # --- helpers -----------------------------------------------------------------------------------------------
 
     def _fit(
-        self,
-        vectors: np.ndarray,
-        texts: list[str],
-        y: np.ndarray,
-        reuse: Calibration | None,
-        warm_start: FittedProfile | None = None,
+        self, vectors: np.ndarray, texts: list[str], y: np.ndarray, reuse: Calibration | None, warm_start=None
     ) -> FittedProfile:
+        fitter, base = self._fitter, self.base
         if len(texts) == 0:
-            fitted = FittedProfile.empty(self.base, self._fitter.embedder.dim)
+            fitted = FittedProfile.empty(base, fitter.embedder.dim)
         else:
-            fitted = FittedProfile.fit(self.base, vectors, texts, y, reuse, warm_start)
+            fitted = FittedProfile.fit(base, vectors, texts, y, reuse, warm_start, fitter.evidence(base))
         fitted.shipped = len(self._base_texts)  # not yet shared: set before a swap publishes it
         return fitted
 
