@@ -70,6 +70,17 @@ class Counts:
         return Counts(position[self.text[keep]], self.feature[keep], self.count[keep], len(rows))
 
 
+@dataclass(frozen=True)
+class Reading:
+    """Texts read once for every words expert fitted on the same texts: their n-gram counts and tf-idf values under
+    one idf. A profile's words expert and its scope gate's count the same exemplars, so they share the idf (the
+    snapshot makes them share the array: `WordsModel.sharing_idf`) and a verdict reads its text once for both."""
+
+    counts: Counts
+    idf: np.ndarray
+    value: np.ndarray
+
+
 @functools.lru_cache(maxsize=64)
 def featurize_one(text: str) -> Counts:
     """One text's counts, remembered: a verdict names up to a few profiles, and each would count the same n-grams
@@ -119,6 +130,11 @@ class LabelSums:
         return np.bincount(self.label, weights=self.total)
 
     @functools.cached_property
+    def excess_table(self) -> WeightTable:
+        """`excess` by feature (`WeightTable`); built once per instance, on the first text read against it."""
+        return WeightTable.of(self.feature, self.label, self.excess)
+
+    @functools.cached_property
     def keys(self) -> np.ndarray:
         """(feature, label) keys of the entries, sorted (as `of` made them); computed once per instance."""
         return _key(self.feature, self.label)
@@ -139,6 +155,35 @@ class LabelSums:
         rows = np.repeat(np.arange(len(feature)), lengths)
         offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         return rows, np.repeat(start, lengths) + offsets
+
+
+@dataclass(frozen=True)
+class WeightTable:
+    """Per-label weights of stored n-grams, indexed by feature: `slot[feature]` is the feature's row of `rows`, and a
+    feature never stored gets -1, the last row, all zeros. A text's n-grams are then two gathers instead of two binary
+    searches each over every stored entry (a profile has ~10^5), which were half of a verdict's time. Immutable."""
+
+    slot: np.ndarray  # (N_FEATURES,) int32
+    rows: np.ndarray  # (distinct features + 1, largest label + 1) float64
+
+    @classmethod
+    def of(cls, feature: np.ndarray, label: np.ndarray, weight: np.ndarray) -> WeightTable:
+        """From parallel (feature, label, weight) entries, each (feature, label) pair at most once."""
+        distinct, where = np.unique(feature, return_inverse=True)
+        slot = np.full(N_FEATURES, -1, dtype=np.int32)
+        slot[distinct] = np.arange(len(distinct), dtype=np.int32)
+        rows = np.zeros((len(distinct) + 1, int(label.max()) + 1 if len(label) else 0))
+        rows[where, label] = weight
+        return cls(slot, rows)
+
+    def joint(self, counts: Counts, value: np.ndarray, n_labels: int) -> np.ndarray:
+        """(n_texts * n_labels,) the sum over each text's n-grams of value times the weight per label. Summed by
+        `bincount` in n-gram order, as the sparse lookup did (a feature with no weight for a label adds exactly 0.0),
+        so verdicts are the same to the last bit."""
+        width = self.rows.shape[1]
+        contributions = value[:, None] * self.rows[self.slot[counts.feature]]
+        bins = (counts.text * n_labels)[:, None] + np.arange(width)
+        return np.bincount(bins.ravel(), weights=contributions.ravel(), minlength=counts.n_texts * n_labels)
 
 
 class WordsModel:
@@ -187,22 +232,37 @@ class WordsModel:
         )
         return WordsModel(self.idf, self.vocabulary, self.n_labels, self.fitted, taught)
 
-    def log_probs(self, texts: Sequence[str] | Counts) -> np.ndarray:
-        """(n, L) log-probabilities of each label given each text's n-grams (uniform prior: the head has the priors)."""
+    def read(self, texts: Sequence[str] | Counts) -> Reading:
+        """The texts' counts and tf-idf values under this model's idf (one text's counts are remembered)."""
         if isinstance(texts, Counts):
             counts = texts
         else:
             counts = featurize_one(texts[0]) if len(texts) == 1 else featurize(texts)
+        return Reading(counts, self.idf, _tfidf(counts, self.idf))
+
+    def sharing_idf(self, other: WordsModel) -> WordsModel:
+        """This model with `other`'s idf array when the two are equal (fitted on the same texts): a `Reading` made by
+        either then serves both. Itself when they already share it or differ."""
+        if self.idf is other.idf or not np.array_equal(self.idf, other.idf):
+            return self
+        return WordsModel(other.idf, self.vocabulary, self.n_labels, self.fitted, self.taught)
+
+    @functools.cached_property
+    def _taught_table(self) -> WeightTable:
+        return WeightTable.of(self.taught.feature, self.taught.label, self._taught_weight)
+
+    def log_probs(self, texts: Sequence[str] | Counts | Reading) -> np.ndarray:
+        """(n, L) log-probabilities of each label given each text's n-grams (uniform prior: the head has the priors).
+        A `Reading` under this model's idf is used as it is (no second tf-idf of the same text)."""
+        reading = texts if isinstance(texts, Reading) and texts.idf is self.idf else None
+        if reading is None:
+            reading = self.read(texts.counts if isinstance(texts, Reading) else texts)
+        counts, value = reading.counts, reading.value
         n_texts = counts.n_texts
-        value = _tfidf(counts, self.idf)
         joint = np.zeros(n_texts * self.n_labels, dtype=np.float64)
-        for sums, weight in ((self.fitted, self._fitted_weight), (self.taught, self._taught_weight)):
-            rows, entries = sums.lookup(counts.feature)
-            joint += np.bincount(
-                counts.text[rows] * self.n_labels + sums.label[entries],
-                weights=value[rows] * weight[entries],
-                minlength=len(joint),
-            )
+        joint += self.fitted.excess_table.joint(counts, value, self.n_labels)
+        if len(self.taught.feature):  # (no taught entries added exactly 0.0)
+            joint += self._taught_table.joint(counts, value, self.n_labels)
         mass = np.bincount(counts.text, weights=value, minlength=n_texts)
         joint = joint.reshape(n_texts, self.n_labels) - np.outer(mass, self._normaliser)
         joint -= joint.max(axis=1, keepdims=True)
