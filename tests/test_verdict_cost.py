@@ -211,3 +211,17 @@ def test_the_memo_keeps_at_most_its_size_per_snapshot(service):
     for text, vector in zip(texts, service.embedder.embed(texts), strict=True):
         service.verdicts.verdict(snapshot, vector, text)
     assert len(service.verdicts._by_snapshot[snapshot]) == 3
+
+
+@pytest.mark.parametrize(
+    "text",
+    [*TEXTS, "Ünïcödé naïve café — 東京 déjà-vu", "ß straße İstanbul", "emoji 🚀 launch", "a", "", " x  y ", "x" * 300],
+)
+def test_the_remembered_token_features_are_those_of_every_n_gram(text):
+    """`featurize` hashes a token's character n-grams once and remembers them: the features are still exactly those
+    of `ngrams`, in order, whatever the script (twice: the second read comes from the memory)."""
+    expected = [words.feature_of(gram) for gram in words.ngrams(text)]
+    for _ in range(2):
+        assert words.text_features(text).tolist() == expected
+    counts = featurize([text, text.upper()])
+    assert counts.n_texts == 2 and int(counts.count.sum()) == len(expected) + len(words.ngrams(text.upper()))

@@ -30,6 +30,10 @@ SMOOTHING = 0.1  # additive smoothing of the per-label n-gram weights (on tf-idf
 CHAR_NGRAMS = (2, 5)  # character n-grams inside each word, the word padded with a space on each side
 _LABEL_BITS = 32  # (feature, label) pairs share one int64 key: 17 + 32 bits
 _LABEL_MASK = (1 << _LABEL_BITS) - 1
+# Whitespace tokens whose character n-gram features are remembered (`_char_features`): a new text's tokens are
+# mostly ones seen before (the exemplars', earlier texts'), and hashing their ~450 n-grams was most of a first verdict.
+# About 250 bytes each.
+TOKEN_CACHE = 16384
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 _SPACES = re.compile(r"\s\s+")
 
@@ -43,14 +47,44 @@ def ngrams(text: str) -> list[str]:
     """Lowercase word unigrams and bigrams, and character 2-5-grams within words (prefixed so a word and a
     character n-gram never share a feature)."""
     text = text.lower()
-    words = _WORD.findall(text)
-    grams = ["w " + w for w in words] + ["w " + a + " " + b for a, b in zip(words, words[1:], strict=False)]
-    low, high = CHAR_NGRAMS
-    for token in _SPACES.sub(" ", text).split():
-        padded = " " + token + " "
-        for n in range(low, min(high, len(padded)) + 1):
-            grams.extend("c " + padded[i : i + n] for i in range(len(padded) - n + 1))
+    grams = _word_grams(_WORD.findall(text))
+    for token in _char_tokens(text):
+        grams.extend(_char_grams(token))
     return grams
+
+
+def _word_grams(words: list[str]) -> list[str]:
+    return ["w " + w for w in words] + ["w " + a + " " + b for a, b in zip(words, words[1:], strict=False)]
+
+
+def _char_tokens(lowered: str) -> list[str]:
+    return _SPACES.sub(" ", lowered).split()
+
+
+def _char_grams(token: str) -> list[str]:
+    """A whitespace token's character n-grams, the token padded with a space on each side."""
+    padded = " " + token + " "
+    low, high = CHAR_NGRAMS
+    grams = []
+    for n in range(low, min(high, len(padded)) + 1):
+        grams.extend("c " + padded[i : i + n] for i in range(len(padded) - n + 1))
+    return grams
+
+
+@functools.lru_cache(maxsize=TOKEN_CACHE)
+def _char_features(token: str) -> np.ndarray:
+    """The features of a token's character n-grams, remembered (read-only: shared by every caller and thread)."""
+    out = np.array([feature_of(g) for g in _char_grams(token)], dtype=np.int64)
+    out.flags.writeable = False
+    return out
+
+
+def text_features(text: str) -> np.ndarray:
+    """The features of every n-gram of `ngrams(text)`, in that order."""
+    lowered = text.lower()
+    parts = [np.array([feature_of(g) for g in _word_grams(_WORD.findall(lowered))], dtype=np.int64)]
+    parts += [_char_features(token) for token in _char_tokens(lowered)]
+    return np.concatenate(parts)
 
 
 @dataclass(frozen=True)
@@ -95,13 +129,10 @@ def feature_of(gram: str) -> int:
 
 def featurize(texts: Sequence[str]) -> Counts:
     """Counts of a batch of texts, ordered by text, then feature."""
-    doc_ids, feature_ids = [], []
-    for i, text in enumerate(texts):
-        hashed = [feature_of(g) for g in ngrams(text)]
-        feature_ids.extend(hashed)
-        doc_ids.extend([i] * len(hashed))
-    keys = np.array(doc_ids, dtype=np.int64) << FEATURE_BITS | np.array(feature_ids, dtype=np.int64)
-    keys, count = np.unique(keys, return_counts=True)
+    hashed = [text_features(text) for text in texts]
+    doc_ids = np.repeat(np.arange(len(texts), dtype=np.int64), [len(h) for h in hashed])
+    feature_ids = np.concatenate(hashed) if hashed else np.zeros(0, dtype=np.int64)
+    keys, count = np.unique(doc_ids << FEATURE_BITS | feature_ids, return_counts=True)
     return Counts(keys >> FEATURE_BITS, keys & (N_FEATURES - 1), count.astype(np.float32), len(texts))
 
 
