@@ -169,11 +169,12 @@ def test_the_gate_shares_the_profiles_idf_array(shipped):
 def test_a_remembered_verdict_is_served_again_and_never_past_a_teach_or_refit(service):
     """The memo is per snapshot: a teach and a refit make new snapshots, so the next verdict is computed afresh (the
     taught label answers from memory at once) and equals the current snapshot's own verdict."""
-    handle = service.handoff("apple banana cherry smoothie for the team", evaluate=["kind"])["handle"]
+    handoff = service.handoff("apple banana cherry smoothie for the team", evaluate=["kind"])
+    handle, hits = handoff["handle"], service.verdicts.hits
     first = service.evaluate(handle=handle, profiles=["kind"])["verdicts"]["kind"]
-    hits = service.verdicts.hits
+    assert first == handoff["verdicts"]["kind"] and service.verdicts.hits == hits + 1  # the handoff's own verdict
     again = service.evaluate(handle=handle, profiles=["kind"])["verdicts"]["kind"]
-    assert again == first and service.verdicts.hits == hits + 1
+    assert again == first and service.verdicts.hits == hits + 2
     other = "tools" if first.get("label") == "fruit" else "fruit"
     service.teach(profile="kind", label=other, handle=handle)
     taught = service.evaluate(handle=handle, profiles=["kind"])["verdicts"]["kind"]
