@@ -175,12 +175,8 @@ class FittedProfile:
         self.shipped = shipped
         self.memory_compared_at_load = False  # `load` compared a stored fit's exemplars (the cache may keep that)
         # The scope gate (`scope_gate`; None: the profile has none): abstains on texts it calls out of scope.
-        self.gate = gate if self.abstain is not None and spec.scope_gate is not None else None
-        if self.gate is not None and self.gate.words is not None and self.words is not None:
-            # fitted on the same exemplars, the gate's words expert shares the idf: one reading of a text serves both
-            shared = self.gate.words.sharing_idf(self.words)
-            if shared is not self.gate.words:
-                self.gate = replace(self.gate, words=shared)
+        gate = gate if self.abstain is not None and spec.scope_gate is not None else None
+        self.gate = None if gate is None else gate.sharing_idf(self.words)  # one reading of a text serves both
 
     @property
     def vectors(self) -> np.ndarray:
@@ -336,8 +332,7 @@ class FittedProfile:
         words: np.ndarray | None = None,
     ) -> np.ndarray:
         """Calibrated per-label probabilities for a batch of vectors (neighbours: exact search when not given;
-        texts: theirs, for the words expert; None judges from the vectors alone; words: the words expert's
-        log-probabilities of those texts when the caller has read them already)."""
+        texts: theirs, for the words expert, None judges from the vectors alone; words: its reading, if done)."""
         calibration = self._calibration(texts)
         logits = vectors @ self.weights + self.bias
         votes = None
@@ -366,8 +361,7 @@ class FittedProfile:
         # (the nearest few): fetch just as many as needed.
         wanted = max(neighbours, KNN_K if calibration.knn_weight or self.gate else 1, MEMORY_TIES if self.memory else 1)
         ids, sims = self.neighbours(vectors, wanted)
-        # Each text is read once (n-gram counts, tf-idf) for the words expert, the scope gate's and the memory's guard;
-        # the words expert's log-probabilities serve the ensemble and the guard.
+        # One reading of each text (counts, tf-idf) serves the words expert, the gate's words and the memory's guard.
         reading = self.words.read(texts) if texts is not None and self.words is not None else None
         words = self.words.log_probs(reading) if reading is not None and calibration.words_weight else None
         probs = self.probabilities(vectors, (ids[:, :KNN_K], sims[:, :KNN_K]), texts, words)

@@ -128,6 +128,14 @@ class ScopeGate:
         logits = ensemble_logits(head, votes, GATE_KNN_WEIGHT)
         return softmax(logits / self.temperature_no_text)[:, IN_SCOPE], self.threshold_no_text
 
+    def sharing_idf(self, words: WordsModel | None) -> ScopeGate:
+        """This gate with its words expert sharing the profile's idf array (`WordsModel.sharing_idf`: both are fitted
+        on the profile's exemplars, so one `Reading` of a text serves both); itself when they share it or differ."""
+        if self.words is None or words is None:
+            return self
+        shared = self.words.sharing_idf(words)
+        return self if shared is self.words else replace(self, words=shared)
+
     # --- storage: flat arrays inside the profile's fit file, prefixed "gate_" --------------------------------
 
     def to_arrays(self) -> dict[str, np.ndarray]:
