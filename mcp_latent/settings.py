@@ -193,6 +193,13 @@ class Settings(BaseSettings):
 
     # --- verdicts -----------------------------------------------------------------------------------------------
     detail_neighbours: int = Field(3, ge=0, le=20, description="nearest exemplars listed in a `detail` verdict")
+    verdict_cache_size: int = Field(
+        256,
+        ge=0,
+        description="verdicts each fitted profile snapshot remembers (least recently used go first), so a handle "
+        "judged again by the same profiles (the handoff asked, then each agent given the handle) is not recomputed; "
+        "a teach, refit or threshold change starts a new snapshot with none, so none is ever stale. 0: off",
+    )
     allow_teach_builtin: bool = Field(
         True,
         description="let `teach` add exemplars to shipped profiles, as an overlay in the data dir (shipped files are "

@@ -68,12 +68,10 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 def knn_votes(similarities: np.ndarray, neighbour_labels: np.ndarray, n_labels: int) -> np.ndarray:
     """Similarity-weighted label shares of each row's neighbours: (n, k) similarities/labels -> (n, L)."""
     weights = np.exp((similarities - similarities[:, :1]) / KNN_TAU)  # shifted by the best: no overflow
-    votes = np.zeros((len(similarities), n_labels), dtype=np.float64)
-    np.add.at(
-        votes,
-        (np.repeat(np.arange(len(similarities)), similarities.shape[1]), neighbour_labels.ravel()),
-        weights.ravel(),
-    )
+    n = len(similarities)
+    # bincount adds in the same order as the `np.add.at` this replaced (row by row, neighbour by neighbour), faster
+    bins = (np.arange(n)[:, None] * n_labels + neighbour_labels).ravel()
+    votes = np.bincount(bins, weights=weights.ravel(), minlength=n * n_labels).reshape(n, n_labels)
     return votes / votes.sum(axis=1, keepdims=True)
 
 

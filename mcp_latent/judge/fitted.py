@@ -175,7 +175,8 @@ class FittedProfile:
         self.shipped = shipped
         self.memory_compared_at_load = False  # `load` compared a stored fit's exemplars (the cache may keep that)
         # The scope gate (`scope_gate`; None: the profile has none): abstains on texts it calls out of scope.
-        self.gate = gate if self.abstain is not None and spec.scope_gate is not None else None
+        gate = gate if self.abstain is not None and spec.scope_gate is not None else None
+        self.gate = None if gate is None else gate.sharing_idf(self.words)  # one reading of a text serves both
 
     @property
     def vectors(self) -> np.ndarray:
@@ -330,16 +331,18 @@ class FittedProfile:
         vectors: np.ndarray,
         neighbours: tuple[np.ndarray, np.ndarray] | None = None,
         texts: list[str] | None = None,
+        words: np.ndarray | None = None,
     ) -> np.ndarray:
         """Calibrated per-label probabilities for a batch of vectors (neighbours: exact search when not given;
-        texts: theirs, for the words expert; None judges from the vectors alone)."""
+        texts: theirs, for the words expert, None judges from the vectors alone; words: its reading, if done)."""
         calibration = self._calibration(texts)
         logits = vectors @ self.weights + self.bias
         votes = None
         if calibration.knn_weight:
             ids, sims = neighbours if neighbours is not None else exact_neighbours(vectors, self.vectors, KNN_K)
             votes = knn_votes(sims, self.y[ids], len(self.labels))
-        words = self.words.log_probs(texts) if calibration.words_weight else None
+        if words is None and calibration.words_weight:
+            words = self.words.log_probs(texts)
         logits = ensemble_logits(logits, votes, calibration.knn_weight, words, calibration.words_weight)
         return softmax(logits / calibration.temperature)
 
@@ -360,14 +363,18 @@ class FittedProfile:
         # (the nearest few): fetch just as many as needed.
         wanted = max(neighbours, KNN_K if calibration.knn_weight or self.gate else 1, MEMORY_TIES if self.memory else 1)
         ids, sims = self.neighbours(vectors, wanted)
-        probs = self.probabilities(vectors, (ids[:, :KNN_K], sims[:, :KNN_K]), texts)
+        # One reading of each text (counts, tf-idf) serves the words expert, the gate's words and the memory's guard.
+        reading = self.words.read(texts) if texts is not None and self.words is not None else None
+        words = self.words.log_probs(reading) if reading is not None and calibration.words_weight else None
+        probs = self.probabilities(vectors, (ids[:, :KNN_K], sims[:, :KNN_K]), texts, words)
         nearest = sims[:, 0] if sims.shape[1] else np.full(len(vectors), -1.0)
         threshold, _ = self.threshold(texts is not None)
         decisions = decide(probs, nearest, threshold, calibration.min_similarity, self.abstain)
         if self.gate is not None:
-            decisions = gated(self.gate, decisions, vectors, (ids, sims), ~self.abstain[self.y], texts)
+            read = texts if reading is None else reading
+            decisions = gated(self.gate, decisions, vectors, (ids, sims), ~self.abstain[self.y], read)
         if self.memory is not None:
-            decisions = self._recall(decisions, vectors, probs, ids, sims, texts)
+            decisions = self._recall(decisions, vectors, probs, ids, sims, texts, words)
         return decisions, probs, (ids, sims)
 
     def head(self) -> Head:
@@ -382,6 +389,7 @@ class FittedProfile:
         ids: np.ndarray,
         sims: np.ndarray,
         texts: list[str] | None,
+        words: np.ndarray | None = None,
     ) -> Decisions:
         """Copies of an exemplar (`Memory.recall`: within its radius, and read alike by the profile's model) take
         its label: answered (p: the larger of the ensemble's for that label and the memory's measured agreement),
@@ -393,7 +401,8 @@ class FittedProfile:
             read = PairReader(head, table.vectors, table.texts, table.y)
 
             def shift(q: int, row: int) -> float:
-                return read.query_shift(vectors[q], None if texts is None else texts[q], row)
+                known = None if words is None else words[q : q + 1]  # the query's words, read by `judge`
+                return read.query_shift(vectors[q], None if texts is None else texts[q], row, known)
 
         recalled = memory.recall(ids, sims, shift)
         rows = np.nonzero(recalled >= 0)[0]

@@ -46,11 +46,18 @@ class Head:
     def reads_words(self) -> bool:
         return self.words is not None and bool(self.words_weight)
 
-    def log_probs(self, vectors: np.ndarray, texts: list[str] | None = None) -> np.ndarray:
-        """The ensemble's log-probabilities (head plus weighted words) of new texts, (n, L)."""
+    def log_probs(
+        self, vectors: np.ndarray, texts: list[str] | None = None, first_words: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The ensemble's log-probabilities (head plus weighted words) of new texts, (n, L). first_words: the words
+        expert's (1, L) log-probabilities of the first text when already read (the query of a verdict)."""
         out = log_softmax(np.atleast_2d(vectors) @ self.weights + self.bias).astype(np.float64)
         if self.words is not None and self.words_weight and texts is not None:
-            out = out + self.words_weight * self.words.log_probs(texts)
+            if first_words is None:
+                words = self.words.log_probs(texts)
+            else:  # row by row the same numbers as one read of all the texts
+                words = np.concatenate([first_words, self.words.log_probs(texts[1:])])
+            out = out + self.words_weight * words
         return out
 
 
@@ -138,15 +145,16 @@ class PairReader:
     def _text(self, row: int) -> str | None:
         return self.texts[row] if row < len(self.texts) and self.texts[row] else None
 
-    def query_shift(self, vector: np.ndarray, text: str | None, row: int) -> float:
-        """A query's shift from exemplar `row`'s reading."""
+    def query_shift(self, vector: np.ndarray, text: str | None, row: int, known: np.ndarray | None = None) -> float:
+        """A query's shift from exemplar `row`'s reading (known: the words expert's log-probabilities of the query,
+        when `FittedProfile.judge` has read it already)."""
         row_text = self._text(row)
         if text is not None and row_text is not None and tokens(text) == tokens(row_text):
             return -np.inf
         if self.head.reads_words and (text is None or row_text is None):
             return np.inf
         words = [text, row_text] if self.head.reads_words else None
-        read = self.head.log_probs(np.stack([vector, self.vectors[row]]), words)
+        read = self.head.log_probs(np.stack([vector, self.vectors[row]]), words, known)
         return float(log_odds_shift(read[:1], read[1:], np.array([self.y[row]]))[0])
 
     def shifts(self, queries: np.ndarray, exemplars: np.ndarray) -> np.ndarray:

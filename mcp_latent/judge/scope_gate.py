@@ -33,7 +33,7 @@ from mcp_latent.judge.ensemble import (
     softmax,
 )
 from mcp_latent.judge.grouping import grouped_folds
-from mcp_latent.judge.words import WordsModel, featurize
+from mcp_latent.judge.words import Reading, WordsModel, featurize
 
 GATE_C = 10.0  # the binary head's inverse regularisation
 GATE_KNN_WEIGHT = 0.3  # the kNN vote's weight in the gate's product of experts
@@ -115,10 +115,11 @@ class ScopeGate:
         vectors: np.ndarray,
         neighbour_sims: np.ndarray,
         neighbour_in_scope: np.ndarray,
-        texts: list[str] | None = None,
+        texts: list[str] | Reading | None = None,
     ) -> tuple[np.ndarray, float]:
         """(probability each text is in scope, the threshold it is held to): neighbour_sims/neighbour_in_scope
-        are (n, k) similarities of the profile's nearest exemplars and whether each is an answer label's."""
+        are (n, k) similarities of the profile's nearest exemplars and whether each is an answer label's; texts:
+        theirs, or the profile's `Reading` of them (used as it is when the gate's words share its idf)."""
         head = vectors @ self.weights + self.bias
         votes = knn_votes(neighbour_sims, neighbour_in_scope.astype(np.int64), 2)
         if texts is not None and self.words is not None:
@@ -126,6 +127,14 @@ class ScopeGate:
             return softmax(logits / self.temperature)[:, IN_SCOPE], self.threshold
         logits = ensemble_logits(head, votes, GATE_KNN_WEIGHT)
         return softmax(logits / self.temperature_no_text)[:, IN_SCOPE], self.threshold_no_text
+
+    def sharing_idf(self, words: WordsModel | None) -> ScopeGate:
+        """This gate with its words expert sharing the profile's idf array (`WordsModel.sharing_idf`: both are fitted
+        on the profile's exemplars, so one `Reading` of a text serves both); itself when they share it or differ."""
+        if self.words is None or words is None:
+            return self
+        shared = self.words.sharing_idf(words)
+        return self if shared is self.words else replace(self, words=shared)
 
     # --- storage: flat arrays inside the profile's fit file, prefixed "gate_" --------------------------------
 
@@ -160,7 +169,7 @@ def gated(
     vectors: np.ndarray,
     neighbours: tuple[np.ndarray, np.ndarray],
     exemplar_in_scope: np.ndarray,
-    texts: list[str] | None,
+    texts: list[str] | Reading | None,
 ) -> Decisions:
     """The decisions with every text the gate stops out of scope (`FittedProfile.judge` calls it before memory,
     so a taught copy is still answered as taught). neighbours: (ids, similarities) of the profile's exemplars,

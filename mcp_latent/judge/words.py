@@ -30,6 +30,10 @@ SMOOTHING = 0.1  # additive smoothing of the per-label n-gram weights (on tf-idf
 CHAR_NGRAMS = (2, 5)  # character n-grams inside each word, the word padded with a space on each side
 _LABEL_BITS = 32  # (feature, label) pairs share one int64 key: 17 + 32 bits
 _LABEL_MASK = (1 << _LABEL_BITS) - 1
+# Whitespace tokens whose character n-gram features are remembered (`_char_features`): a new text's tokens are
+# mostly ones seen before (the exemplars', earlier texts'), and hashing their ~450 n-grams was most of a first verdict.
+# About 250 bytes each.
+TOKEN_CACHE = 16384
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 _SPACES = re.compile(r"\s\s+")
 
@@ -43,14 +47,44 @@ def ngrams(text: str) -> list[str]:
     """Lowercase word unigrams and bigrams, and character 2-5-grams within words (prefixed so a word and a
     character n-gram never share a feature)."""
     text = text.lower()
-    words = _WORD.findall(text)
-    grams = ["w " + w for w in words] + ["w " + a + " " + b for a, b in zip(words, words[1:], strict=False)]
-    low, high = CHAR_NGRAMS
-    for token in _SPACES.sub(" ", text).split():
-        padded = " " + token + " "
-        for n in range(low, min(high, len(padded)) + 1):
-            grams.extend("c " + padded[i : i + n] for i in range(len(padded) - n + 1))
+    grams = _word_grams(_WORD.findall(text))
+    for token in _char_tokens(text):
+        grams.extend(_char_grams(token))
     return grams
+
+
+def _word_grams(words: list[str]) -> list[str]:
+    return ["w " + w for w in words] + ["w " + a + " " + b for a, b in zip(words, words[1:], strict=False)]
+
+
+def _char_tokens(lowered: str) -> list[str]:
+    return _SPACES.sub(" ", lowered).split()
+
+
+def _char_grams(token: str) -> list[str]:
+    """A whitespace token's character n-grams, the token padded with a space on each side."""
+    padded = " " + token + " "
+    low, high = CHAR_NGRAMS
+    grams = []
+    for n in range(low, min(high, len(padded)) + 1):
+        grams.extend("c " + padded[i : i + n] for i in range(len(padded) - n + 1))
+    return grams
+
+
+@functools.lru_cache(maxsize=TOKEN_CACHE)
+def _char_features(token: str) -> np.ndarray:
+    """The features of a token's character n-grams, remembered (read-only: shared by every caller and thread)."""
+    out = np.array([feature_of(g) for g in _char_grams(token)], dtype=np.int64)
+    out.flags.writeable = False
+    return out
+
+
+def text_features(text: str) -> np.ndarray:
+    """The features of every n-gram of `ngrams(text)`, in that order."""
+    lowered = text.lower()
+    parts = [np.array([feature_of(g) for g in _word_grams(_WORD.findall(lowered))], dtype=np.int64)]
+    parts += [_char_features(token) for token in _char_tokens(lowered)]
+    return np.concatenate(parts)
 
 
 @dataclass(frozen=True)
@@ -70,6 +104,17 @@ class Counts:
         return Counts(position[self.text[keep]], self.feature[keep], self.count[keep], len(rows))
 
 
+@dataclass(frozen=True)
+class Reading:
+    """Texts read once for every words expert fitted on the same texts: their n-gram counts and tf-idf values under
+    one idf. A profile's words expert and its scope gate's count the same exemplars, so they share the idf (the
+    snapshot makes them share the array: `WordsModel.sharing_idf`) and a verdict reads its text once for both."""
+
+    counts: Counts
+    idf: np.ndarray
+    value: np.ndarray
+
+
 @functools.lru_cache(maxsize=64)
 def featurize_one(text: str) -> Counts:
     """One text's counts, remembered: a verdict names up to a few profiles, and each would count the same n-grams
@@ -84,13 +129,10 @@ def feature_of(gram: str) -> int:
 
 def featurize(texts: Sequence[str]) -> Counts:
     """Counts of a batch of texts, ordered by text, then feature."""
-    doc_ids, feature_ids = [], []
-    for i, text in enumerate(texts):
-        hashed = [feature_of(g) for g in ngrams(text)]
-        feature_ids.extend(hashed)
-        doc_ids.extend([i] * len(hashed))
-    keys = np.array(doc_ids, dtype=np.int64) << FEATURE_BITS | np.array(feature_ids, dtype=np.int64)
-    keys, count = np.unique(keys, return_counts=True)
+    hashed = [text_features(text) for text in texts]
+    doc_ids = np.repeat(np.arange(len(texts), dtype=np.int64), [len(h) for h in hashed])
+    feature_ids = np.concatenate(hashed) if hashed else np.zeros(0, dtype=np.int64)
+    keys, count = np.unique(doc_ids << FEATURE_BITS | feature_ids, return_counts=True)
     return Counts(keys >> FEATURE_BITS, keys & (N_FEATURES - 1), count.astype(np.float32), len(texts))
 
 
@@ -119,6 +161,11 @@ class LabelSums:
         return np.bincount(self.label, weights=self.total)
 
     @functools.cached_property
+    def excess_table(self) -> WeightTable:
+        """`excess` by feature (`WeightTable`); built once per instance (every model a teach derives shares it)."""
+        return WeightTable.of(self.feature, self.label, self.excess)
+
+    @functools.cached_property
     def keys(self) -> np.ndarray:
         """(feature, label) keys of the entries, sorted (as `of` made them); computed once per instance."""
         return _key(self.feature, self.label)
@@ -139,6 +186,35 @@ class LabelSums:
         rows = np.repeat(np.arange(len(feature)), lengths)
         offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         return rows, np.repeat(start, lengths) + offsets
+
+
+@dataclass(frozen=True)
+class WeightTable:
+    """Per-label weights of stored n-grams, indexed by feature: `slot[feature]` is the feature's row of `rows`, and a
+    feature never stored gets -1, the last row, all zeros. A text's n-grams are then two gathers instead of two binary
+    searches each over every stored entry (a profile has ~10^5), which were half of a verdict's time. Immutable."""
+
+    slot: np.ndarray  # (N_FEATURES,) int32
+    rows: np.ndarray  # (distinct features + 1, largest label + 1) float64
+
+    @classmethod
+    def of(cls, feature: np.ndarray, label: np.ndarray, weight: np.ndarray) -> WeightTable:
+        """From parallel (feature, label, weight) entries, each (feature, label) pair at most once."""
+        distinct, where = np.unique(feature, return_inverse=True)
+        slot = np.full(N_FEATURES, -1, dtype=np.int32)
+        slot[distinct] = np.arange(len(distinct), dtype=np.int32)
+        rows = np.zeros((len(distinct) + 1, int(label.max()) + 1 if len(label) else 0))
+        rows[where, label] = weight
+        return cls(slot, rows)
+
+    def joint(self, counts: Counts, value: np.ndarray, n_labels: int) -> np.ndarray:
+        """(n_texts * n_labels,) the sum over each text's n-grams of value times the weight per label. Summed by
+        `bincount` in n-gram order, as the sparse lookup did (a feature with no weight for a label adds exactly 0.0),
+        so verdicts are the same to the last bit."""
+        width = self.rows.shape[1]
+        contributions = value[:, None] * self.rows[self.slot[counts.feature]]
+        bins = (counts.text * n_labels)[:, None] + np.arange(width)
+        return np.bincount(bins.ravel(), weights=contributions.ravel(), minlength=counts.n_texts * n_labels)
 
 
 class WordsModel:
@@ -163,6 +239,12 @@ class WordsModel:
         self._fitted_weight = fitted.excess
         before = fitted.at(taught.feature, taught.label) + SMOOTHING
         self._taught_weight = np.log((before + taught.total) / before)
+        # The lookup tables are built with the model (at fit, load or teach, in its owner's thread), not by the first
+        # verdict read against it (4-7 ms for a shipped profile and its gate).
+        self._fitted_table = fitted.excess_table
+        self._taught_table = (
+            WeightTable.of(taught.feature, taught.label, self._taught_weight) if len(taught.feature) else None
+        )
 
     @classmethod
     def fit(cls, texts: Sequence[str] | Counts, y: np.ndarray, n_labels: int) -> WordsModel:
@@ -187,22 +269,33 @@ class WordsModel:
         )
         return WordsModel(self.idf, self.vocabulary, self.n_labels, self.fitted, taught)
 
-    def log_probs(self, texts: Sequence[str] | Counts) -> np.ndarray:
-        """(n, L) log-probabilities of each label given each text's n-grams (uniform prior: the head has the priors)."""
+    def read(self, texts: Sequence[str] | Counts) -> Reading:
+        """The texts' counts and tf-idf values under this model's idf (one text's counts are remembered)."""
         if isinstance(texts, Counts):
             counts = texts
         else:
             counts = featurize_one(texts[0]) if len(texts) == 1 else featurize(texts)
+        return Reading(counts, self.idf, _tfidf(counts, self.idf))
+
+    def sharing_idf(self, other: WordsModel) -> WordsModel:
+        """This model with `other`'s idf array when the two are equal (fitted on the same texts): a `Reading` made by
+        either then serves both. Itself when they already share it or differ."""
+        if self.idf is other.idf or not np.array_equal(self.idf, other.idf):
+            return self
+        return WordsModel(other.idf, self.vocabulary, self.n_labels, self.fitted, self.taught)
+
+    def log_probs(self, texts: Sequence[str] | Counts | Reading) -> np.ndarray:
+        """(n, L) log-probabilities of each label given each text's n-grams (uniform prior: the head has the priors).
+        A `Reading` under this model's idf is used as it is (no second tf-idf of the same text)."""
+        reading = texts if isinstance(texts, Reading) and texts.idf is self.idf else None
+        if reading is None:
+            reading = self.read(texts.counts if isinstance(texts, Reading) else texts)
+        counts, value = reading.counts, reading.value
         n_texts = counts.n_texts
-        value = _tfidf(counts, self.idf)
         joint = np.zeros(n_texts * self.n_labels, dtype=np.float64)
-        for sums, weight in ((self.fitted, self._fitted_weight), (self.taught, self._taught_weight)):
-            rows, entries = sums.lookup(counts.feature)
-            joint += np.bincount(
-                counts.text[rows] * self.n_labels + sums.label[entries],
-                weights=value[rows] * weight[entries],
-                minlength=len(joint),
-            )
+        joint += self._fitted_table.joint(counts, value, self.n_labels)
+        if self._taught_table is not None:  # (no taught entries added exactly 0.0)
+            joint += self._taught_table.joint(counts, value, self.n_labels)
         mass = np.bincount(counts.text, weights=value, minlength=n_texts)
         joint = joint.reshape(n_texts, self.n_labels) - np.outer(mass, self._normaliser)
         joint -= joint.max(axis=1, keepdims=True)

@@ -13,4 +13,5 @@
 - `usage_stats.py` + `usage_db.py`: answered / escalated / taught counts and call latencies, per minute then per day.
 - `namespaces.py`: namespace listing and export helpers; `handoffs.py`: forget, recent and the search filters.
 - `user_profiles.py`: profiles defined and deleted over MCP (`ProfileEditor`, copy-on-write tables).
-- `teachers.py`: who teaches (the caller of a tool call), counts per teacher, following reverts."""
+- `teachers.py`: who teaches (the caller of a tool call), counts per teacher, following reverts.
+- `verdict_memo.py`: verdicts a fitted snapshot already gave, kept with it (a handle judged again is not recomputed)."""

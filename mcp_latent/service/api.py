@@ -305,8 +305,8 @@ class LatentService(ServiceRuntime):
         self, fitted: dict[str, FittedProfile], vector: np.ndarray, text: str | None, detail: bool
     ) -> dict[str, Verdict]:
         """Every named profile's verdict on one text (its words too, when known: None judges by the vector)."""
-        show = self.settings.detail_neighbours
-        verdicts = {name: profile.verdict(vector, text, detail, show) for name, profile in fitted.items()}
+        show, memo = self.settings.detail_neighbours, self.verdicts  # memo: a snapshot's verdicts, never stale
+        verdicts = {name: memo.verdict(profile, vector, text, detail, show) for name, profile in fitted.items()}
         for name, verdict in verdicts.items():
             self.stats.record(name, "escalated" if verdict.unsure else "answered")
             live = self.live.get(name)

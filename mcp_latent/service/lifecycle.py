@@ -28,6 +28,7 @@ from mcp_latent.service.maintenance import StoreMaintenance
 from mcp_latent.service.teachers import follow_reverts, taught_by_teacher
 from mcp_latent.service.usage_stats import FIELDS, ProfileStats, describe
 from mcp_latent.service.user_profiles import ProfileEditor
+from mcp_latent.service.verdict_memo import VerdictMemo
 from mcp_latent.settings import Settings
 from mcp_latent.store.base import LatentStore, TaughtExemplar
 from mcp_latent.store.factory import open_store
@@ -51,6 +52,7 @@ class ServiceRuntime:
         self.live: dict[str, LiveProfile] = {}
         self.editor = ProfileEditor(self)  # define_profile / delete_profile
         self.stats = ProfileStats.for_settings(self.settings)
+        self.verdicts = VerdictMemo(self.settings.verdict_cache_size)  # verdicts per fitted snapshot, remembered
         self.store: LatentStore | None = None
         self.registry = ProfileRegistry(self.settings.user_profiles_dir, self.settings.builtin_profiles)
         self.started_at = time.monotonic()

@@ -1,0 +1,228 @@
+"""A verdict's cost went down without any verdict changing: the words expert's n-grams are looked up through a
+per-feature table, a text is read once per verdict and profile (the words expert, the scope gate's words and the
+memory's guard share the reading), knn votes are summed by bincount, and a snapshot remembers the verdicts it gave
+(`service/verdict_memo.py`), never past a teach or a refit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mcp_latent.judge import ensemble, fitted, scope_gate, words
+from mcp_latent.judge.memory_evidence import PairReader
+from mcp_latent.judge.words import Counts, Reading, WordsModel, featurize, featurize_one
+
+# Proposals in the shipped profiles' domain, and texts that propose nothing (written for this test).
+TEXTS = [
+    "Proposal: migrate the payment service to the new cluster this weekend, skipping the load test to hit the quarter "
+    "deadline; rollback is manual and takes about two hours.",
+    "Let's add a retry with backoff to the webhook sender so a flaky receiver does not drop events.",
+    "Rename the internal dashboard's 'Misc' tab to 'Other'.",
+    "Drop the audit log table in production to free disk space; we can rebuild it later from backups if needed.",
+    "Hire two more support agents for the EMEA night shift, funded from the unused events budget.",
+    "Raise list prices 8% for new customers next quarter; existing contracts keep their rate until renewal.",
+    "Launch a referral campaign on LinkedIn with a $50 credit for each signed-up team.",
+    "thanks, the deploy finished and all pods are healthy",
+    "what time is the standup tomorrow?",
+    "Turn off two-factor authentication for the admin accounts until the SSO migration is done.",
+    "Upgrade the PostgreSQL minor version during the Sunday maintenance window with a tested restore.",
+    "Move the marketing site to a static host to cut hosting costs by half.",
+]
+
+
+def reference_log_probs(self: WordsModel, texts) -> np.ndarray:
+    """The words expert as it was before: a binary search per n-gram over every stored entry, and every expert
+    weighting the text's n-grams itself (a `Reading` is read again from its counts)."""
+    if isinstance(texts, Reading):
+        texts = texts.counts
+    counts = texts if isinstance(texts, Counts) else featurize(texts)
+    n_texts = counts.n_texts
+    value = words._tfidf(counts, self.idf)
+    joint = np.zeros(n_texts * self.n_labels, dtype=np.float64)
+    for sums, weight in ((self.fitted, self._fitted_weight), (self.taught, self._taught_weight)):
+        rows, entries = sums.lookup(counts.feature)
+        joint += np.bincount(
+            counts.text[rows] * self.n_labels + sums.label[entries],
+            weights=value[rows] * weight[entries],
+            minlength=len(joint),
+        )
+    mass = np.bincount(counts.text, weights=value, minlength=n_texts)
+    joint = joint.reshape(n_texts, self.n_labels) - np.outer(mass, self._normaliser)
+    joint -= joint.max(axis=1, keepdims=True)
+    return joint - np.log(np.exp(joint).sum(axis=1, keepdims=True))
+
+
+def reference_knn_votes(similarities, neighbour_labels, n_labels):
+    weights = np.exp((similarities - similarities[:, :1]) / ensemble.KNN_TAU)
+    votes = np.zeros((len(similarities), n_labels), dtype=np.float64)
+    np.add.at(
+        votes,
+        (np.repeat(np.arange(len(similarities)), similarities.shape[1]), neighbour_labels.ravel()),
+        weights.ravel(),
+    )
+    return votes / votes.sum(axis=1, keepdims=True)
+
+
+def everything(verdict) -> tuple:
+    """Every field of a verdict, floats exact."""
+    return (
+        verdict.label,
+        verdict.p,
+        verdict.unsure,
+        verdict.score,
+        verdict.reason,
+        verdict.nearest,
+        verdict.best,
+        verdict.threshold,
+        verdict.memory,
+        verdict.model,
+        verdict.scope,
+        verdict.candidates,
+        verdict.neighbours,
+        verdict.words,
+    )
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory, warm_profile_cache):
+    """The shipped profiles with the real model (fits from the session's shared cache)."""
+    from mcp_latent.service.api import LatentService
+    from mcp_latent.settings import Settings
+
+    service = LatentService(
+        Settings(data_dir=tmp_path_factory.mktemp("verdict-cost"), profile_cache_dir=warm_profile_cache)
+    )
+    service.start()
+    service.wait_ready()
+    yield service
+    service.close()
+
+
+def judged(service, monkeypatch=None) -> dict:
+    """Verdicts of every shipped profile on TEXTS, near copies of exemplars, with and without words and detail, on
+    the served snapshot and on one that was just taught a few texts (its taught n-grams and memory rows)."""
+    vectors = service.embedder.embed(TEXTS)
+    out = {}
+    for name in ("risk", "roi", "category"):
+        served = service.live[name].fitted(600)
+        picked = [served.texts[i] for i in range(0, served.n, served.n // 6)][:6]
+        extra = picked + [t + " Thanks." for t in picked] + [t.replace(" the ", " a ", 1) for t in picked]
+        texts, vecs = TEXTS + extra, np.concatenate([vectors, service.embedder.embed(extra)])
+        taught = served.with_exemplars(vecs[:4], np.arange(4) % len(served.labels), texts[:4])
+        for tag, snapshot in (("served", served), ("taught", taught)):
+            for i, (text, vector) in enumerate(zip(texts, vecs, strict=True)):
+                out[tag, name, i, "words"] = everything(snapshot.verdict(vector, text))
+                out[tag, name, i, "detail"] = everything(snapshot.verdict(vector, text, True, 3))
+                out[tag, name, i, "vector"] = everything(snapshot.verdict(vector, None))
+            decisions, probs, _ = snapshot.judge(vecs, 0, texts)  # the batch the evaluation harness measures
+            out[tag, name, "batch"] = (decisions.p.tolist(), list(decisions.reason), probs.tolist())
+    return out
+
+
+def test_verdicts_are_bit_for_bit_those_of_the_sparse_lookup_and_separate_reads(shipped, monkeypatch):
+    now = judged(shipped)
+    monkeypatch.setattr(WordsModel, "log_probs", reference_log_probs)
+    monkeypatch.setattr(fitted, "knn_votes", reference_knn_votes)
+    monkeypatch.setattr(scope_gate, "knn_votes", reference_knn_votes)
+    before = judged(shipped)
+    assert now.keys() == before.keys()
+    differ = [key for key in now if now[key] != before[key]]
+    assert not differ, differ[:5]
+    labels = {v[0] for k, v in now.items() if k[-1] != "batch"}
+    assert len(labels) > 4  # the set judges several labels and abstentions, not one answer throughout
+
+
+def test_a_text_is_read_once_per_verdict_and_profile(shipped, monkeypatch):
+    """One tf-idf weighting of the text per verdict serves the words expert, the scope gate's words and the memory's
+    guard (it was three: one each)."""
+    weighed = []
+    original = words._tfidf
+    monkeypatch.setattr(words, "_tfidf", lambda counts, idf: weighed.append(counts) or original(counts, idf))
+    guard_reads = []
+    shift = PairReader.query_shift
+    monkeypatch.setattr(
+        PairReader, "query_shift", lambda self, *a, **k: guard_reads.append(a[1]) or shift(self, *a, **k)
+    )
+    risk = shipped.live["risk"].fitted(600)
+    assert risk.words is not None and risk.gate is not None and risk.gate.words is not None and risk.memory
+    candidates = [t + suffix for t in risk.texts[::97][:30] for suffix in (" Thanks.", " (see above)")]
+    guarded = 0
+    for text, vector in zip(candidates, shipped.embedder.embed(candidates), strict=True):
+        featurize_one.cache_clear()
+        weighed.clear()
+        guard_reads.clear()
+        risk.verdict(vector, text)
+        query = featurize_one(text)
+        assert sum(counts is query for counts in weighed) == 1, text
+        # the guard reads only the exemplar's own text besides (one weighting per exemplar it compares with)
+        assert len(weighed) == 1 + len(guard_reads), text
+        guarded += bool(guard_reads)
+    assert guarded, "no near copy reached the memory's guard: the test checked only the plain path"
+
+
+def test_the_gate_shares_the_profiles_idf_array(shipped):
+    for name in ("risk", "roi", "category"):
+        snapshot = shipped.live[name].fitted(600)
+        assert snapshot.gate.words.idf is snapshot.words.idf
+
+
+def test_a_remembered_verdict_is_served_again_and_never_past_a_teach_or_refit(service):
+    """The memo is per snapshot: a teach and a refit make new snapshots, so the next verdict is computed afresh (the
+    taught label answers from memory at once) and equals the current snapshot's own verdict."""
+    handoff = service.handoff("apple banana cherry smoothie for the team", evaluate=["kind"])
+    handle, hits = handoff["handle"], service.verdicts.hits
+    first = service.evaluate(handle=handle, profiles=["kind"])["verdicts"]["kind"]
+    assert first == handoff["verdicts"]["kind"] and service.verdicts.hits == hits + 1  # the handoff's own verdict
+    again = service.evaluate(handle=handle, profiles=["kind"])["verdicts"]["kind"]
+    assert again == first and service.verdicts.hits == hits + 2
+    other = "tools" if first.get("label") == "fruit" else "fruit"
+    service.teach(profile="kind", label=other, handle=handle)
+    taught = service.evaluate(handle=handle, profiles=["kind"])["verdicts"]["kind"]
+    assert taught["label"] == other, taught
+    record = service._store().get(handle, "default")
+
+    def fresh() -> dict:
+        return service.live["kind"].fitted(5).verdict(record.vector, record.text).compact()
+
+    assert taught == fresh()
+    assert service.live["kind"].wait_refitted(60)
+    refitted = service.evaluate(handle=handle, profiles=["kind"])["verdicts"]["kind"]
+    assert refitted == fresh() and refitted["label"] == other
+
+
+def test_the_memo_can_be_switched_off(settings, fake_embedder, fruit_tools_profile):
+    from mcp_latent.service.api import LatentService
+
+    service = LatentService(settings.model_copy(update={"verdict_cache_size": 0}), embedder=fake_embedder)
+    service.start()
+    service.wait_ready(5)
+    try:
+        handle = service.handoff("hammer and wrench", evaluate=["kind"])["handle"]
+        for _ in range(3):
+            service.evaluate(handle=handle, profiles=["kind"])
+        assert service.verdicts.hits == 0
+    finally:
+        service.close()
+
+
+def test_the_memo_keeps_at_most_its_size_per_snapshot(service):
+    service.verdicts.size = 3
+    snapshot = service.live["kind"].fitted(5)
+    texts = [f"apple number {i}" for i in range(6)]
+    for text, vector in zip(texts, service.embedder.embed(texts), strict=True):
+        service.verdicts.verdict(snapshot, vector, text)
+    assert len(service.verdicts._by_snapshot[snapshot]) == 3
+
+
+@pytest.mark.parametrize(
+    "text",
+    [*TEXTS, "Ünïcödé naïve café — 東京 déjà-vu", "ß straße İstanbul", "emoji 🚀 launch", "a", "", " x  y ", "x" * 300],
+)
+def test_the_remembered_token_features_are_those_of_every_n_gram(text):
+    """`featurize` hashes a token's character n-grams once and remembers them: the features are still exactly those
+    of `ngrams`, in order, whatever the script (twice: the second read comes from the memory)."""
+    expected = [words.feature_of(gram) for gram in words.ngrams(text)]
+    for _ in range(2):
+        assert words.text_features(text).tolist() == expected
+    counts = featurize([text, text.upper()])
+    assert counts.n_texts == 2 and int(counts.count.sum()) == len(expected) + len(words.ngrams(text.upper()))
