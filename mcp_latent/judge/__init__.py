@@ -1,6 +1,7 @@
 """The verdict math: pure functions and immutable snapshots, no threads, no I/O but a fit's own file.
 
-- `fitted.py`: `FittedProfile`, a profile's fitted snapshot, and `Verdict`; `FittedProfile.verdict` judges.
+- `fitted.py`: `FittedProfile`, a profile's fitted snapshot; `FittedProfile.verdict` judges.
+- `verdict.py`: `Verdict`, one profile's answer (compact and detailed forms), read-only once built.
 - `ensemble.py`: linear head, kNN vote and their product; `words.py`: the n-gram naive Bayes expert.
 - `decision.py`: the one decision rule (label, or abstain with a reason).
 - `selection.py`: choosing C, the kNN and words weights, the temperature and the operating point by

@@ -13,7 +13,8 @@ import numpy as np
 
 from mcp_latent.errors import InvalidInput, NotAllowed, NotFound, NotReady
 from mcp_latent.judge.decision import OUT_OF_SCOPE
-from mcp_latent.judge.fitted import FittedProfile, Verdict
+from mcp_latent.judge.fitted import FittedProfile
+from mcp_latent.judge.verdict import Verdict
 from mcp_latent.service import handoffs
 from mcp_latent.service.checks import check_meta, check_name, check_text, check_texts
 from mcp_latent.service.lifecycle import ServiceRuntime

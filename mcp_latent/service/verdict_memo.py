@@ -22,7 +22,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from mcp_latent.judge.fitted import FittedProfile, Verdict
+from mcp_latent.judge.fitted import FittedProfile
+from mcp_latent.judge.verdict import Verdict
 
 
 class VerdictMemo:
