@@ -11,7 +11,6 @@ count of anonymous mappings with the most common sizes in MB (thread stacks: 8; 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import random
 import sys
 import tempfile
@@ -23,27 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_reliability import MOOD_PROFILE, proposal
+from mallinfo import mallinfo_mb
 
 from mcp_latent.service.api import LatentService
 from mcp_latent.settings import Settings
-
-
-class MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (n, ctypes.c_size_t)
-        for n in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
 
 
 def status_mb(field: str) -> float:
@@ -69,12 +51,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=150.0)
     parser.add_argument("--profile-cache", default=str(Path(tempfile.gettempdir()) / "mcp-latent-bench-profiles"))
     args = parser.parse_args()
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallinfo2.restype = MallInfo2
 
     def line(at: float) -> None:
-        m = libc.mallinfo2()
-        mb = {f: round(getattr(m, f) / 2**20, 1) for f in ("arena", "uordblks", "fordblks", "hblkhd")}
+        mb = mallinfo_mb(("arena", "uordblks", "fordblks", "hblkhd"))
         print(
             f"t={at:5.0f} anon={status_mb('RssAnon'):.1f} heap={mb['arena']} in_use={mb['uordblks']} "
             f"free={mb['fordblks']} mmapped={mb['hblkhd']} threads={threading.active_count()} "

@@ -7,7 +7,6 @@ import sys
 
 if os.environ.get("SOAK_PROBE_DIR") and "soak-data" in " ".join(sys.argv):
     import collections
-    import ctypes
     import gc
     import json
     import re
@@ -18,28 +17,11 @@ if os.environ.get("SOAK_PROBE_DIR") and "soak-data" in " ".join(sys.argv):
     _base_at = float(os.environ.get("SOAK_PROBE_BASE", "60"))
     _every = float(os.environ.get("SOAK_PROBE_EVERY", "60"))
 
-    class _MI2(ctypes.Structure):
-        _fields_ = [
-            (n, ctypes.c_size_t)
-            for n in (
-                "arena",
-                "ordblks",
-                "smblks",
-                "hblks",
-                "hblkhd",
-                "usmblks",
-                "fsmblks",
-                "uordblks",
-                "fordblks",
-                "keepcost",
-            )
-        ]
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tools/: mallinfo
+    from mallinfo import mallinfo_mb
 
     def _mallinfo():
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallinfo2.restype = _MI2
-        m = libc.mallinfo2()
-        return {f: round(getattr(m, f) / 2**20, 1) for f in ("arena", "hblkhd", "uordblks", "fordblks")}
+        return mallinfo_mb()
 
     def _smaps():
         g = collections.Counter()

@@ -51,27 +51,11 @@ if os.environ.get("SOAK_PROBE_DIR") and "soak-data" in " ".join(sys.argv):
                 rc = _libc.madvise(s, e - s, 22)  # MADV_POPULATE_READ
                 print("populate", hex(s), (e - s) >> 20, "MB rc", rc, ctypes.get_errno(), file=sys.stderr)
 
-    class _MI2(ctypes.Structure):
-        _fields_ = [
-            (n, ctypes.c_size_t)
-            for n in (
-                "arena",
-                "ordblks",
-                "smblks",
-                "hblks",
-                "hblkhd",
-                "usmblks",
-                "fsmblks",
-                "uordblks",
-                "fordblks",
-                "keepcost",
-            )
-        ]
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tools/: mallinfo
+    from mallinfo import mallinfo_mb
 
     def _mallinfo():
-        _libc.mallinfo2.restype = _MI2
-        m = _libc.mallinfo2()
-        return {f: round(getattr(m, f) / 2**20, 2) for f in ("arena", "hblks", "hblkhd", "uordblks", "fordblks")}
+        return mallinfo_mb(("arena", "hblks", "hblkhd", "uordblks", "fordblks"), digits=2)
 
     def _smaps():
         out, name, per = {}, "", {}
