@@ -46,6 +46,7 @@ from encoder_tuning_methods import METHODS, encode, size_mib, tune  # noqa: E402
 from learning_curve import read_rows, seed_and_stream  # noqa: E402
 
 from mcp_latent.judge.decision import OUT_OF_SCOPE  # noqa: E402
+from mcp_latent.plotting import figure  # noqa: E402
 from mcp_latent.profiles.fitter import ProfileFitter  # noqa: E402
 from mcp_latent.profiles.registry import Profile  # noqa: E402
 from mcp_latent.profiles.spec import ProfileSpec  # noqa: E402
@@ -231,44 +232,39 @@ def markdown(summary: dict) -> str:
 
 
 def plot(summary: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     datasets = sorted({run["data"] for run in summary["runs"]})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.2), squeeze=False)
     size = summary["args"]["window"]
-    for ax, data in zip(axes[0], datasets, strict=True):
-        runs = [run for run in summary["runs"] if run["data"] == data]
-        # Each arm is drawn over its own seeds (mean, min..max band); where those are not all of frozen's, frozen
-        # over the same seeds is drawn beside it, so a curve is only ever compared on the same streams.
-        drawn: set[tuple[str, tuple[int, ...]]] = set()
-        for arm in dict.fromkeys(run["arm"] for run in runs):
-            seeds = tuple(sorted(run["seed"] for run in runs if run["arm"] == arm))
-            for name in [arm] if arm == "frozen" else ["frozen", arm]:
-                if (name, seeds) in drawn:
-                    continue
-                drawn.add((name, seeds))
-                curves = np.array([run["windows"] for run in runs if run["arm"] == name and run["seed"] in seeds])
-                x = [(i + 1) * size for i in range(curves.shape[1])]
-                style = "--" if name == "frozen" else "-o"
-                label = f"{name} (seed{'s' * (len(seeds) > 1)} {','.join(map(str, seeds))})"
-                ax.plot(x, curves.mean(axis=0), style, label=label, linewidth=2 if len(seeds) > 1 else 1)
-                if len(curves) > 1:
-                    ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), alpha=0.12)
-        for item in summary["args"]["tune_at"]:
-            ax.axvline(item, color="grey", linewidth=0.8, linestyle=":")
-        ax.axhline(0.25, color="grey", linewidth=0.8, linestyle="-.")
-        ax.set_title(f"{data}: escalated per {size} items (tuning at dotted lines)")
-        ax.set_xlabel("stream items")
-        ax.set_ylabel("escalated")
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, dpi=100, ncols=len(datasets), figsize=(6.5 * len(datasets), 4.2), squeeze=False) as (_, axes):
+        for ax, data in zip(axes[0], datasets, strict=True):
+            draw_arms(ax, data, [run for run in summary["runs"] if run["data"] == data], summary["args"], size)
+
+
+def draw_arms(ax, data: str, runs: list[dict], args: dict, size: int) -> None:
+    # Each arm is drawn over its own seeds (mean, min..max band); where those are not all of frozen's, frozen
+    # over the same seeds is drawn beside it, so a curve is only ever compared on the same streams.
+    drawn: set[tuple[str, tuple[int, ...]]] = set()
+    for arm in dict.fromkeys(run["arm"] for run in runs):
+        seeds = tuple(sorted(run["seed"] for run in runs if run["arm"] == arm))
+        for name in [arm] if arm == "frozen" else ["frozen", arm]:
+            if (name, seeds) in drawn:
+                continue
+            drawn.add((name, seeds))
+            curves = np.array([run["windows"] for run in runs if run["arm"] == name and run["seed"] in seeds])
+            x = [(i + 1) * size for i in range(curves.shape[1])]
+            style = "--" if name == "frozen" else "-o"
+            label = f"{name} (seed{'s' * (len(seeds) > 1)} {','.join(map(str, seeds))})"
+            ax.plot(x, curves.mean(axis=0), style, label=label, linewidth=2 if len(seeds) > 1 else 1)
+            if len(curves) > 1:
+                ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), alpha=0.12)
+    for item in args["tune_at"]:
+        ax.axvline(item, color="grey", linewidth=0.8, linestyle=":")
+    ax.axhline(0.25, color="grey", linewidth=0.8, linestyle="-.")
+    ax.set_title(f"{data}: escalated per {size} items (tuning at dotted lines)")
+    ax.set_xlabel("stream items")
+    ax.set_ylabel("escalated")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
 
 
 def main() -> int:
