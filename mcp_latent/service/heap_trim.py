@@ -26,38 +26,29 @@ log = logging.getLogger(__name__)
 
 
 @functools.cache
-def _malloc_trim():
-    """glibc's `malloc_trim`, or None (musl, macOS, Windows: their allocators return memory differently)."""
-    name = ctypes.util.find_library("c")
+def _glibc(function: str, *argtypes: type) -> ctypes._CFuncPtr | None:
+    """One of glibc's allocator functions (returning int), or None (musl, macOS, Windows: their allocators return
+    memory differently and have no such knob)."""
     try:
-        libc = ctypes.CDLL(name)
-        trim = libc.malloc_trim
+        found = getattr(ctypes.CDLL(ctypes.util.find_library("c")), function)
     except (OSError, AttributeError, TypeError):
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
+    found.argtypes = list(argtypes)
+    found.restype = ctypes.c_int
+    return found
+
+
+def _malloc_trim() -> ctypes._CFuncPtr | None:
+    return _glibc("malloc_trim", ctypes.c_size_t)
 
 
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h); setting it also stops the threshold from moving
 
 
-@functools.cache
-def _mallopt():
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError, TypeError):
-        return None
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return mallopt
-
-
 def fix_mmap_threshold(size: int) -> bool:
     """Serve every block of `size` bytes or more with its own mapping, for the whole process, from now on; True
     when the allocator took it (glibc only)."""
-    mallopt = _mallopt()
+    mallopt = _glibc("mallopt", ctypes.c_int, ctypes.c_int)
     return mallopt is not None and size > 0 and bool(mallopt(M_MMAP_THRESHOLD, size))
 
 
