@@ -212,13 +212,8 @@ class ProfileSpec(BaseModel):
             data.pop("abstain_until_supported", None)
         if data.get("scope_gate") is None:  # files from before the field keep their hashes
             data.pop("scope_gate", None)
-        for label in data["labels"]:  # files from before abstain labels keep their hashes (and cached fits)
-            if not label.get("abstain"):
-                label.pop("abstain", None)
-            if not label.get("groups"):
-                label.pop("groups", None)
-            if not label.get("pair_examples"):  # nor files without memory evidence
-                label.pop("pair_examples", None)
+        for label in data["labels"]:  # files from before these fields keep their hashes (and cached fits)
+            _drop_unset_label_fields(label)
         return json.dumps(data, sort_keys=True, separators=(",", ":") if exclude is None else None)
 
     def content_hash(self) -> str:
@@ -256,6 +251,17 @@ def read_profile_file(path: Path) -> ProfileSpec:
     return spec
 
 
+# Label fields added after the first profile files: left out of a label's hash and of a written file while unset,
+# so files from before each field keep their hashes (cached fits are keyed by them) and written files stay short.
+_LATER_LABEL_FIELDS = ("abstain", "groups", "pair_examples")
+
+
+def _drop_unset_label_fields(label: dict) -> None:
+    for name in _LATER_LABEL_FIELDS:
+        if not label.get(name):
+            label.pop(name, None)
+
+
 def write_profile_file(spec: ProfileSpec, path: Path) -> None:
     """Write a profile as TOML (atomically)."""
     data = spec.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
@@ -264,11 +270,6 @@ def write_profile_file(spec: ProfileSpec, path: Path) -> None:
     for label in data["labels"]:
         if not label.get("description"):
             label.pop("description", None)
-        if not label.get("abstain"):
-            label.pop("abstain", None)
-        if not label.get("groups"):
-            label.pop("groups", None)
-        if not label.get("pair_examples"):
-            label.pop("pair_examples", None)
+        _drop_unset_label_fields(label)
     with replacing(path) as tmp:
         tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
