@@ -26,7 +26,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from mcp_latent.judge.stream import _log_odds, stream_sharpness, stream_threshold  # noqa: E402
+from mcp_latent.judge.stream import sharpness_log_likelihood, stream_sharpness, stream_threshold  # noqa: E402
 from mcp_latent.judge.stream_rule import MIN_SHARPNESS, MIN_STREAM_CHECKS, STREAM_RESTATE_EVERY  # noqa: E402
 
 TARGET = 0.975  # tools/learning_curve.py's profile target
@@ -37,8 +37,7 @@ def sharpness_before(p: np.ndarray, right: np.ndarray) -> float | None:
     """The rule before 6 Dec: at most 1, fitted on every check of the window."""
     if len(p) < MIN_STREAM_CHECKS:
         return None
-    z = _log_odds(p)[None, :] * OLD_GRID[:, None]
-    return float(OLD_GRID[int(np.argmax((right[None, :] * z - np.logaddexp(0.0, z)).sum(axis=1)))])
+    return float(OLD_GRID[int(np.argmax(sharpness_log_likelihood(p, right, OLD_GRID)))])
 
 
 def replay(items: list[dict], sharpness, window: int) -> tuple[float, float]:

@@ -66,6 +66,13 @@ def sharpened(p: np.ndarray, sharpness: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-sharpness * _log_odds(p)))
 
 
+def sharpness_log_likelihood(p: np.ndarray, right: np.ndarray, grid: np.ndarray = SHARPNESS_GRID) -> np.ndarray:
+    """(len(grid),) the log-likelihood of labelled verdicts (top probability p; whether the best label was right,
+    1.0 or 0.0) under each scale of p's log-odds in `grid`."""
+    z = _log_odds(p)[None, :] * grid[:, None]
+    return (right[None, :] * z - np.logaddexp(0.0, z)).sum(axis=1)
+
+
 def stream_sharpness(p: np.ndarray, right: np.ndarray) -> float | None:
     """The scale of p's log-odds (between `MIN_SHARPNESS` / 2 and `MAX_SHARPNESS`) under which labelled verdicts
     (texts taught after a verdict, oldest first: its top probability p, and whether its best label was the one
@@ -84,9 +91,7 @@ def stream_sharpness(p: np.ndarray, right: np.ndarray) -> float | None:
     p, right = p[where][-STREAM_SHARPNESS_CHECKS:], right[where][-STREAM_SHARPNESS_CHECKS:]
     if len(p) < MIN_STREAM_CHECKS:
         return None
-    z = _log_odds(p)[None, :] * SHARPNESS_GRID[:, None]
-    right = right[None, :]
-    log_likelihood = (right * z - np.logaddexp(0.0, z)).sum(axis=1)
+    log_likelihood = sharpness_log_likelihood(p, right)
     best = int(np.argmax(log_likelihood))
     if SHARPNESS_GRID[best] <= 1.0:
         return float(SHARPNESS_GRID[best])
