@@ -71,6 +71,29 @@ def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
+def draw(data: Path, paraphrase_file: Path, teach: int, seed: int) -> tuple[list[dict], dict[str, list[dict]]]:
+    """The texts to teach (`teach` drawn with `seed`) and the sets judged: taught, paraphrases of them,
+    minimal-pair rewrites of them (with the original as "taught"), untaught."""
+    rows = read_jsonl(data)
+    labelled = [r for r in rows if any(r.get(p) for p in PROFILES)]
+    taught = random.Random(seed).sample(labelled, teach)
+    taught_ids = {r["id"] for r in taught}
+    untaught = [r for r in rows if r["id"] not in taught_ids]
+    by_id = {r["id"]: r for r in taught}
+    paraphrases, minimal_pairs = [], []
+    if paraphrase_file.exists():
+        for p in read_jsonl(paraphrase_file):
+            if p["id"] not in by_id:
+                continue
+            if p.get("minimal_pair"):  # its own labels; the original's are what a wrong memory would answer
+                labels = {k: p.get(k) for k in PROFILES}
+                minimal_pairs.append({"id": p["id"], "text": p["text"], **labels, "taught": by_id[p["id"]]})
+            else:
+                paraphrases.append({**by_id[p["id"]], "text": p["text"]})
+    sets = {"taught": taught, "paraphrases": paraphrases, "minimal pairs": minimal_pairs, "untaught": untaught}
+    return taught, sets
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / "tools/data/proposals/heldout.jsonl")
@@ -85,23 +108,8 @@ def main() -> None:
     from mcp_latent.service.api import LatentService  # imported late: loads the model runtime
     from mcp_latent.settings import Settings
 
-    rows = read_jsonl(args.data)
-    labelled = [r for r in rows if any(r.get(p) for p in PROFILES)]
-    taught = random.Random(args.seed).sample(labelled, args.teach)
-    taught_ids = {r["id"] for r in taught}
-    untaught = [r for r in rows if r["id"] not in taught_ids]
-    by_id = {r["id"]: r for r in taught}
-    paraphrases, minimal_pairs = [], []
-    if args.paraphrases.exists():
-        for p in read_jsonl(args.paraphrases):
-            if p["id"] not in by_id:
-                continue
-            if p.get("minimal_pair"):  # its own labels; the original's are what a wrong memory would answer
-                labels = {k: p.get(k) for k in PROFILES}
-                minimal_pairs.append({"id": p["id"], "text": p["text"], **labels, "taught": by_id[p["id"]]})
-            else:
-                paraphrases.append({**by_id[p["id"]], "text": p["text"]})
-    sets = {"taught": taught, "paraphrases": paraphrases, "minimal pairs": minimal_pairs, "untaught": untaught}
+    taught, sets = draw(args.data, args.paraphrases, args.teach, args.seed)
+    paraphrases, minimal_pairs, untaught = sets["paraphrases"], sets["minimal pairs"], sets["untaught"]
 
     with tempfile.TemporaryDirectory() as data_dir:
         service = LatentService(Settings(data_dir=Path(data_dir), profile_cache_dir=args.cache))

@@ -52,6 +52,8 @@ PAIR_MARGIN = 0.01
 # Fewer close exemplar pairs than this: nothing measured about close texts, only identical ones are copies; fewer
 # minimal pairs than this: their share passing the guard is not measured, the agreement alone sets the limit.
 MIN_PAIRS = 10
+# Whether a reading that corroborates the exemplar's label may pass a wider, separately fitted limit.
+CORROBORATE = True
 
 
 @dataclass(frozen=True)
@@ -62,12 +64,16 @@ class Memory:
     pair_same: np.ndarray  # (n,) whether that neighbour has the same label
     minimal_pair: float  # the closest two exemplars of different labels (guarded: that the guard lets through)
     target: float
-    # The guard's evidence (None: unguarded): every ordered pair of exemplars at least SHIFT_BAND similar, (m, 3)
-    # [similarity, same label, shift].
+    # The guard's evidence (None: unguarded): every ordered pair of exemplars at least SHIFT_BAND similar, (m, 4)
+    # [similarity, same label, shift, corroborated: the model's best label for the first is the second's] ((m, 3)
+    # when stored before corroboration: none corroborated).
     close: np.ndarray | None = None
     radius: float = 1.0
     accuracy: float = 1.0  # agreement of the exemplar pairs within the radius (and guard): the p of a memory answer
     shift_limit: float | None = None  # the guard's limit (None: unguarded)
+    # The guard's limit for a corroborated reading (the model's best label is the exemplar's), never below
+    # shift_limit: a paraphrase the head reads less surely but as the same label (`_corroborated_limit`).
+    corroborated_limit: float | None = None
     # Fitted with the file's minimal pairs (`pair_examples`): the close pairs are mostly minimal pairs because
     # the writer wrote them so, and the share of them that passes, not the agreement of all that pass, bounds it.
     budgeted: bool = False
@@ -100,9 +106,9 @@ class Memory:
         same = y[nearest] == y
         if head is None or len(y) < 2:
             return cls(nearest_sim, same, minimal_pair, target).retarget(target)
-        shift = fold_shifts(vectors, y, head, None if texts is None else list(texts), pairs)
+        shift, agrees = fold_shifts(vectors, y, head, None if texts is None else list(texts), pairs)
         i, k = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
-        close = np.stack([pairs[:, 2], y[i] == y[k], shift], axis=1)
+        close = np.stack([pairs[:, 2], y[i] == y[k], shift, agrees], axis=1)
         return cls(nearest_sim, same, minimal_pair, target, close, budgeted=budgeted).retarget(target)
 
     def retarget(self, target: float) -> Memory:
@@ -127,10 +133,14 @@ class Memory:
     def _retarget_guarded(self, target: float) -> Memory:
         assert self.close is not None
         sims, same, shift = self.close[:, 0], self.close[:, 1].astype(bool), self.close[:, 2]
+        agrees = self.close[:, 3].astype(bool) if self.close.shape[1] > 3 else np.zeros(len(sims), dtype=bool)
         if len(sims) < MIN_PAIRS:  # nothing measured about close texts: identical only
-            return replace(self, target=target, radius=IDENTICAL, accuracy=target, shift_limit=0.0)
+            return replace(
+                self, target=target, radius=IDENTICAL, accuracy=target, shift_limit=0.0, corroborated_limit=0.0
+            )
         limit = _limit(shift, same, target)
-        passes = shift <= limit
+        wider = _corroborated_limit(shift, same, agrees, limit, target) if CORROBORATE else limit
+        passes = (shift <= limit) | (agrees & (shift <= wider))
         n_minimal = int((~same).sum())
         passing = np.sort(sims[passes & ~same])[::-1]
         # The closest minimal pair the guard lets through: a copy must be closer than that (kept when a teach
@@ -161,6 +171,7 @@ class Memory:
             minimal_pair=minimal_pair,
             accuracy=max(accuracy, target),
             shift_limit=limit,
+            corroborated_limit=wider,
         )
 
     def with_rows(
@@ -168,8 +179,8 @@ class Memory:
     ) -> Memory:
         """The memory once exemplars `new` (labels `new_y`) join `old`: a taught text that makes a minimal pair with
         an exemplar (close, another label, and for a guarded memory read alike by the guard: `shift_of(query rows,
-        exemplar rows)` over the rows old then new, None: every such pair counts) pushes the radius above it at
-        once; the agreement evidence of the new rows joins at the next fit (`fit`)."""
+        exemplar rows)` -> (shifts, corroborated) over the rows old then new, None: every such pair counts) pushes
+        the radius above it at once; the agreement evidence of the new rows joins at the next fit (`fit`)."""
         closest = -1.0
         offset = len(old)
         for pool, pool_y, start in ((old, old_y, 0), (new, new_y, offset)):  # no copy of the exemplars per teach
@@ -184,8 +195,8 @@ class Memory:
             if self.guarded and shift_of is not None and len(a):
                 assert self.shift_limit is not None
                 # either may be the copy asked about: the pair counts when either reading passes the guard
-                shifts = np.minimum(shift_of(a + offset, b + start), shift_of(b + start, a + offset))
-                keep = shifts <= self.shift_limit
+                there, back = _reading(shift_of(a + offset, b + start)), _reading(shift_of(b + start, a + offset))
+                keep = self.passes(*there) | self.passes(*back)
                 a, b = a[keep], b[keep]
             if len(a):
                 closest = max(closest, float(sims[a, b].max()))
@@ -196,8 +207,8 @@ class Memory:
     def recall(self, ids: np.ndarray, sims: np.ndarray, shift=None) -> np.ndarray:
         """Per query, the exemplar row to answer from (-1: none). ids/sims: its nearest exemplars, best first;
         among identical ones (the same text taught again), the latest row wins. A query within the radius that is
-        not identical is a copy only when `shift(query index, row)` (the guard's shift from the row's reading,
-        None without a reading) is within the limit."""
+        not identical is a copy only when `shift(query index, row)` (the guard's shift from the row's reading and
+        whether it corroborates the row's label, None without a reading) passes the guard (`passes`)."""
         out = np.full(len(ids), -1, dtype=np.int64)
         if not ids.shape[1]:
             return out
@@ -206,10 +217,17 @@ class Memory:
             row = int(ids[q][tied].max())
             if sims[q, 0] < IDENTICAL and self.guarded:  # guarded: the profile must read them alike
                 moved = None if shift is None or self.shift_limit is None else shift(q, row)
-                if moved is None or moved > self.shift_limit:
+                if moved is None or not self.passes(*_reading(moved)):
                     continue
             out[q] = row
         return out
+
+    def passes(self, shift, corroborated):
+        """Whether readings (shifts, corroborated: scalars or arrays) pass the guard: within its limit, or within the
+        corroborated limit when the model's best label for the text is the exemplar's."""
+        assert self.shift_limit is not None
+        wider = self.shift_limit if self.corroborated_limit is None else self.corroborated_limit
+        return (np.asarray(shift) <= self.shift_limit) | (np.asarray(corroborated) & (np.asarray(shift) <= wider))
 
     # --- storage beside the fit ----------------------------------------------------------------------------------
 
@@ -235,6 +253,34 @@ class Memory:
         return cls(pair_sim, same.astype(bool), float(minimal), target, close, budgeted=budgeted).retarget(target)
 
 
+def _reading(read):
+    """(shift, corroborated) from a guard's reading; a bare shift (a reader without the label check) corroborates
+    nothing."""
+    if isinstance(read, tuple):
+        return read
+    return read, np.zeros(np.shape(read), dtype=bool)
+
+
+def _corroborated_limit(shift: np.ndarray, same: np.ndarray, agrees: np.ndarray, limit: float, target: float) -> float:
+    """The guard's limit for corroborated readings: the widest, never below `limit`, at which the pairs passing
+    either limit still meet the rule `_limit` fitted `limit` by (with MIN_PAIRS minimal pairs or more, at most
+    1 - target of them pass; with fewer, the passing pairs agree as often as the target). A paraphrase read less
+    surely but as the exemplar's label is what it takes; a minimal pair the model reads as the exemplar's label
+    (its own label missed) is what it must not take, and the evidence counts both."""
+    n_minimal = int((~same).sum())
+    base = shift <= limit
+    best = limit
+    for candidate in np.unique(shift[agrees & ~base & np.isfinite(shift)]):
+        passes = base | (agrees & (shift <= candidate))
+        if n_minimal >= MIN_PAIRS:
+            ok = int((passes & ~same).sum()) <= (1.0 - target) * n_minimal + 1e-9
+        else:
+            ok = bool(passes.any()) and float(same[passes].mean()) >= target - 1e-12
+        if ok:
+            best = float(candidate)
+    return best
+
+
 def _limit(shift: np.ndarray, same: np.ndarray, target: float) -> float:
     """The guard's limit, never below 0 (a text the profile reads at least as much as the exemplar's label is no
     other label's). With MIN_PAIRS minimal pairs or more: the widest shift at which at most 1 - target of them pass
@@ -249,5 +295,5 @@ def _limit(shift: np.ndarray, same: np.ndarray, target: float) -> float:
         ok = last_of_ties & (np.cumsum(~agree) <= (1.0 - target) * n_minimal + 1e-9)
     else:
         ok = last_of_ties & (np.cumsum(agree) / np.arange(1, len(shifts) + 1) >= target - 1e-12)
-    meets = np.nonzero(ok)[0]
+    meets = np.nonzero(ok & np.isfinite(shifts))[0]  # a pair stating other amounts (+inf) is never let through
     return max(0.0, float(shifts[meets[-1]])) if len(meets) else 0.0

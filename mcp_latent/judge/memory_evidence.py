@@ -8,6 +8,10 @@ profile's own model reads each of them apart.
   model that had counted both reads a minimal pair as further apart than a new text beside a taught one;
 - `log_odds_shift`: how far one text's log-probabilities lie from an exemplar's towards another label.
 
+Both readings also say whether the model's best label for the text is the exemplar's (a corroborated copy, which
+`memory.Memory` may let through a wider limit), and a text that states other amounts than the exemplar
+(`memory_numbers`: "$900 a year" / "$90k a year") is never a copy of it.
+
 Pure arithmetic on arrays (the fold heads are fitted here: about a second each on 2,500 exemplars).
 """
 
@@ -19,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from mcp_latent.judge.ensemble import fit_head, log_softmax
+from mcp_latent.judge.memory_numbers import amounts, amounts_differ
 from mcp_latent.judge.words import WordsModel, featurize, tokens
 
 # Similarity at or above which two vectors are the same text (float32 round-off of identical embeddings).
@@ -89,14 +94,17 @@ def close_pairs(vectors: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def fold_shifts(
     vectors: np.ndarray, y: np.ndarray, head: Head, texts: list[str] | None, pairs: np.ndarray
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """The guard's shift of each close pair [i, k, sim] (i read as a copy of exemplar k), as a deployment reads a
     new text beside an exemplar it has learnt: both read by the fold's model (head, and words when the head reads
-    them) that did not count i but (in the other folds) counted k."""
+    them) that did not count i but (in the other folds) counted k; and whether that model's best label for i is
+    k's (the reading corroborates the copy). A pair whose texts state other amounts (`memory_numbers`) is
+    never a copy: shift +inf."""
     n_labels = head.weights.shape[1]
     fold = np.arange(len(y)) % SHIFT_FOLDS
     i, k = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
     out = np.zeros(len(pairs), dtype=np.float64)
+    agrees = np.zeros(len(pairs), dtype=bool)
     counts = featurize(texts) if head.words is not None and head.words_weight and texts is not None else None
     for f in range(SHIFT_FOLDS):
         asked = np.nonzero(fold[i] == f)[0]
@@ -112,7 +120,16 @@ def fold_shifts(
             words = WordsModel.fit(counts.subset(kept), y[kept], n_labels)
             read += head.words_weight * words.log_probs(counts.subset(rows))
         out[asked] = log_odds_shift(read[: len(asked)], read[len(asked) :], y[k[asked]])
-    return out
+        agrees[asked] = read[: len(asked)].argmax(axis=1) == y[k[asked]]
+    if texts is not None:
+        read_amounts = {}
+        for n, (a, b) in enumerate(zip(i, k, strict=True)):
+            for row in (a, b):
+                if row not in read_amounts:
+                    read_amounts[row] = amounts(texts[row]) if texts[row] else {}
+            if amounts_differ(read_amounts[a], read_amounts[b]):
+                out[n] = np.inf
+    return out, agrees
 
 
 def log_odds_shift(query: np.ndarray, exemplar: np.ndarray, label: np.ndarray) -> np.ndarray:
@@ -145,19 +162,27 @@ class PairReader:
     def _text(self, row: int) -> str | None:
         return self.texts[row] if row < len(self.texts) and self.texts[row] else None
 
-    def query_shift(self, vector: np.ndarray, text: str | None, row: int, known: np.ndarray | None = None) -> float:
+    def query_shift(
+        self, vector: np.ndarray, text: str | None, row: int, known: np.ndarray | None = None
+    ) -> tuple[float, bool]:
         """A query's shift from exemplar `row`'s reading (known: the words expert's log-probabilities of the query,
-        when `FittedProfile.judge` has read it already)."""
+        when `FittedProfile.judge` has read it already), and whether the model's best label for the query is the
+        row's (it corroborates the copy). A query stating other amounts than the row is never a copy (+inf)."""
         row_text = self._text(row)
         if text is not None and row_text is not None and tokens(text) == tokens(row_text):
-            return -np.inf
+            return -np.inf, True
         if self.head.reads_words and (text is None or row_text is None):
-            return np.inf
+            return np.inf, False
+        if text is not None and row_text is not None and amounts_differ(amounts(text), amounts(row_text)):
+            return np.inf, False
         words = [text, row_text] if self.head.reads_words else None
         read = self.head.log_probs(np.stack([vector, self.vectors[row]]), words, known)
-        return float(log_odds_shift(read[:1], read[1:], np.array([self.y[row]]))[0])
+        label = int(self.y[row])
+        return float(log_odds_shift(read[:1], read[1:], np.array([label]))[0]), int(read[0].argmax()) == label
 
-    def shifts(self, queries: np.ndarray, exemplars: np.ndarray) -> np.ndarray:
-        """Rows `queries` read as copies of rows `exemplars` (`Memory.with_rows`)."""
-        pairs = zip(queries, exemplars, strict=True)
-        return np.array([self.query_shift(self.vectors[q], self._text(q), int(e)) for q, e in pairs])
+    def shifts(self, queries: np.ndarray, exemplars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows `queries` read as copies of rows `exemplars` (`Memory.with_rows`): (shifts, corroborated)."""
+        read = [
+            self.query_shift(self.vectors[q], self._text(q), int(e)) for q, e in zip(queries, exemplars, strict=True)
+        ]
+        return np.array([r[0] for r in read], dtype=np.float64), np.array([r[1] for r in read], dtype=bool)
