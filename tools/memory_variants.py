@@ -11,7 +11,8 @@ paraphrase of a taught text gains).
 Variants: `base` (FIT_VERSION 12: the log-odds guard alone), `amounts` (a pair stating other amounts is never a
 copy, `judge/memory_numbers.py`), `corroborated` (a reading whose best label is the exemplar's may pass a wider,
 fitted limit), `both` (FIT_VERSION 13), and each of them with the profile's written minimal pairs as the memory's
-evidence (`+pairs`: `pair_examples`, the budget rule).
+evidence (`+pairs`: `pair_examples`, the budget rule). Every variant is judged on the same pairs: the exemplars'
+and the written pairs' (read as that variant reads).
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def variant(amounts: bool, corroborate: bool):
         memory_evidence.amounts_differ, memory.CORROBORATE = saved
 
 
-def shares(mem) -> tuple[float, float, int, int]:
-    close = mem.close
+def shares(mem, close) -> tuple[float, float, int, int]:
+    """Of the close pairs `close` (one evidence for every variant), the share of minimal pairs and of same-label
+    pairs that `mem` (its radius and guard) answers as copies."""
     sims, same, shift = close[:, 0], close[:, 1].astype(bool), close[:, 2]
     agrees = close[:, 3].astype(bool) if close.shape[1] > 3 else np.zeros(len(sims), dtype=bool)
     taken = (sims >= mem.radius) & mem.passes(shift, agrees)
@@ -86,10 +88,12 @@ def main() -> None:
                 ("corroborated", False, True),
                 ("both", True, True),
             ):
+                with variant(amounts, corroborate):
+                    judged = Memory.fit(vectors, y, target, head, texts, evidence)  # the written pairs as well
                 for extra in (None, evidence) if evidence is not None else (None,):
                     with variant(amounts, corroborate):
-                        mem = Memory.fit(vectors, y, target, head, texts, extra)
-                    minimal, same, n_min, n_same = shares(mem)
+                        mem = judged if extra is not None else Memory.fit(vectors, y, target, head, texts)
+                    minimal, same, n_min, n_same = shares(mem, judged.close)
                     wider = mem.corroborated_limit if mem.corroborated_limit is not None else mem.shift_limit
                     print(
                         f"| {name} | {label}{' +pairs' if extra is not None else ''} | {mem.radius:.3f} | "
