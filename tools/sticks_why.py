@@ -13,7 +13,9 @@ what stopped it, per profile:
     .venv/bin/python tools/sticks_why.py --profile roi [--data tools/data/realistic/heldout.jsonl
         --paraphrases tools/data/realistic/paraphrases.jsonl] [--json OUT.json]
 
-Prints a Markdown table, one row per paraphrase, and the count per reason.
+Prints a Markdown table, one row per paraphrase, and the count per reason. `--rewrites` reads the minimal-pair
+rewrites of taught texts instead (whose label differs from the taught one): there `answered` is the wrong answer,
+the taught label, and `from_memory` says whether memory gave it.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def why(service, profile: str, text: str, original: str, taught: str) -> dict:
     sim = float(snapshot.vectors[row] @ vector)
     memory = snapshot.memory
     reader = PairReader(snapshot.head(), snapshot.vectors, snapshot.texts, snapshot.y)
-    shift = reader.query_shift(vector, text, row)
+    shift, corroborated = reader.query_shift(vector, text, row)
     model_p, model_label = snapshot.verdict(vector, text).model or (None, None)
     nearest = float(np.max(snapshot.vectors @ vector))
     threshold = snapshot.threshold(True)[0]
@@ -54,7 +56,7 @@ def why(service, profile: str, text: str, original: str, taught: str) -> dict:
         reason = "gate"
     elif sim < memory.radius:
         reason = "radius"
-    elif memory.shift_limit is not None and shift > memory.shift_limit:
+    elif memory.shift_limit is not None and not memory.passes(shift, corroborated):
         reason = "guard"
     else:
         reason = "p"
@@ -84,6 +86,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "mcp-latent-sticks-cache")
     parser.add_argument("--json", type=Path, help="write every row here")
+    parser.add_argument(
+        "--rewrites",
+        action="store_true",
+        help="read the minimal-pair rewrites instead (`answered`: answered with the original's taught label, wrong)",
+    )
     args = parser.parse_args()
 
     from mcp_latent.service.api import LatentService  # imported late: loads the model runtime
@@ -101,15 +108,16 @@ def main() -> None:
         service.wait_refitted(900)
         print(f"refits settled in {time.monotonic() - started:.0f} s", file=sys.stderr)
         out = []
-        for item in sets["paraphrases"]:
+        for item in sets["minimal pairs" if args.rewrites else "paraphrases"]:
             original = by_id[item["id"]]
-            if not original.get(args.profile):
+            if not original.get(args.profile) or (args.rewrites and item.get(args.profile) == original[args.profile]):
                 continue
             row = why(service, args.profile, item["text"], original["text"], original[args.profile])
             out.append({"id": item["id"], **row})
         service.close()
 
-    print(f"\n{args.data.name}, {args.profile}: {len(out)} paraphrases of taught texts (seed {args.seed})\n")
+    what = "minimal-pair rewrites" if args.rewrites else "paraphrases"
+    print(f"\n{args.data.name}, {args.profile}: {len(out)} {what} of taught texts (seed {args.seed})\n")
     print("| id | reason | verdict (p) | ensemble (p) | taught | sim to taught | shift | radius / limit | threshold |")
     print("| --- | --- | --- | --- | --- | ---: | ---: | --- | ---: |")
     for r in out:
