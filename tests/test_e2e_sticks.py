@@ -47,3 +47,26 @@ async def test_a_taught_proposal_and_a_near_copy_are_answered_as_taught_a_minima
             assert verdict["memory"]["taught"] is True
         opposite = await judged(client, OPPOSITE)
         assert "memory" not in opposite and opposite["label"] != label, opposite
+
+
+ROI_TAUGHT = (
+    "Cache the exchange-rate lookups in the checkout service: each page load calls the rates API 12 times, costing "
+    "$3k a month, and the cache is two days of work."
+)
+ROI_PARAPHRASE = (
+    "Add a cache for exchange-rate lookups in checkout. Every page load hits the rates API 12 times ($3k a month); "
+    "building the cache takes two days."
+)
+# The same proposal a hundred times cheaper to leave alone and thirty times dearer to do: 0.99 similar, and roi's
+# model reads it alike (log-odds shift 1.2, inside roi's guard limit of about 2.0); only its amounts differ.
+ROI_AMOUNTS_CHANGED = ROI_TAUGHT.replace("$3k a month", "$30 a month").replace("two days", "two months")
+
+
+async def test_roi_answers_a_paraphrase_as_taught_from_memory_but_not_a_rewrite_with_other_amounts(tmp_path):
+    async with Client(params(tmp_path / "d"), mode="legacy", read_timeout_seconds=300) as client:
+        await call(client, "teach", {"profile": "roi", "label": "high", "text": ROI_TAUGHT})
+        verdict = await call(client, "evaluate", {"text": ROI_PARAPHRASE, "profiles": ["roi"], "detail": True})
+        verdict = verdict["verdicts"]["roi"]
+        assert verdict["label"] == "high" and verdict["memory"]["taught"] is True, verdict
+        rewrite = await call(client, "evaluate", {"text": ROI_AMOUNTS_CHANGED, "profiles": ["roi"], "detail": True})
+        assert "memory" not in rewrite["verdicts"]["roi"], rewrite  # whatever the ensemble says, not a copy
