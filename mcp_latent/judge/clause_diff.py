@@ -1,0 +1,99 @@
+"""What differs between a text and its taught neighbour, clause by clause: the reader behind
+`judge/taught_diff.py` (a minimal-pair rewrite of a taught text is not a copy of it).
+
+Why a reader of its own: a minimal-pair rewrite of a taught proposal (the same change, its rollback plan dropped)
+is closer to the taught text than a paraphrase of it is (all-MiniLM-L6-v2: 0.958 against 0.936), and read whole by
+the profile's model the two overlap too (the memory guard's log-odds drop: on the realistic set paraphrases spread
+up to 7.3 apart, rewrites 2-5). The encoder barely sees the facts a rewrite changes: "no automatic rollback if the
+error rate rises" is 0.98 similar to "automatic rollback if the error rate rises", and "$900 a year" to "$90k a
+year" is a digit. A paraphrase says every fact again in other words but keeps its polarity and its figures; a
+rewrite that drops a safeguard, skips a review or changes a cost almost always changes one of the two.
+
+So a text *differs decisively* from its neighbour when
+- **polarity**: the two texts hold a different number of negation cues ("no", "not", "without", "nobody",
+  "never", "-n't", "skip..."; `NEGATIONS`), or
+- **figures**: the two texts hold different sets of figures (numbers with their unit suffix: "$900" / "$90k",
+  "5%", "2x").
+`differences` names the clauses that carry the cue (`clauses`: sentences split at commas, semicolons and
+connectives), so the calling LLM sees *what* differs.
+
+Chosen on train data only (`tools/clause_pairs.py`: the 64 written minimal pairs of
+`tools/data/exemplars/minimal_pairs.jsonl` against the 40 written paraphrase pairs of `pair_paraphrases.jsonl`,
+both readings of each): the two cues call 83% of the minimal-pair readings different (risk 81%, roi 84%) and
+2.5% of the paraphrase readings (1 of 40: "can't be reached" for "unreachable", with "2x" written "twice"). An
+embedding clause diff (clauses with no match at least 0.70-0.88 similar in the other text, read by the profile's
+head) called 34-50% of the minimal pairs different at a 5% paraphrase budget, and 88% only together with the two
+cues at 5-8% of the paraphrases: not adopted (docs/learning-sticks.md, "Fourth pass").
+
+Pure text arithmetic (regular expressions; no model, no state): microseconds per pair, and called only for a text
+with a taught exemplar within the close band (`taught_diff`).
+"""
+
+from __future__ import annotations
+
+import re
+
+# Words that negate the fact they stand in (a rewrite that drops a safeguard writes "no rollback plan", "not
+# load-tested", "without checking", "nobody has reviewed", "skipping staging").
+NEGATIONS = frozenset(
+    {"no", "not", "never", "none", "nobody", "nothing", "without", "cannot", "untested", "unreviewed"}
+)
+_NEGATION_PREFIX = "skip"  # skip, skips, skipped, skipping
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# A figure: digits (with thousands separators or decimals) and the unit suffix that changes its size.
+_FIGURE = re.compile(r"\d+(?:[.,]\d+)*\s*(?:k|m|bn|%|x)?(?![a-z])|\d+(?:[.,]\d+)*", re.IGNORECASE)
+_SENTENCES = re.compile(r"[.;!?]+(?:\s+|$)|\n+|,\s+")
+_CONNECTIVE = re.compile(r"\s+(?=(?:with|without|but|after|before|unless|once|because|while|then)\b)", re.IGNORECASE)
+MIN_WORDS = 3  # a piece shorter than this joins its neighbour (a lone "and then" is no fact)
+
+
+def clauses(text: str) -> list[str]:
+    """The text's clauses in order: sentences split at commas, semicolons and fact-starting connectives (the
+    connective stays with its clause: "without a rollback plan"); a piece under MIN_WORDS words joins the one
+    before it (or the next, when first)."""
+    pieces = [
+        piece.strip(" \t-()[]\"'`*:") for sentence in _SENTENCES.split(text) for piece in _CONNECTIVE.split(sentence)
+    ]
+    out: list[str] = []
+    for piece in filter(None, pieces):
+        if out and (len(_TOKEN.findall(piece.lower())) < MIN_WORDS or len(_TOKEN.findall(out[-1].lower())) < MIN_WORDS):
+            out[-1] = f"{out[-1]} {piece}"
+        else:
+            out.append(piece)
+    return out or [text.strip()]
+
+
+def negations(text: str) -> int:
+    """How many negation cues the text holds."""
+    return sum(_is_negation(t) for t in _tokens(text))
+
+
+def figures(text: str) -> frozenset[str]:
+    """The text's figures, normalised ("90,000" and "90000" are one; "$90k" is "90k")."""
+    return frozenset(re.sub(r"[\s,]", "", f.lower()) for f in _FIGURE.findall(text))
+
+
+def differences(query: str, neighbour: str) -> list[str]:
+    """The clauses (of either text, query first) that carry a decisive difference: empty when the two texts hold
+    the same number of negation cues and the same figures (a paraphrase, or a copy)."""
+    out: list[str] = []
+    if negations(query) != negations(neighbour):
+        more, fewer = (query, neighbour) if negations(query) > negations(neighbour) else (neighbour, query)
+        present = {t for t in _tokens(fewer) if _is_negation(t)}
+        # the clauses of the text with more negations whose cue the other text does not hold (all of them when
+        # the other text holds the same cue words, only fewer of them)
+        marked = [c for c in clauses(more) if any(_is_negation(t) and t not in present for t in _tokens(c))]
+        out += marked or [c for c in clauses(more) if negations(c)]
+    ours, theirs = figures(query), figures(neighbour)
+    if ours != theirs:
+        for text, other in ((query, theirs), (neighbour, ours)):
+            out += [c for c in clauses(text) if figures(c) - other and c not in out]
+    return out
+
+
+def _tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower().replace("\u2019", "'"))
+
+
+def _is_negation(token: str) -> bool:
+    return token in NEGATIONS or token.endswith("n't") or token.startswith(_NEGATION_PREFIX)
