@@ -40,6 +40,7 @@ NEGATIONS = frozenset(
 )
 _NEGATION_PREFIX = "skip"  # skip, skips, skipped, skipping
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_NEGATION = re.compile(r"\b(?:" + "|".join(sorted(NEGATIONS)) + r"|skip\w*|\w+n['\u2019]t)\b", re.IGNORECASE)
 # A figure: digits (with thousands separators or decimals) and the unit suffix that changes its size.
 _FIGURE = re.compile(r"\d+(?:[.,]\d+)*\s*(?:k|m|bn|%|x)?(?![a-z])|\d+(?:[.,]\d+)*", re.IGNORECASE)
 _SENTENCES = re.compile(r"[.;!?]+(?:\s+|$)|\n+|,\s+")
@@ -88,6 +89,19 @@ def differences(query: str, neighbour: str) -> list[str]:
     if ours != theirs:
         for text, other in ((query, theirs), (neighbour, ours)):
             out += [c for c in clauses(text) if figures(c) - other and c not in out]
+    return out
+
+
+def without_cues(text: str, other: str) -> str:
+    """The text without the cues `other` lacks: its negation words (when it holds more of them) and its figures
+    that `other` does not hold. The profile reads the two to see which way the cues push (`taught_diff`)."""
+    out = text
+    if negations(text) > negations(other):
+        out = _NEGATION.sub(" ", out)
+    theirs = figures(other)
+    for figure in _FIGURE.findall(text):
+        if re.sub(r"[\s,]", "", figure.lower()) not in theirs:
+            out = out.replace(figure, " ")
     return out
 
 

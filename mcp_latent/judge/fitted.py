@@ -328,9 +328,11 @@ class FittedProfile:
         ensemble = decisions
         if self.memory is not None:
             decisions = self._recall(decisions, vectors, probs, ids, sims, texts, words)
-        if texts is not None and taught_diff.taught_in_band(ids, sims, self.shipped, self.n).any():
+        near = texts is not None and taught_diff.taught_in_band(ids, sims, self.shipped, self.n).any()
+        if near and taught_diff.reads_facts(self.memory):
             # a decisive difference from the nearest taught text: neither memory nor the ensemble carries its label
-            decisions = taught_diff.apply(decisions, ensemble, ids, sims, texts, self._rows.texts, self.y, self.shipped)
+            rows = self._rows.texts
+            decisions = taught_diff.apply(decisions, ensemble, ids, sims, texts, rows, self.y, self.shipped, self.words)
         return decisions, probs, (ids, sims)
 
     def head(self) -> Head:

@@ -24,13 +24,35 @@ from dataclasses import replace
 
 import numpy as np
 
-from mcp_latent.judge.clause_diff import differences
+from mcp_latent.judge.clause_diff import differences, without_cues
 from mcp_latent.judge.decision import DIFFERS_FROM_TAUGHT, Decisions
-from mcp_latent.judge.memory_evidence import IDENTICAL, SHIFT_BAND
+from mcp_latent.judge.memory import Memory
+from mcp_latent.judge.memory_evidence import IDENTICAL, SHIFT_BAND, log_odds_shift
+from mcp_latent.judge.words import WordsModel
 
 # A taught exemplar at least this similar is "the same proposal" whose label a text may be pulled to: the band the
 # memory's evidence is read in (below it, close texts are other proposals, and those differ in figures anyway).
 BAND = SHIFT_BAND
+
+
+# The cues must push away from the taught label in the profile's own words reading by more than this (log-odds):
+# which way, not how far (0), so a negation or a figure that the profile's labels do not turn on is no difference.
+LEAN = 0.0
+
+
+def reads_facts(memory: Memory | None) -> bool:
+    """Whether the profile's own evidence shows a small difference changing its label: some of its close exemplar
+    pairs (and written minimal pairs) have different labels. A profile of topics has none (a rollback plan dropped
+    does not change what a proposal is about), and the rule stays off for it."""
+    return memory is not None and memory.close is not None and bool((memory.close[:, 1] == 0).any())
+
+
+def words_lean(words: WordsModel, query: str, neighbour: str, label: int) -> float:
+    """How far the cues that differ push away from `label` in the words expert's reading: the query's own cues
+    against it (the query read with and without them) or the neighbour's for it, whichever is larger."""
+    read = words.log_probs([query, without_cues(query, neighbour), neighbour, without_cues(neighbour, query)])
+    labels = np.array([label])
+    return float(max(log_odds_shift(read[0:1], read[1:2], labels)[0], log_odds_shift(read[3:4], read[2:3], labels)[0]))
 
 
 def taught_in_band(ids: np.ndarray, sims: np.ndarray, shipped: int | None, n: int) -> np.ndarray:
@@ -52,10 +74,12 @@ def apply(
     rows_text: list[str],
     rows_y: np.ndarray,
     shipped: int,
+    words: WordsModel | None = None,
 ) -> Decisions:
     """The decisions with the rule applied to every query that `taught_in_band` marks, and `differs` set: per
     query the clauses that differ from that taught exemplar ([] for none). `before_recall`: the ensemble's
-    decisions before memory answered."""
+    decisions before memory answered. `words`: the profile's words expert, which reads which way the cues push
+    (`words_lean`); None: the cues alone decide."""
     best, p, reason = decisions.best.copy(), decisions.p.copy(), decisions.reason.copy()
     recalled = None if decisions.recalled is None else decisions.recalled.copy()
     found: list[list[str]] = [[] for _ in range(len(ids))]
@@ -64,6 +88,8 @@ def apply(
         # it takes its label whatever other taught texts hold
         row = next(r for r, s in zip(ids[q], sims[q], strict=True) if r >= shipped and s >= BAND)
         found[q] = differences(texts[q], rows_text[row]) if rows_text[row] else []
+        if found[q] and words is not None and words_lean(words, texts[q], rows_text[row], rows_y[row]) <= LEAN:
+            found[q] = []  # the profile's labels do not turn on these cues
         if not found[q]:
             continue
         if recalled is not None and recalled[q] == row:  # 1. not a copy of it: the ensemble's decision stands
