@@ -92,6 +92,8 @@ def main() -> None:
             kind = "minimal pair not called different" if r[5] else "paraphrase called different"
             print(f"  {kind} ({r[4]}): {differences(r[1], r[2]) or r[1][:110]!r}")
 
+    from mcp_latent.judge.taught_diff import LEAN, words_lean
+
     with tempfile.TemporaryDirectory() as tmp:
         service = LatentService(Settings(data_dir=Path(tmp), profile_cache_dir=args.cache))
         service.start(fit_profiles=False)
@@ -110,7 +112,21 @@ def main() -> None:
             lean_q = -label_log_odds(head.log_probs(vq, cq if words else None), label_id)
             lean_n = label_log_odds(head.log_probs(vn, cn if words else None), label_id)
             readings.append((sims.max(axis=1), lean_q, sims.max(axis=0), lean_n))
+        # which way the cues push, read by the profile's words expert (`taught_diff.words_lean`)
+        leans = np.array(
+            [
+                words_lean(heads[r[0]].words, r[1], r[2], heads[r[0]].labels.index(r[3])) if flag else -np.inf
+                for r, flag in zip(rows, cues, strict=True)
+            ]
+        )
         service.close()
+
+    paraphrase_leans = leans[~minimal & cues]
+    fitted = float(paraphrase_leans.max()) if len(paraphrase_leans) else 0.0
+    print(f"\ncues pushing away from the label (words lean); flagged paraphrase leans {np.round(paraphrase_leans, 3)}:")
+    for lean in sorted({0.0, fitted, LEAN}):
+        print(f"  lean > {lean:.3f}: {shares(leans > lean, minimal, profiles)}")
+    print(f"  the largest lean of a flagged paraphrase pair: {fitted:.3f} (served: LEAN = {LEAN})")
 
     print(
         "\nembedding clause diff (unmatched clause leaning away from the label), lean read off at a paraphrase share:"
