@@ -44,13 +44,16 @@ def test_a_dropped_safeguard_a_skipped_review_and_a_changed_cost_differ_a_paraph
     assert figures("2x peak, $90,000 a year, 5% of traffic") == {"2x", "90000", "5%"}
 
 
-# The same change with and without its backup, labelled apart: minimal pairs (0.9 similar by hashed words), so
-# the profile's own evidence shows a small difference changing its label.
+# The same changes with and without their safeguards, labelled apart (test_sticks.py's rollout profile), and three
+# minimal pairs close enough (0.9 by hashed words) that the profile's own evidence shows a small difference
+# changing its label.
 CHANGES = ["billing service", "search cluster", "auth gateway", "payments queue", "user database", "mail relay"]
-SAFE = [f"deploy the {c} update tonight with a rollback plan and a canary step and a verified backup" for c in CHANGES]
-RISKY = [
-    f"deploy the {c} update tonight with a rollback plan and a canary step and no verified backup" for c in CHANGES
-]
+SAFE = [f"deploy the {c} update with a rollback plan and a canary step" for c in CHANGES]
+SAFE += [f"ship the {c} patch after staging tests and review" for c in CHANGES]
+SAFE += [f"rotate the {c} signing keys on monday morning after telling every team" for c in CHANGES[:3]]
+RISKY = [f"deploy the {c} update without any rollback plan or canary step" for c in CHANGES]
+RISKY += [f"ship the {c} patch straight to production skipping staging tests" for c in CHANGES]
+RISKY += [f"rotate the {c} signing keys on monday morning without telling every team" for c in CHANGES[:3]]
 
 
 @pytest.fixture
@@ -69,7 +72,7 @@ def judged(service, text, profile="rollout"):
 def test_a_rewrite_that_drops_the_safeguard_is_not_answered_with_the_taught_label(rollout):
     taught = "migrate the ledger archive tonight with a rollback plan and a canary step and a verified backup"
     near_copy = "please migrate the ledger archive tonight with a rollback plan and a canary step and a verified backup"
-    rewrite = "migrate the ledger archive tonight with a rollback plan and a canary step and no verified backup"
+    rewrite = "migrate the ledger archive tonight with a rollback plan and a canary step without a verified backup"
     vectors = HashingEmbedder().embed([taught, rewrite])
     assert float(vectors[0] @ vectors[1]) >= taught_diff.BAND  # the encoder reads it as the same proposal
     rollout.teach("rollout", "safe", text=taught)
@@ -80,7 +83,7 @@ def test_a_rewrite_that_drops_the_safeguard_is_not_answered_with_the_taught_labe
     verdict = judged(rollout, rewrite)
     # before: answered "safe" from memory, as a copy of the taught text
     assert verdict["label"] != "safe" and "memory" not in verdict, verdict
-    assert verdict["differs"] == ["with a rollback plan and a canary step and no verified backup"]
+    assert verdict["differs"] == ["without a verified backup"]
     if verdict["label"] is None:  # the ensemble leaned to the taught label: escalated, saying why
         assert verdict["reason"] == "differs_from_taught"
     assert rollout.wait_refitted(60)
@@ -92,7 +95,7 @@ def test_a_rewrite_that_drops_the_safeguard_is_not_answered_with_the_taught_labe
 
 def test_the_rule_never_reads_the_profile_files_own_exemplars(rollout):
     # a text that differs from one of the file's exemplars by a negation is judged as before
-    verdict = judged(rollout, "deploy the billing service update tonight with a rollback plan and no canary step")
+    verdict = judged(rollout, "deploy the billing service update with a rollback plan and no canary step")
     assert "differs" not in verdict and verdict.get("reason") != "differs_from_taught"
 
 
