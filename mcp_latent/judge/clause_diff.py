@@ -19,11 +19,12 @@ connectives), so the calling LLM sees *what* differs.
 
 Chosen on train data only (`tools/clause_pairs.py`: the 64 written minimal pairs of
 `tools/data/exemplars/minimal_pairs.jsonl` against the 40 written paraphrase pairs of `pair_paraphrases.jsonl`,
-both readings of each): the two cues call 83% of the minimal-pair readings different (risk 81%, roi 84%) and
-2.5% of the paraphrase readings (1 of 40: "can't be reached" for "unreachable", with "2x" written "twice"). An
-embedding clause diff (clauses with no match at least 0.70-0.88 similar in the other text, read by the profile's
-head) called 34-50% of the minimal pairs different at a 5% paraphrase budget, and 88% only together with the two
-cues at 5-8% of the paraphrases: not adopted (docs/learning-sticks.md, "Fourth pass").
+both readings of each): the two cues call 82.8% of the minimal-pair readings different (risk 87.5%, roi 78.1%) and
+2.5% of the paraphrase readings (1 of 40 pairs: "can't be reached" for "unreachable", with "2x" written "twice").
+An embedding clause diff (the clauses of either text with no match at least 0.70-0.88 similar in the other, read
+by the profile's head and words) called 5-48% of the minimal pairs different at 2.5-10% of the paraphrases: a
+short clause read by a head fitted on whole proposals leans far either way. Not adopted (docs/learning-sticks.md,
+"Fourth pass"). Which way the cues push is read by the profile (`taught_diff.words_lean`).
 
 Pure text arithmetic (regular expressions; no model, no state): microseconds per pair, and called only for a text
 with a taught exemplar within the close band (`taught_diff`).

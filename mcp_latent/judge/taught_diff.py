@@ -38,8 +38,8 @@ BAND = SHIFT_BAND
 # The cues must push away from the taught label in the profile's own words reading by more than this (log-odds),
 # so a negation or a figure the profile's labels do not turn on is no difference. Fitted on train data
 # (`tools/clause_pairs.py`): the largest lean of a written paraphrase pair that the cues call different (0.307),
-# so no written paraphrase pair is; it keeps 73% of risk's and 50% of roi's written minimal pairs called different
-# (0, which way and not how far, kept 86% and 67% at 2.5% of the paraphrases).
+# so no written paraphrase pair is; it keeps 75% of risk's and 52% of roi's written minimal pairs called different
+# (0, which way and not how far: 86% and 67%, at 2.5% of the paraphrases).
 LEAN = 0.31
 
 
