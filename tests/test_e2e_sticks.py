@@ -70,3 +70,24 @@ async def test_roi_answers_a_paraphrase_as_taught_from_memory_but_not_a_rewrite_
         assert verdict["label"] == "high" and verdict["memory"]["taught"] is True, verdict
         rewrite = await call(client, "evaluate", {"text": ROI_AMOUNTS_CHANGED, "profiles": ["roi"], "detail": True})
         assert "memory" not in rewrite["verdicts"]["roi"], rewrite  # whatever the ensemble says, not a copy
+
+
+# A written minimal pair of the shipped risk profile (tools/data/exemplars/minimal_pairs.jsonl, mp-risk-23).
+REVIEWED = "Merge the dependency bump once CI is green and one reviewer has approved it."
+UNREVIEWED = "Merge the dependency bump to production now with CI red and no reviewer approving it."
+
+
+async def test_a_rewrite_that_drops_the_review_is_not_answered_with_the_taught_label(tmp_path):
+    """Before `judge/taught_diff.py` the ensemble answered the rewrite `low` (the taught label) once the reviewed
+    proposal was taught: the taught text is its nearest exemplar and the nudged head leans on it. Now the clause
+    reader finds the negation it adds ("no reviewer"), which risk's words read as pushing away from `low`: the
+    verdict escalates and `detail` names the clause."""
+    async with Client(params(tmp_path / "d"), mode="legacy", read_timeout_seconds=300) as client:
+        await call(client, "teach", {"profile": "risk", "label": "low", "text": REVIEWED})
+        assert (await judged(client, REVIEWED))["label"] == "low"  # the taught text itself: from memory
+        rewrite = await judged(client, UNREVIEWED)
+        assert rewrite["label"] != "low" and "memory" not in rewrite, rewrite
+        assert rewrite["neighbours"][0][0] == REVIEWED  # the taught text is its nearest exemplar
+        assert rewrite["differs"] == ["with CI red and no reviewer approving it"], rewrite
+        if rewrite["label"] is None:
+            assert rewrite["reason"] == "differs_from_taught"

@@ -43,6 +43,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 REASONS = {
     "out_of_scope": "the nearest exemplar is too far: the text is about none of the labels",
     "low_confidence": "the best label is not probable enough to answer with",
+    "differs_from_taught": "a taught text this close says otherwise on a decisive fact (a negation, a figure)",
     "no_exemplars": "the profile has no exemplars yet",
 }
 

@@ -12,6 +12,8 @@ import numpy as np
 
 OUT_OF_SCOPE = "out_of_scope"  # the nearest exemplar is too far: the text is about none of the profile's labels
 LOW_CONFIDENCE = "low_confidence"  # in scope, but the best label is not probable enough to answer with
+# answered with the label of a taught text this close that it differs from decisively (`judge.taught_diff`)
+DIFFERS_FROM_TAUGHT = "differs_from_taught"
 
 
 @dataclass(frozen=True)
@@ -21,12 +23,15 @@ class Decisions:
     best: np.ndarray  # (n,) int: index of the most probable label (reported even when abstaining)
     p: np.ndarray  # (n,) float: its probability
     nearest: np.ndarray  # (n,) float: similarity of the nearest exemplar
-    reason: np.ndarray  # (n,) object: None when answered, else OUT_OF_SCOPE or LOW_CONFIDENCE
+    reason: np.ndarray  # (n,) object: None when answered, else OUT_OF_SCOPE, LOW_CONFIDENCE or DIFFERS_FROM_TAUGHT
     # (n,) int: the exemplar row a text was answered from by memory (`judge.memory`), -1 for none; None: no memory
     recalled: np.ndarray | None = None
     # (n,) float: the scope gate's probability that each text is in scope (`judge.scope_gate`); None: no gate
     scope_p: np.ndarray | None = None
     scope_threshold: float | None = None  # the gate's threshold: a text below it is out of scope
+    # per text, the clauses that differ decisively from its nearest taught exemplar (`judge.taught_diff`), [] for
+    # none; None: no text had a taught exemplar that close
+    differs: list[list[str]] | None = None
 
     @property
     def answered(self) -> np.ndarray:

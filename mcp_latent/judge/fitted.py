@@ -19,6 +19,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mcp_latent.atomic_files import replacing
+from mcp_latent.judge import taught_diff
 from mcp_latent.judge.decision import OUT_OF_SCOPE, Decisions, best_answer, decide
 from mcp_latent.judge.ensemble import KNN_K, ensemble_logits, exact_neighbours, fit_head, knn_votes, softmax
 from mcp_latent.judge.grouping import spec_groups
@@ -324,8 +325,14 @@ class FittedProfile:
         if self.gate is not None:
             read = texts if reading is None else reading
             decisions = gated(self.gate, decisions, vectors, (ids, sims), ~self.abstain[self.y], read)
+        ensemble = decisions
         if self.memory is not None:
             decisions = self._recall(decisions, vectors, probs, ids, sims, texts, words)
+        near = texts is not None and taught_diff.taught_in_band(ids, sims, self.shipped, self.n).any()
+        if near and taught_diff.reads_facts(self.memory):
+            # a decisive difference from the nearest taught text: neither memory nor the ensemble carries its label
+            rows = self._rows.texts
+            decisions = taught_diff.apply(decisions, ensemble, ids, sims, texts, rows, self.y, self.shipped, self.words)
         return decisions, probs, (ids, sims)
 
     def head(self) -> Head:
@@ -396,6 +403,8 @@ class FittedProfile:
         )
         model_best, model_p, _ = best_answer(probs[None, :], self.abstain)
         verdict.model = (float(model_p[0]), self.labels[int(model_best[0])])
+        if decisions.differs is not None:
+            verdict.differs = decisions.differs[0]
         if decisions.scope_p is not None:
             verdict.scope = (float(decisions.scope_p[0]), float(decisions.scope_threshold))
         if recalled >= 0:

@@ -29,6 +29,8 @@ class Verdict:
     # (p, best label) of the ensemble alone, before memory: what the stream and spot checks judge p by (never shown)
     model: tuple[float, str] | None = None
     scope: tuple[float, float] | None = None  # the scope gate's p(in scope) and threshold (None: no gate)
+    # the clauses that differ decisively from the nearest taught text (`judge.taught_diff`; empty: none or no such text)
+    differs: list[str] = field(default_factory=list)
 
     def compact(self) -> dict[str, Any]:
         """The model-visible default: label, p, and `unsure` when abstaining (three verdicts fit ~55 tokens)."""
@@ -53,6 +55,8 @@ class Verdict:
             out["threshold"] = [round(self.threshold[0], 3), self.threshold[1]]
         if self.memory is not None:
             out["memory"] = self.memory
+        if self.differs:  # why the taught label of a text this close was not carried over (at most 3 clauses)
+            out["differs"] = self.differs[:3]
         if self.scope is not None:  # in_scope false: the gate stopped it (for shipped profiles: proposes nothing)
             p, threshold = self.scope
             out["scope"] = {"p": round(p, 3), "threshold": round(threshold, 3), "in_scope": p >= threshold}

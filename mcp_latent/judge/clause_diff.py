@@ -1,0 +1,114 @@
+"""What differs between a text and its taught neighbour, clause by clause: the reader behind
+`judge/taught_diff.py` (a minimal-pair rewrite of a taught text is not a copy of it).
+
+Why a reader of its own: a minimal-pair rewrite of a taught proposal (the same change, its rollback plan dropped)
+is closer to the taught text than a paraphrase of it is (all-MiniLM-L6-v2: 0.958 against 0.936), and read whole by
+the profile's model the two overlap too (the memory guard's log-odds drop: on the realistic set paraphrases spread
+up to 7.3 apart, rewrites 2-5). The encoder barely sees the facts a rewrite changes: "no automatic rollback if the
+error rate rises" is 0.98 similar to "automatic rollback if the error rate rises", and "$900 a year" to "$90k a
+year" is a digit. A paraphrase says every fact again in other words but keeps its polarity and its figures; a
+rewrite that drops a safeguard, skips a review or changes a cost almost always changes one of the two.
+
+So a text *differs decisively* from its neighbour when
+- **polarity**: the two texts hold a different number of negation cues ("no", "not", "without", "nobody",
+  "never", "-n't", "skip..."; `NEGATIONS`), or
+- **figures**: the two texts hold different sets of figures (numbers with their unit suffix: "$900" / "$90k",
+  "5%", "2x").
+`differences` names the clauses that carry the cue (`clauses`: sentences split at commas, semicolons and
+connectives), so the calling LLM sees *what* differs.
+
+Chosen on train data only (`tools/clause_pairs.py`: the 64 written minimal pairs of
+`tools/data/exemplars/minimal_pairs.jsonl` against the 40 written paraphrase pairs of `pair_paraphrases.jsonl`,
+both readings of each): the two cues call 82.8% of the minimal-pair readings different (risk 87.5%, roi 78.1%) and
+2.5% of the paraphrase readings (1 of 40 pairs: "can't be reached" for "unreachable", with "2x" written "twice").
+An embedding clause diff (the clauses of either text with no match at least 0.70-0.88 similar in the other, read
+by the profile's head and words) called 5-48% of the minimal pairs different at 2.5-10% of the paraphrases: a
+short clause read by a head fitted on whole proposals leans far either way. Not adopted (docs/learning-sticks.md,
+"Fifth pass"). Which way the cues push is read by the profile (`taught_diff.words_lean`).
+
+Pure text arithmetic (regular expressions; no model, no state): microseconds per pair, and called only for a text
+with a taught exemplar within the close band (`taught_diff`).
+"""
+
+from __future__ import annotations
+
+import re
+
+# Words that negate the fact they stand in (a rewrite that drops a safeguard writes "no rollback plan", "not
+# load-tested", "without checking", "nobody has reviewed", "skipping staging").
+NEGATIONS = frozenset(
+    {"no", "not", "never", "none", "nobody", "nothing", "without", "cannot", "untested", "unreviewed"}
+)
+_NEGATION_PREFIX = "skip"  # skip, skips, skipped, skipping
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_NEGATION = re.compile(r"\b(?:" + "|".join(sorted(NEGATIONS)) + r"|skip\w*|\w+n['\u2019]t)\b", re.IGNORECASE)
+# A figure: digits (with thousands separators or decimals) and the unit suffix that changes its size.
+_FIGURE = re.compile(r"\d+(?:[.,]\d+)*\s*(?:k|m|bn|%|x)?(?![a-z])|\d+(?:[.,]\d+)*", re.IGNORECASE)
+_SENTENCES = re.compile(r"[.;!?]+(?:\s+|$)|\n+|,\s+")
+_CONNECTIVE = re.compile(r"\s+(?=(?:with|without|but|after|before|unless|once|because|while|then)\b)", re.IGNORECASE)
+MIN_WORDS = 3  # a piece shorter than this joins its neighbour (a lone "and then" is no fact)
+
+
+def clauses(text: str) -> list[str]:
+    """The text's clauses in order: sentences split at commas, semicolons and fact-starting connectives (the
+    connective stays with its clause: "without a rollback plan"); a piece under MIN_WORDS words joins the one
+    before it (or the next, when first)."""
+    pieces = [
+        piece.strip(" \t-()[]\"'`*:") for sentence in _SENTENCES.split(text) for piece in _CONNECTIVE.split(sentence)
+    ]
+    out: list[str] = []
+    for piece in filter(None, pieces):
+        if out and (len(_TOKEN.findall(piece.lower())) < MIN_WORDS or len(_TOKEN.findall(out[-1].lower())) < MIN_WORDS):
+            out[-1] = f"{out[-1]} {piece}"
+        else:
+            out.append(piece)
+    return out or [text.strip()]
+
+
+def negations(text: str) -> int:
+    """How many negation cues the text holds."""
+    return sum(_is_negation(t) for t in _tokens(text))
+
+
+def figures(text: str) -> frozenset[str]:
+    """The text's figures, normalised ("90,000" and "90000" are one; "$90k" is "90k")."""
+    return frozenset(re.sub(r"[\s,]", "", f.lower()) for f in _FIGURE.findall(text))
+
+
+def differences(query: str, neighbour: str) -> list[str]:
+    """The clauses (of either text, query first) that carry a decisive difference: empty when the two texts hold
+    the same number of negation cues and the same figures (a paraphrase, or a copy)."""
+    out: list[str] = []
+    if negations(query) != negations(neighbour):
+        more, fewer = (query, neighbour) if negations(query) > negations(neighbour) else (neighbour, query)
+        present = {t for t in _tokens(fewer) if _is_negation(t)}
+        # the clauses of the text with more negations whose cue the other text does not hold (all of them when
+        # the other text holds the same cue words, only fewer of them)
+        marked = [c for c in clauses(more) if any(_is_negation(t) and t not in present for t in _tokens(c))]
+        out += marked or [c for c in clauses(more) if negations(c)]
+    ours, theirs = figures(query), figures(neighbour)
+    if ours != theirs:
+        for text, other in ((query, theirs), (neighbour, ours)):
+            out += [c for c in clauses(text) if figures(c) - other and c not in out]
+    return out
+
+
+def without_cues(text: str, other: str) -> str:
+    """The text without the cues `other` lacks: its negation words (when it holds more of them) and its figures
+    that `other` does not hold. The profile reads the two to see which way the cues push (`taught_diff`)."""
+    out = text
+    if negations(text) > negations(other):
+        out = _NEGATION.sub(" ", out)
+    theirs = figures(other)
+    for figure in _FIGURE.findall(text):
+        if re.sub(r"[\s,]", "", figure.lower()) not in theirs:
+            out = out.replace(figure, " ")
+    return out
+
+
+def _tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower().replace("\u2019", "'"))
+
+
+def _is_negation(token: str) -> bool:
+    return token in NEGATIONS or token.endswith("n't") or token.startswith(_NEGATION_PREFIX)
