@@ -44,6 +44,8 @@ class StreamRecord:
         self._verdicts: dict[bytes, list] = {}
         # (p, best label right) of the verdict each taught text had just before it was taught: p's check.
         self.checks: collections.deque[tuple[float, bool]] = collections.deque(maxlen=window)
+        # ...and the log of the best label's exemplars when it was given, where known (`stream_rank` fits on these).
+        self.ranked_checks: collections.deque[tuple[float, bool, float]] = collections.deque(maxlen=window)
         # ...of those the verdicts that had been answered at the threshold: spot checks of the answers. Apart, as
         # a deployment teaches every escalation but only some answers: pooled, the escalations just below the
         # threshold (the hard texts) outweighed the answers (HWU64 stream: raised 0.92 -> 0.96 on them).
@@ -86,15 +88,19 @@ class StreamRecord:
         `check` ((p, best label) of the verdict it had just before, None: none to count) joins p's checks, and the
         spot checks when that verdict was `answered` at the threshold."""
         with self._lock:
-            self._counts[label] = self._counts.get(label, 0) + 1
             if check is not None and self.checks.maxlen:
                 self.checks.append((check[0], check[1] == label))
+                count = self._counts.get(check[1])
+                if count:  # its label's exemplars before this teach: what the verdict was given with
+                    self.ranked_checks.append((check[0], check[1] == label, float(np.log(count))))
                 if answered:
                     self.spot.append((check[0], check[1] == label))
             record = self._verdicts.get(_key(vector))
             if record is not None and record[1] is not None and record[2] is None:
                 record[2] = record[1] == label
                 self._learnt += 1
+            if label in self._counts:  # else not counted yet (`count_exemplars`): a count from 0 would be wrong
+                self._counts[label] += 1
 
     def restate_due(self) -> bool:
         """Whether enough verdicts learnt their outcome since the stream rule last ran to run it again between
@@ -110,11 +116,19 @@ class StreamRecord:
                 if record is not None:
                     record[2] = None
 
+    def count_exemplars(self, fitted: FittedProfile) -> None:
+        """Take each label's exemplars from `fitted` (the snapshot serving, or about to): verdicts record their best
+        label's count from then on, and each teach adds one."""
+        counts = np.bincount(fitted.y, minlength=len(fitted.labels))
+        with self._lock:
+            self._counts = {label: int(c) for label, c in zip(fitted.labels, counts, strict=True)}
+
     def _ranked(self, fitted: FittedProfile, target: float, p: np.ndarray, right: np.ndarray, log_n: np.ndarray):
         """(threshold at the median label, (L,) per-label thresholds) from the verdicts ranked by p and their best
         label's exemplars (`stream_rank`), or None: too few labelled verdicts, or no threshold meets the target."""
-        known = ~np.isnan(right) & ~np.isnan(log_n)
-        ranking = fit_ranking(p[known], log_n[known], right[known], log_n[~np.isnan(log_n)])
+        with self._lock:
+            checks = np.array(self.ranked_checks, dtype=np.float64).reshape(-1, 3)
+        ranking = fit_ranking(checks[:, 0], checks[:, 2], checks[:, 1], log_n[~np.isnan(log_n)])
         if ranking is None:
             return None
         q = ranking.q(p, np.where(np.isnan(log_n), ranking.ref, log_n))
@@ -136,10 +150,9 @@ class StreamRecord:
         either way the fit's own point is the calibration's, not a threshold set online before. (A fixed threshold
         in the profile file wins anyway.)"""
         with self._operating:
-            counts = np.bincount(fitted.y, minlength=len(fitted.labels))
+            self.count_exemplars(fitted)
             with self._lock:
                 self._learnt = 0
-                self._counts = {label: int(c) for label, c in zip(fitted.labels, counts, strict=True)}
             p, right, log_n = self._records()
             checks = self._checks()
             # None: too few labelled verdicts to go by p; below MIN_SHARPNESS, p is too far off to go by
