@@ -118,3 +118,20 @@ def test_the_record_ranks_by_exemplars_and_the_snapshot_answers_each_label_at_it
     taught = operated.with_exemplars(extra[:1], np.array([1]), ["hammer"])
     assert taught.label_thresholds is thresholds
     assert operated.with_threshold(0.8, "spot checks", thresholds).label_thresholds is None
+
+
+def test_a_served_profile_counts_exemplars_from_its_first_fit_and_ranks_its_teaches(service):
+    # Through the service: every verdict records its best label's exemplars from the first fit on, and every teach
+    # of a judged text is a check with that count (the ranking's evidence).
+    live = service.live["kind"]
+    counts = dict(zip(live.snapshot.labels, np.bincount(live.snapshot.y).tolist(), strict=True))
+    texts = [f"apple {i} banana {i % 5} pear" for i in range(30)]
+    best = {t: service.evaluate(text=t, profiles=["kind"], detail=True)["verdicts"]["kind"]["top"][0][0] for t in texts}
+    _, _, log_n = live.stream._records()
+    assert len(log_n) >= 25 and not np.isnan(log_n).any()  # a hashed text may repeat another's vector
+    for text in texts[:10]:
+        service.teach("kind", "tools", text=text)
+    assert len(live.stream.ranked_checks) == 10
+    first = live.stream.ranked_checks[0]
+    assert first[2] == pytest.approx(np.log(counts[best[texts[0]]]))
+    assert first[1] == (best[texts[0]] == "tools")
