@@ -35,6 +35,14 @@ def test_the_exemplars_weight_is_found_where_it_is_and_shrunk_to_none_where_it_i
     assert fit_ranking(p[:49], log_n[:49], right[:49], log_n) is None  # fewer than MIN_STREAM_CHECKS
 
 
+def test_a_reliable_label_is_answered_from_a_lower_p_and_no_label_from_a_higher_one():
+    ranking = Ranking(a=1.2, b=-1.0, ref=np.log(20))
+    lowered = ranking.lowered(0.95, np.log([5.0, 20.0, 60.0]))
+    assert lowered[0] < 0.95 and lowered[1] == pytest.approx(0.95) and lowered[2] == 0.95
+    # by as much as q says is the same: q at the lowered threshold equals q at the stream's for the median label
+    assert ranking.q(lowered[:1], np.log([5.0])) == pytest.approx(ranking.q(np.array([0.95]), np.log([20.0])))
+
+
 def test_a_confusable_label_answers_from_a_higher_p_and_the_median_label_from_the_cut():
     ranking = Ranking(a=1.2, b=-1.0, ref=np.log(20))
     thresholds = ranking.p_thresholds(0.95, np.log([5.0, 20.0, 60.0]))
@@ -108,7 +116,9 @@ def test_the_record_ranks_by_exemplars_and_the_snapshot_answers_each_label_at_it
     operated = record.operate(fitted, 0.8, None)
     assert record.stream_threshold is not None and operated.online is not None and operated.online[1] == "stream"
     thresholds = operated.label_thresholds
-    assert thresholds is not None and thresholds[0] > thresholds[1] + 0.02
+    # fruit (many exemplars, less reliable) keeps the stream's threshold; tools is answered from a lower p
+    assert thresholds is not None and thresholds[0] == pytest.approx(operated.online[0])
+    assert thresholds[1] < thresholds[0] - 0.02
     text = "apple banana cherry"
     verdict = operated.verdict(service.embedder.embed([text])[0], text)
     best = operated.labels.index(verdict.best)

@@ -123,21 +123,16 @@ class StreamRecord:
         with self._lock:
             self._counts = {label: int(c) for label, c in zip(fitted.labels, counts, strict=True)}
 
-    def _ranked(self, fitted: FittedProfile, target: float, p: np.ndarray, right: np.ndarray, log_n: np.ndarray):
-        """(threshold at the median label, (L,) per-label thresholds) from the verdicts ranked by p and their best
-        label's exemplars (`stream_rank`), or None: too few labelled verdicts, or no threshold meets the target."""
+    def _per_label(self, fitted: FittedProfile, threshold: float, log_n: np.ndarray) -> np.ndarray | None:
+        """(L,) thresholds on p: the stream's `threshold`, lowered for the labels the ranking by exemplars shows
+        more reliable than the median label (`stream_rank.Ranking.lowered`); None: too few ranked checks."""
         with self._lock:
             checks = np.array(self.ranked_checks, dtype=np.float64).reshape(-1, 3)
         ranking = fit_ranking(checks[:, 0], checks[:, 2], checks[:, 1], log_n[~np.isnan(log_n)])
         if ranking is None:
             return None
-        q = ranking.q(p, np.where(np.isnan(log_n), ranking.ref, log_n))
-        cut = stream_threshold(q, target, right, 1.0)
-        if cut is None:
-            return None
         counts = np.bincount(fitted.y, minlength=len(fitted.labels))
-        per_label = np.maximum(MIN_THRESHOLD, ranking.p_thresholds(cut, np.log(np.maximum(counts, 1))))
-        return max(MIN_THRESHOLD, float(ranking.p_thresholds(cut, np.array([ranking.ref]))[0])), per_label
+        return np.maximum(MIN_THRESHOLD, ranking.lowered(threshold, np.log(np.maximum(counts, 1))))
 
     def _checks(self, spot: bool = False) -> np.ndarray:
         with self._lock:
@@ -158,12 +153,7 @@ class StreamRecord:
             # None: too few labelled verdicts to go by p; below MIN_SHARPNESS, p is too far off to go by
             sharpness = stream_sharpness(checks[:, 0], checks[:, 1])
             usable = sharpness is not None and sharpness >= MIN_SHARPNESS
-            ranked = self._ranked(fitted, target, p, right, log_n) if usable and fitted.n else None
-            per_label = None if ranked is None else ranked[1]
-            if ranked is not None:
-                self.stream_threshold = ranked[0]
-            else:
-                self.stream_threshold = stream_threshold(p, target, right, sharpness) if usable else None
+            self.stream_threshold = stream_threshold(p, target, right, sharpness) if usable else None
             fit, source = operating_threshold(fitted.spec.threshold, fitted.calibration, fitted.words is not None)
             spot = self._checks(spot=True)
             self.online = online_threshold(
@@ -171,6 +161,9 @@ class StreamRecord:
             )
             if self.online is None:  # the fit's own point (a snapshot may carry one set online before: reset it)
                 return fitted if fitted.online is None else fitted.with_threshold(fit, source)
+            per_label = None
+            if self.online[1] == "stream" and fitted.n:  # the stream's threshold, per label where the ranking says
+                per_label = self._per_label(fitted, self.online[0], log_n)
             return fitted.with_threshold(*self.online, per_label)
 
     def summary(self, snapshot: FittedProfile | None, target: float) -> dict[str, object]:
