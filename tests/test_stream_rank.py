@@ -92,7 +92,7 @@ def test_on_recorded_streams_the_prequential_ranking_orders_the_last_third_bette
 
 def test_the_record_ranks_by_exemplars_and_the_snapshot_answers_each_label_at_its_threshold(service):
     # A stream whose verdicts for "fruit", a label with many exemplars, were right less often than p said, and for
-    # "tools" (few) as often: the record's rule sets a higher threshold on p for fruit, and the snapshot it returns
+    # "tools" (few) as often: the record's rule sets a lower threshold on p for tools, and the snapshot it returns
     # answers each verdict at its best label's threshold (and says so in the verdict).
     from mcp_latent.service.stream_record import StreamRecord
 
@@ -116,8 +116,9 @@ def test_the_record_ranks_by_exemplars_and_the_snapshot_answers_each_label_at_it
     operated = record.operate(fitted, 0.8, None)
     assert record.stream_threshold is not None and operated.online is not None and operated.online[1] == "stream"
     thresholds = operated.label_thresholds
-    # fruit (many exemplars, less reliable) keeps the stream's threshold; tools is answered from a lower p
-    assert thresholds is not None and thresholds[0] == pytest.approx(operated.online[0])
+    # never above the stream's threshold; tools (fewer exemplars, more reliable) answered from a lower p than fruit
+    # (both lower here: the snapshot passed has fewer exemplars than the median verdict saw, as teaches counted)
+    assert thresholds is not None and thresholds.max() <= operated.online[0] + 1e-12
     assert thresholds[1] < thresholds[0] - 0.02
     text = "apple banana cherry"
     verdict = operated.verdict(service.embedder.embed([text])[0], text)
