@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The stream threshold rule replayed on recorded stream runs (tools/learning_curve.py's items.jsonl): what the
 last third would have escalated, and at what answered agreement, had the threshold been the current rule's
-(`judge.stream_rank`: verdicts ranked by p and their best label's exemplars), the rule of 6 Dec (`judge.stream`:
-by p alone) or the rule before 6 Dec (sharpness at most 1, fitted on every labelled verdict of the window).
+(`judge.stream`'s threshold on p, lowered per label where `judge.stream_rank`'s ranking by p and the best label's
+exemplars shows the label more reliable), the rule of 6 Dec (by p alone), the threshold cut on that ranking instead
+(4f69b64, not adopted) or the rule before 6 Dec (sharpness at most 1, fitted on every labelled verdict of the window).
 
     .venv/bin/python tools/stream_rule_replay.py tools/results/stream_after/*/
 
@@ -42,10 +43,12 @@ def sharpness_before(p: np.ndarray, right: np.ndarray) -> float | None:
     return float(OLD_GRID[int(np.argmax(sharpness_log_likelihood(p, right, OLD_GRID)))])
 
 
-def replay(items: list[dict], sharpness, window: int, ranked: bool = False) -> tuple[float, float]:
+def replay(items: list[dict], sharpness, window: int, ranked: str | None = None) -> tuple[float, float]:
     """(escalated share, answered agreement) of the last third under the rule with this sharpness function;
-    `ranked`: verdicts ranked by p and their best label's exemplars then (`stream_rank`, as `StreamRecord` does),
-    answered when their ranked probability reaches the cut (the same as p reaching their label's threshold)."""
+    `ranked`, the ranking by p and the best label's exemplars then (`stream_rank`, fitted as `StreamRecord` does):
+    "lowered" (the rule now): the stream's threshold on p, lowered per label where the ranking shows it more
+    reliable (`Ranking.lowered`); "cut" (4f69b64, not adopted): the threshold set on the ranked probability q and
+    answered where q reaches it."""
     p = np.array([i["p"] for i in items])
     escalated = np.array([i["label"] is None for i in items])
     out = np.array([i["reason"] == "out_of_scope" for i in items])
@@ -60,14 +63,16 @@ def replay(items: list[dict], sharpness, window: int, ranked: bool = False) -> t
             known = np.where(escalated[recent], right[recent], np.nan)
             usable = s is not None and s >= MIN_SHARPNESS
             ranking = fit_ranking(p[checks], log_n[checks], right[checks], log_n[recent]) if ranked else None
-            if usable and ranking is not None:
+            if usable and ranking is not None and ranked == "cut":
                 threshold = stream_threshold(ranking.q(p[recent], log_n[recent]), TARGET, known, 1.0)
             else:
                 threshold = stream_threshold(p[recent], TARGET, known, s) if usable else None
-                ranking = None
+                ranking = ranking if threshold is not None else None
         at[k] = np.nan if threshold is None else threshold
-        if ranking is not None:
+        if ranking is not None and ranked == "cut":
             score[k] = ranking.q(p[k : k + 1], log_n[k : k + 1])[0]
+        elif ranking is not None:  # p against its label's lowered threshold
+            at[k] = ranking.lowered(threshold, log_n[k : k + 1])[0]
     last = slice(2 * len(items) // 3, len(items))
     answered = np.where(
         np.isnan(at[last]), ~escalated[last], (score[last] >= np.nan_to_num(at[last], nan=2.0)) & ~out[last]
@@ -80,8 +85,8 @@ def main() -> int:
     parser.add_argument("runs", nargs="+", help="folders with a learning_curve.py items.jsonl")
     parser.add_argument("--window", type=int, default=1000, help="MCP_LATENT_STREAM_CALIBRATION_WINDOW")
     args = parser.parse_args()
-    print("| run | recorded | rule before 6 Dec | rule of 6 Dec (p) | ranked by exemplars (now) |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("| run | recorded | rule before 6 Dec | rule of 6 Dec (p) | q cut (not adopted) | lowered per label (now) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for folder in args.runs:
         path = Path(folder) / "items.jsonl"
         if not path.is_file():
@@ -92,7 +97,7 @@ def main() -> int:
         answered = [i for i in last if i["label"] is not None]
         recorded = (1 - len(answered) / len(last), np.mean([i["label"] == i["gold"] for i in answered]))
         cells = [recorded, replay(items, sharpness_before, args.window), replay(items, stream_sharpness, args.window)]
-        cells.append(replay(items, stream_sharpness, args.window, ranked=True))
+        cells += [replay(items, stream_sharpness, args.window, ranked) for ranked in ("cut", "lowered")]
         print(f"| {Path(folder).name} | " + " | ".join(f"{e:.1%} at {a:.1%}" for e, a in cells) + " |")
     return 0
 
