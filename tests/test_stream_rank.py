@@ -43,15 +43,6 @@ def test_a_reliable_label_is_answered_from_a_lower_p_and_no_label_from_a_higher_
     assert ranking.q(lowered[:1], np.log([5.0])) == pytest.approx(ranking.q(np.array([0.95]), np.log([20.0])))
 
 
-def test_a_confusable_label_answers_from_a_higher_p_and_the_median_label_from_the_cut():
-    ranking = Ranking(a=1.2, b=-1.0, ref=np.log(20))
-    thresholds = ranking.p_thresholds(0.95, np.log([5.0, 20.0, 60.0]))
-    assert thresholds[0] < thresholds[1] < thresholds[2]
-    assert thresholds[1] == pytest.approx(1 / (1 + np.exp(-np.log(0.95 / 0.05) / 1.2)))
-    # p at a label's threshold is exactly the cut in q
-    assert ranking.q(thresholds, np.log([5.0, 20.0, 60.0])) == pytest.approx([0.95] * 3)
-
-
 def test_decide_answers_each_best_label_at_its_own_threshold():
     probs = np.array([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.05, 0.05, 0.9]])
     nearest = np.ones(3)

@@ -124,7 +124,7 @@ class FittedProfile:
         # The threshold the live profile measured on its stream and spot checks (`threshold.online_threshold`).
         self.online = online
         # (L,) thresholds on p per best label that the stream set with it (`stream_rank`: labels the stream shows
-        # confusable answer from a higher p); they apply while the online threshold is the stream's.
+        # more reliable answer from a lower p); they apply while the online threshold is the stream's.
         self.label_thresholds = label_thresholds
         # Rows below this are the profile file's exemplars, the rest taught (None: not known, e.g. the harness).
         self.shipped = shipped
