@@ -246,6 +246,7 @@ async def run(args: argparse.Namespace) -> dict:
                     "p": verdict["top"][0][1] if verdict.get("top") else verdict["p"],  # 3 decimals, not 2
                     "nearest": verdict.get("nearest"),
                     "best_exemplars": exemplars.get(best, 0),
+                    "top": verdict.get("top"),  # the runners-up too: re-rankings by margin are replayed on them
                 }
             )
             if verdict.get("unsure") and gold is not None:  # escalated: the LLM decides, and teaches it back

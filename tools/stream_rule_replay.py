@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The stream threshold rule replayed on recorded stream runs (tools/learning_curve.py's items.jsonl): what the
 last third would have escalated, and at what answered agreement, had the threshold been the current rule's
-(`judge.stream`) or the rule before 6 Dec (sharpness at most 1, fitted on every labelled verdict of the window).
+(`judge.stream`'s threshold on p, lowered per label where `judge.stream_rank`'s ranking by p and the best label's
+exemplars shows the label more reliable), the rule of 6 Dec (by p alone), the threshold cut on that ranking instead
+(4f69b64, not adopted) or the rule before 6 Dec (sharpness at most 1, fitted on every labelled verdict of the window).
 
     .venv/bin/python tools/stream_rule_replay.py tools/results/stream_after/*/
 
@@ -27,6 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from mcp_latent.judge.stream import sharpness_log_likelihood, stream_sharpness, stream_threshold  # noqa: E402
+from mcp_latent.judge.stream_rank import fit_ranking  # noqa: E402
 from mcp_latent.judge.stream_rule import MIN_SHARPNESS, MIN_STREAM_CHECKS, STREAM_RESTATE_EVERY  # noqa: E402
 
 TARGET = 0.975  # tools/learning_curve.py's profile target
@@ -40,24 +43,39 @@ def sharpness_before(p: np.ndarray, right: np.ndarray) -> float | None:
     return float(OLD_GRID[int(np.argmax(sharpness_log_likelihood(p, right, OLD_GRID)))])
 
 
-def replay(items: list[dict], sharpness, window: int) -> tuple[float, float]:
-    """(escalated share, answered agreement) of the last third under the rule with this sharpness function."""
+def replay(items: list[dict], sharpness, window: int, ranked: str | None = None) -> tuple[float, float]:
+    """(escalated share, answered agreement) of the last third under the rule with this sharpness function;
+    `ranked`, the ranking by p and the best label's exemplars then (`stream_rank`, fitted as `StreamRecord` does):
+    "lowered" (the rule now): the stream's threshold on p, lowered per label where the ranking shows it more
+    reliable (`Ranking.lowered`); "cut" (4f69b64, not adopted): the threshold set on the ranked probability q and
+    answered where q reaches it."""
     p = np.array([i["p"] for i in items])
     escalated = np.array([i["label"] is None for i in items])
     out = np.array([i["reason"] == "out_of_scope" for i in items])
     right = np.array([i["best"] == i["gold"] for i in items], dtype=np.float64)
-    threshold, at = None, np.full(len(items), np.nan)
+    log_n = np.log(np.maximum(1, np.array([i["best_exemplars"] for i in items], dtype=np.float64)))
+    threshold, at, score, ranking = None, np.full(len(items), np.nan), p.copy(), None
     for k in range(len(items)):
         if k >= 200 and k % STREAM_RESTATE_EVERY == 0:
             recent = np.arange(max(0, k - 4 * window), k)[~out[max(0, k - 4 * window) : k]][-window:]
             checks = np.nonzero(escalated[:k] & ~out[:k])[0][-window:]
             s = sharpness(p[checks], right[checks])
             known = np.where(escalated[recent], right[recent], np.nan)
-            threshold = stream_threshold(p[recent], TARGET, known, s) if s and s >= MIN_SHARPNESS else None
+            usable = s is not None and s >= MIN_SHARPNESS
+            ranking = fit_ranking(p[checks], log_n[checks], right[checks], log_n[recent]) if ranked else None
+            if usable and ranking is not None and ranked == "cut":
+                threshold = stream_threshold(ranking.q(p[recent], log_n[recent]), TARGET, known, 1.0)
+            else:
+                threshold = stream_threshold(p[recent], TARGET, known, s) if usable else None
+                ranking = ranking if threshold is not None else None
         at[k] = np.nan if threshold is None else threshold
+        if ranking is not None and ranked == "cut":
+            score[k] = ranking.q(p[k : k + 1], log_n[k : k + 1])[0]
+        elif ranking is not None:  # p against its label's lowered threshold
+            at[k] = ranking.lowered(threshold, log_n[k : k + 1])[0]
     last = slice(2 * len(items) // 3, len(items))
     answered = np.where(
-        np.isnan(at[last]), ~escalated[last], (p[last] >= np.nan_to_num(at[last], nan=2.0)) & ~out[last]
+        np.isnan(at[last]), ~escalated[last], (score[last] >= np.nan_to_num(at[last], nan=2.0)) & ~out[last]
     )
     return 1.0 - float(answered.mean()), float(right[last][answered].mean())
 
@@ -67,8 +85,8 @@ def main() -> int:
     parser.add_argument("runs", nargs="+", help="folders with a learning_curve.py items.jsonl")
     parser.add_argument("--window", type=int, default=1000, help="MCP_LATENT_STREAM_CALIBRATION_WINDOW")
     args = parser.parse_args()
-    print("| run | recorded | rule before 6 Dec | rule now |")
-    print("| --- | ---: | ---: | ---: |")
+    print("| run | recorded | rule before 6 Dec | rule of 6 Dec (p) | q cut (not adopted) | lowered per label (now) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for folder in args.runs:
         path = Path(folder) / "items.jsonl"
         if not path.is_file():
@@ -79,6 +97,7 @@ def main() -> int:
         answered = [i for i in last if i["label"] is not None]
         recorded = (1 - len(answered) / len(last), np.mean([i["label"] == i["gold"] for i in answered]))
         cells = [recorded, replay(items, sharpness_before, args.window), replay(items, stream_sharpness, args.window)]
+        cells += [replay(items, stream_sharpness, args.window, ranked) for ranked in ("cut", "lowered")]
         print(f"| {Path(folder).name} | " + " | ".join(f"{e:.1%} at {a:.1%}" for e, a in cells) + " |")
     return 0
 

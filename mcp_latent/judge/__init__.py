@@ -9,7 +9,8 @@
   `grouping.py`: folds that hold a writer's or source's exemplars out together (chosen on unseen writers).
 - `operating_point.py`: the offline choice of threshold and out-of-scope cutoff from held-out evidence.
 - `stream.py`: the online threshold and sharpness learned from a deployment's own taught verdicts;
-  `stream_rule.py`: its constants (numpy-free: the settings describe the rule with them).
+  `stream_rule.py`: its constants (numpy-free: the settings describe the rule with them); `stream_rank.py`: the
+  ranking by p and the best label's exemplars that lowers the stream's threshold for the more reliable labels.
 - `threshold.py`: the one place that decides which threshold a verdict is answered at, and why (fixed, fit,
   default, stream, spot checks); spot checks move it.
 - `memory.py`: answers from memory: (near) copies of exemplars, taught ones above all, take their label; how near

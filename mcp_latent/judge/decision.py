@@ -62,17 +62,20 @@ def answerable_p(probs: np.ndarray, abstain: np.ndarray | None = None) -> np.nda
 def decide(
     probs: np.ndarray,
     nearest: np.ndarray,
-    threshold: float,
+    threshold: float | np.ndarray,
     min_similarity: float,
     abstain: np.ndarray | None = None,
 ) -> Decisions:
     """Answer with the most probable label when its probability reaches `threshold` and the nearest exemplar is at
     least `min_similarity` similar; otherwise abstain, out of scope first (a confident guess about a text far from
     every exemplar is still a guess, and so is one about a text an abstain label wins). probs: (n, L) rows summing
-    to 1; nearest: (n,); abstain: (L,) bool marking the profile's abstain labels, or None."""
+    to 1; nearest: (n,); abstain: (L,) bool marking the profile's abstain labels, or None; threshold: one, or (L,)
+    per best label (the stream's, `stream_rank`)."""
     probs = np.atleast_2d(probs)
     nearest = np.atleast_1d(np.asarray(nearest, dtype=np.float64))
     best, p, abstained = best_answer(probs, abstain)
+    if np.ndim(threshold):
+        threshold = np.asarray(threshold, dtype=np.float64)[best]
     answered = answered_mask(p, nearest, threshold, min_similarity) & ~abstained
     reason = np.full(len(probs), None, dtype=object)
     reason[~answered] = LOW_CONFIDENCE

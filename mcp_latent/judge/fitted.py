@@ -97,6 +97,7 @@ class FittedProfile:
         online: tuple[float, str] | None = None,
         shipped: int | None = None,
         gate: ScopeGate | None = None,
+        label_thresholds: np.ndarray | None = None,
     ):
         self.spec = spec
         self.labels = [label.name for label in spec.labels]
@@ -123,6 +124,9 @@ class FittedProfile:
         self.memory = memory
         # The threshold the live profile measured on its stream and spot checks (`threshold.online_threshold`).
         self.online = online
+        # (L,) thresholds on p per best label that the stream set with it (`stream_rank`: labels the stream shows
+        # more reliable answer from a lower p); they apply while the online threshold is the stream's.
+        self.label_thresholds = label_thresholds
         # Rows below this are the profile file's exemplars, the rest taught (None: not known, e.g. the harness).
         self.shipped = shipped
         self.memory_compared_at_load = False  # `load` compared a stored fit's exemplars (the cache may keep that)
@@ -205,7 +209,9 @@ class FittedProfile:
             provisional=True,
         )
 
-    def with_threshold(self, threshold: float, source: str = "stream") -> FittedProfile:
+    def with_threshold(
+        self, threshold: float, source: str = "stream", label_thresholds: np.ndarray | None = None
+    ) -> FittedProfile:
         """A snapshot answering from another threshold, measured online (`threshold.online_threshold`; `source`
         says from what), with the same exemplars and head (nothing is copied). The calibration keeps the fit's own
         point: the next refit starts from it, not from what the stream measured on this one."""
@@ -225,6 +231,7 @@ class FittedProfile:
             (threshold, source),
             self.shipped,
             self.gate,
+            label_thresholds if source == "stream" else None,
         )
 
     def threshold(self, has_text: bool) -> tuple[float, str]:
@@ -232,6 +239,13 @@ class FittedProfile:
         return operating_threshold(
             self.spec.threshold, self.calibration, has_text and self.words is not None, self.online
         )
+
+    def _thresholds(self, has_text: bool) -> tuple[float | np.ndarray, str]:
+        """`threshold`, or the stream's per-label thresholds ((L,) array) where they apply."""
+        threshold, source = self.threshold(has_text)
+        if self.label_thresholds is not None and source == "stream":
+            return self.label_thresholds, source
+        return threshold, source
 
     def with_exemplars(self, vectors: np.ndarray, label_ids: np.ndarray, texts: list[str]) -> FittedProfile:
         """A new snapshot that knows these exemplars too: neighbours at once, the head nudged towards them."""
@@ -272,6 +286,7 @@ class FittedProfile:
             self.online,
             self.shipped,
             self.gate,
+            self.label_thresholds,
         )
 
     def _calibration(self, texts: list[str] | None) -> Calibration:
@@ -320,7 +335,7 @@ class FittedProfile:
         words = self.words.log_probs(reading) if reading is not None and calibration.words_weight else None
         probs = self.probabilities(vectors, (ids[:, :KNN_K], sims[:, :KNN_K]), texts, words)
         nearest = sims[:, 0] if sims.shape[1] else np.full(len(vectors), -1.0)
-        threshold, _ = self.threshold(texts is not None)
+        threshold, _ = self._thresholds(texts is not None)
         decisions = decide(probs, nearest, threshold, calibration.min_similarity, self.abstain)
         if self.gate is not None:
             read = texts if reading is None else reading
@@ -376,6 +391,11 @@ class FittedProfile:
         p[answers] = np.maximum(probs[answers, labels], self.memory.accuracy)
         return replace(decisions, best=best, p=p, reason=reason, recalled=recalled)
 
+    def _verdict_threshold(self, has_text: bool, best: int) -> tuple[float, str]:
+        """(threshold, source) the verdict's best label was answered at, or would have been."""
+        threshold, source = self._thresholds(has_text)
+        return (float(threshold[best]) if isinstance(threshold, np.ndarray) else threshold), source
+
     def expected_score(self, probs: np.ndarray) -> float | None:
         """The expected value over the answer labels (ordinal profiles), whatever the abstain labels hold."""
         if self.values is None:
@@ -399,7 +419,7 @@ class FittedProfile:
             reason=reason,
             nearest=float(decisions.nearest[0]),
             best=self.labels[best],
-            threshold=self.threshold(text is not None),
+            threshold=self._verdict_threshold(text is not None, best),
         )
         model_best, model_p, _ = best_answer(probs[None, :], self.abstain)
         verdict.model = (float(model_p[0]), self.labels[int(model_best[0])])

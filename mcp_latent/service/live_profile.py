@@ -278,6 +278,8 @@ class LiveProfile:
                     ids = [self._label_ids[label] for label, _ in late]
                     fitted = fitted.with_exemplars(vectors, ids, [text for _, text in late])
                 self.snapshot = fitted
+                # the stream's ranking counts exemplars from the first fit on (under the lock: no teach between)
+                self.stream.count_exemplars(fitted)
                 provisional = fitted.provisional
                 break
         self._fitted_event.set()

@@ -16,7 +16,9 @@ import threading
 import numpy as np
 
 from mcp_latent.judge.fitted import FittedProfile
+from mcp_latent.judge.operating_point import MIN_THRESHOLD
 from mcp_latent.judge.stream import MIN_SHARPNESS, stream_sharpness, stream_threshold
+from mcp_latent.judge.stream_rank import fit_ranking
 from mcp_latent.judge.stream_rule import STREAM_RESTATE_EVERY
 from mcp_latent.judge.threshold import online_threshold, operating_threshold
 
@@ -35,16 +37,21 @@ class StreamRecord:
         self._operating = threading.Lock()
         self._learnt = 0  # recorded verdicts that learnt their outcome since the stream rule last ran
         # Per text (a digest of its vector: a handle judged twice counts once), oldest first: [p, best label,
-        # whether the best label was right], the last None until the text is taught (an escalation, or a spot
-        # check). A 16-byte digest, not the vector's 1,536 bytes: a full window was 1.6 MB per profile, and the
-        # windows filling made most of a soak's memory growth after its first minute (docs/load-and-faults.md).
+        # whether the best label was right, log of the best label's exemplars then (NaN: not known)], the third None
+        # until the text is taught (an escalation, or a spot check). A 16-byte digest, not the vector's 1,536 bytes:
+        # a full window was 1.6 MB per profile, and the windows filling made most of a soak's memory growth after
+        # its first minute (docs/load-and-faults.md).
         self._verdicts: dict[bytes, list] = {}
         # (p, best label right) of the verdict each taught text had just before it was taught: p's check.
         self.checks: collections.deque[tuple[float, bool]] = collections.deque(maxlen=window)
+        # ...and the log of the best label's exemplars when it was given, where known (`stream_rank` fits on these).
+        self.ranked_checks: collections.deque[tuple[float, bool, float]] = collections.deque(maxlen=window)
         # ...of those the verdicts that had been answered at the threshold: spot checks of the answers. Apart, as
         # a deployment teaches every escalation but only some answers: pooled, the escalations just below the
         # threshold (the hard texts) outweighed the answers (HWU64 stream: raised 0.92 -> 0.96 on them).
         self.spot: collections.deque[tuple[float, bool]] = collections.deque(maxlen=window)
+        # Exemplars per label of the snapshot last operated on, plus those taught since (`stream_rank` ranks by them).
+        self._counts: dict[str, int] = {}
         self.stream_threshold: float | None = None  # the threshold the stream's verdicts asked for last (or None)
         # The threshold answered at instead of the fit's, and why ("stream" / "spot checks"); None: the fit's own.
         self.online: tuple[float, str] | None = None
@@ -58,18 +65,23 @@ class StreamRecord:
         with self._lock:
             if key in self._verdicts:
                 return
-            self._verdicts[key] = [p, best, None]
+            count = self._counts.get(best) if best is not None else None
+            self._verdicts[key] = [p, best, None, np.log(max(count, 1)) if count else np.nan]
             if len(self._verdicts) > self.window:
                 del self._verdicts[next(iter(self._verdicts))]  # dicts keep insertion order: oldest goes
 
     def verdicts(self) -> tuple[np.ndarray, np.ndarray]:
         """(p, right) of the recorded verdicts, oldest first; right is 1/0 for texts taught since (whether the
         verdict's best label was the one taught), NaN for the others."""
+        return self._records()[:2]
+
+    def _records(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(p, right, log exemplars of the best label) of the recorded verdicts, one copy under the lock."""
         with self._lock:
             records = list(self._verdicts.values())
         p = np.array([r[0] for r in records], dtype=np.float64)
         right = np.array([np.nan if r[2] is None else float(r[2]) for r in records], dtype=np.float64)
-        return p, right
+        return p, right, np.array([r[3] for r in records], dtype=np.float64)
 
     def taught(self, vector: np.ndarray, label: str, check: tuple[float, str] | None, answered: bool = False) -> None:
         """A text was taught `label`: its recorded verdict (if any) now knows whether its best label was right, and
@@ -78,12 +90,17 @@ class StreamRecord:
         with self._lock:
             if check is not None and self.checks.maxlen:
                 self.checks.append((check[0], check[1] == label))
+                count = self._counts.get(check[1])
+                if count:  # its label's exemplars before this teach: what the verdict was given with
+                    self.ranked_checks.append((check[0], check[1] == label, float(np.log(count))))
                 if answered:
                     self.spot.append((check[0], check[1] == label))
             record = self._verdicts.get(_key(vector))
             if record is not None and record[1] is not None and record[2] is None:
                 record[2] = record[1] == label
                 self._learnt += 1
+            if label in self._counts:  # else not counted yet (`count_exemplars`): a count from 0 would be wrong
+                self._counts[label] += 1
 
     def restate_due(self) -> bool:
         """Whether enough verdicts learnt their outcome since the stream rule last ran to run it again between
@@ -99,6 +116,24 @@ class StreamRecord:
                 if record is not None:
                     record[2] = None
 
+    def count_exemplars(self, fitted: FittedProfile) -> None:
+        """Take each label's exemplars from `fitted` (the snapshot serving, or about to): verdicts record their best
+        label's count from then on, and each teach adds one."""
+        counts = np.bincount(fitted.y, minlength=len(fitted.labels))
+        with self._lock:
+            self._counts = {label: int(c) for label, c in zip(fitted.labels, counts, strict=True)}
+
+    def _per_label(self, fitted: FittedProfile, threshold: float, log_n: np.ndarray) -> np.ndarray | None:
+        """(L,) thresholds on p: the stream's `threshold`, lowered for the labels the ranking by exemplars shows
+        more reliable than the median label (`stream_rank.Ranking.lowered`); None: too few ranked checks."""
+        with self._lock:
+            checks = np.array(self.ranked_checks, dtype=np.float64).reshape(-1, 3)
+        ranking = fit_ranking(checks[:, 0], checks[:, 2], checks[:, 1], log_n[~np.isnan(log_n)])
+        if ranking is None:
+            return None
+        counts = np.bincount(fitted.y, minlength=len(fitted.labels))
+        return np.maximum(MIN_THRESHOLD, ranking.lowered(threshold, np.log(np.maximum(counts, 1))))
+
     def _checks(self, spot: bool = False) -> np.ndarray:
         with self._lock:
             return np.array(self.spot if spot else self.checks, dtype=np.float64).reshape(-1, 2)
@@ -110,9 +145,10 @@ class StreamRecord:
         either way the fit's own point is the calibration's, not a threshold set online before. (A fixed threshold
         in the profile file wins anyway.)"""
         with self._operating:
+            self.count_exemplars(fitted)
             with self._lock:
                 self._learnt = 0
-            p, right = self.verdicts()
+            p, right, log_n = self._records()
             checks = self._checks()
             # None: too few labelled verdicts to go by p; below MIN_SHARPNESS, p is too far off to go by
             sharpness = stream_sharpness(checks[:, 0], checks[:, 1])
@@ -125,7 +161,10 @@ class StreamRecord:
             )
             if self.online is None:  # the fit's own point (a snapshot may carry one set online before: reset it)
                 return fitted if fitted.online is None else fitted.with_threshold(fit, source)
-            return fitted.with_threshold(*self.online)
+            per_label = None
+            if self.online[1] == "stream" and fitted.n:  # the stream's threshold, per label where the ranking says
+                per_label = self._per_label(fitted, self.online[0], log_n)
+            return fitted.with_threshold(*self.online, per_label)
 
     def summary(self, snapshot: FittedProfile | None, target: float) -> dict[str, object]:
         """What the taught texts said about the answers (for `latent://stats`): the threshold answered at with its
