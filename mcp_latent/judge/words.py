@@ -79,26 +79,10 @@ def _char_features(token: str) -> np.ndarray:
     return out
 
 
-@functools.lru_cache(maxsize=TOKEN_CACHE)
-def _word_feature(word: str) -> int:
-    """The feature of a word unigram, remembered (hashing a new text's ~60 word n-grams cost more than the rest of
-    its featurizing once the character n-grams were remembered)."""
-    return feature_of("w " + word)
-
-
-@functools.lru_cache(maxsize=TOKEN_CACHE)
-def _pair_feature(first: str, second: str) -> int:
-    """The feature of a word bigram, remembered (texts about one thing repeat their word pairs)."""
-    return feature_of("w " + first + " " + second)
-
-
 def text_features(text: str) -> np.ndarray:
     """The features of every n-gram of `ngrams(text)`, in that order."""
     lowered = text.lower()
-    found = _WORD.findall(lowered)
-    grams = [_word_feature(w) for w in found]
-    grams += [_pair_feature(a, b) for a, b in zip(found, found[1:], strict=False)]
-    parts = [np.array(grams, dtype=np.int64)]
+    parts = [np.array([feature_of(g) for g in _word_grams(_WORD.findall(lowered))], dtype=np.int64)]
     parts += [_char_features(token) for token in _char_tokens(lowered)]
     return np.concatenate(parts)
 
