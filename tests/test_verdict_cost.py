@@ -145,8 +145,8 @@ def reference_featurize_one(text):
 
 
 def test_verdicts_are_bit_for_bit_those_of_the_batch_neighbours_and_hashing_every_n_gram(shipped, monkeypatch):
-    """A single query's neighbours skip the batch bookkeeping, a text's word n-grams come from remembered features,
-    and one text is counted without the batch's text ids: every verdict field stays the same to the bit."""
+    """A single query's neighbours skip the batch bookkeeping and one text is counted without the batch's text ids:
+    every verdict field stays the same to the bit (against the batch search and hashing every n-gram of `ngrams`)."""
     words.featurize_one.cache_clear()
     nearest_one, calls = fitted._nearest_of_one, []
     monkeypatch.setattr(fitted, "_nearest_of_one", lambda *a: calls.append(a) or nearest_one(*a))
@@ -158,6 +158,19 @@ def test_verdicts_are_bit_for_bit_those_of_the_batch_neighbours_and_hashing_ever
     assert now.keys() == before.keys()
     differ = [key for key in now if now[key] != before[key]]
     assert not differ, differ[:5]
+
+
+def test_the_in_scope_mask_is_each_snapshots_own(shipped):
+    """The gate's mask of answer-label exemplars is kept per snapshot: a taught snapshot's covers its new rows."""
+    for name in ("risk", "roi", "category"):
+        served = shipped.live[name].fitted(600)
+        vectors = shipped.embedder.embed(TEXTS[:3])
+        abstain_label = int(np.flatnonzero(served.abstain)[0])
+        taught = served.with_exemplars(vectors, np.full(3, abstain_label), TEXTS[:3])
+        for snapshot in (served, taught):
+            assert snapshot.exemplar_in_scope.shape == (snapshot.n,)
+            assert np.array_equal(snapshot.exemplar_in_scope, ~snapshot.abstain[snapshot.y])
+        assert not taught.exemplar_in_scope[-3:].any() and served.exemplar_in_scope is not taught.exemplar_in_scope
 
 
 @pytest.mark.parametrize(
