@@ -132,6 +132,59 @@ def test_verdicts_are_bit_for_bit_those_of_the_sparse_lookup_and_separate_reads(
     assert len(labels) > 4  # the set judges several labels and abstentions, not one answer throughout
 
 
+def reference_neighbours(self, vectors, k):
+    """Neighbours as they were before: the batch search (chunks, take_along_axis) for one query too."""
+    return ensemble.exact_neighbours(np.atleast_2d(vectors), self.vectors, k)
+
+
+def reference_featurize_one(text):
+    """One text's counts as they were before: every n-gram of `ngrams` hashed, counted through the batch path."""
+    features = np.array([words.feature_of(gram) for gram in words.ngrams(text)], dtype=np.int64)
+    keys, count = np.unique(features, return_counts=True)
+    return words.Counts(np.zeros(len(keys), dtype=np.int64), keys, count.astype(np.float32), 1)
+
+
+def test_verdicts_are_bit_for_bit_those_of_the_batch_neighbours_and_hashing_every_n_gram(shipped, monkeypatch):
+    """A single query's neighbours skip the batch bookkeeping and one text is counted without the batch's text ids:
+    every verdict field stays the same to the bit (against the batch search and hashing every n-gram of `ngrams`)."""
+    words.featurize_one.cache_clear()
+    nearest_one, calls = fitted._nearest_of_one, []
+    monkeypatch.setattr(fitted, "_nearest_of_one", lambda *a: calls.append(a) or nearest_one(*a))
+    now = judged(shipped)
+    assert calls, "the single-query neighbours were not the ones compared"
+    monkeypatch.setattr(fitted.FittedProfile, "neighbours", reference_neighbours)
+    monkeypatch.setattr(words, "featurize_one", reference_featurize_one)
+    before = judged(shipped)
+    assert now.keys() == before.keys()
+    differ = [key for key in now if now[key] != before[key]]
+    assert not differ, differ[:5]
+
+
+def test_the_in_scope_mask_is_each_snapshots_own(shipped):
+    """The gate's mask of answer-label exemplars is kept per snapshot: a taught snapshot's covers its new rows."""
+    for name in ("risk", "roi", "category"):
+        served = shipped.live[name].fitted(600)
+        vectors = shipped.embedder.embed(TEXTS[:3])
+        abstain_label = int(np.flatnonzero(served.abstain)[0])
+        taught = served.with_exemplars(vectors, np.full(3, abstain_label), TEXTS[:3])
+        for snapshot in (served, taught):
+            assert snapshot.exemplar_in_scope.shape == (snapshot.n,)
+            assert np.array_equal(snapshot.exemplar_in_scope, ~snapshot.abstain[snapshot.y])
+        assert not taught.exemplar_in_scope[-3:].any() and served.exemplar_in_scope is not taught.exemplar_in_scope
+
+
+@pytest.mark.parametrize(
+    "text", [*TEXTS, "", "a", " x  y ", "the the the cat cat", "Ünïcödé naïve café 東京", "x" * 300]
+)
+def test_one_texts_counts_are_those_of_the_batch(text):
+    words.featurize_one.cache_clear()
+    one, batch = featurize_one(text), featurize([text])
+    for field in ("text", "feature", "count"):
+        a, b = getattr(one, field), getattr(batch, field)
+        assert a.dtype == b.dtype and np.array_equal(a, b), field
+    assert one.n_texts == batch.n_texts == 1
+
+
 def test_a_text_is_read_once_per_verdict_and_profile(shipped, monkeypatch):
     """One tf-idf weighting of the text per verdict serves the words expert, the scope gate's words and the memory's
     guard (it was three: one each)."""

@@ -1,6 +1,7 @@
 """The verdict math: pure functions and immutable snapshots, no threads, no I/O but a fit's own file.
 
-- `fitted.py`: `FittedProfile`, a profile's fitted snapshot; `FittedProfile.verdict` judges.
+- `fitted.py`: `FittedProfile`, a profile's fitted snapshot; `FittedProfile.verdict` judges; `exemplar_rows.py`:
+  the append-only exemplar table its successive snapshots share.
 - `verdict.py`: `Verdict`, one profile's answer (compact and detailed forms), read-only once built.
 - `ensemble.py`: linear head, kNN vote and their product; `words.py`: the n-gram naive Bayes expert.
 - `decision.py`: the one decision rule (label, or abstain with a reason).
@@ -15,7 +16,8 @@
   default, stream, spot checks); spot checks move it.
 - `memory.py`: answers from memory: (near) copies of exemplars, taught ones above all, take their label; how near
   (the radius, and the guard: how differently the profile's own model may read a copy) is fitted from the
-  exemplars' close pairs and minimal pairs; `memory_evidence.py`: that evidence (close pairs, fold readings).
+  exemplars' close pairs and minimal pairs; `memory_evidence.py`: that evidence (close pairs, fold readings);
+  `memory_numbers.py`: the amounts a text states (a copy states the same amounts, within a factor of 3).
 - `taught_diff.py`: a text that differs decisively from its nearest taught exemplar (a negation or a figure the
   profile reads as pushing away from its label) is not answered with that label; `clause_diff.py`: the reader.
 - `support.py`: a profile defined over MCP abstains until its cross-validated evidence supports its target.

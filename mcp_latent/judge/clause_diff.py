@@ -26,6 +26,10 @@ by the profile's head and words) called 5-48% of the minimal pairs different at 
 short clause read by a head fitted on whole proposals leans far either way. Not adopted (docs/learning-sticks.md,
 "Fifth pass"). Which way the cues push is read by the profile (`taught_diff.words_lean`).
 
+Not `memory_numbers`' reading: there an amount must move by a factor of 3 to make a pair no copy, because
+nothing else reads its direction; here any changed figure is a cue, and the profile's words say which way it
+pushes (`taught_diff.words_lean`).
+
 Pure text arithmetic (regular expressions; no model, no state): microseconds per pair, and called only for a text
 with a taught exemplar within the close band (`taught_diff`).
 """
