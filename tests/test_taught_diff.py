@@ -7,7 +7,7 @@ Fake embedder here (fast); the real model and a real stdio server: test_e2e_stic
 from __future__ import annotations
 
 import pytest
-from conftest import HashingEmbedder, write_profile
+from conftest import HashingEmbedder
 
 from mcp_latent.judge import clause_diff, taught_diff
 from mcp_latent.judge.clause_diff import clauses, differences, figures, negations
@@ -56,11 +56,34 @@ RISKY += [f"ship the {c} patch straight to production skipping staging tests" fo
 RISKY += [f"rotate the {c} signing keys on monday morning without telling every team" for c in CHANGES[:3]]
 
 
-@pytest.fixture
-def rollout(settings):
-    write_profile(settings.user_profiles_dir, "rollout", {"safe": SAFE, "risky": RISKY}, "min_similarity = -1.0")
+# Written minimal pairs (`pair_examples`): the author showing that a small difference changes the label, which turns
+# the rule on (`taught_diff.reads_facts`).
+PAIR_SAFE = [f"restart the {c} workers at noon with a canary step" for c in CHANGES]
+PAIR_RISKY = [f"restart the {c} workers at noon without a canary step" for c in CHANGES]
+
+
+def write_rollout(directory, pairs: bool) -> None:
+    def quoted(texts):
+        return "[" + ", ".join(f'"{t}"' for t in texts) + "]"
+
+    lines = ['name = "rollout"', 'description = "test profile"', "min_similarity = -1.0"]
+    for label, examples, written in (("safe", SAFE, PAIR_SAFE), ("risky", RISKY, PAIR_RISKY)):
+        lines += ["[[labels]]", f'name = "{label}"', f"examples = {quoted(examples)}"]
+        lines += [f"pair_examples = {quoted(written)}"] if pairs else []
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "rollout.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def serve(settings, pairs: bool):
+    write_rollout(settings.user_profiles_dir, pairs)
     service = LatentService(settings, embedder=HashingEmbedder())
     service.start()
+    return service
+
+
+@pytest.fixture
+def rollout(settings):
+    service = serve(settings, pairs=True)
     yield service
     service.close()
 
@@ -105,6 +128,25 @@ def test_a_profile_whose_labels_no_small_difference_changes_keeps_answering_as_t
     service.teach("kind", "tools", text=taught)
     verdict = judged(service, "a bowl of apple banana cherry fruit salad for the picnic table, no cherry", "kind")
     assert verdict["label"] == "tools" and "differs" not in verdict, verdict
+
+
+def test_a_profile_without_written_pairs_keeps_answering_as_taught(settings):
+    """Close exemplars of different labels alone do not turn the rule on: intent profiles have them (two intents
+    worded alike) and there a figure or a negation rarely changes the label (BANKING77's stream: 69 of the 72
+    verdicts the rule escalated were right). Before, this profile's close different-label exemplar pairs were
+    enough, and the rewrite below came back with `differs`."""
+    service = serve(settings, pairs=False)
+    try:
+        taught = "migrate the ledger archive tonight with a rollback plan and a canary step and a verified backup"
+        rewrite = "migrate the ledger archive tonight with a rollback plan and a canary step without a verified backup"
+        service.teach("rollout", "safe", text=taught)
+        memory = service.live["rollout"].snapshot.memory
+        assert memory is not None and not memory.budgeted  # no written pairs...
+        assert memory.close is not None and (memory.close[:, 1] == 0).any()  # ...but close exemplars of both labels
+        verdict = judged(service, rewrite)
+        assert "differs" not in verdict and verdict.get("reason") != "differs_from_taught", verdict
+    finally:
+        service.close()
 
 
 def test_a_verdict_with_no_taught_text_in_the_band_never_reads_clauses(rollout, monkeypatch):

@@ -44,10 +44,18 @@ LEAN = 0.31
 
 
 def reads_facts(memory: Memory | None) -> bool:
-    """Whether the profile's own evidence shows a small difference changing its label: some of its close exemplar
-    pairs (and written minimal pairs) have different labels. A profile of topics has none (a rollback plan dropped
-    does not change what a proposal is about), and the rule stays off for it."""
-    return memory is not None and memory.close is not None and bool((memory.close[:, 1] == 0).any())
+    """Whether the profile's author showed that a small difference changes its label: the profile file carries
+    written minimal pairs (`pair_examples`, which the memory is fitted on: `Memory.budgeted`) and some close pair of
+    its evidence has different labels. A profile of topics has none (a rollback plan dropped does not change what a
+    proposal is about), and the rule stays off for it.
+
+    Why the written pairs, not any close pair of different labels: intent profiles have those too (two intents
+    worded alike), and there a figure or a negation rarely changes the label. In the stream protocol on BANKING77
+    (seeds 0-2, 6 Dec, merged main 0960acb) the rule escalated 72 verdicts of the last thirds, 69 of them right, and
+    0 on HWU64: coverage lost for nothing. The shipped risk and roi carry their written pairs."""
+    if memory is None or not memory.budgeted or memory.close is None:
+        return False
+    return bool((memory.close[:, 1] == 0).any())
 
 
 def words_lean(words: WordsModel, query: str, neighbour: str, label: int) -> float:
