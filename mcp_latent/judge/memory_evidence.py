@@ -121,12 +121,12 @@ def fold_shifts(
             read += head.words_weight * words.log_probs(counts.subset(rows))
         out[asked] = log_odds_shift(read[: len(asked)], read[len(asked) :], y[k[asked]])
         agrees[asked] = read[: len(asked)].argmax(axis=1) == y[k[asked]]
-    if texts is not None:
+    if texts:  # exemplars stored without their texts ([]: a vector-only fit) state no amounts
         read_amounts = {}
         for n, (a, b) in enumerate(zip(i, k, strict=True)):
             for row in (a, b):
                 if row not in read_amounts:
-                    read_amounts[row] = amounts(texts[row]) if texts[row] else {}
+                    read_amounts[row] = amounts(texts[row]) if row < len(texts) and texts[row] else {}
             if amounts_differ(read_amounts[a], read_amounts[b]):
                 out[n] = np.inf
     return out, agrees
