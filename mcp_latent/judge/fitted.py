@@ -290,6 +290,12 @@ class FittedProfile:
         return exact_neighbours(vectors, self.vectors, k)
 
     @functools.cached_property
+    def reads_taught_facts(self) -> bool:
+        """Whether a text's decisive difference from its taught neighbour counts here (`taught_diff.reads_facts`):
+        the snapshot's memory decides it, once per snapshot, not per verdict."""
+        return taught_diff.reads_facts(self.memory)
+
+    @functools.cached_property
     def exemplar_in_scope(self) -> np.ndarray | None:
         """(n,) bool: whether each exemplar belongs to an answer label (None: no abstain labels); read by the scope
         gate on every verdict, so computed once per snapshot (immutable: its rows below n never change)."""
@@ -321,8 +327,7 @@ class FittedProfile:
         ensemble = decisions
         if self.memory is not None:
             decisions = self._recall(decisions, vectors, probs, ids, sims, texts, words)
-        near = texts is not None and taught_diff.taught_in_band(ids, sims, self.shipped, self.n).any()
-        if near and taught_diff.reads_facts(self.memory):
+        if texts is not None and self.reads_taught_facts:
             # a decisive difference from the nearest taught text: neither memory nor the ensemble carries its label
             rows = self._rows.texts
             decisions = taught_diff.apply(decisions, ensemble, ids, sims, texts, rows, self.y, self.shipped, self.words)

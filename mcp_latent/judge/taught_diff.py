@@ -90,11 +90,14 @@ def apply(
     """The decisions with the rule applied to every query that `taught_in_band` marks, and `differs` set: per
     query the clauses that differ from that taught exemplar ([] for none). `before_recall`: the ensemble's
     decisions before memory answered. `words`: the profile's words expert, which reads which way the cues push
-    (`words_lean`); None: the cues alone decide."""
+    (`words_lean`); None: the cues alone decide. No query marked: `decisions` as they are (no copies)."""
+    marked = np.nonzero(taught_in_band(ids, sims, shipped, len(rows_y)))[0]
+    if not len(marked):
+        return decisions
     best, p, reason = decisions.best.copy(), decisions.p.copy(), decisions.reason.copy()
     recalled = None if decisions.recalled is None else decisions.recalled.copy()
     found: list[list[str]] = [[] for _ in range(len(ids))]
-    for q in np.nonzero(taught_in_band(ids, sims, shipped, len(rows_y)))[0]:
+    for q in marked:
         # the nearest taught exemplar within the band decides (neighbours come best first): a copy or a paraphrase of
         # it takes its label whatever other taught texts hold
         row = next(r for r, s in zip(ids[q], sims[q], strict=True) if r >= shipped and s >= BAND)

@@ -66,7 +66,7 @@ class StreamRecord:
             if key in self._verdicts:
                 return
             count = self._counts.get(best) if best is not None else None
-            self._verdicts[key] = [p, best, None, np.log(max(count, 1)) if count else np.nan]
+            self._verdicts[key] = [p, best, None, np.log(count) if count else np.nan]
             if len(self._verdicts) > self.window:
                 del self._verdicts[next(iter(self._verdicts))]  # dicts keep insertion order: oldest goes
 
@@ -116,22 +116,23 @@ class StreamRecord:
                 if record is not None:
                     record[2] = None
 
-    def count_exemplars(self, fitted: FittedProfile) -> None:
+    def count_exemplars(self, fitted: FittedProfile) -> np.ndarray:
         """Take each label's exemplars from `fitted` (the snapshot serving, or about to): verdicts record their best
-        label's count from then on, and each teach adds one."""
+        label's count from then on, and each teach adds one. Returns the (L,) counts."""
         counts = np.bincount(fitted.y, minlength=len(fitted.labels))
         with self._lock:
             self._counts = {label: int(c) for label, c in zip(fitted.labels, counts, strict=True)}
+        return counts
 
-    def _per_label(self, fitted: FittedProfile, threshold: float, log_n: np.ndarray) -> np.ndarray | None:
-        """(L,) thresholds on p: the stream's `threshold`, lowered for the labels the ranking by exemplars shows
-        more reliable than the median label (`stream_rank.Ranking.lowered`); None: too few ranked checks."""
+    def _per_label(self, counts: np.ndarray, threshold: float, log_n: np.ndarray) -> np.ndarray | None:
+        """(L,) thresholds on p: the stream's `threshold`, lowered for the labels the ranking by exemplars (`counts`,
+        per label) shows more reliable than the median label (`stream_rank.Ranking.lowered`); None: too few ranked
+        checks."""
         with self._lock:
             checks = np.array(self.ranked_checks, dtype=np.float64).reshape(-1, 3)
         ranking = fit_ranking(checks[:, 0], checks[:, 2], checks[:, 1], log_n[~np.isnan(log_n)])
         if ranking is None:
             return None
-        counts = np.bincount(fitted.y, minlength=len(fitted.labels))
         return np.maximum(MIN_THRESHOLD, ranking.lowered(threshold, np.log(np.maximum(counts, 1))))
 
     def _checks(self, spot: bool = False) -> np.ndarray:
@@ -145,7 +146,7 @@ class StreamRecord:
         either way the fit's own point is the calibration's, not a threshold set online before. (A fixed threshold
         in the profile file wins anyway.)"""
         with self._operating:
-            self.count_exemplars(fitted)
+            counts = self.count_exemplars(fitted)
             with self._lock:
                 self._learnt = 0
             p, right, log_n = self._records()
@@ -163,7 +164,7 @@ class StreamRecord:
                 return fitted if fitted.online is None else fitted.with_threshold(fit, source)
             per_label = None
             if self.online[1] == "stream" and fitted.n:  # the stream's threshold, per label where the ranking says
-                per_label = self._per_label(fitted, self.online[0], log_n)
+                per_label = self._per_label(counts, self.online[0], log_n)
             return fitted.with_threshold(*self.online, per_label)
 
     def summary(self, snapshot: FittedProfile | None, target: float) -> dict[str, object]:
