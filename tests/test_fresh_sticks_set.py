@@ -73,3 +73,16 @@ def test_the_harness_reads_the_concatenated_set_as_intended(tmp_path):
     _, sets = _harness().draw(REALISTIC / "heldout.jsonl", both, 80, 1)
     assert len(sets["paraphrases"]) == 160 and len(sets["minimal pairs"]) == 30
     assert all(p["text"] != p["taught"]["text"] for p in sets["minimal pairs"])
+
+
+def test_no_fresh_text_is_a_shipped_exemplar():
+    """Measuring only: a fresh paraphrase or rewrite inside a shipped profile would measure memory of itself."""
+    fresh = {
+        " ".join(r["text"].lower().split()) for name in ("paraphrases.jsonl", "rewrites.jsonl") for r in _rows(name)
+    }
+    paths = sorted(builtin_profiles_dir().glob("*.toml"))
+    assert {p.stem for p in paths} >= {"risk", "roi", "category"}
+    for path in paths:
+        for label in read_profile_file(path).labels:
+            shipped = {" ".join(t.lower().split()) for t in [*label.examples, *label.pair_examples]}
+            assert not fresh & shipped, (path.name, label.name)
