@@ -236,3 +236,18 @@ def test_a_few_confirming_spot_checks_already_keep_the_stream_from_raising_the_f
     wrong = right.copy()
     wrong[::2] = 0
     assert online_threshold(0.864, 0.9, 0.98, p, wrong) == (0.98, "stream")
+
+
+def test_twenty_spot_checks_below_the_target_already_move_it_and_say_why():
+    # Roi on the held-out proposals (seed 1): 13 of 17 checks agreed (target 90%); a move up needed 30 checks, so
+    # the stream's 0.991 applied and untaught coverage fell from 27.5% to 1.4%. Now: to where the checks meet it.
+    p = np.linspace(0.82, 0.99, 20)
+    right = np.ones(20)
+    right[[0, 2, 4, 6, 8]] = 0  # the five least confident of the lower half wrong: 75%
+    threshold, source = online_threshold(0.817, 0.9, 0.991, p, right, prior=0.929)
+    assert source == "spot checks" and 0.817 < threshold <= p[9]  # the lowest point whose checks meet it
+    reading = spot_reading.read(0.817, 0.9, p, right, spot_reading.prior_agreement(0.929, 0.9))
+    assert reading.shows_below() and "moved to" in spot_reading.describe(reading, 0.9, threshold)
+    # ten or more that do not show it below keep the fit's point against the stream's 0.991
+    right[[0, 2, 4, 6]] = 1
+    assert online_threshold(0.817, 0.9, 0.991, p, right, prior=0.929) is None

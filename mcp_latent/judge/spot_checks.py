@@ -95,6 +95,8 @@ def describe(reading: SpotReading, target: float, moved_to: float | None) -> str
         f"(estimate with the fit's promise {100 * reading.estimate:.1f}%, P(below {100 * target:g}%) "
         f"{reading.below:.2f})"
     )
+    if not reading.shows_below() and moved_to is not None:  # `online_threshold` kept a threshold served before
+        return f"{said}: not shown below the target; {moved_to:.3f}, served before and meeting it there, is kept"
     if not reading.shows_below():
         return f"{said}: not shown below the target, the fit's point holds"
     if moved_to is None:
