@@ -152,6 +152,9 @@ def main() -> None:
         service.wait_refitted(900)
         measure("after refits")
         stats = service.profile_stats()["stats"]
+        # Each profile's spot checks (p of the verdict just before the teach, whether the teach confirmed it): what
+        # moved or held its threshold (`judge/spot_checks.py`), for the JSON.
+        spot = {p: [list(c) for c in service.live[p].stream.spot] for p in PROFILES}
         operating_points["after"] = operating()
         service.close()
 
@@ -188,7 +191,13 @@ def main() -> None:
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"args": {k: str(v) for k, v in vars(args).items()}, "results": results, "points": operating_points}
+                {
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "results": results,
+                    "points": operating_points,
+                    "stats": stats,
+                    "spot_checks": spot,
+                }
             )
         )
     if args.plot:

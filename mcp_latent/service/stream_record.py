@@ -12,9 +12,11 @@ from __future__ import annotations
 import collections
 import hashlib
 import threading
+import time
 
 import numpy as np
 
+from mcp_latent.judge import spot_checks
 from mcp_latent.judge.fitted import FittedProfile
 from mcp_latent.judge.operating_point import MIN_THRESHOLD
 from mcp_latent.judge.stream import MIN_SHARPNESS, stream_sharpness, stream_threshold
@@ -55,6 +57,8 @@ class StreamRecord:
         self.stream_threshold: float | None = None  # the threshold the stream's verdicts asked for last (or None)
         # The threshold answered at instead of the fit's, and why ("stream" / "spot checks"); None: the fit's own.
         self.online: tuple[float, str] | None = None
+        # What the spot checks said at the last operate (`_note_spot_checks`; `latent://stats` shows it), or None.
+        self.spot_reading: dict[str, object] | None = None
 
     def observe(self, vector: np.ndarray, p: float, in_scope: bool, best: str | None = None) -> None:
         """Record a verdict (texts cut as out of scope are answered at no threshold: left out); `best`: its most
@@ -157,15 +161,53 @@ class StreamRecord:
             self.stream_threshold = stream_threshold(p, target, right, sharpness) if usable else None
             fit, source = operating_threshold(fitted.spec.threshold, fitted.calibration, fitted.words is not None)
             spot = self._checks(spot=True)
+            prior = fitted.calibration.cv_answered_accuracy  # the fit's promise at its point: the checks' prior
             self.online = online_threshold(
-                fit, target, self.stream_threshold, spot[:, 0], spot[:, 1], source != "default", served
+                fit, target, self.stream_threshold, spot[:, 0], spot[:, 1], source != "default", served, prior
             )
+            self._note_spot_checks(fit, target, spot, prior, source != "default")
             if self.online is None:  # the fit's own point (a snapshot may carry one set online before: reset it)
                 return fitted if fitted.online is None else fitted.with_threshold(fit, source)
             per_label = None
             if self.online[1] == "stream" and fitted.n:  # the stream's threshold, per label where the ranking says
                 per_label = self._per_label(counts, self.online[0], log_n)
             return fitted.with_threshold(*self.online, per_label)
+
+    def _note_spot_checks(self, fit: float, target: float, spot: np.ndarray, prior: float | None, fitted: bool) -> None:
+        """Keep what the spot checks said at this operate for `latent://stats`, and when the threshold they set
+        first moved to where it is (under `_operating`)."""
+        if not fitted:
+            self.spot_reading = None
+            return
+        promise = spot_checks.prior_agreement(prior, target)
+        reading = spot_checks.read(fit, target, spot[:, 0], spot[:, 1], promise)
+        moved = self.online[0] if self.online is not None and self.online[1] == "spot checks" else None
+        note: dict[str, object] = {
+            "checks": len(spot),
+            "at_fit": {
+                "threshold": round(fit, 3),
+                "checked": reading.checked,
+                "agreement": None if reading.agreement is None else round(reading.agreement, 3),
+                "estimate": round(reading.estimate, 3),
+                "prior": round(promise, 3),
+                "p_below": round(reading.below, 3),
+            },
+            "why": spot_checks.describe(reading, target, moved),
+        }
+        if moved is not None:
+            before = (self.spot_reading or {}).get("moved")
+            same = isinstance(before, dict) and before.get("to") == round(moved, 3)
+            note["moved"] = (
+                before
+                if same
+                else {
+                    "from": round(fit, 3),
+                    "to": round(moved, 3),
+                    "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "after_checks": len(spot),
+                }
+            )
+        self.spot_reading = note
 
     def summary(self, snapshot: FittedProfile | None, target: float) -> dict[str, object]:
         """What the taught texts said about the answers (for `latent://stats`): the threshold answered at with its
@@ -179,4 +221,6 @@ class StreamRecord:
             if answered.any():
                 out["checked"] = int(np.sum(answered))
                 out["checked_agreement"] = round(float(checks[answered, 1].mean()), 3)
+        if self.spot_reading is not None:  # what the checks said at the fit's point, and when they moved it
+            out["spot_checks"] = self.spot_reading
         return out
