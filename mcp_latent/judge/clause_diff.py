@@ -12,8 +12,13 @@ rewrite that drops a safeguard, skips a review or changes a cost almost always c
 So a text *differs decisively* from its neighbour when
 - **polarity**: the two texts hold a different number of negation cues ("no", "not", "without", "nobody",
   "never", "-n't", "skip..."; `NEGATIONS`), or
-- **figures**: the two texts hold different sets of figures (numbers with their unit suffix: "$900" / "$90k",
-  "5%", "2x").
+- **figures**: an amount changed by magnitude (`changed_amounts`): both texts state an amount of one kind (money,
+  a duration, a percentage, a multiple, a count; `memory_numbers.read_amounts`, with units, scales and number
+  words: "$900" / "$90k", "2 hours" / "2 weeks", "2x" / "twice") and each holds one the other has none within
+  `FIGURE_RATIO` of. The same magnitude written otherwise ("2" / "two", "90,000 dollars" / "$90k") and a figure
+  one text leaves out are no change: other writers' paraphrases do both (the fifth pass compared figures as
+  written and lost 10 of the 80 held-out paraphrases' memory answers to them; docs/learning-sticks.md, "Sixth
+  pass").
 `differences` names the clauses that carry the cue (`clauses`: sentences split at commas, semicolons and
 connectives), so the calling LLM sees *what* differs.
 
@@ -26,9 +31,9 @@ by the profile's head and words) called 5-48% of the minimal pairs different at 
 short clause read by a head fitted on whole proposals leans far either way. Not adopted (docs/learning-sticks.md,
 "Fifth pass"). Which way the cues push is read by the profile (`taught_diff.words_lean`).
 
-Not `memory_numbers`' reading: there an amount must move by a factor of 3 to make a pair no copy, because
-nothing else reads its direction; here any changed figure is a cue, and the profile's words say which way it
-pushes (`taught_diff.words_lean`).
+One amount parser serves both readers: `memory_numbers` (the memory's guard: an amount moved by a factor of 3
+makes a pair no copy, because nothing else reads its direction) and this one (a change by more than FIGURE_RATIO is
+a cue, and the profile's words say which way it pushes: `taught_diff.words_lean`).
 
 Pure text arithmetic (regular expressions; no model, no state): microseconds per pair, and called only for a text
 with a taught exemplar within the close band (`taught_diff`).
@@ -39,7 +44,7 @@ from __future__ import annotations
 import math
 import re
 
-from mcp_latent.judge.memory_numbers import Amount, read_amounts
+from mcp_latent.judge.memory_numbers import KINDS, Amount, read_amounts
 
 # Words that negate the fact they stand in (a rewrite that drops a safeguard writes "no rollback plan", "not
 # load-tested", "without checking", "nobody has reviewed", "skipping staging").
@@ -98,9 +103,11 @@ def changed_amounts(query: str, neighbour: str, ratio: float | None = None) -> t
     ours, theirs = read_amounts(query), read_amounts(neighbour)
     out_q: list[Amount] = []
     out_n: list[Amount] = []
-    for kind in {a.kind for a in ours} & {a.kind for a in theirs}:
+    for kind in KINDS:  # in a fixed order: the clauses named come out the same every time
         q = [a for a in ours if a.kind == kind]
         n = [a for a in theirs if a.kind == kind]
+        if not q or not n:
+            continue
         lone_q = [a for a in q if min(abs(a.log - b.log) for b in n) > limit]
         lone_n = [b for b in n if min(abs(a.log - b.log) for a in q) > limit]
         if lone_q and lone_n:  # each side holds an amount the other does not: changed, not added or dropped
