@@ -7,6 +7,8 @@ memory did not answer it. The same text with the cost a hundred times smaller is
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from mcp import Client
 from test_e2e_stdio import call, params
@@ -38,7 +40,7 @@ async def test_a_paraphrase_restating_figures_in_words_keeps_its_memory_answer(t
         await call(client, "teach", {"profile": "roi", "label": "high", "text": TAUGHT})
         verdict = await judged(client, IN_WORDS)
         # before: no memory answer ("differs": the three clauses with "figures" as written)
-        assert verdict["label"] == "high" and verdict["memory"]["taught"] is True, verdict
+        assert verdict["label"] == "high" and verdict.get("memory", {}).get("taught") is True, json.dumps(verdict)
         assert "differs" not in verdict, verdict
         cheaper = await judged(client, CHEAPER)
         assert "memory" not in cheaper, cheaper  # a hundred times cheaper: not a copy, whatever the ensemble says
