@@ -51,8 +51,6 @@ _HOURS = {
     "min": 1 / 60, "minute": 1 / 60, "h": 1, "hr": 1, "hour": 1, "day": 24, "week": 168, "sprint": 336,
     "month": 730, "quarter": 2190, "year": 8760, "fortnight": 336,
 }  # fmt: skip
-# Units that "a" / "an" may count ("a month of work"); "a second" is an ordinal or a rate far more often.
-_A_UNITS = frozenset({"minute", "hour", "day", "week", "sprint", "month", "quarter", "year", "fortnight"})
 _NUMBER = r"(\d[\d,]*(?:\.\d+)?|" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")"
 _MONEY = re.compile(
     r"(?:[$€£]\s?" + _NUMBER + r"\s?(k|m|mm|bn|b|thousand|million|billion)?\b)"
@@ -127,8 +125,6 @@ def read_amounts(text: str) -> list[Amount]:
             continue
         if match.group(1).lower() in ("a", "an") and any(0 <= match.start() - end <= 2 for end in money_ends):
             continue  # "$9k a month": a rate's period, not an amount of time
-        if match.group(1).lower() in ("a", "an") and match.group(2).lower() not in _A_UNITS:
-            continue  # "a second support engineer", "1,000 requests a second": an ordinal or a rate, not a time
         value = _value(match.group(1))
         add("duration", None if value is None else value * _HOURS[match.group(2).lower()], match)
     for match in _PERCENT.finditer(text):
