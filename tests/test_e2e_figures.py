@@ -39,7 +39,8 @@ async def test_a_paraphrase_restating_figures_in_words_keeps_its_memory_answer(t
     async with Client(params(tmp_path / "d"), mode="legacy", read_timeout_seconds=300) as client:
         await call(client, "teach", {"profile": "roi", "label": "high", "text": TAUGHT})
         verdict = await judged(client, IN_WORDS)
-        # before: no memory answer ("differs": the three clauses with "figures" as written)
+        # before (main cd467c2): escalated, reason "differs_from_taught", `differs` naming "costing $3k a month",
+        # "... calls the rates API 12 times" and "costing $3,000 a month": figures as written
         assert verdict["label"] == "high" and verdict.get("memory", {}).get("taught") is True, json.dumps(verdict)
         assert "differs" not in verdict, verdict
         cheaper = await judged(client, CHEAPER)
