@@ -5,7 +5,8 @@ payoff, labelled apart) against the written paraphrase pairs (`pair_paraphrases.
 both ways (either text may be the taught one). Share called different: minimal pairs (should be high) and
 paraphrase pairs (should be low), for
 
-- the cue reader `mcp_latent/judge/clause_diff.py` (negation cues, figures): what the server runs;
+- the cue reader `mcp_latent/judge/clause_diff.py` (negation cues, figures): what the server runs, and the fit of
+  its figure ratio (`FIGURE_RATIO`: amounts changed by magnitude, against figures as written);
 - an embedding clause diff (the alternative it was chosen over): clauses of either text with no match at least
   `match` similar in the other, read by the profile's head and words, decisive when one leans away from the
   neighbour's label by more than `lean` (log-odds; a grid of both), alone and together with the cues.
@@ -69,6 +70,32 @@ def shares(flags: np.ndarray, minimal: np.ndarray, profiles: np.ndarray) -> str:
     )
 
 
+def print_figure_ratio(rows: list, minimal: np.ndarray, profiles: np.ndarray) -> float:
+    """The figure cue's ratio (`clause_diff.FIGURE_RATIO`), fitted on these pairs: each pair's largest change of an
+    amount both texts state (`memory_numbers.mismatch`: a dropped amount is no change), and the ratio midway, in log
+    terms, between the largest change of a paraphrase pair and the smallest larger change of a minimal pair (the
+    widest margin on both sides). Prints the figure cue as written (the fifth pass) beside it."""
+    from mcp_latent.judge.clause_diff import FIGURE_RATIO, figures
+    from mcp_latent.judge.memory_numbers import amounts, mismatch
+
+    change = np.array([mismatch(amounts(r[1]), amounts(r[2])) for r in rows])
+    largest_paraphrase = float(change[~minimal].max())
+    above = change[minimal & (change > largest_paraphrase + 1e-9)]
+    fitted = 10 ** ((largest_paraphrase + float(above.min())) / 2)
+    print(
+        f"\nfigure ratio: paraphrase pairs change an amount by at most {10**largest_paraphrase:.2f}x, minimal pairs "
+        f"by {10 ** float(above.min()):.2f}x or more where they change one ({len(above)} of {int(minimal.sum())} "
+        f"readings); fitted ratio {fitted:.3f} (served: FIGURE_RATIO = {FIGURE_RATIO})"
+    )
+    written = np.array([figures(r[1]) != figures(r[2]) for r in rows])
+    print(f"  figures as written differ (the fifth pass): {shares(written, minimal, profiles)}")
+    for ratio in sorted({round(fitted, 2), FIGURE_RATIO, 3.0}):
+        print(
+            f"  an amount changed by more than {ratio:.2f}x: {shares(change > np.log10(ratio) + 1e-9, minimal, profiles)}"
+        )
+    return fitted
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "mcp-latent-pairs-cache")
@@ -91,6 +118,8 @@ def main() -> None:
             shown += 1
             kind = "minimal pair not called different" if r[5] else "paraphrase called different"
             print(f"  {kind} ({r[4]}): {differences(r[1], r[2]) or r[1][:110]!r}")
+
+    print_figure_ratio(rows, minimal, profiles)
 
     from mcp_latent.judge.taught_diff import LEAN, words_lean
 

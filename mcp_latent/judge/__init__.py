@@ -17,7 +17,8 @@
 - `memory.py`: answers from memory: (near) copies of exemplars, taught ones above all, take their label; how near
   (the radius, and the guard: how differently the profile's own model may read a copy) is fitted from the
   exemplars' close pairs and minimal pairs; `memory_evidence.py`: that evidence (close pairs, fold readings);
-  `memory_numbers.py`: the amounts a text states (a copy states the same amounts, within a factor of 3).
+  `memory_numbers.py`: the amounts a text states, with units and scales (a copy states the same amounts, within a
+  factor of 3; `clause_diff` reads the same amounts for its figure cue).
 - `taught_diff.py`: a text that differs decisively from its nearest taught exemplar (a negation or a figure the
   profile reads as pushing away from its label) is not answered with that label; `clause_diff.py`: the reader.
 - `support.py`: a profile defined over MCP abstains until its cross-validated evidence supports its target.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 # Amounts of one kind further apart than this ratio are other amounts: a paraphrase restates an amount, rounds it
 # ("~$25k" / "$24,800") or converts it ("a fortnight" / "2 weeks"); a minimal pair changes it (roi's written pairs:
@@ -27,11 +28,28 @@ _WORDS = {
     "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30, "fifty": 50,
     "hundred": 100, "dozen": 12, "half": 0.5, "couple": 2, "few": 3, "several": 4,
 }  # fmt: skip
-_SCALE = {"k": 1e3, "thousand": 1e3, "m": 1e6, "mm": 1e6, "million": 1e6, "b": 1e9, "bn": 1e9, "billion": 1e9}
+# Number words read as a count on their own ("two people reviewed it" / "2 reviewers"): not "a", "one", "half" or
+# the vague ones ("a few"), which stand in for an article or no figure at all far more often than for a count.
+_COUNT_WORDS = (
+    "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "fifteen", "twenty",
+    "thirty", "fifty", "hundred", "dozen",
+)  # fmt: skip
+_SCALE = {
+    "hundred": 100,
+    "dozen": 12,
+    "k": 1e3,
+    "thousand": 1e3,
+    "m": 1e6,
+    "mm": 1e6,
+    "million": 1e6,
+    "b": 1e9,
+    "bn": 1e9,
+    "billion": 1e9,
+}
 _HOURS = {
     "ms": 1 / 3.6e6, "millisecond": 1 / 3.6e6, "s": 1 / 3600, "sec": 1 / 3600, "second": 1 / 3600,
     "min": 1 / 60, "minute": 1 / 60, "h": 1, "hr": 1, "hour": 1, "day": 24, "week": 168, "sprint": 336,
-    "month": 730, "quarter": 2190, "year": 8760,
+    "month": 730, "quarter": 2190, "year": 8760, "fortnight": 336,
 }  # fmt: skip
 _NUMBER = r"(\d[\d,]*(?:\.\d+)?|" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")"
 _MONEY = re.compile(
@@ -44,7 +62,30 @@ _DURATION = re.compile(
     re.IGNORECASE,
 )
 _PERCENT = re.compile(r"\b" + _NUMBER + r"\s?(?:%|percent\b)", re.IGNORECASE)
-_COUNT = re.compile(r"(?<![$€£\w.,])(\d[\d,]*(?:\.\d+)?)\s?(k|thousand|million)?\b(?![%.,]?\d)", re.IGNORECASE)
+# A multiple: "2x peak", "10x faster", "twice the load", "three times the traffic" (not "three times this quarter":
+# times followed by a period is a count of events, read by _COUNT_TIMES below).
+_MULTIPLE = re.compile(
+    r"(?:\b(\d+(?:\.\d+)?)\s?x\b)|(?:\b(twice|double|triple|tenfold)\b)"
+    r"|(?:\b" + _NUMBER + r"\s(?:times)\s(?=(?:the|as|more|faster|slower|bigger|larger|higher|lower)\b))",
+    re.IGNORECASE,
+)
+_MULTIPLE_WORDS = {"twice": 2, "double": 2, "triple": 3, "tenfold": 10}
+_COUNT = re.compile(
+    r"(?<![$€£\w.,])(\d[\d,]*(?:\.\d+)?)\s?(k|m|bn|thousand|million|billion)?\b(?![%.,]?\d)"
+    r"|\b(?:a\s)?(" + "|".join(_COUNT_WORDS) + r")(?:[\s-](hundred|thousand|million|billion|dozen))?\b",
+    re.IGNORECASE,
+)
+KINDS = ("money", "duration", "percent", "multiple", "count")
+
+
+@dataclass(frozen=True)
+class Amount:
+    """One amount a text states: its kind, log10 of its value (durations in hours) and where it is written."""
+
+    kind: str
+    log: float
+    start: int
+    end: int
 
 
 def _value(number: str, scale: str | None = None) -> float | None:
@@ -62,40 +103,52 @@ def _log(value: float | None) -> float | None:
     return math.log10(value) if value is not None and value > 0 else None
 
 
-def amounts(text: str) -> dict[str, list[float]]:
-    """The amounts a text states, by kind ("money", "duration", "percent", "count"), each as log10 of its value
-    (durations in hours). A number counted as money, a duration or a percentage is not counted again."""
-    out: dict[str, list[float]] = {"money": [], "duration": [], "percent": [], "count": []}
-    taken: list[tuple[int, int]] = []
+def read_amounts(text: str) -> list[Amount]:
+    """The amounts a text states, in the order they are read (money, durations, percentages, multiples, counts),
+    each with its span. A number counted as one kind is not counted again."""
+    out: list[Amount] = []
+
+    def free(match: re.Match) -> bool:
+        return not any(a.start <= match.start() < a.end or match.start() <= a.start < match.end() for a in out)
+
+    def add(kind: str, value: float | None, match: re.Match) -> None:
+        value = _log(value)
+        if value is not None:
+            out.append(Amount(kind, value, match.start(), match.end()))
+
     for match in _MONEY.finditer(text):
         number, scale = (match.group(1), match.group(2)) if match.group(1) else (match.group(3), match.group(4))
-        value = _log(_value(number, scale))
-        if value is not None:
-            out["money"].append(value)
-            taken.append(match.span())
-    money_ends = [b for _, b in taken]
+        add("money", _value(number, scale), match)
+    money_ends = [a.end for a in out]
     for match in _DURATION.finditer(text):
-        if any(a <= match.start() < b for a, b in taken):
+        if not free(match):
             continue
         if match.group(1).lower() in ("a", "an") and any(0 <= match.start() - end <= 2 for end in money_ends):
             continue  # "$9k a month": a rate's period, not an amount of time
         value = _value(match.group(1))
-        value = _log(None if value is None else value * _HOURS[match.group(2).lower()])
-        if value is not None:
-            out["duration"].append(value)
-            taken.append(match.span())
+        add("duration", None if value is None else value * _HOURS[match.group(2).lower()], match)
     for match in _PERCENT.finditer(text):
-        value = _log(_value(match.group(1)))
-        if value is not None and not any(a <= match.start() < b for a, b in taken):
-            out["percent"].append(value)
-            taken.append(match.span())
+        if free(match):
+            add("percent", _value(match.group(1)), match)
+    for match in _MULTIPLE.finditer(text):
+        if free(match):
+            digits, word, number = match.group(1), match.group(2), match.group(3)
+            value = float(digits) if digits else _MULTIPLE_WORDS[word.lower()] if word else _value(number)
+            add("multiple", value, match)
     for match in _COUNT.finditer(text):
-        if any(a <= match.start() < b for a, b in taken):
-            continue
-        value = _log(_value(match.group(1), match.group(2)))
-        if value is not None:
-            out["count"].append(value)
-    return {kind: values for kind, values in out.items() if values}
+        if free(match):
+            value = _value(*match.group(1, 2)) if match.group(1) else _value(*match.group(3, 4))
+            add("count", value, match)
+    return out
+
+
+def amounts(text: str) -> dict[str, list[float]]:
+    """The amounts a text states, by kind ("money", "duration", "percent", "multiple", "count"), each as log10 of its
+    value (durations in hours)."""
+    out: dict[str, list[float]] = {}
+    for amount in read_amounts(text):
+        out.setdefault(amount.kind, []).append(amount.log)
+    return out
 
 
 def amounts_differ(a: dict[str, list[float]], b: dict[str, list[float]]) -> bool:
