@@ -247,6 +247,8 @@ async def run(args: argparse.Namespace) -> dict:
                     "nearest": verdict.get("nearest"),
                     "best_exemplars": exemplars.get(best, 0),
                     "top": verdict.get("top"),  # the runners-up too: re-rankings by margin are replayed on them
+                    # the nearest exemplars' labels and similarities: re-rankings by the kNN expert's agreement
+                    "neighbours": [[label, sim] for _, label, sim in verdict.get("neighbours", [])],
                 }
             )
             if verdict.get("unsure") and gold is not None:  # escalated: the LLM decides, and teaches it back
