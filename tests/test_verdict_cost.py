@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 
 from mcp_latent.judge import ensemble, fitted, neighbour_search, scope_gate, words
+from mcp_latent.judge.exemplar_rows import ExemplarRows
 from mcp_latent.judge.memory_evidence import PairReader
+from mcp_latent.judge.quantized_rows import QuantizedRows
 from mcp_latent.judge.words import Counts, Reading, WordsModel, featurize, featurize_one
 
 # Proposals in the shipped profiles' domain, and texts that propose nothing (written for this test).
@@ -130,7 +132,16 @@ def judged(service, monkeypatch=None) -> dict:
     return out
 
 
-def test_verdicts_are_bit_for_bit_those_of_the_sparse_lookup_and_separate_reads(shipped, monkeypatch):
+@pytest.fixture
+def float32_neighbours(monkeypatch):
+    """One query's neighbours from the float32 product (not the int8 copy, tested on its own rule below): the
+    comparisons that keep asserting bit-identity."""
+    monkeypatch.setattr(ExemplarRows, "quantized", lambda self, n: None)
+
+
+def test_verdicts_are_bit_for_bit_those_of_the_sparse_lookup_and_separate_reads(
+    shipped, monkeypatch, float32_neighbours
+):
     now = judged(shipped)
     monkeypatch.setattr(WordsModel, "log_probs", reference_log_probs)
     monkeypatch.setattr(fitted, "knn_votes", reference_knn_votes)
@@ -156,7 +167,9 @@ def reference_featurize_one(text):
     return words.Counts(np.zeros(len(keys), dtype=np.int64), keys, count.astype(np.float32), 1)
 
 
-def test_verdicts_are_bit_for_bit_those_of_the_batch_neighbours_and_hashing_every_n_gram(shipped, monkeypatch):
+def test_verdicts_are_bit_for_bit_those_of_the_batch_neighbours_and_hashing_every_n_gram(
+    shipped, monkeypatch, float32_neighbours
+):
     """A single query's neighbours skip the batch bookkeeping and one text is counted without the batch's text ids:
     every verdict field stays the same to the bit (against the batch search and hashing every n-gram of `ngrams`)."""
     words.featurize_one.cache_clear()
@@ -370,29 +383,67 @@ def judged_sets(shipped):
     return texts, vectors, {"served": served, "taught": taught}
 
 
-def test_one_product_over_several_profiles_gives_the_same_decisions(judged_sets):
-    """Each profile's own product against one product over the distinct exemplars of the three shipped profiles
-    (served and just-taught snapshots; every text of the test sets, with its words, detail on a share of them, and
-    by the vector alone): decision-identical, and the shared product reads fewer rows."""
+def test_the_int8_bound_and_the_shared_product_give_the_same_decisions(judged_sets, monkeypatch):
+    """One query's neighbours through the int8 copy's bound (`quantized_rows`) and through one product over the three
+    shipped profiles' distinct exemplars (`SharedRows`), each against the float32 product of the profile alone: on
+    every text of the test sets with its words (served snapshots; every other text on the just-taught ones, whose
+    taught rows lie past the int8 copy), detail on a seventh and by the vector alone on a fifth: decision-identical.
+    The int8 path must have been the one taken, and read fewer rows."""
     texts, vectors, sets = judged_sets
+    quantized_calls = []
+    for snapshot in [*sets["served"].values(), *sets["taught"].values()]:  # a taught copy may have its own
+        snapshot._rows.quantized(snapshot.n)
+        assert snapshot._rows.wait_quantized(120)
+    nearest = QuantizedRows.nearest
+    monkeypatch.setattr(QuantizedRows, "nearest", lambda *a: quantized_calls.append(1) or nearest(*a))
+    float32 = ExemplarRows.quantized
+    variants: dict[str, dict] = {"float32": {}, "int8": {}, "shared": {}}
     for tag, snapshots in sets.items():
         shared = neighbour_search.SharedRows([s.vectors for s in snapshots.values()])
         assert len(shared.matrix) < 0.7 * shared.rows  # the profiles share exemplars: fewer distinct rows to read
-        now, before = {}, {}
         for i, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
+            if tag == "taught" and i % 2:
+                continue
             given = shared.similarities(vector)
+            asks = [(text, i % 7 == 0, ())] + ([(None, False, ("vector",))] if i % 5 == 0 else [])
             for (name, snapshot), sims in zip(snapshots.items(), given, strict=True):
                 assert np.abs(sims - snapshot.vectors @ vector).max() <= TOLERANCE
-                detail = i % 7 == 0
-                now[tag, name, i] = snapshot.verdict(vector, text, detail, 3, sims)
-                before[tag, name, i] = snapshot.verdict(vector, text, detail, 3)
-                if i % 5 == 0:
-                    now[tag, name, i, "vector"] = snapshot.verdict(vector, None, False, 3, sims)
-                    before[tag, name, i, "vector"] = snapshot.verdict(vector, None)
-        assert_decision_identical(now, before)
-        answered = {v.label for v in now.values()}
-        assert len(answered) > 6 and None in answered  # several labels and abstentions, not one answer throughout
-        assert any(v.memory for v in now.values())  # near copies reached the memory
+                for words_of, detail, suffix in asks:
+                    key = (tag, name, i, *suffix)
+                    monkeypatch.setattr(ExemplarRows, "quantized", lambda self, n: None)
+                    variants["float32"][key] = snapshot.verdict(vector, words_of, detail, 3)
+                    variants["shared"][key] = snapshot.verdict(vector, words_of, detail, 3, sims)
+                    monkeypatch.setattr(ExemplarRows, "quantized", float32)
+                    variants["int8"][key] = snapshot.verdict(vector, words_of, detail, 3)
+    assert len(quantized_calls) == len(variants["int8"])  # every int8 verdict read the int8 copy
+    assert_decision_identical(variants["int8"], variants["float32"])
+    assert_decision_identical(variants["shared"], variants["float32"])
+    answered = {v.label for v in variants["float32"].values()}
+    assert len(answered) > 6 and None in answered  # several labels and abstentions, not one answer throughout
+    assert any(v.memory for v in variants["float32"].values())  # near copies reached the memory
+
+
+def test_the_int8_bound_keeps_exactly_the_nearest_rows(judged_sets):
+    """The rows the int8 bound keeps always hold the float32 product's k nearest (every k the verdicts ask for, with
+    taught rows past the copy), and far fewer than all."""
+    texts, vectors, sets = judged_sets
+    for name, snapshot in sets["served"].items():
+        pool = snapshot.vectors
+        quantized = QuantizedRows(pool[:-50])  # the last 50 rows play rows taught after the copy
+        for k in (1, 4, 10, 13):
+            for vector in vectors[::3]:
+                query = vector[None, :]
+                ids, sims = quantized.nearest(query, pool, k)
+                full = pool @ vector
+                expected = np.sort(full)[::-1][:k]
+                assert np.abs(np.sort(sims[0])[::-1] - expected).max() <= TOLERANCE, (name, k)
+                assert np.all(full[ids[0]] >= expected[-1] - TOLERANCE)
+        kept = quantized._session.run(None, {"q": vectors[:1], "k": np.array([10])})[0][0]
+        assert len(kept) < len(pool) / 20
+    tiny, eye = QuantizedRows(np.eye(4, 8, dtype=np.float32)), np.eye(4, 8, dtype=np.float32)
+    assert tiny.nearest(np.zeros((1, 8), np.float32), eye, 2)[1].tolist() == [[0.0, 0.0]]  # all tie at 0
+    assert tiny.nearest(np.full((1, 8), np.nan, np.float32), eye, 2) is None  # unreadable: the float32 product
+    assert tiny.nearest(np.ones((1, 8), np.float32), eye, 5) is None  # more than its rows
 
 
 def test_a_call_judging_with_several_profiles_reads_one_product_built_in_the_background(shipped, monkeypatch):
@@ -434,6 +485,9 @@ def test_sharing_can_be_switched_off_and_needs_two_profiles():
         n = 3
         vectors = np.eye(3, dtype=np.float32)
 
+        def __init__(self):
+            self._rows = ExemplarRows(self.vectors, np.zeros(3), [])
+
     assert off.similarities([Snapshot(), Snapshot()], np.ones(3, np.float32)) is None
     on = neighbour_search.SharedProducts(2)
     one = Snapshot()
@@ -442,5 +496,8 @@ def test_sharing_can_be_switched_off_and_needs_two_profiles():
     assert on.similarities(pair, np.ones(3, np.float32)) is None and on.wait(10) and on.built == 1
     sims = on.similarities(pair, np.array([1.0, 2.0, 3.0], np.float32))
     assert [s.tolist() for s in sims] == [[1.0, 2.0, 3.0]] * 2
+    same_rows = Snapshot()  # a new threshold: a new snapshot over the same exemplar storage
+    same_rows._rows = pair[0]._rows
+    assert on.similarities([same_rows, pair[1]], np.ones(3, np.float32)) is not None and on.built == 1
     shared = neighbour_search.SharedRows([p.vectors for p in pair])
     assert shared.matrix.shape == (3, 3) and shared.rows == 6  # identical rows stored once

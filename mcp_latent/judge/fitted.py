@@ -285,7 +285,7 @@ class FittedProfile:
     def neighbours(self, vectors: np.ndarray, k: int, sims: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Exact nearest `k` exemplars of each vector: (ids, cosine similarities), each (n, <= k), best first
         (sims: one vector's (n,) similarities to every exemplar, when a product shared by profiles gave them)."""
-        return neighbour_search.nearest(np.atleast_2d(vectors), self.vectors, k, sims)
+        return neighbour_search.nearest(np.atleast_2d(vectors), self.vectors, k, sims, self._rows)
 
     @functools.cached_property
     def reads_taught_facts(self) -> bool:

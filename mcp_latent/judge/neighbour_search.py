@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mcp_latent.judge.ensemble import exact_neighbours
+from mcp_latent.judge.exemplar_rows import ExemplarRows
 
 
 def top_of_row(row: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -39,12 +40,22 @@ def nearest_of_one(query: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndar
 
 
 def nearest(
-    vectors: np.ndarray, pool: np.ndarray, k: int, sims: np.ndarray | None = None
+    vectors: np.ndarray,
+    pool: np.ndarray,
+    k: int,
+    sims: np.ndarray | None = None,
+    rows: ExemplarRows | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact nearest `k` rows of `pool` for each of `vectors` (m, d): (ids, similarities), each (m, <= k), best
-    first. sims: the one vector's (n,) similarities to every row, when already computed (`SharedRows`)."""
+    first. sims: the one vector's (n,) similarities to every row, when already computed (`SharedRows`); rows: the
+    storage `pool` is the first rows of, whose int8 copy (`quantized_rows`) bounds one vector's similarities so
+    that few rows are read in float32."""
     if len(vectors) == 1 and 1 <= k <= len(pool):
-        return top_of_row(sims, k) if sims is not None else nearest_of_one(vectors, pool, k)
+        if sims is not None:
+            return top_of_row(sims, k)
+        quantized = None if rows is None else rows.quantized(len(pool))
+        found = None if quantized is None else quantized.nearest(vectors, pool, k)
+        return found if found is not None else nearest_of_one(vectors, pool, k)
     return exact_neighbours(vectors, pool, k)
 
 
@@ -82,7 +93,8 @@ class SharedProducts:
     A set's rows are built on a background thread the first time the set is judged (about 25 ms of CPU for the
     shipped profiles' 8,360 rows: too long for the call that meets a new set, e.g. the first after a teach, which
     judges with each snapshot's own product meanwhile). A snapshot is immutable (a teach makes a new one), so a
-    set's rows never go stale; a set is kept by weak references and dropped when any of its snapshots is gone.
+    set's rows never go stale; a set is kept by weak references to the snapshots' exemplar storages (with their row
+    counts) and dropped when any of them is gone.
     Ownership: `_lock` guards `_sets` and `_building`; one builder thread at a time, started by the call that
     finds its set missing and no build under way."""
 
@@ -98,15 +110,19 @@ class SharedProducts:
         when sharing is off, fewer than two snapshots have exemplars, or the set's rows are still being built."""
         if self.size <= 0 or len(snapshots) < 2 or any(s.n == 0 for s in snapshots):
             return None
-        key = tuple(id(s) for s in snapshots)
+        # Keyed by each snapshot's exemplar storage and row count, not the snapshot: a new threshold makes a new
+        # snapshot over the same rows, which the set serves as it is.
+        storages = [s._rows for s in snapshots]
+        key = tuple(x for s, rows in zip(snapshots, storages, strict=True) for x in (id(rows), s.n))
         with self._lock:
             kept = self._sets.get(key)
-            if kept is not None and all(ref() is s for ref, s in zip(kept[0], snapshots, strict=True)):
+            if kept is not None and all(ref() is rows for ref, rows in zip(kept[0], storages, strict=True)):
                 self._sets.move_to_end(key)
                 return kept[1].similarities(query)
             if self._building is None:
+                pools = [s.vectors for s in snapshots]
                 self._building = threading.Thread(
-                    target=self._build, args=(key, list(snapshots)), name="shared-rows", daemon=True
+                    target=self._build, args=(key, pools, storages), name="shared-rows", daemon=True
                 )
                 self._building.start()
         return None
@@ -119,10 +135,10 @@ class SharedProducts:
             building.join(timeout)
         return building is None or not building.is_alive()
 
-    def _build(self, key: tuple[int, ...], snapshots: list) -> None:
+    def _build(self, key: tuple[int, ...], pools: list[np.ndarray], storages: list) -> None:
         try:
-            shared = SharedRows([s.vectors for s in snapshots])
-            refs = tuple(weakref.ref(s) for s in snapshots)
+            shared = SharedRows(pools)
+            refs = tuple(weakref.ref(rows) for rows in storages)
             with self._lock:
                 self.built += 1
                 self._sets[key] = (refs, shared)
