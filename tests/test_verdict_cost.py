@@ -383,44 +383,67 @@ def judged_sets(shipped):
     return texts, vectors, {"served": served, "taught": taught}
 
 
-def test_the_int8_bound_and_the_shared_product_give_the_same_decisions(judged_sets, monkeypatch):
-    """One query's neighbours through the int8 copy's bound (`quantized_rows`) and through one product over the three
-    shipped profiles' distinct exemplars (`SharedRows`), each against the float32 product of the profile alone: on
-    every text of the test sets with its words (served snapshots; every other text on the just-taught ones, whose
-    taught rows lie past the int8 copy), detail on a seventh and by the vector alone on a fifth: decision-identical.
-    The int8 path must have been the one taken, and read fewer rows."""
+def asked(judged_sets):
+    """(key, snapshot, vector, text or None, detail) of every verdict compared: every text of the test sets with its
+    words on the served snapshots, detail on a tenth and by the vector alone on a tenth; every fourth text on the
+    just-taught snapshots (their taught rows lie past the int8 copy)."""
     texts, vectors, sets = judged_sets
-    quantized_calls = []
-    for snapshot in [*sets["served"].values(), *sets["taught"].values()]:  # a taught copy may have its own
-        snapshot._rows.quantized(snapshot.n)
-        assert snapshot._rows.wait_quantized(120)
-    nearest = QuantizedRows.nearest
-    monkeypatch.setattr(QuantizedRows, "nearest", lambda *a: quantized_calls.append(1) or nearest(*a))
-    float32 = ExemplarRows.quantized
-    variants: dict[str, dict] = {"float32": {}, "int8": {}, "shared": {}}
     for tag, snapshots in sets.items():
-        shared = neighbour_search.SharedRows([s.vectors for s in snapshots.values()])
-        assert len(shared.matrix) < 0.7 * shared.rows  # the profiles share exemplars: fewer distinct rows to read
         for i, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
-            if tag == "taught" and i % 2:
+            if tag == "taught" and i % 4:
                 continue
-            given = shared.similarities(vector)
-            asks = [(text, i % 7 == 0, ())] + ([(None, False, ("vector",))] if i % 5 == 0 else [])
-            for (name, snapshot), sims in zip(snapshots.items(), given, strict=True):
-                assert np.abs(sims - snapshot.vectors @ vector).max() <= TOLERANCE
-                for words_of, detail, suffix in asks:
-                    key = (tag, name, i, *suffix)
-                    monkeypatch.setattr(ExemplarRows, "quantized", lambda self, n: None)
-                    variants["float32"][key] = snapshot.verdict(vector, words_of, detail, 3)
-                    variants["shared"][key] = snapshot.verdict(vector, words_of, detail, 3, sims)
-                    monkeypatch.setattr(ExemplarRows, "quantized", float32)
-                    variants["int8"][key] = snapshot.verdict(vector, words_of, detail, 3)
-    assert len(quantized_calls) == len(variants["int8"])  # every int8 verdict read the int8 copy
-    assert_decision_identical(variants["int8"], variants["float32"])
-    assert_decision_identical(variants["shared"], variants["float32"])
-    answered = {v.label for v in variants["float32"].values()}
+            for name, snapshot in snapshots.items():
+                yield (tag, name, i), snapshot, vector, text, tag == "served" and i % 10 == 0
+                if tag == "served" and i % 10 == 5:
+                    yield (tag, name, i, "vector"), snapshot, vector, None, False
+
+
+@pytest.fixture(scope="module")
+def float32_verdicts(judged_sets) -> dict:
+    """The verdicts compared against: each profile's own float32 product."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ExemplarRows, "quantized", lambda self, n: None)
+        return {key: s.verdict(v, text, detail, 3) for key, s, v, text, detail in asked(judged_sets)}
+
+
+@pytest.mark.timeout(1200)  # several thousand verdicts: minutes on the loaded 2-core machine
+def test_the_int8_bound_gives_the_same_decisions(judged_sets, float32_verdicts, monkeypatch):
+    """One query's neighbours through the int8 copy's bound (`quantized_rows`) against the float32 product:
+    decision-identical on the test sets. The int8 path must have been the one taken."""
+    for snapshot in [*judged_sets[2]["served"].values(), *judged_sets[2]["taught"].values()]:
+        snapshot._rows.quantized(snapshot.n)  # a taught copy may have its own
+        assert snapshot._rows.wait_quantized(120)
+    calls = []
+    nearest = QuantizedRows.nearest
+    monkeypatch.setattr(QuantizedRows, "nearest", lambda *a: calls.append(1) or nearest(*a))
+    now = {key: s.verdict(v, text, detail, 3) for key, s, v, text, detail in asked(judged_sets)}
+    assert len(calls) == len(now)  # every verdict read the int8 copy
+    assert_decision_identical(now, float32_verdicts)
+    answered = {v.label for v in now.values()}
     assert len(answered) > 6 and None in answered  # several labels and abstentions, not one answer throughout
-    assert any(v.memory for v in variants["float32"].values())  # near copies reached the memory
+    assert any(v.memory for v in now.values())  # near copies reached the memory
+
+
+@pytest.mark.timeout(1200)
+def test_one_product_over_several_profiles_gives_the_same_decisions(judged_sets, float32_verdicts):
+    """The three shipped profiles' neighbours from one product over their distinct exemplars (`SharedRows`) against
+    each profile's own product: decision-identical on the test sets, and fewer rows read."""
+    texts, vectors, sets = judged_sets
+    shared = {
+        tag: neighbour_search.SharedRows([s.vectors for s in snapshots.values()]) for tag, snapshots in sets.items()
+    }
+    for rows in shared.values():
+        assert len(rows.matrix) < 0.7 * rows.rows  # the profiles share exemplars: fewer distinct rows to read
+    given: dict = {}
+    now = {}
+    for key, snapshot, vector, text, detail in asked(judged_sets):
+        tag, name, i = key[:3]
+        if (tag, i) not in given:
+            given[tag, i] = dict(zip(sets[tag], shared[tag].similarities(vector), strict=True))
+        sims = given[tag, i][name]
+        assert np.abs(sims - snapshot.vectors @ vector).max() <= TOLERANCE
+        now[key] = snapshot.verdict(vector, text, detail, 3, sims)
+    assert_decision_identical(now, float32_verdicts)
 
 
 def test_the_int8_bound_keeps_exactly_the_nearest_rows(judged_sets):

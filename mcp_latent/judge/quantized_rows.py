@@ -7,12 +7,12 @@ evicted from the CPU's caches: 0.5-0.7 ms of CPU, against 0.1-0.2 ms when they a
 onnxruntime's integer product (u8 x s8, int32 sums: no rounding) reads it in about a third of the time.
 
 Exact, not approximate: with x^ = the row's int8 values times its scale and q^ likewise for the query,
-|q.x - q^.x^| <= |q - q^| |x| + |q^| |x - x^| (Cauchy-Schwarz on the two rounding errors). Rows whose q^.x^ plus that
-bound (plus 1e-5 for float rounding) falls below a lower bound of the k-th best similarity (the k-th best float32
-similarity of the k rows best by q^.x^) cannot be among the k nearest; the others (14-37 rows for the shipped
-profiles on held-out proposals) are scored with the float32 product, so the top k are the same rows as the full
-product's. Their similarities come from a product over the gathered rows, which may differ from the full product's
-in the last bits (a few 1e-8): decisions are the same, p within 1e-6 (`tests/test_verdict_cost.py`).
+|q.x - q^.x^| <= |q - q^| |x| + |q^| |x - x^| (Cauchy-Schwarz on the two rounding errors; plus 1e-5 for float
+rounding). The k-th largest lower bound is at most the k-th best similarity, so a row whose upper bound is below it
+cannot be among the k nearest; the others (17 rows at the median, at most 47, for the shipped profiles on the
+held-out proposals) are scored with the float32 product, so the top k are the full product's rows. Their
+similarities come from a product over the gathered rows, which may differ from the full product's in the last bits
+(at most 1.8e-7 seen): decisions are the same, p within 1e-6 (`tests/test_verdict_cost.py`).
 
 Ownership: a `QuantizedRows` is immutable once built (its onnxruntime session is safe to run from several threads);
 `exemplar_rows.ExemplarRows` builds it once per storage on a background thread (30-70 ms: not on a verdict's path;
