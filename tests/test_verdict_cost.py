@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from mcp_latent.judge import ensemble, fitted, neighbour_search, scope_gate, words
-from mcp_latent.judge.exemplar_rows import ExemplarRows
+from mcp_latent.judge.exemplar_rows import QUANTIZE_AFTER, ExemplarRows
 from mcp_latent.judge.memory_evidence import PairReader
 from mcp_latent.judge.quantized_rows import QuantizedRows
 from mcp_latent.judge.words import Counts, Reading, WordsModel, featurize, featurize_one
@@ -406,12 +406,27 @@ def float32_verdicts(judged_sets) -> dict:
         return {key: s.verdict(v, text, detail, 3) for key, s, v, text, detail in asked(judged_sets)}
 
 
+def test_the_int8_copy_is_built_after_a_few_searches_not_the_first():
+    rows = ExemplarRows(np.random.default_rng(0).standard_normal((600, 16)).astype(np.float32), np.zeros(600), [])
+    query = rows.vectors[:1] + 0.1
+    for _ in range(QUANTIZE_AFTER - 1):
+        assert rows.quantized(600) is None and rows._building is None
+    rows.quantized(600)
+    assert rows.wait_quantized(60) and rows.quantized(600) is not None
+    found = neighbour_search.nearest(query, rows.vectors[:600], 5, None, rows)
+    assert np.array_equal(found[0], neighbour_search.nearest_of_one(query, rows.vectors[:600], 5)[0])
+    small = ExemplarRows(rows.vectors[:100], np.zeros(100), [])
+    for _ in range(2 * QUANTIZE_AFTER):
+        small.quantized(100)
+    assert small._building is None  # too few rows to be worth a copy
+
+
 @pytest.mark.timeout(1200)  # several thousand verdicts: minutes on the loaded 2-core machine
 def test_the_int8_bound_gives_the_same_decisions(judged_sets, float32_verdicts, monkeypatch):
     """One query's neighbours through the int8 copy's bound (`quantized_rows`) against the float32 product:
     decision-identical on the test sets. The int8 path must have been the one taken."""
     for snapshot in [*judged_sets[2]["served"].values(), *judged_sets[2]["taught"].values()]:
-        snapshot._rows.quantized(snapshot.n)  # a taught copy may have its own
+        snapshot._rows.start_quantizing(snapshot.n)  # a taught copy may have its own
         assert snapshot._rows.wait_quantized(120)
     calls = []
     nearest = QuantizedRows.nearest

@@ -74,7 +74,7 @@ def measure(n: int, profile: str, evict_mib: int, float32: bool = False, shared:
                 if float32:
                     type(rows).quantized = lambda self, n: None
                 else:
-                    rows.quantized(snapshot.n)
+                    rows.start_quantizing(snapshot.n)
                     rows.wait_quantized(120)
         warm = 100
         handles: list[str] = []

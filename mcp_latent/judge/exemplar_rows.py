@@ -9,6 +9,8 @@ import numpy as np
 
 from mcp_latent.judge.quantized_rows import MIN_ROWS, QuantizedRows
 
+QUANTIZE_AFTER = 8  # single-query searches of a storage before its int8 copy is built
+
 
 class ExemplarRows:
     """Append-only exemplar storage shared by successive snapshots of one profile.
@@ -27,21 +29,29 @@ class ExemplarRows:
         self.used = n
         self.lock = threading.Lock()  # owned by appenders of this storage (the profile's owner, one at a time)
         # The int8 copy of rows [0, m) that one query's neighbours are bounded with (`quantized_rows`): built once on
-        # a background thread that the first single-query search starts (`_building` guards that; `lock` too);
-        # shared with grown copies (their rows below m are the same values).
+        # a background thread (`_building` guards that; `lock` too), started by the QUANTIZE_AFTER-th single-query
+        # search, not the first: a fresh server's first verdict does not share the interpreter with the build (and
+        # its import of `onnx`); shared with grown copies (their rows below m are the same values).
         self._quantized: QuantizedRows | None = None
         self._building: threading.Thread | None = None
+        self._searches = 0  # single-query searches before the build starts (racy increments only delay it)
 
     def quantized(self, n: int) -> QuantizedRows | None:
         """The int8 copy for a snapshot seeing rows [0, n), or None (too few rows, not built yet, or no
         onnxruntime): the float32 product then serves."""
         quantized = self._quantized
         if quantized is None and self._building is None and n >= MIN_ROWS:
-            with self.lock:
-                if self._building is None:
-                    self._building = threading.Thread(target=self._quantize, args=(n,), name="quantize", daemon=True)
-                    self._building.start()
+            self._searches += 1
+            if self._searches >= QUANTIZE_AFTER:
+                self.start_quantizing(n)
         return quantized if quantized is not None and quantized.rows <= n else None
+
+    def start_quantizing(self, n: int) -> None:
+        """Build the int8 copy of rows [0, n) on a background thread, unless one is built or under way."""
+        with self.lock:
+            if self._building is None:
+                self._building = threading.Thread(target=self._quantize, args=(n,), name="quantize", daemon=True)
+                self._building.start()
 
     def wait_quantized(self, timeout: float | None = None) -> bool:
         """Wait for the int8 copy under way (tests, tools): True when it is there."""
