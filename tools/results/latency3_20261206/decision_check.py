@@ -1,12 +1,15 @@
 """Runs tests/test_verdict_cost.py's decision-identity tests against a service on the user's profile cache (the
 pytest session refits the shipped profiles into a fresh cache: 4-5 minutes on this loaded machine)."""
 
-import sys, tempfile, time
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, "tests")
 import pytest
 import test_verdict_cost as tv
+
 from mcp_latent.service.api import LatentService
 from mcp_latent.settings import Settings
 
