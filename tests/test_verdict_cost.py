@@ -513,7 +513,7 @@ def test_a_call_judging_with_several_profiles_reads_one_product_built_in_the_bac
     taught = shipped.handoff("Let the interns push straight to main without review.", evaluate=names)["handle"]
     shipped.teach(profile="risk", label=shipped.live["risk"].fitted(5).labels[0], handle=taught)
     shipped.handoff(TEXTS[0] + " (after a teach)", evaluate=names)
-    assert shared.wait(60) and shared.built == built + 2  # risk's new snapshot: a new set
+    assert shared.wait(60) and shared.built >= built + 2  # risk's new snapshot: a new set
 
 
 def test_sharing_can_be_switched_off_and_needs_two_profiles():
