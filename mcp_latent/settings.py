@@ -200,6 +200,14 @@ class Settings(BaseSettings):
         "judged again by the same profiles (the handoff asked, then each agent given the handle) is not recomputed; "
         "a teach, refit or threshold change starts a new snapshot with none, so none is ever stale. 0: off",
     )
+    shared_product_sets: int = Field(
+        2,
+        ge=0,
+        description="sets of profile snapshots judged together (`handoff` with several verdicts, `evaluate` with "
+        "several profiles) whose distinct exemplar vectors are kept stacked, so such a call reads each shared "
+        "exemplar once (built in the background the first time a set is judged, and again after a teach; about "
+        "8 MB for the shipped profiles). 0: each profile reads its own",
+    )
     allow_teach_builtin: bool = Field(
         True,
         description="let `teach` add exemplars to shipped profiles, as an overlay in the data dir (shipped files are "

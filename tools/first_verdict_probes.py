@@ -4,12 +4,16 @@
     .venv/bin/python tools/first_verdict_probes.py cold     # featurizing and the neighbour product, warm vs cold caches
     .venv/bin/python tools/first_verdict_probes.py union    # one product over a call's profiles' exemplars
     .venv/bin/python tools/first_verdict_probes.py overlap  # the neighbour product on a second thread
+    .venv/bin/python tools/first_verdict_probes.py bounds   # rows an exact bound must still score: PCA vs int8
 
 `cold`: CPU time of the calling thread per call, with the CPU's caches warm (the same work back to back) and after
 reading 32 MiB of other memory before each call, as a server's other calls do between two first verdicts.
 `union`: the three shipped profiles' exemplars deduplicated into one matrix: the product's cost against three, and
 whether it gives the same similarities (BLAS sums a row in another order inside another matrix) and verdicts, on
-the held-out proposals. `overlap`: `evaluate` by handle with the product started on a helper thread (numpy releases
+the held-out proposals. `bounds`: how many exemplar rows an exact prefilter leaves to score, on the held-out
+proposals (k = 10): the exemplars projected on their top m principal directions with the Cauchy-Schwarz bound on
+the residual (upper bound = projected part + |query residual| |row residual|), against the int8 copy's bound
+(`judge/quantized_rows.py`). `overlap`: `evaluate` by handle with the product started on a helper thread (numpy releases
 the GIL in it) while the calling thread reads the words; wall time per call, alternated with the served path.
 """
 
@@ -135,6 +139,30 @@ def union() -> None:
     served.close()
 
 
+def bounds() -> None:
+    from mcp_latent.judge.quantized_rows import QuantizedRows
+
+    served = service()
+    path = ROOT / "tools" / "data" / "proposals" / "heldout_texts_only.jsonl"
+    texts = [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    queries = served.embedder.embed(texts)
+    for name in ("risk", "roi", "category"):
+        pool = served.live[name].fitted(900).vectors
+        kth = -np.sort(-(queries @ pool.T), axis=1)[:, 9]  # the 10th best similarity of each query
+        _, _, basis = np.linalg.svd(pool.astype(np.float64), full_matrices=False)
+        for m in (32, 64, 96):
+            projected, query_part = pool @ basis[:m].T, queries @ basis[:m].T
+            residual = np.sqrt(np.maximum((pool * pool).sum(1) - (projected * projected).sum(1), 0))
+            query_residual = np.sqrt(np.maximum((queries * queries).sum(1) - (query_part * query_part).sum(1), 0))
+            upper = query_part @ projected.T + query_residual[:, None] * residual[None, :]
+            kept = (upper >= kth[:, None]).sum(1)
+            print(f"{name}: PCA {m} dims + residual bound: rows to score p50 {np.median(kept):.0f}, max {kept.max()}")
+        quantized = QuantizedRows(pool)
+        kept = [len(quantized._session.run(None, {"q": q[None, :], "k": np.array([10])})[0][0]) for q in queries]
+        print(f"{name}: int8 bound: rows to score p50 {np.median(kept):.0f}, max {max(kept)} of {len(pool)}")
+    served.close()
+
+
 def overlap() -> None:
     from mcp_latent.judge import fitted
 
@@ -173,9 +201,9 @@ def overlap() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("probe", choices=["cold", "union", "overlap"])
+    parser.add_argument("probe", choices=["cold", "union", "overlap", "bounds"])
     args = parser.parse_args()
-    {"cold": cold, "union": union, "overlap": overlap}[args.probe]()
+    {"cold": cold, "union": union, "overlap": overlap, "bounds": bounds}[args.probe]()
     return 0
 
 

@@ -5,7 +5,11 @@ path, each timed in CPU time of the calling thread (`time.thread_time`, robust t
 The real model and shipped profiles, one BLAS thread as served; no server process (the SDK's parsing, validation and
 the worker-thread hop are the same for a verdict remembered by the memo, so they are not in the gap it measures).
 
-    .venv/bin/python tools/verdict_spans.py [--n 1000] [--profile risk] [--evict-mib 32]
+    .venv/bin/python tools/verdict_spans.py [--n 1000] [--profile risk] [--evict-mib 32] [--float32] [--no-shared]
+
+`--profile risk,roi,category` judges each handle with several profiles in one `evaluate` (as `handoff` + 3 does).
+`--float32`: one query's neighbours from the float32 product, not the int8 copy's bound (`judge/quantized_rows.py`);
+`--no-shared`: several profiles' neighbours from their own products, not one shared one (`shared_product_sets=0`).
 
 Indented rows are parts of the row above them (what is not wrapped by name is the difference: e.g. the words
 expert's log-probabilities, read inside `judge` itself). `--evict-mib` reads that much other memory before each call, as the
@@ -47,7 +51,7 @@ STEPS = [
 ]
 
 
-def measure(n: int, profile: str, evict_mib: int) -> dict:
+def measure(n: int, profile: str, evict_mib: int, float32: bool = False, shared: bool = True) -> dict:
     import mcp_latent
     from mcp_latent.judge import fitted, words
     from mcp_latent.server.deferred import one_blas_thread
@@ -55,11 +59,23 @@ def measure(n: int, profile: str, evict_mib: int) -> dict:
     from mcp_latent.settings import Settings
 
     one_blas_thread()
-    service = LatentService(Settings(data_dir=Path(tempfile.mkdtemp(prefix="verdict-spans-"))))
+    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="verdict-spans-")))
+    if not shared and "shared_product_sets" in Settings.model_fields:
+        settings = settings.model_copy(update={"shared_product_sets": 0})
+    profiles = profile.split(",")
+    service = LatentService(settings)
     service.start()
     service.wait_ready(900)
     try:
-        service.live[profile].fitted(900)
+        for name in profiles:
+            snapshot = service.live[name].fitted(900)
+            rows = snapshot._rows
+            if hasattr(rows, "quantized"):  # a commit with the int8 copy: built before measuring, or switched off
+                if float32:
+                    type(rows).quantized = lambda self, n: None
+                else:
+                    rows.start_quantizing(snapshot.n)
+                    rows.wait_quantized(120)
         warm = 100
         handles: list[str] = []
         while len(handles) < n + warm:
@@ -78,12 +94,15 @@ def measure(n: int, profile: str, evict_mib: int) -> dict:
             _wrap(owners[owner], attribute, name, spent)
         other = np.ones(max(evict_mib, 1) << 18, dtype=np.float32)  # MiB of float32
         for handle in handles[:warm]:
-            service.evaluate(handle, profiles=[profile])
+            service.evaluate(handle, profiles=profiles)
+        shared_products = getattr(service.verdicts, "shared", None)
+        if shared_products is not None:
+            shared_products.wait(120)
         spent.clear()
         for handle in handles[warm:]:
             if evict_mib:
                 other.sum()
-            service.evaluate(handle, profiles=[profile])
+            service.evaluate(handle, profiles=profiles)
         ms = {name: 1000 * spent.get(name, 0.0) / n for _, _, name, _ in STEPS}
         judged = ["exact neighbours", "tf-idf reading", "head, kNN, words expert", "decide", "scope gate", "memory"]
         rows = {
@@ -104,7 +123,8 @@ def measure(n: int, profile: str, evict_mib: int) -> dict:
             "    memory": ms["memory"],
             "    building the Verdict": ms["verdict"] - ms["judge"],
         }
-        return {"package": str(Path(mcp_latent.__file__).parent), "profile": profile, "n": n, "ms": rows}
+        package = str(Path(mcp_latent.__file__).parent)
+        return {"package": package, "profile": profile, "n": n, "float32": float32, "shared": shared, "ms": rows}
     finally:
         service.close()
 
@@ -126,11 +146,13 @@ def _wrap(owner, attribute: str, name: str, spent: dict[str, float]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="first verdicts measured (after 100 warm-up calls)")
-    parser.add_argument("--profile", default="risk")
+    parser.add_argument("--profile", default="risk", help="a profile, or several separated by commas")
     parser.add_argument("--evict-mib", type=int, default=32, help="memory read between calls (0: none)")
+    parser.add_argument("--float32", action="store_true", help="one query's neighbours without the int8 copy")
+    parser.add_argument("--no-shared", action="store_true", help="several profiles without one shared product")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    result = measure(args.n, args.profile, args.evict_mib)
+    result = measure(args.n, args.profile, args.evict_mib, args.float32, not args.no_shared)
     for name, value in result["ms"].items():
         print(f"{name:36s} {value:7.3f} ms")
     print(result["package"])

@@ -19,7 +19,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mcp_latent.atomic_files import replacing
-from mcp_latent.judge import taught_diff
+from mcp_latent.judge import neighbour_search, taught_diff
 from mcp_latent.judge.decision import OUT_OF_SCOPE, Decisions, best_answer, decide
 from mcp_latent.judge.ensemble import KNN_K, ensemble_logits, exact_neighbours, fit_head, knn_votes, softmax
 from mcp_latent.judge.exemplar_rows import ExemplarRows
@@ -282,12 +282,10 @@ class FittedProfile:
         logits = ensemble_logits(logits, votes, calibration.knn_weight, words, calibration.words_weight)
         return softmax(logits / calibration.temperature)
 
-    def neighbours(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact nearest `k` exemplars of each vector: (ids, cosine similarities), each (n, <= k), best first."""
-        vectors = np.atleast_2d(vectors)
-        if len(vectors) == 1 and 1 <= k <= self.n:
-            return _nearest_of_one(vectors, self.vectors, k)
-        return exact_neighbours(vectors, self.vectors, k)
+    def neighbours(self, vectors: np.ndarray, k: int, sims: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact nearest `k` exemplars of each vector: (ids, cosine similarities), each (n, <= k), best first
+        (sims: one vector's (n,) similarities to every exemplar, when a product shared by profiles gave them)."""
+        return neighbour_search.nearest(np.atleast_2d(vectors), self.vectors, k, sims, self._rows)
 
     @functools.cached_property
     def reads_taught_facts(self) -> bool:
@@ -302,18 +300,23 @@ class FittedProfile:
         return None if self.abstain is None else ~self.abstain[self.y]
 
     def judge(
-        self, vectors: np.ndarray, neighbours: int = 0, texts: list[str] | None = None
+        self,
+        vectors: np.ndarray,
+        neighbours: int = 0,
+        texts: list[str] | None = None,
+        similarities: np.ndarray | None = None,
     ) -> tuple[Decisions, np.ndarray, tuple[np.ndarray, np.ndarray]]:
         """The server's decision for a batch of vectors (and their texts, None: from the vectors alone):
         (decisions, probabilities, (neighbour ids, similarities)), fetching at least `neighbours` exemplars per
         vector (for evidence). A (near) copy of an exemplar is answered from memory (`Decisions.recalled`).
+        similarities: one vector's (n,) to every exemplar, when computed already (`neighbours`).
         The evaluation harness measures this."""
         vectors = np.atleast_2d(vectors)
         calibration = self._calibration(texts)
         # Neighbours feed the kNN expert (when the fit uses it), the evidence, the out-of-scope check and memory
         # (the nearest few): fetch just as many as needed.
         wanted = max(neighbours, KNN_K if calibration.knn_weight or self.gate else 1, MEMORY_TIES if self.memory else 1)
-        ids, sims = self.neighbours(vectors, wanted)
+        ids, sims = self.neighbours(vectors, wanted, similarities)
         # One reading of each text (counts, tf-idf) serves the words expert, the gate's words and the memory's guard.
         reading = self.words.read(texts) if texts is not None and self.words is not None else None
         words = self.words.log_probs(reading) if reading is not None and calibration.words_weight else None
@@ -386,12 +389,19 @@ class FittedProfile:
         answers = probs if self.abstain is None else np.where(self.abstain, 0.0, probs)
         return float(answers @ self.values / max(float(answers.sum()), 1e-12))
 
-    def verdict(self, vector: np.ndarray, text: str | None = None, detail: bool = False, show: int = 3) -> Verdict:
-        """The verdict on one text, by its vector and (when known) its words."""
+    def verdict(
+        self,
+        vector: np.ndarray,
+        text: str | None = None,
+        detail: bool = False,
+        show: int = 3,
+        similarities: np.ndarray | None = None,
+    ) -> Verdict:
+        """The verdict on one text, by its vector and (when known) its words (similarities: see `judge`)."""
         if self.n == 0:  # a cold-start profile before its first teach
             return Verdict(label=None, p=1.0 / len(self.labels), unsure=True, reason="no_exemplars", nearest=-1.0)
         texts = None if text is None else [text]
-        decisions, probs, (ids, sims) = self.judge(vector.reshape(1, -1), show if detail else 0, texts)
+        decisions, probs, (ids, sims) = self.judge(vector.reshape(1, -1), show if detail else 0, texts, similarities)
         probs, reason, best = probs[0], decisions.reason[0], int(decisions.best[0])
         recalled = -1 if decisions.recalled is None else int(decisions.recalled[0])
         verdict = Verdict(
@@ -456,17 +466,6 @@ class FittedProfile:
             fitted = cls(spec, *arrays, calibration, words=words, memory=memory, gate=ScopeGate.from_arrays(data))
             fitted.memory_compared_at_load = compared
             return fitted
-
-
-def _nearest_of_one(query: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """`exact_neighbours` of one query (1, d), 1 <= k <= len(pool), without its batch bookkeeping (chunks, three
-    `take_along_axis` over (n, k) arrays: a tenth of a first verdict's small calls). The same product, partition and
-    sort on the one row, so the same ids and similarities to the bit."""
-    row = (query @ pool.T)[0]
-    top = np.argpartition(-row, k - 1)[:k]
-    top_sims = row[top]
-    order = np.argsort(-top_sims)
-    return top[order][None, :], top_sims[order][None, :]
 
 
 def _head(calibration: Calibration, weights: np.ndarray, bias: np.ndarray, words: WordsModel | None) -> Head:

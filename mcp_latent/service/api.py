@@ -307,7 +307,7 @@ class LatentService(ServiceRuntime):
     ) -> dict[str, Verdict]:
         """Every named profile's verdict on one text (its words too, when known: None judges by the vector)."""
         show, memo = self.settings.detail_neighbours, self.verdicts  # memo: a snapshot's verdicts, never stale
-        verdicts = {name: memo.verdict(profile, vector, text, detail, show) for name, profile in fitted.items()}
+        verdicts = memo.verdicts(fitted, vector, text, detail, show)  # several: one product over their exemplars
         for name, verdict in verdicts.items():
             self.stats.record(name, "escalated" if verdict.unsure else "answered")
             live = self.live.get(name)

@@ -52,7 +52,9 @@ class ServiceRuntime:
         self.live: dict[str, LiveProfile] = {}
         self.editor = ProfileEditor(self)  # define_profile / delete_profile
         self.stats = ProfileStats.for_settings(self.settings)
-        self.verdicts = VerdictMemo(self.settings.verdict_cache_size)  # verdicts per fitted snapshot, remembered
+        self.verdicts = VerdictMemo(
+            self.settings.verdict_cache_size, self.settings.shared_product_sets
+        )  # verdicts per fitted snapshot, remembered
         self.store: LatentStore | None = None
         self.registry = ProfileRegistry(self.settings.user_profiles_dir, self.settings.builtin_profiles)
         self.started_at = time.monotonic()

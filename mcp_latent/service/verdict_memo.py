@@ -9,9 +9,14 @@ a refit or a new threshold makes a new snapshot, whose memo starts empty: a reme
 the state it was computed from. Each snapshot keeps at most `verdict_cache_size` verdicts (least recently used go
 first); 0 turns the memo off.
 
-Ownership: `_lock` guards `_by_snapshot` and every table in it; a verdict is computed outside the lock (two threads
-asking for the same one at once both compute it, and the same verdict is kept). Verdicts handed out are shared:
-callers read them and never modify them (`Verdict.compact` and `detailed` build new dicts).
+The verdicts a call asks of several snapshots at once (`verdicts`) that none of them remembers are computed from
+one similarity product over their distinct exemplar rows (`neighbour_search.SharedProducts`, setting
+`shared_product_sets`): a first verdict's cost is mostly reading the exemplars, and the shipped profiles share many.
+
+Ownership: `_lock` guards `_by_snapshot` and every table in it (`shared` has its own lock); a verdict is computed
+outside the lock (two threads asking for the same one at once both compute it, and the same verdict is kept).
+Verdicts handed out are shared: callers read them and never modify them (`Verdict.compact` and `detailed` build new
+dicts).
 """
 
 from __future__ import annotations
@@ -23,35 +28,71 @@ from collections import OrderedDict
 import numpy as np
 
 from mcp_latent.judge.fitted import FittedProfile
+from mcp_latent.judge.neighbour_search import SharedProducts
 from mcp_latent.judge.verdict import Verdict
 
 
 class VerdictMemo:
     """Per-snapshot bounded memo of `FittedProfile.verdict`."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, shared_sets: int = 2):
         self.size = size
+        self.shared = SharedProducts(shared_sets)
         self._by_snapshot: weakref.WeakKeyDictionary[FittedProfile, OrderedDict[tuple, Verdict]] = (
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.Lock()
         self.hits = 0  # verdicts served from the memo (for tests and the curious; not exported)
 
-    def verdict(
-        self, profile: FittedProfile, vector: np.ndarray, text: str | None, detail: bool = False, show: int = 3
-    ) -> Verdict:
-        """`profile.verdict(vector, text, detail, show)`, remembered for this snapshot."""
+    def verdicts(
+        self, profiles: dict[str, FittedProfile], vector: np.ndarray, text: str | None, detail: bool, show: int
+    ) -> dict[str, Verdict]:
+        """Each profile's `verdict`: remembered ones as they are, the others from one shared similarity product
+        when there are several (each profile's own product otherwise)."""
+        key = self._key(vector, text, detail, show)
+        verdicts = {name: self._remembered(profile, key) for name, profile in profiles.items()}
+        missing = [name for name, verdict in verdicts.items() if verdict is None]
+        given = self.shared.similarities([profiles[name] for name in missing], vector) if len(missing) > 1 else None
+        for i, name in enumerate(missing):
+            sims = None if given is None else given[i]
+            verdicts[name] = self.verdict(profiles[name], vector, text, detail, show, sims, key)
+        return verdicts
+
+    @staticmethod
+    def _key(vector: np.ndarray, text: str | None, detail: bool, show: int) -> tuple:
+        return (vector.dtype.str, vector.shape, vector.tobytes(), text, bool(detail), show if detail else 0)
+
+    def _remembered(self, profile: FittedProfile, key: tuple) -> Verdict | None:
         if self.size <= 0:
-            return profile.verdict(vector, text, detail, show)
-        key = (vector.dtype.str, vector.shape, vector.tobytes(), text, bool(detail), show if detail else 0)
+            return None
         with self._lock:
             table = self._by_snapshot.get(profile)
             verdict = None if table is None else table.get(key)
             if verdict is not None:
                 table.move_to_end(key)
                 self.hits += 1
+        return verdict
+
+    def verdict(
+        self,
+        profile: FittedProfile,
+        vector: np.ndarray,
+        text: str | None,
+        detail: bool = False,
+        show: int = 3,
+        sims: np.ndarray | None = None,
+        key: tuple | None = None,
+    ) -> Verdict:
+        """`profile.verdict(vector, text, detail, show, sims)`, remembered for this snapshot (key: `_key`'s, when
+        the caller looked it up already)."""
+        if self.size <= 0:
+            return profile.verdict(vector, text, detail, show, sims)
+        if key is None:
+            key = self._key(vector, text, detail, show)
+            verdict = self._remembered(profile, key)
+            if verdict is not None:
                 return verdict
-        verdict = profile.verdict(vector, text, detail, show)
+        verdict = profile.verdict(vector, text, detail, show, sims)
         with self._lock:
             table = self._by_snapshot.get(profile)
             if table is None:
