@@ -18,12 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import HashingEmbedder
 
-from mcp_latent.judge import ensemble, fitted, neighbour_search, scope_gate, words
+from mcp_latent.judge import ensemble, exemplar_rows, fitted, neighbour_search, scope_gate, words
 from mcp_latent.judge.exemplar_rows import QUANTIZE_AFTER, ExemplarRows
 from mcp_latent.judge.memory_evidence import PairReader
 from mcp_latent.judge.quantized_rows import QuantizedRows
 from mcp_latent.judge.words import Counts, Reading, WordsModel, featurize, featurize_one
+from mcp_latent.service.api import LatentService
+from mcp_latent.settings import Settings
 
 # Proposals in the shipped profiles' domain, and texts that propose nothing (written for this test).
 TEXTS = [
@@ -406,7 +409,21 @@ def float32_verdicts(judged_sets) -> dict:
         return {key: s.verdict(v, text, detail, 3) for key, s, v, text, detail in asked(judged_sets)}
 
 
-def test_the_int8_copy_is_built_after_a_few_searches_not_the_first():
+def test_no_int8_copy_is_built_unless_the_setting_asks(monkeypatch, tmp_path):
+    """Off by default (`int8_neighbours`: it imports onnx, +22 MB serving RSS, for no time measured through the
+    server); a service started with it on turns it on for the process."""
+    monkeypatch.setitem(exemplar_rows.INT8, "enabled", exemplar_rows.INT8["enabled"])  # restored after the test
+    exemplar_rows.use_int8_neighbours(Settings().int8_neighbours)
+    rows = ExemplarRows(np.random.default_rng(0).standard_normal((600, 16)).astype(np.float32), np.zeros(600), [])
+    for _ in range(3 * QUANTIZE_AFTER):
+        assert rows.quantized(600) is None
+    assert rows._building is None
+    LatentService(Settings(data_dir=tmp_path / "d", int8_neighbours=True), embedder=HashingEmbedder())
+    assert exemplar_rows.INT8["enabled"]
+
+
+def test_the_int8_copy_is_built_after_a_few_searches_not_the_first(monkeypatch):
+    monkeypatch.setitem(exemplar_rows.INT8, "enabled", True)
     rows = ExemplarRows(np.random.default_rng(0).standard_normal((600, 16)).astype(np.float32), np.zeros(600), [])
     query = rows.vectors[:1] + 0.1
     for _ in range(QUANTIZE_AFTER - 1):

@@ -10,6 +10,15 @@ import numpy as np
 from mcp_latent.judge.quantized_rows import MIN_ROWS, QuantizedRows
 
 QUANTIZE_AFTER = 8  # single-query searches of a storage before its int8 copy is built
+# Whether storages build their int8 copy at all: process-wide, set from the `int8_neighbours` setting when a service
+# starts (`service.lifecycle`). Off by default: through the server it saved no measurable time on a near-quiet
+# machine and the build imports `onnx` (+22 MB serving RSS; docs/benchmarks.md, "Reading less memory").
+INT8 = {"enabled": False}
+
+
+def use_int8_neighbours(enabled: bool) -> None:
+    """Turn the int8 copies on or off for storages searched from now on (copies built already keep serving)."""
+    INT8["enabled"] = bool(enabled)
 
 
 class ExemplarRows:
@@ -40,7 +49,7 @@ class ExemplarRows:
         """The int8 copy for a snapshot seeing rows [0, n), or None (too few rows, not built yet, or no
         onnxruntime): the float32 product then serves."""
         quantized = self._quantized
-        if quantized is None and self._building is None and n >= MIN_ROWS:
+        if quantized is None and self._building is None and n >= MIN_ROWS and INT8["enabled"]:
             self._searches += 1
             if self._searches >= QUANTIZE_AFTER:
                 self.start_quantizing(n)

@@ -18,6 +18,7 @@ from mcp_latent.embedding.base import CachedEmbedder, Embedder
 from mcp_latent.embedding.factory import load_configured_embedder
 from mcp_latent.errors import LatentError, ModelError, NotFound
 from mcp_latent.judge.ensemble import preload as preload_fitting
+from mcp_latent.judge.exemplar_rows import use_int8_neighbours
 from mcp_latent.judge.fitted import FittedProfile
 from mcp_latent.profiles.fitter import ProfileFitter
 from mcp_latent.profiles.registry import ProfileRegistry, import_taught_logs
@@ -52,6 +53,7 @@ class ServiceRuntime:
         self.live: dict[str, LiveProfile] = {}
         self.editor = ProfileEditor(self)  # define_profile / delete_profile
         self.stats = ProfileStats.for_settings(self.settings)
+        use_int8_neighbours(self.settings.int8_neighbours)  # process-wide: the exemplar storages' search path
         self.verdicts = VerdictMemo(
             self.settings.verdict_cache_size, self.settings.shared_product_sets
         )  # verdicts per fitted snapshot, remembered
