@@ -18,8 +18,6 @@ run the mean and root mean square of the errors. docs/learning.md "Why the strea
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -35,6 +33,9 @@ from mcp_latent.judge.stream import (  # noqa: E402
     stream_threshold,
 )
 from mcp_latent.judge.stream_rule import MIN_SHARPNESS  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stream_rule_replay import recorded_runs, runs_arguments  # noqa: E402
 
 TARGET = 0.975  # tools/learning_curve.py's profile target
 
@@ -82,19 +83,13 @@ def check(items: list[dict], window: int, every: int) -> list[dict]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="folders with a learning_curve.py items.jsonl")
-    parser.add_argument("--window", type=int, default=1000, help="MCP_LATENT_STREAM_CALIBRATION_WINDOW")
+    parser = runs_arguments(__doc__.splitlines()[0])
     parser.add_argument("--every", type=int, default=500, help="checkpoint every this many items")
     args = parser.parse_args()
     print("| run | k | t | s | s top (hindsight) | n | expected | were | error | s checks >= 0.9 |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for folder in args.runs:
-        path = Path(folder) / "items.jsonl"
-        if not path.is_file():
-            print(f"{folder}: no items.jsonl, skipped", file=sys.stderr)
-            continue
-        rows = check([json.loads(line) for line in path.read_text().splitlines()], args.window, args.every)
+    for folder, items in recorded_runs(args.runs):
+        rows = check(items, args.window, args.every)
         for r in rows:
             print(
                 f"| {Path(folder).name} | {r['k']} | {r['t']:.3f} | {r['s']:.2f} | {r['s_top']:.2f} | {r['n']} | "

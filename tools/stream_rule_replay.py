@@ -80,19 +80,30 @@ def replay(items: list[dict], sharpness, window: int, ranked: str | None = None)
     return 1.0 - float(answered.mean()), float(right[last][answered].mean())
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="folders with a learning_curve.py items.jsonl")
-    parser.add_argument("--window", type=int, default=1000, help="MCP_LATENT_STREAM_CALIBRATION_WINDOW")
-    args = parser.parse_args()
-    print("| run | recorded | rule before 6 Dec | rule of 6 Dec (p) | q cut (not adopted) | lowered per label (now) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for folder in args.runs:
+def recorded_runs(folders: list[str]):
+    """(folder, its recorded items) for each folder holding a learning_curve.py items.jsonl; others are named on
+    stderr and skipped (shared with tools/stream_estimate_check.py)."""
+    for folder in folders:
         path = Path(folder) / "items.jsonl"
         if not path.is_file():
             print(f"{folder}: no items.jsonl, skipped", file=sys.stderr)
             continue
-        items = [json.loads(line) for line in path.read_text().splitlines()]
+        yield folder, [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def runs_arguments(description: str) -> argparse.ArgumentParser:
+    """The arguments both replay tools take: recorded run folders and the stream's calibration window."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("runs", nargs="+", help="folders with a learning_curve.py items.jsonl")
+    parser.add_argument("--window", type=int, default=1000, help="MCP_LATENT_STREAM_CALIBRATION_WINDOW")
+    return parser
+
+
+def main() -> int:
+    args = runs_arguments(__doc__.splitlines()[0]).parse_args()
+    print("| run | recorded | rule before 6 Dec | rule of 6 Dec (p) | q cut (not adopted) | lowered per label (now) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for folder, items in recorded_runs(args.runs):
         last = items[2 * len(items) // 3 :]
         answered = [i for i in last if i["label"] is not None]
         recorded = (1 - len(answered) / len(last), np.mean([i["label"] == i["gold"] for i in answered]))
