@@ -1,7 +1,11 @@
-"""The verdict math: pure functions and immutable snapshots, no threads, no I/O but a fit's own file.
+"""The verdict math: pure functions and immutable snapshots, no I/O but a fit's own file. Its only threads build
+read-only search aids in the background and swap them in whole (`neighbour_search.SharedRows`, the int8 copy of
+`exemplar_rows`); a verdict never waits for one.
 
 - `fitted.py`: `FittedProfile`, a profile's fitted snapshot; `FittedProfile.verdict` judges; `exemplar_rows.py`:
-  the append-only exemplar table its successive snapshots share.
+  the append-only exemplar table its successive snapshots share; `neighbour_search.py`: exact nearest exemplars
+  (one query's; one product for several profiles judged together); `quantized_rows.py`: an exact int8-bounded
+  search for one query (off unless the `int8_neighbours` setting asks).
 - `verdict.py`: `Verdict`, one profile's answer (compact and detailed forms), read-only once built.
 - `ensemble.py`: linear head, kNN vote and their product; `words.py`: the n-gram naive Bayes expert.
 - `decision.py`: the one decision rule (label, or abstain with a reason).
@@ -13,7 +17,8 @@
   `stream_rule.py`: its constants (numpy-free: the settings describe the rule with them); `stream_rank.py`: the
   ranking by p and the best label's exemplars that lowers the stream's threshold for the more reliable labels.
 - `threshold.py`: the one place that decides which threshold a verdict is answered at, and why (fixed, fit,
-  default, stream, spot checks); spot checks move it.
+  default, stream, spot checks); spot checks move it; `spot_checks.py`: what the taught verdicts say of the fit's
+  point (below the target, read with the fit's promise as a prior) and the point that meets it.
 - `memory.py`: answers from memory: (near) copies of exemplars, taught ones above all, take their label; how near
   (the radius, and the guard: how differently the profile's own model may read a copy) is fitted from the
   exemplars' close pairs and minimal pairs; `memory_evidence.py`: that evidence (close pairs, fold readings);
