@@ -96,6 +96,16 @@ def nll(logits: np.ndarray, y: np.ndarray) -> float:
     return float(-log_softmax(logits)[np.arange(len(y)), y].mean())
 
 
+def top_of_row(row: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best `k` (1 <= k <= len(row)) of one query's similarities: (ids, similarities), each (1, k), best first.
+    The partition and sort `exact_neighbours` does, without its batch bookkeeping (`neighbour_search`,
+    `quantized_rows`)."""
+    top = np.argpartition(-row, k - 1)[:k]
+    top_sims = row[top]
+    order = np.argsort(-top_sims)
+    return top[order][None, :], top_sims[order][None, :]
+
+
 def exact_neighbours(queries: np.ndarray, pool: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k (indexes, similarities) of each query in pool, best first (chunked to bound memory)."""
     k = min(k, len(pool))

@@ -30,10 +30,7 @@ _WORDS = {
 }  # fmt: skip
 # Number words read as a count on their own ("two people reviewed it" / "2 reviewers"): not "a", "one", "half" or
 # the vague ones ("a few"), which stand in for an article or no figure at all far more often than for a count.
-_COUNT_WORDS = (
-    "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "fifteen", "twenty",
-    "thirty", "fifty", "hundred", "dozen",
-)  # fmt: skip
+_COUNT_WORDS = tuple(word for word in _WORDS if word not in ("a", "an", "one", "half", "couple", "few", "several"))
 _SCALE = {
     "hundred": 100,
     "dozen": 12,
@@ -63,7 +60,7 @@ _DURATION = re.compile(
 )
 _PERCENT = re.compile(r"\b" + _NUMBER + r"\s?(?:%|percent\b)", re.IGNORECASE)
 # A multiple: "2x peak", "10x faster", "twice the load", "three times the traffic" (not "three times this quarter":
-# times followed by a period is a count of events, read by _COUNT_TIMES below).
+# times followed by a period is a count of events, which _COUNT reads as a count).
 _MULTIPLE = re.compile(
     r"(?:\b(\d+(?:\.\d+)?)\s?x\b)|(?:\b(twice|double|triple|tenfold)\b)"
     r"|(?:\b" + _NUMBER + r"\s(?:times)\s(?=(?:the|as|more|faster|slower|bigger|larger|higher|lower)\b))",

@@ -20,17 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mcp_latent.judge.ensemble import exact_neighbours
+from mcp_latent.judge.ensemble import exact_neighbours, top_of_row
 from mcp_latent.judge.exemplar_rows import ExemplarRows
-
-
-def top_of_row(row: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The best `k` (1 <= k <= len(row)) of one query's similarities to every exemplar: (ids, similarities), each
-    (1, k), best first. The partition and sort `exact_neighbours` does, without its batch bookkeeping."""
-    top = np.argpartition(-row, k - 1)[:k]
-    top_sims = row[top]
-    order = np.argsort(-top_sims)
-    return top[order][None, :], top_sims[order][None, :]
 
 
 def nearest_of_one(query: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

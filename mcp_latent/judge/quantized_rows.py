@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mcp_latent.judge.ensemble import top_of_row
+
 # Below this many exemplars the float32 product is cheap (under ~130 KB read) and the copy is not worth keeping.
 MIN_ROWS = 512
 SLACK = 1e-5  # float32 rounding of the similarities compared (each ~1e-7) and of the bound's own arithmetic
@@ -105,7 +107,5 @@ class QuantizedRows:
             return None
         if len(pool) > self.rows:  # rows taught after the copy was made
             ids = np.concatenate([ids, np.arange(self.rows, len(pool))])
-        sims = pool[ids] @ query[0]
-        top = np.argpartition(-sims, k - 1)[:k]
-        order = np.argsort(-sims[top])
-        return ids[top][order][None, :], sims[top][order][None, :]
+        top, sims = top_of_row(pool[ids] @ query[0], k)
+        return ids[top[0]][None, :], sims
