@@ -50,6 +50,20 @@ def test_amounts_are_read_with_their_unit_and_scale():
     assert read("no figures here") == []
 
 
+def test_numbers_written_out_in_several_words_are_read_whole():
+    # A third writer's paraphrases spelled these out; each was read as a tenth or less of the original before.
+    assert read("fifteen hundred euros a month") == [("money", 1500.0, "fifteen hundred euros")]  # a rate
+    assert read("about thirty-eight thousand dollars") == [("money", 38000.0, "thirty-eight thousand dollars")]
+    assert read("two hundred and fifty users") == [("count", 250.0, "two hundred and fifty")]
+    assert read("412 microseconds") == [("duration", round(412 / 3.6e9, 6), "412 microseconds")]
+    assert changed_amounts("It costs €1,500 a month", "It costs fifteen hundred euros a month") == ([], [])
+    assert changed_amounts("~$38k for the licence", "about thirty-eight thousand dollars for the licence") == ([], [])
+    assert changed_amounts("p99 from 412µs to 131µs", "p99 goes from 412 microseconds to 131 microseconds") == ([], [])
+    # The grammar keeps separate numbers apart and leaves the words that only look like numbers alone.
+    assert read("one of us, a few people") == []
+    assert [kind for kind, _, _ in read("three people for two weeks")] == ["duration", "count"]
+
+
 def test_the_same_magnitude_written_otherwise_is_no_change():
     assert figures(LOAD_TESTED) != figures(TWICE)  # as written they differ: the fifth pass called this a change
     assert changed_amounts(LOAD_TESTED, TWICE) == ([], [])

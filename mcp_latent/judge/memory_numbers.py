@@ -22,15 +22,31 @@ from dataclasses import dataclass
 # 20 of 32 by a factor of 3 or more, the 40 written risk paraphrases: none by any).
 AMOUNT_RATIO = 3.0
 
-# A number as written: digits with separators and decimals, or a small number word ("a week", "three hours").
-_WORDS = {
-    "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30, "fifty": 50,
-    "hundred": 100, "dozen": 12, "half": 0.5, "couple": 2, "few": 3, "several": 4,
+# A number as written: digits with separators and decimals, a compound of number words ("fifteen hundred",
+# "thirty-eight thousand", "two hundred and fifty": `_PHRASE`, valued by `_phrase_value`), or a small word standing
+# for a number on its own ("a week", "half", "a dozen", "a few").
+_UNITS = {
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
+    "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17,
+    "eighteen": 18, "nineteen": 19,
 }  # fmt: skip
-# Number words read as a count on their own ("two people reviewed it" / "2 reviewers"): not "a", "one", "half" or
-# the vague ones ("a few"), which stand in for an article or no figure at all far more often than for a count.
-_COUNT_WORDS = tuple(word for word in _WORDS if word not in ("a", "an", "one", "half", "couple", "few", "several"))
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+_BIG = {"thousand": 1e3, "million": 1e6, "billion": 1e9}
+_WORDS = {
+    **_UNITS, **_TENS, "a": 1, "an": 1, "hundred": 100, "dozen": 12, "half": 0.5, "couple": 2, "few": 3, "several": 4,
+}  # fmt: skip
+
+
+def _alternatives(words) -> str:
+    return "(?:" + "|".join(sorted(words, key=len, reverse=True)) + ")"
+
+
+# The grammar of a written-out number, so that "two three-hour windows" stays two numbers: up to ninety-nine,
+# optionally hundreds of it, optionally thousands/millions/billions of that with a smaller rest.
+_ONES = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_BELOW_100 = rf"(?:{_alternatives(_TENS)}(?:[\s-]{_alternatives(_ONES)})?|{_alternatives(_UNITS)})"
+_BELOW_1000 = rf"{_BELOW_100}(?:[\s-]hundred(?:[\s-](?:and[\s-])?{_BELOW_100})?)?"
+_PHRASE = rf"{_BELOW_1000}(?:[\s-]{_alternatives(_BIG)}(?:[\s-](?:and[\s-])?{_BELOW_1000})?)?"
 _SCALE = {
     "hundred": 100,
     "dozen": 12,
@@ -46,9 +62,13 @@ _SCALE = {
 _HOURS = {
     "ms": 1 / 3.6e6, "millisecond": 1 / 3.6e6, "s": 1 / 3600, "sec": 1 / 3600, "second": 1 / 3600,
     "min": 1 / 60, "minute": 1 / 60, "h": 1, "hr": 1, "hour": 1, "day": 24, "week": 168, "sprint": 336,
-    "month": 730, "quarter": 2190, "year": 8760, "fortnight": 336,
+    "month": 730, "quarter": 2190, "year": 8760, "fortnight": 336, "µs": 1 / 3.6e9, "μs": 1 / 3.6e9,
+    "microsecond": 1 / 3.6e9, "ns": 1 / 3.6e12, "nanosecond": 1 / 3.6e12,
 }  # fmt: skip
-_NUMBER = r"(\d[\d,]*(?:\.\d+)?|" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")"
+# Number words read as a count on their own ("two people reviewed it" / "2 reviewers"): not "a", "one", "half" or
+# the vague ones ("a few"), which stand in for an article or no figure at all far more often than for a count.
+_NOT_COUNTS = ("a", "an", "one", "half", "couple", "few", "several")
+_NUMBER = r"(\d[\d,]*(?:\.\d+)?|" + _PHRASE + "|" + _alternatives(_WORDS) + r")"
 _MONEY = re.compile(
     r"(?:[$€£]\s?" + _NUMBER + r"\s?(k|m|mm|bn|b|thousand|million|billion)?\b)"
     r"|(?:\b" + _NUMBER + r"\s?(k|m|mm|bn|thousand|million|billion)?\s?(?:usd|eur|gbp|dollars|euros)\b)",
@@ -69,7 +89,7 @@ _MULTIPLE = re.compile(
 _MULTIPLE_WORDS = {"twice": 2, "double": 2, "triple": 3, "tenfold": 10}
 _COUNT = re.compile(
     r"(?<![$€£\w.,])(\d[\d,]*(?:\.\d+)?)\s?(k|m|bn|thousand|million|billion)?\b(?![%.,]?\d)"
-    r"|\b(?:a\s)?(" + "|".join(_COUNT_WORDS) + r")(?:[\s-](hundred|thousand|million|billion|dozen))?\b",
+    r"|\b(?:a\s)?(" + _PHRASE + "|hundred|dozen" + r")(?:[\s-](hundred|thousand|million|billion|dozen))?\b",
     re.IGNORECASE,
 )
 KINDS = ("money", "duration", "percent", "multiple", "count")
@@ -85,6 +105,21 @@ class Amount:
     end: int
 
 
+def _phrase_value(phrase: str) -> float | None:
+    """The value of number words as `_PHRASE` reads them: "thirty-eight thousand" 38,000, "fifteen hundred" 1,500."""
+    total, current = 0.0, 0.0
+    for word in re.split(r"[\s-]+", phrase.lower()):
+        if word in _UNITS or word in _TENS:
+            current += _UNITS.get(word) or _TENS[word]
+        elif word == "hundred":
+            current = (current or 1) * 100
+        elif word in _BIG:
+            total, current = total + (current or 1) * _BIG[word], 0.0
+        elif word != "and":
+            return None
+    return total + current
+
+
 def _value(number: str, scale: str | None = None) -> float | None:
     word = number.lower()
     value = _WORDS.get(word)
@@ -92,7 +127,9 @@ def _value(number: str, scale: str | None = None) -> float | None:
         try:
             value = float(word.replace(",", ""))
         except ValueError:
-            return None
+            value = _phrase_value(word)
+            if value is None:
+                return None
     return value * _SCALE.get((scale or "").lower(), 1.0)
 
 
@@ -134,6 +171,8 @@ def read_amounts(text: str) -> list[Amount]:
             add("multiple", value, match)
     for match in _COUNT.finditer(text):
         if free(match):
+            if match.group(3) and match.group(3).lower() in _NOT_COUNTS and not match.group(4):
+                continue
             value = _value(*match.group(1, 2)) if match.group(1) else _value(*match.group(3, 4))
             add("count", value, match)
     return out
