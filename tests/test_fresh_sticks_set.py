@@ -63,8 +63,12 @@ def test_rewrites_name_one_field_with_a_new_valid_label(taught):
         field = named[0]
         assert r[field] in _labels(field), (r["id"], r[field])
         assert r[field] != taught[r["id"]][field], r["id"]  # else it would not test memory of the taught label
+        # The blind second judge: a valid label, and it too says the taught one no longer holds.
+        assert r[f"{field}_judge2"] in _labels(field) and r[f"{field}_judge2"] != taught[r["id"]][field], r["id"]
         fields[field] += 1
     assert fields == {"risk": 15, "roi": 15}
+    agreed = sum(r[f"{p}_judge2"] == r[p] for r in rows for p in ("risk", "roi") if p in r)
+    assert agreed >= 27  # the README's figure: the judges agree on 28 of 30
 
 
 def test_the_harness_reads_the_concatenated_set_as_intended(tmp_path):
