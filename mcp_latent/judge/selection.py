@@ -31,7 +31,7 @@ from mcp_latent.profiles.spec import ProfileSpec
 
 log = logging.getLogger(__name__)
 
-FIT_VERSION = "14"  # bump when fitting changes: cached fits keyed by it are then refitted
+FIT_VERSION = "15"  # bump when fitting changes: cached fits keyed by it are then refitted
 CV_FOLDS = 5
 # Candidates chosen per profile by out-of-fold accuracy, near-ties by log-loss (SELECTION_TOLERANCE_SE): the
 # head's inverse regularization, the kNN expert's weight (large clean profiles gain from neighbours, small noisy
