@@ -55,10 +55,12 @@ def apply(
     the ensemble's for the label and `p_floor`, the memory's). `ensemble`: the decisions before memory answered;
     rows: (texts, label ids) of the exemplar rows."""
     rows_text, rows_y = rows
-    if not ENABLED or shipped is None or len(rows_y) <= shipped or not ids.shape[1] or decisions.recalled is None:
+    if not ENABLED or shipped is None or len(rows_y) <= shipped or not ids.shape[1]:
         return decisions
     taught = (ids >= shipped) & (sims >= WIDE_RADIUS) & (sims < IDENTICAL)
-    candidates = np.nonzero(taught.any(axis=1) & (decisions.recalled < 0))[0]
+    # memory leaves `recalled` None when it answered none of the batch
+    before = np.full(len(ids), -1, dtype=np.int64) if decisions.recalled is None else decisions.recalled
+    candidates = np.nonzero(taught.any(axis=1) & (before < 0))[0]
     if not len(candidates):
         return decisions
     best, p, reason, recalled = decisions.best.copy(), decisions.p.copy(), decisions.reason.copy(), None
@@ -69,7 +71,7 @@ def apply(
             continue
         if decision_change(words, texts[q], rows_text[row], label) > BOUND:
             continue
-        recalled = decisions.recalled.copy() if recalled is None else recalled
+        recalled = before.copy() if recalled is None else recalled
         recalled[q] = row
         best[q], p[q], reason[q] = label, max(float(probs[q, label]), p_floor), None
     if recalled is None:
