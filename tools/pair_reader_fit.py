@@ -78,11 +78,12 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "mcp-latent-pairs-cache")
     parser.add_argument("--wide", type=float, default=None, help="lowest similarity read (default: WIDE_RADIUS)")
     parser.add_argument("--show", type=int, default=8)
+    parser.add_argument("--score", choices=("mass", "max", "sum"), default="sum", help="sum: the served reading")
     args = parser.parse_args()
 
     from mcp_latent.judge import memory_wide
     from mcp_latent.judge.memory_wide import WIDE_RADIUS
-    from mcp_latent.judge.pair_reader import decision_change, unmatched
+    from mcp_latent.judge.pair_reader import decision_change, net_change, unmatched, word_leans
     from mcp_latent.service.api import LatentService  # imported late: loads the model runtime
     from mcp_latent.settings import Settings
 
@@ -111,6 +112,11 @@ def main() -> None:
             recalled = decisions.recalled is not None and decisions.recalled[0] >= 0
             best = int(decisions.best[0])
             change = decision_change(g.words, new, taught, label)
+            if args.score != "sum" and np.isfinite(change):
+                leans = np.maximum(word_leans(g.words, new, taught, label), 0.0)
+                change = (
+                    float(leans.max(initial=0.0)) if args.score == "max" else net_change(g.words, new, taught, label)
+                )
             read.append((source, sim, recalled, best == label, change, t_label == n_label, new, taught))
         right = np.array([r[5] for r in read])
         recalled = np.array([r[2] for r in read])
