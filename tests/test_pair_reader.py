@@ -46,9 +46,9 @@ def test_a_changed_negation_or_amount_is_a_decision_change_of_its_own():
 
 def test_a_few_words_that_carry_the_other_label_move_further_than_neutral_rewording():
     taught = "rotate the staging password with the old one valid for an hour"
-    minimal = "rotate the staging password with the old one valid for an hour for every customer"
+    minimal = "rotate the production password with the old one valid for an hour for every customer"
     reworded = "staging password rotated, old one kept valid an hour"
-    assert decision_change(WORDS, minimal, taught, 0) > memory_wide.BOUND  # "every customer" reads risky
+    assert decision_change(WORDS, minimal, taught, 0) > memory_wide.BOUND  # "production", "every customer": risky
     assert decision_change(WORDS, reworded, taught, 0) < memory_wide.BOUND
     # read from the other side (the risky text taught, the safe one asked about): the words it lacks carried the
     # taught label, so the change is as large
@@ -70,7 +70,7 @@ def test_the_wide_rule_answers_a_far_restatement_only_with_the_ensembles_own_tau
     texts = [
         REWORDED,  # reworded, best = taught
         REWORDED,  # best = the other label
-        "rotate the staging password with the old one valid for an hour for every customer",  # moves away
+        "rotate the production password with the old one valid for an hour for every customer",  # moves away
         REWORDED,  # out of scope
         REWORDED,  # nearest taught too far
     ]
