@@ -19,7 +19,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mcp_latent.atomic_files import replacing
-from mcp_latent.judge import neighbour_search, taught_diff
+from mcp_latent.judge import memory_wide, neighbour_search, taught_diff
 from mcp_latent.judge.decision import OUT_OF_SCOPE, Decisions, best_answer, decide
 from mcp_latent.judge.ensemble import KNN_K, ensemble_logits, exact_neighbours, fit_head, knn_votes, softmax
 from mcp_latent.judge.exemplar_rows import ExemplarRows
@@ -330,6 +330,12 @@ class FittedProfile:
         ensemble = decisions
         if self.memory is not None:
             decisions = self._recall(decisions, vectors, probs, ids, sims, texts, words)
+            if texts is not None and self.reads_taught_facts:  # a taught text restated further: what differs decides
+                table = (self._rows.texts, self.y)
+                floor = self.memory.target
+                decisions = memory_wide.apply(
+                    decisions, ensemble, probs, ids, sims, texts, table, self.shipped, self.words, floor
+                )
         if texts is not None and self.reads_taught_facts:
             # a decisive difference from the nearest taught text: neither memory nor the ensemble carries its label
             rows = self._rows.texts
