@@ -100,3 +100,16 @@ def stream_sharpness(p: np.ndarray, right: np.ndarray) -> float | None:
     # how sure the answered top should be is extrapolated from them.
     lowest = int(np.nonzero(log_likelihood >= log_likelihood[best] - SHARPNESS_LIKELIHOOD_DROP)[0][0])
     return max(1.0, float(SHARPNESS_GRID[lowest]))
+
+
+def exemplar_evidence(calibration) -> tuple[np.ndarray, np.ndarray] | None:
+    """(p, right) of the calibration's exemplars under its own cross-validation (`Calibration.evidence`: each
+    exemplar's top probability from a fit that did not see it, and whether that label was its own), for the family
+    that judges; None without evidence."""
+    evidence = getattr(calibration, "evidence", None)
+    if evidence is None:
+        return None
+    family = next((f for f in evidence.families if f.name == calibration.family), None)
+    if family is None:
+        return None
+    return np.asarray(family.p, dtype=np.float64), np.asarray(family.correct, dtype=np.float64)
