@@ -257,7 +257,7 @@ class Settings(BaseSettings):
         "",
         description="a file to which each run of the stream rule appends one JSON line per profile (the verdicts and "
         "taught texts counted so far, and at each new calibration its exemplars' out-of-fold top probabilities and "
-        "whether they were right), so rules can be replayed offline on a recorded stream (tools/stream_rule_replay.py); "
+        "whether they were right), so rules can be replayed on a recorded stream (tools/stream_prior_replay.py); "
         "empty: none",
     )
     memory_trim: bool = Field(

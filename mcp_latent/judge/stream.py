@@ -7,6 +7,8 @@ import numpy as np
 
 from mcp_latent.judge.operating_point import MIN_THRESHOLD
 from mcp_latent.judge.stream_rule import (
+    EXEMPLAR_PRIOR_CHECKS,
+    EXEMPLAR_PRIOR_CUT,
     MAX_SHARPNESS,
     MIN_SHARPNESS,
     MIN_STREAM_CHECKS,
@@ -73,7 +75,13 @@ def sharpness_log_likelihood(p: np.ndarray, right: np.ndarray, grid: np.ndarray 
     return (right[None, :] * z - np.logaddexp(0.0, z)).sum(axis=1)
 
 
-def stream_sharpness(p: np.ndarray, right: np.ndarray) -> float | None:
+def stream_sharpness(
+    p: np.ndarray,
+    right: np.ndarray,
+    prior: tuple[np.ndarray, np.ndarray] | None = None,
+    weight: float = EXEMPLAR_PRIOR_CHECKS,
+    cut: float = EXEMPLAR_PRIOR_CUT,
+) -> float | None:
     """The scale of p's log-odds (between `MIN_SHARPNESS` / 2 and `MAX_SHARPNESS`) under which labelled verdicts
     (texts taught after a verdict, oldest first: its top probability p, and whether its best label was the one
     taught) are most likely: 1.0 while p is as sure as it should be, below 1 when p was right less often than it
@@ -92,6 +100,8 @@ def stream_sharpness(p: np.ndarray, right: np.ndarray) -> float | None:
     if len(p) < MIN_STREAM_CHECKS:
         return None
     log_likelihood = sharpness_log_likelihood(p, right)
+    if prior is not None and weight > 0:
+        log_likelihood = log_likelihood + exemplar_prior(prior[0], prior[1], weight, cut)
     best = int(np.argmax(log_likelihood))
     if SHARPNESS_GRID[best] <= 1.0:
         return float(SHARPNESS_GRID[best])
@@ -113,3 +123,14 @@ def exemplar_evidence(calibration) -> tuple[np.ndarray, np.ndarray] | None:
     if family is None:
         return None
     return np.asarray(family.p, dtype=np.float64), np.asarray(family.correct, dtype=np.float64)
+
+
+def exemplar_prior(p: np.ndarray, right: np.ndarray, weight: float, cut: float = EXEMPLAR_PRIOR_CUT) -> np.ndarray:
+    """(len(SHARPNESS_GRID),) the prior's log-likelihood over the sharpness grid: that of the exemplars whose
+    out-of-fold p is at or above `cut` (the calibration's own evidence of the top, `exemplar_evidence`), scaled to
+    count as `weight` labelled verdicts whatever their number; zeros with fewer than `MIN_STREAM_CHECKS` of them."""
+    p, right = np.asarray(p, dtype=np.float64), np.asarray(right, dtype=np.float64)
+    top = p >= cut
+    if top.sum() < MIN_STREAM_CHECKS:
+        return np.zeros(len(SHARPNESS_GRID))
+    return weight / float(top.sum()) * sharpness_log_likelihood(p[top], right[top])
