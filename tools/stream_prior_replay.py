@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The stream rule with the exemplars' prior on the answered top's sharpness, replayed on recorded stream runs that
 carry a trace (tools/learning_curve.py writes OUT/trace.jsonl: `MCP_LATENT_STREAM_TRACE`): for each prior weight
-(labelled verdicts the prior counts as, `stream_rule.EXEMPLAR_PRIOR_CHECKS`) and cut (`EXEMPLAR_PRIOR_CUT`), what the
-last third would have escalated and at what answered agreement.
+(labelled verdicts the prior counts as: `stream.stream_sharpness`'s `weight`; 0, what the server does) and cut (the
+exemplars' out-of-fold p it starts at), and margin (standard errors, `STREAM_MARGIN_ERRORS`), what the last third
+would have escalated and at what answered agreement.
 
     .venv/bin/python tools/stream_prior_replay.py tools/results/stream_s6_rec/*_s? --weights 0 250 1000 --cuts 0.9
 
@@ -28,7 +29,7 @@ from stream_rule_replay import TARGET, recorded_runs, runs_arguments  # noqa: E4
 
 from mcp_latent.judge.stream import stream_sharpness, stream_threshold  # noqa: E402
 from mcp_latent.judge.stream_rank import fit_ranking  # noqa: E402
-from mcp_latent.judge.stream_rule import MIN_SHARPNESS, STREAM_RESTATE_EVERY  # noqa: E402
+from mcp_latent.judge.stream_rule import MIN_SHARPNESS, STREAM_MARGIN_ERRORS, STREAM_RESTATE_EVERY  # noqa: E402
 
 
 def calibrations(folder: str, profile: str = "learner") -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -45,7 +46,9 @@ def calibrations(folder: str, profile: str = "learner") -> list[tuple[int, np.nd
     return out
 
 
-def replay(items: list[dict], priors: list, weight: float, cut: float, window: int) -> tuple[float, float]:
+def replay(
+    items: list[dict], priors: list, weight: float, cut: float, window: int, margin: float = STREAM_MARGIN_ERRORS
+) -> tuple[float, float]:
     """(escalated share, answered agreement) of the last third under the served rule (per-label lowering included)
     with the sharpness's prior of this weight and cut."""
     p = np.array([i["p"] for i in items])
@@ -63,7 +66,7 @@ def replay(items: list[dict], priors: list, weight: float, cut: float, window: i
             s = stream_sharpness(p[checks], right[checks], prior, weight, cut)
             known = np.where(escalated[recent], right[recent], np.nan)
             usable = s is not None and s >= MIN_SHARPNESS
-            threshold = stream_threshold(p[recent], TARGET, known, s) if usable else None
+            threshold = stream_threshold(p[recent], TARGET, known, s, margin) if usable else None
             ranking = fit_ranking(p[checks], log_n[checks], right[checks], log_n[recent]) if threshold else None
         at[k] = np.nan if threshold is None else threshold
         if ranking is not None:
@@ -79,9 +82,10 @@ def main() -> int:
     parser = runs_arguments(__doc__.splitlines()[0])
     parser.add_argument("--weights", type=float, nargs="+", default=[0, 100, 250, 500, 1000, 1e6])
     parser.add_argument("--cuts", type=float, nargs="+", default=[0.9])
+    parser.add_argument("--margins", type=float, nargs="+", default=[STREAM_MARGIN_ERRORS], help="standard errors")
     args = parser.parse_args()
-    arms = [(w, c) for c in args.cuts for w in args.weights]
-    print("| run | recorded | " + " | ".join(f"w {w:g}, cut {c:g}" for w, c in arms) + " |")
+    arms = [(w, c, m) for m in args.margins for c in args.cuts for w in args.weights]
+    print("| run | recorded | " + " | ".join(f"w {w:g}, cut {c:g}, margin {m:g}" for w, c, m in arms) + " |")
     print("| --- | ---: | " + " | ".join("---:" for _ in arms) + " |")
     totals: list[list[tuple[float, float]]] = [[] for _ in arms]
     for folder, items in recorded_runs(args.runs):
@@ -92,8 +96,8 @@ def main() -> int:
         last = items[2 * len(items) // 3 :]
         answered = [i for i in last if i["label"] is not None]
         cells = [(1 - len(answered) / len(last), float(np.mean([i["label"] == i["gold"] for i in answered])))]
-        for a, (w, c) in enumerate(arms):
-            cells.append(replay(items, priors, w, c, args.window))
+        for a, (w, c, m) in enumerate(arms):
+            cells.append(replay(items, priors, w, c, args.window, m))
             totals[a].append(cells[-1])
         print(f"| {Path(folder).name} | " + " | ".join(f"{e:.1%} at {x:.1%}" for e, x in cells) + " |")
     if totals[0]:

@@ -7,8 +7,6 @@ import numpy as np
 
 from mcp_latent.judge.operating_point import MIN_THRESHOLD
 from mcp_latent.judge.stream_rule import (
-    EXEMPLAR_PRIOR_CHECKS,
-    EXEMPLAR_PRIOR_CUT,
     MAX_SHARPNESS,
     MIN_SHARPNESS,
     MIN_STREAM_CHECKS,
@@ -21,7 +19,11 @@ SHARPNESS_LIKELIHOOD_DROP = STREAM_MARGIN_ERRORS**2 / 2  # log-likelihood drop a
 
 
 def stream_threshold(
-    p: np.ndarray, target_accuracy: float, right: np.ndarray | None = None, sharpness: float = 1.0
+    p: np.ndarray,
+    target_accuracy: float,
+    right: np.ndarray | None = None,
+    sharpness: float = 1.0,
+    margin: float = STREAM_MARGIN_ERRORS,
 ) -> float | None:
     """The lowest threshold at which the texts a profile has been judging would be answered with an expected
     accuracy `STREAM_MARGIN_ERRORS` standard errors above the target, so the measured rate holds it, not just the
@@ -48,7 +50,7 @@ def stream_threshold(
     mean = np.cumsum(value[order]) / answered
     error = np.sqrt(np.clip(mean * (1.0 - mean), 0.0, None) / answered)
     last_of_ties = np.append(p_desc[1:] != p_desc[:-1], True)  # a threshold answers every text at p >= it
-    meets = np.nonzero((mean - STREAM_MARGIN_ERRORS * error >= target_accuracy - 1e-12) & last_of_ties)[0]
+    meets = np.nonzero((mean - margin * error >= target_accuracy - 1e-12) & last_of_ties)[0]
     if not len(meets):
         return None
     return max(MIN_THRESHOLD, float(p_desc[meets[-1]]))
@@ -79,8 +81,8 @@ def stream_sharpness(
     p: np.ndarray,
     right: np.ndarray,
     prior: tuple[np.ndarray, np.ndarray] | None = None,
-    weight: float = EXEMPLAR_PRIOR_CHECKS,
-    cut: float = EXEMPLAR_PRIOR_CUT,
+    weight: float = 0.0,
+    cut: float = 0.9,
 ) -> float | None:
     """The scale of p's log-odds (between `MIN_SHARPNESS` / 2 and `MAX_SHARPNESS`) under which labelled verdicts
     (texts taught after a verdict, oldest first: its top probability p, and whether its best label was the one
@@ -93,7 +95,11 @@ def stream_sharpness(
     said nothing about the answered top (2-4 times the errors p expected). The yes/no check this replaced (p
     within two standard errors of the labelled verdicts' hit rate) flipped on noise and switched the stream
     threshold off and on (off from item 1,000 to 2,250 of the HWU64 stream: the fit's own threshold escalated
-    52-56% per window, 37-44% after)."""
+    52-56% per window, 37-44% after).
+
+    `prior` (the calibration's exemplar evidence, `exemplar_evidence`), counted as `weight` labelled verdicts at
+    out-of-fold p >= `cut` (`exemplar_prior`): measured by tools/stream_prior_replay.py and not served (weight 0,
+    the default): on the traced runs it made the rule more cautious on both sets (docs/learning.md, `stream6`)."""
     p, right = np.asarray(p, dtype=np.float64), np.asarray(right, dtype=np.float64)
     where = p >= MIN_THRESHOLD
     p, right = p[where][-STREAM_SHARPNESS_CHECKS:], right[where][-STREAM_SHARPNESS_CHECKS:]
@@ -125,7 +131,7 @@ def exemplar_evidence(calibration) -> tuple[np.ndarray, np.ndarray] | None:
     return np.asarray(family.p, dtype=np.float64), np.asarray(family.correct, dtype=np.float64)
 
 
-def exemplar_prior(p: np.ndarray, right: np.ndarray, weight: float, cut: float = EXEMPLAR_PRIOR_CUT) -> np.ndarray:
+def exemplar_prior(p: np.ndarray, right: np.ndarray, weight: float, cut: float = 0.9) -> np.ndarray:
     """(len(SHARPNESS_GRID),) the prior's log-likelihood over the sharpness grid: that of the exemplars whose
     out-of-fold p is at or above `cut` (the calibration's own evidence of the top, `exemplar_evidence`), scaled to
     count as `weight` labelled verdicts whatever their number; zeros with fewer than `MIN_STREAM_CHECKS` of them."""

@@ -47,11 +47,3 @@ STREAM_SHARPNESS_CHECKS = 500
 # of seconds, a thousand stream items. HWU64 (d78c215, run 3): the server answered at 0.988 from item 1,750 to 2,500
 # while the same rule on the same evidence came down from 0.985 to 0.919 over that stretch.
 STREAM_RESTATE_EVERY = 25
-
-
-# The answered top's sharpness is not shown by the taught verdicts when only escalations are taught (they lie below
-# the threshold), so the calibration's own cross-validated evidence of the top is its prior: the exemplars at
-# out-of-fold p >= EXEMPLAR_PRIOR_CUT, their log-likelihood counted as EXEMPLAR_PRIOR_CHECKS labelled verdicts (so the
-# taught verdicts' evidence outweighs it as it grows). 0: no prior (the rule before 6 Dec evening).
-EXEMPLAR_PRIOR_CHECKS = 0.0
-EXEMPLAR_PRIOR_CUT = 0.9

@@ -165,8 +165,7 @@ class StreamRecord:
             p, right, log_n = self._records()
             checks = self._checks()
             # None: too few labelled verdicts to go by p; below MIN_SHARPNESS, p is too far off to go by
-            # the calibration's exemplar evidence of the top is the prior for the answered, untaught verdicts
-            sharpness = stream_sharpness(checks[:, 0], checks[:, 1], exemplar_evidence(fitted.calibration))
+            sharpness = stream_sharpness(checks[:, 0], checks[:, 1])
             usable = sharpness is not None and sharpness >= MIN_SHARPNESS
             self.stream_threshold = stream_threshold(p, target, right, sharpness) if usable else None
             fit, source = operating_threshold(fitted.spec.threshold, fitted.calibration, fitted.words is not None)
