@@ -93,3 +93,29 @@ def test_the_trace_writes_a_line_per_run_and_the_exemplar_evidence_once_per_cali
     record.trace = (str(tmp_path / "missing" / "trace.jsonl"), "kind")  # an unwritable trace never stops the rule
     record.operate(snapshot, 0.9, None)
     assert record.stream_threshold is not None
+
+
+def test_a_service_with_the_trace_setting_traces_each_profiles_stream_rule(
+    settings, fake_embedder, fruit_tools_profile
+):
+    # Through the service: MCP_LATENT_STREAM_TRACE names the file, the fit's first operate and every restate after
+    # 25 taught texts write a line for the profile, the first with its calibration's exemplar evidence.
+    from mcp_latent.service.api import LatentService
+
+    path = settings.data_dir / "trace.jsonl"
+    service = LatentService(settings.model_copy(update={"stream_trace": str(path)}), embedder=fake_embedder)
+    service.start()
+    try:
+        service.wait_ready(5)
+        texts = [f"apple {i} banana {i % 7} pear {i % 3}" for i in range(40)]
+        for text in texts:
+            service.evaluate(text=text, profiles=["kind"])
+        for text in texts[:30]:
+            service.teach("kind", "fruit", text=text)
+        lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    finally:
+        service.close()
+    mine = [line for line in lines if line["profile"] == "kind"]
+    assert mine, lines
+    assert max(line["taught"] for line in mine) >= 25
+    assert "exemplar_p" in mine[0] and len(mine[0]["exemplar_p"]) == len(mine[0]["exemplar_right"])
