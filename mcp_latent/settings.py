@@ -253,6 +253,13 @@ class Settings(BaseSettings):
         f"{STREAM_RESTATE_EVERY} recorded texts were taught. 0: always the fit's own threshold; a fixed "
         f"`threshold` in the profile file is never replaced",
     )
+    stream_trace: str = Field(
+        "",
+        description="a file to which each run of the stream rule appends one JSON line per profile (the verdicts and "
+        "taught texts counted so far, and at each new calibration its exemplars' out-of-fold top probabilities and "
+        "whether they were right), so rules can be replayed on a recorded stream (tools/stream_prior_replay.py); "
+        "empty: none",
+    )
     memory_trim: bool = Field(
         True,
         description="every `retention_interval_seconds`, hand the memory allocator's free pages back to the OS "

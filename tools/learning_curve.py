@@ -192,6 +192,8 @@ async def run(args: argparse.Namespace) -> dict:
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "mcp_latent"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_LATENT_")}
     env["MCP_LATENT_BUILTIN_PROFILES"] = "false"
+    env["MCP_LATENT_STREAM_TRACE"] = str((out / "trace.jsonl").resolve())  # tools/stream_prior_replay.py reads it
+    (out / "trace.jsonl").unlink(missing_ok=True)
     params = StdioServerParameters(
         command=command[0],
         args=[*command[1:], "serve", "--data-dir", str(work / "data"), "--profiles-dir", str(work / "profiles")],

@@ -19,7 +19,11 @@ SHARPNESS_LIKELIHOOD_DROP = STREAM_MARGIN_ERRORS**2 / 2  # log-likelihood drop a
 
 
 def stream_threshold(
-    p: np.ndarray, target_accuracy: float, right: np.ndarray | None = None, sharpness: float = 1.0
+    p: np.ndarray,
+    target_accuracy: float,
+    right: np.ndarray | None = None,
+    sharpness: float = 1.0,
+    margin: float = STREAM_MARGIN_ERRORS,
 ) -> float | None:
     """The lowest threshold at which the texts a profile has been judging would be answered with an expected
     accuracy `STREAM_MARGIN_ERRORS` standard errors above the target, so the measured rate holds it, not just the
@@ -46,7 +50,7 @@ def stream_threshold(
     mean = np.cumsum(value[order]) / answered
     error = np.sqrt(np.clip(mean * (1.0 - mean), 0.0, None) / answered)
     last_of_ties = np.append(p_desc[1:] != p_desc[:-1], True)  # a threshold answers every text at p >= it
-    meets = np.nonzero((mean - STREAM_MARGIN_ERRORS * error >= target_accuracy - 1e-12) & last_of_ties)[0]
+    meets = np.nonzero((mean - margin * error >= target_accuracy - 1e-12) & last_of_ties)[0]
     if not len(meets):
         return None
     return max(MIN_THRESHOLD, float(p_desc[meets[-1]]))
@@ -73,7 +77,13 @@ def sharpness_log_likelihood(p: np.ndarray, right: np.ndarray, grid: np.ndarray 
     return (right[None, :] * z - np.logaddexp(0.0, z)).sum(axis=1)
 
 
-def stream_sharpness(p: np.ndarray, right: np.ndarray) -> float | None:
+def stream_sharpness(
+    p: np.ndarray,
+    right: np.ndarray,
+    prior: tuple[np.ndarray, np.ndarray] | None = None,
+    weight: float = 0.0,
+    cut: float = 0.9,
+) -> float | None:
     """The scale of p's log-odds (between `MIN_SHARPNESS` / 2 and `MAX_SHARPNESS`) under which labelled verdicts
     (texts taught after a verdict, oldest first: its top probability p, and whether its best label was the one
     taught) are most likely: 1.0 while p is as sure as it should be, below 1 when p was right less often than it
@@ -85,13 +95,19 @@ def stream_sharpness(p: np.ndarray, right: np.ndarray) -> float | None:
     said nothing about the answered top (2-4 times the errors p expected). The yes/no check this replaced (p
     within two standard errors of the labelled verdicts' hit rate) flipped on noise and switched the stream
     threshold off and on (off from item 1,000 to 2,250 of the HWU64 stream: the fit's own threshold escalated
-    52-56% per window, 37-44% after)."""
+    52-56% per window, 37-44% after).
+
+    `prior` (the calibration's exemplar evidence, `exemplar_evidence`), counted as `weight` labelled verdicts at
+    out-of-fold p >= `cut` (`exemplar_prior`): measured by tools/stream_prior_replay.py and not served (weight 0,
+    the default): on the traced runs it made the rule more cautious on both sets (docs/learning.md, `stream6`)."""
     p, right = np.asarray(p, dtype=np.float64), np.asarray(right, dtype=np.float64)
     where = p >= MIN_THRESHOLD
     p, right = p[where][-STREAM_SHARPNESS_CHECKS:], right[where][-STREAM_SHARPNESS_CHECKS:]
     if len(p) < MIN_STREAM_CHECKS:
         return None
     log_likelihood = sharpness_log_likelihood(p, right)
+    if prior is not None and weight > 0:
+        log_likelihood = log_likelihood + exemplar_prior(prior[0], prior[1], weight, cut)
     best = int(np.argmax(log_likelihood))
     if SHARPNESS_GRID[best] <= 1.0:
         return float(SHARPNESS_GRID[best])
@@ -100,3 +116,27 @@ def stream_sharpness(p: np.ndarray, right: np.ndarray) -> float | None:
     # how sure the answered top should be is extrapolated from them.
     lowest = int(np.nonzero(log_likelihood >= log_likelihood[best] - SHARPNESS_LIKELIHOOD_DROP)[0][0])
     return max(1.0, float(SHARPNESS_GRID[lowest]))
+
+
+def exemplar_evidence(calibration) -> tuple[np.ndarray, np.ndarray] | None:
+    """(p, right) of the calibration's exemplars under its own cross-validation (`Calibration.evidence`: each
+    exemplar's top probability from a fit that did not see it, and whether that label was its own), for the family
+    that judges; None without evidence."""
+    evidence = getattr(calibration, "evidence", None)
+    if evidence is None:
+        return None
+    family = next((f for f in evidence.families if f.name == calibration.family), None)
+    if family is None:
+        return None
+    return np.asarray(family.p, dtype=np.float64), np.asarray(family.correct, dtype=np.float64)
+
+
+def exemplar_prior(p: np.ndarray, right: np.ndarray, weight: float, cut: float = 0.9) -> np.ndarray:
+    """(len(SHARPNESS_GRID),) the prior's log-likelihood over the sharpness grid: that of the exemplars whose
+    out-of-fold p is at or above `cut` (the calibration's own evidence of the top, `exemplar_evidence`), scaled to
+    count as `weight` labelled verdicts whatever their number; zeros with fewer than `MIN_STREAM_CHECKS` of them."""
+    p, right = np.asarray(p, dtype=np.float64), np.asarray(right, dtype=np.float64)
+    top = p >= cut
+    if top.sum() < MIN_STREAM_CHECKS:
+        return np.zeros(len(SHARPNESS_GRID))
+    return weight / float(top.sum()) * sharpness_log_likelihood(p[top], right[top])

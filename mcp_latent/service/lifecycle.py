@@ -103,6 +103,9 @@ class ServiceRuntime:
                 )
                 for name, profile in self.registry.profiles.items()
             }
+            if s.stream_trace:  # each stream rule run appends a line there (replayed offline by tools/stream_*.py)
+                for name, live in self.live.items():
+                    live.stream.trace = (s.stream_trace, name)
             self.stats.start()
             self.maintenance = StoreMaintenance(
                 self.store,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import json
 import threading
 import time
 
@@ -19,7 +20,7 @@ import numpy as np
 from mcp_latent.judge import spot_checks
 from mcp_latent.judge.fitted import FittedProfile
 from mcp_latent.judge.operating_point import MIN_THRESHOLD
-from mcp_latent.judge.stream import MIN_SHARPNESS, stream_sharpness, stream_threshold
+from mcp_latent.judge.stream import MIN_SHARPNESS, exemplar_evidence, stream_sharpness, stream_threshold
 from mcp_latent.judge.stream_rank import fit_ranking
 from mcp_latent.judge.stream_rule import STREAM_RESTATE_EVERY
 from mcp_latent.judge.threshold import online_threshold, operating_threshold
@@ -59,6 +60,12 @@ class StreamRecord:
         self.online: tuple[float, str] | None = None
         # What the spot checks said at the last operate (`_note_spot_checks`; `latent://stats` shows it), or None.
         self.spot_reading: dict[str, object] | None = None
+        # Counted ever (not windowed), for the trace: verdicts recorded and checks taught (under `_lock`).
+        self._observed_total = 0
+        self._taught_total = 0
+        # `MCP_LATENT_STREAM_TRACE` (path, profile name), set by the owner of the profiles; None: no trace.
+        self.trace: tuple[str, str] | None = None
+        self._traced_evidence: object | None = None  # the calibration evidence traced last (head refits keep it)
 
     def observe(self, vector: np.ndarray, p: float, in_scope: bool, best: str | None = None) -> None:
         """Record a verdict (texts cut as out of scope are answered at no threshold: left out); `best`: its most
@@ -71,6 +78,7 @@ class StreamRecord:
                 return
             count = self._counts.get(best) if best is not None else None
             self._verdicts[key] = [p, best, None, np.log(count) if count else np.nan]
+            self._observed_total += 1
             if len(self._verdicts) > self.window:
                 del self._verdicts[next(iter(self._verdicts))]  # dicts keep insertion order: oldest goes
 
@@ -94,6 +102,7 @@ class StreamRecord:
         with self._lock:
             if check is not None and self.checks.maxlen:
                 self.checks.append((check[0], check[1] == label))
+                self._taught_total += 1
                 count = self._counts.get(check[1])
                 if count:  # its label's exemplars before this teach: what the verdict was given with
                     self.ranked_checks.append((check[0], check[1] == label, float(np.log(count))))
@@ -166,12 +175,38 @@ class StreamRecord:
                 fit, target, self.stream_threshold, spot[:, 0], spot[:, 1], source != "default", served, prior
             )
             self._note_spot_checks(fit, target, spot, prior, source != "default")
+            if self.trace is not None:
+                self._write_trace(fitted, sharpness)
             if self.online is None:  # the fit's own point (a snapshot may carry one set online before: reset it)
                 return fitted if fitted.online is None else fitted.with_threshold(fit, source)
             per_label = None
             if self.online[1] == "stream" and fitted.n:  # the stream's threshold, per label where the ranking says
                 per_label = self._per_label(counts, self.online[0], log_n)
             return fitted.with_threshold(*self.online, per_label)
+
+    def _write_trace(self, fitted: FittedProfile, sharpness: float | None) -> None:
+        """One JSON line for this run of the rule (`MCP_LATENT_STREAM_TRACE`, under `_operating`): what it counted
+        and decided, and the calibration's exemplar evidence at p >= 0.5 when the calibration is new. A failed write
+        is dropped: a trace never stops the stream rule."""
+        path, name = self.trace
+        line: dict[str, object] = {"profile": name, "t": round(time.time(), 3)}
+        with self._lock:
+            line["observed"], line["taught"] = self._observed_total, self._taught_total
+        line["sharpness"] = sharpness
+        line["stream_threshold"] = self.stream_threshold
+        line["online"] = self.online
+        if fitted.calibration.evidence is not self._traced_evidence:
+            self._traced_evidence = fitted.calibration.evidence
+            evidence = exemplar_evidence(fitted.calibration)
+            if evidence is not None:
+                top = evidence[0] >= MIN_THRESHOLD
+                line["exemplar_p"] = [round(float(x), 4) for x in evidence[0][top]]
+                line["exemplar_right"] = [int(x) for x in evidence[1][top]]
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(line, separators=(",", ":")) + "\n")
+        except OSError:
+            pass
 
     def _note_spot_checks(self, fit: float, target: float, spot: np.ndarray, prior: float | None, fitted: bool) -> None:
         """Keep what the spot checks said at this operate for `latent://stats`, and when the threshold they set
