@@ -13,8 +13,14 @@ The verdicts a call asks of several snapshots at once (`verdicts`) that none of 
 one similarity product over their distinct exemplar rows (`neighbour_search.SharedProducts`, setting
 `shared_product_sets`): a first verdict's cost is mostly reading the exemplars, and the shipped profiles share many.
 
-Ownership: `_lock` guards `_by_snapshot` and every table in it (`shared` has its own lock); a verdict is computed
-outside the lock (two threads asking for the same one at once both compute it, and the same verdict is kept).
+Verdicts computed ahead of any call (`service/prefetch.py`: a stored handle judged in the background by the profiles
+callers use) wait in a second table per snapshot (`prefetch`, at most `prefetch_keep` each, oldest dropped first), so
+they never push out a verdict a call was served, and move into the served table when a call first asks for them. They
+are the same function of the same snapshot, so a call served one gets what it would have computed.
+
+Ownership: `_lock` guards `_by_snapshot`, `_prefetched` and every table in them (`shared` has its own lock); a
+verdict is computed outside the lock (two threads asking for the same one at once both compute it, and the same
+verdict is kept).
 Verdicts handed out are shared: callers read them and never modify them (`Verdict.compact` and `detailed` build new
 dicts).
 """
@@ -35,14 +41,19 @@ from mcp_latent.judge.verdict import Verdict
 class VerdictMemo:
     """Per-snapshot bounded memo of `FittedProfile.verdict`."""
 
-    def __init__(self, size: int, shared_sets: int = 2):
+    def __init__(self, size: int, shared_sets: int = 2, prefetch_keep: int = 0):
         self.size = size
+        self.prefetch_keep = prefetch_keep if size > 0 else 0  # a prefetched verdict is served through the memo
         self.shared = SharedProducts(shared_sets)
         self._by_snapshot: weakref.WeakKeyDictionary[FittedProfile, OrderedDict[tuple, Verdict]] = (
             weakref.WeakKeyDictionary()
         )
+        self._prefetched: weakref.WeakKeyDictionary[FittedProfile, OrderedDict[tuple, Verdict]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
         self.hits = 0  # verdicts served from the memo (for tests and the curious; not exported)
+        self.prefetch_hits = 0  # of those, verdicts computed ahead by `prefetch` and served for the first time
 
     def verdicts(
         self, profiles: dict[str, FittedProfile], vector: np.ndarray, text: str | None, detail: bool, show: int
@@ -58,6 +69,11 @@ class VerdictMemo:
             verdicts[name] = self.verdict(profiles[name], vector, text, detail, show, sims, key)
         return verdicts
 
+    def key(self, vector: np.ndarray, text: str | None) -> tuple:
+        """The key of a compact verdict (no detail) on these inputs: `prefetch` takes it, so the profiles judging
+        one text share its bytes."""
+        return self._key(vector, text, False, 0)
+
     @staticmethod
     def _key(vector: np.ndarray, text: str | None, detail: bool, show: int) -> tuple:
         return (vector.dtype.str, vector.shape, vector.tobytes(), text, bool(detail), show if detail else 0)
@@ -71,7 +87,48 @@ class VerdictMemo:
             if verdict is not None:
                 table.move_to_end(key)
                 self.hits += 1
+            elif self.prefetch_keep > 0:
+                ahead = self._prefetched.get(profile)
+                verdict = None if ahead is None else ahead.pop(key, None)
+                if verdict is not None:  # served now: it joins the served verdicts
+                    self._keep(profile, key, verdict)
+                    self.hits += 1
+                    self.prefetch_hits += 1
         return verdict
+
+    def _keep(self, profile: FittedProfile, key: tuple, verdict: Verdict) -> None:
+        """Remember a served verdict (under `_lock`)."""
+        table = self._by_snapshot.get(profile)
+        if table is None:
+            table = self._by_snapshot[profile] = OrderedDict()
+        table[key] = verdict
+        while len(table) > self.size:
+            table.popitem(last=False)
+
+    def known(self, profile: FittedProfile, key: tuple) -> bool:
+        """Whether this snapshot remembers the verdict for `key`, served or prefetched (nothing is counted)."""
+        with self._lock:
+            served, ahead = self._by_snapshot.get(profile), self._prefetched.get(profile)
+            return (served is not None and key in served) or (ahead is not None and key in ahead)
+
+    def prefetch(self, profile: FittedProfile, vector: np.ndarray, text: str | None, key: tuple) -> bool:
+        """Compute the compact verdict (no detail) a call would ask for, ahead of it, and keep it for that call;
+        False when it was known already or prefetching is off. The same `profile.verdict` call `verdict` makes with
+        no shared product, so the verdict is the one a one-profile `evaluate` computes."""
+        if self.prefetch_keep <= 0 or self.known(profile, key):
+            return False
+        verdict = profile.verdict(vector, text, False, 0)  # `show` counts only with detail
+        with self._lock:
+            served = self._by_snapshot.get(profile)
+            if served is not None and key in served:  # a call computed it meanwhile
+                return False
+            ahead = self._prefetched.get(profile)
+            if ahead is None:
+                ahead = self._prefetched[profile] = OrderedDict()
+            ahead[key] = verdict
+            while len(ahead) > self.prefetch_keep:
+                ahead.popitem(last=False)
+        return True
 
     def verdict(
         self,
@@ -94,10 +151,5 @@ class VerdictMemo:
                 return verdict
         verdict = profile.verdict(vector, text, detail, show, sims)
         with self._lock:
-            table = self._by_snapshot.get(profile)
-            if table is None:
-                table = self._by_snapshot[profile] = OrderedDict()
-            table[key] = verdict
-            while len(table) > self.size:
-                table.popitem(last=False)
+            self._keep(profile, key, verdict)
         return verdict
