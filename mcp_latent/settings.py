@@ -224,11 +224,15 @@ class Settings(BaseSettings):
     prefetch_keep: int = Field(
         1024,
         ge=0,
-        description="verdicts judged ahead that each fitted profile snapshot keeps until a call asks for them (oldest "
-        "dropped first; apart from the `verdict_cache_size` verdicts served, which they never push out). 0: off",
+        description="verdicts judged ahead that each fitted profile snapshot keeps until a call asks for them (apart "
+        "from the `verdict_cache_size` verdicts served, which they never push out); when that many wait, newer texts "
+        "are not judged ahead. 0: off",
     )
     prefetch_recent_seconds: float = Field(
-        600.0, gt=0, description="how long after a call named a profile texts stored are judged ahead by it"
+        600.0,
+        gt=0,
+        description="how long after a call named a profile texts stored are judged ahead by it, and how long a "
+        "verdict judged ahead waits for the call that asks for it",
     )
     prefetch_profiles: int = Field(
         4, ge=1, le=64, description="most profiles texts are judged ahead by (those named most recently)"

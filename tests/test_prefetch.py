@@ -115,7 +115,18 @@ def test_work_is_bounded_per_call_in_the_queue_and_per_snapshot(settings, fake_e
             prefetch_module.CALLS.running -= 1
         assert service.prefetch.idle(10)
         snapshot = service.live["kind"].snapshot
-        assert service.prefetch.computed == 4 and len(service.verdicts._prefetched[snapshot]) == 2
+        assert len(service.verdicts._prefetched[snapshot]) == 2  # the first two kept, the newer ones not judged
+        assert (service.prefetch.computed, service.prefetch.full) == (2, 2)
+        kept = service.embed(TEXTS[:2])["handles"]  # the same texts again: their verdicts are the ones kept
+        for handle in kept:
+            service.evaluate(handle=handle, profiles=["kind"])
+        assert service.verdicts.prefetch_hits == 2
+        service.embed(["apple crumble", "wrench set", "plum jam"])  # two slots free again: two judged
+        assert service.prefetch.idle(10) and (service.prefetch.computed, service.prefetch.full) == (4, 3)
+        service.verdicts.prefetch_seconds = 0.01  # waited too long: dropped, so newer texts are judged again
+        time.sleep(0.05)
+        service.embed(["pear tart", "drill bit"])
+        assert service.prefetch.idle(10) and (service.prefetch.computed, service.prefetch.full) == (6, 3)
     finally:
         service.close()
 

@@ -56,7 +56,10 @@ class ServiceRuntime:
         self.stats = ProfileStats.for_settings(self.settings)
         use_int8_neighbours(self.settings.int8_neighbours)  # process-wide: the exemplar storages' search path
         self.verdicts = VerdictMemo(
-            self.settings.verdict_cache_size, self.settings.shared_product_sets, self.settings.prefetch_keep
+            self.settings.verdict_cache_size,
+            self.settings.shared_product_sets,
+            self.settings.prefetch_keep,
+            self.settings.prefetch_recent_seconds,
         )  # verdicts per fitted snapshot, remembered
         # Stored texts judged ahead by the profiles used recently (`prefetch.py`); owns one worker thread.
         self.prefetch = VerdictPrefetch(self.settings, self.verdicts, lambda: self.live)

@@ -15,8 +15,9 @@ before each, waits while a tool call is in flight in this process (`CALLS`, coun
 wrapper on the event loop: an int, no lock), so it works in the gaps between calls instead of taking the GIL from
 them. Work is bounded, never queued without end: at most `prefetch_texts_per_call` texts of one call, at most
 `prefetch_queue` texts waiting (later ones are dropped and counted), at most `prefetch_keep` prefetched verdicts per
-snapshot. A call that arrives while its verdict is being prefetched computes it itself (the memo keeps one of the
-two identical answers): nothing waits on the worker.
+snapshot waiting for their calls, each for at most `prefetch_recent_seconds` (`VerdictMemo.wanted`: a text is not
+judged for a snapshot whose table is full). A call that arrives while its verdict is being prefetched computes it
+itself (the memo keeps one of the two identical answers): nothing waits on the worker.
 
 Ownership: `_cond` (a Condition) guards `_queue`, `_working`, `_stopping` and the worker's start; `_recent_lock`
 guards `_recent`; counters are written by the worker (or under `_cond`) and read without a lock by `status`.
@@ -72,7 +73,7 @@ class VerdictPrefetch:
         self._stopping = False
         self._working = False  # the worker is judging a text it took from the queue
         self._thread: threading.Thread | None = None
-        self.queued = self.dropped = self.computed = 0
+        self.queued = self.dropped = self.computed = self.full = 0
 
     def used(self, names: Sequence[str]) -> None:
         """Profiles a call was served verdicts by (the most recent last)."""
@@ -133,7 +134,11 @@ class VerdictPrefetch:
         for name in self.recent():
             live = self._live().get(name)
             snapshot = None if live is None else live.snapshot  # not fitted yet: the call will wait for the fit
-            if snapshot is None or self.memo.known(snapshot, key):
+            if snapshot is None:
+                continue
+            why_not = self.memo.wanted(snapshot, key)
+            if why_not is not None:
+                self.full += why_not == "full"
                 continue
             self._wait_quiet()
             if self._stopping:
@@ -160,6 +165,7 @@ class VerdictPrefetch:
             "waiting": len(self._queue),
             "dropped": self.dropped,
             "computed": self.computed,
+            "full": self.full,  # (text, profile) pairs not judged: the snapshot's `prefetch_keep` verdicts wait
             "served": self.memo.prefetch_hits,
             "profiles": self.recent(),
         }

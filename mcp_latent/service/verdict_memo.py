@@ -14,9 +14,11 @@ one similarity product over their distinct exemplar rows (`neighbour_search.Shar
 `shared_product_sets`): a first verdict's cost is mostly reading the exemplars, and the shipped profiles share many.
 
 Verdicts computed ahead of any call (`service/prefetch.py`: a stored handle judged in the background by the profiles
-callers use) wait in a second table per snapshot (`prefetch`, at most `prefetch_keep` each, oldest dropped first), so
-they never push out a verdict a call was served, and move into the served table when a call first asks for them. They
-are the same function of the same snapshot, so a call served one gets what it would have computed.
+callers use) wait in a second table per snapshot (`prefetch`), so they never push out a verdict a call was served,
+and move into the served table when a call first asks for them. They are the same function of the same snapshot, so
+a call served one gets what it would have computed. At most `prefetch_keep` wait per snapshot, each at most
+`prefetch_recent_seconds`; a full table takes no more (the newest work is dropped, as in the prefetch queue: the
+texts stored earlier are the ones whose calls come first).
 
 Ownership: `_lock` guards `_by_snapshot`, `_prefetched` and every table in them (`shared` has its own lock); a
 verdict is computed outside the lock (two threads asking for the same one at once both compute it, and the same
@@ -28,6 +30,7 @@ dicts).
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections import OrderedDict
 
@@ -41,14 +44,16 @@ from mcp_latent.judge.verdict import Verdict
 class VerdictMemo:
     """Per-snapshot bounded memo of `FittedProfile.verdict`."""
 
-    def __init__(self, size: int, shared_sets: int = 2, prefetch_keep: int = 0):
+    def __init__(self, size: int, shared_sets: int = 2, prefetch_keep: int = 0, prefetch_seconds: float = 600.0):
         self.size = size
         self.prefetch_keep = prefetch_keep if size > 0 else 0  # a prefetched verdict is served through the memo
+        self.prefetch_seconds = prefetch_seconds
         self.shared = SharedProducts(shared_sets)
         self._by_snapshot: weakref.WeakKeyDictionary[FittedProfile, OrderedDict[tuple, Verdict]] = (
             weakref.WeakKeyDictionary()
         )
-        self._prefetched: weakref.WeakKeyDictionary[FittedProfile, OrderedDict[tuple, Verdict]] = (
+        # Prefetched verdicts with when they were computed (monotonic), oldest first.
+        self._prefetched: weakref.WeakKeyDictionary[FittedProfile, OrderedDict[tuple, tuple[Verdict, float]]] = (
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.Lock()
@@ -89,8 +94,9 @@ class VerdictMemo:
                 self.hits += 1
             elif self.prefetch_keep > 0:
                 ahead = self._prefetched.get(profile)
-                verdict = None if ahead is None else ahead.pop(key, None)
-                if verdict is not None:  # served now: it joins the served verdicts
+                kept = None if ahead is None else ahead.pop(key, None)
+                if kept is not None:  # served now: it joins the served verdicts (however old: still exact)
+                    verdict = kept[0]
                     self._keep(profile, key, verdict)
                     self.hits += 1
                     self.prefetch_hits += 1
@@ -105,17 +111,30 @@ class VerdictMemo:
         while len(table) > self.size:
             table.popitem(last=False)
 
-    def known(self, profile: FittedProfile, key: tuple) -> bool:
-        """Whether this snapshot remembers the verdict for `key`, served or prefetched (nothing is counted)."""
+    def wanted(self, profile: FittedProfile, key: tuple) -> str | None:
+        """Whether to judge `key` ahead for this snapshot: None (yes), "known" (served or prefetched already) or
+        "full" (`prefetch_keep` verdicts wait for their calls, none older than `prefetch_seconds`). Counts nothing."""
+        if self.prefetch_keep <= 0:
+            return "full"
         with self._lock:
             served, ahead = self._by_snapshot.get(profile), self._prefetched.get(profile)
-            return (served is not None and key in served) or (ahead is not None and key in ahead)
+            if (served is not None and key in served) or (ahead is not None and key in ahead):
+                return "known"
+            return "full" if ahead is not None and self._crowded(ahead) else None
+
+    def _crowded(self, ahead: OrderedDict[tuple, tuple[Verdict, float]]) -> bool:
+        """Drop the prefetched verdicts older than `prefetch_seconds` (oldest first); True when the table is still
+        full (under `_lock`). A full table takes no more: the newest work is what is dropped, as in the queue."""
+        expired = time.monotonic() - self.prefetch_seconds
+        while ahead and next(iter(ahead.values()))[1] < expired:
+            ahead.popitem(last=False)
+        return len(ahead) >= self.prefetch_keep
 
     def prefetch(self, profile: FittedProfile, vector: np.ndarray, text: str | None, key: tuple) -> bool:
         """Compute the compact verdict (no detail) a call would ask for, ahead of it, and keep it for that call;
-        False when it was known already or prefetching is off. The same `profile.verdict` call `verdict` makes with
-        no shared product, so the verdict is the one a one-profile `evaluate` computes."""
-        if self.prefetch_keep <= 0 or self.known(profile, key):
+        False when it is not `wanted`. The same `profile.verdict` call `verdict` makes with no shared product, so
+        the verdict is the one a one-profile `evaluate` computes."""
+        if self.wanted(profile, key) is not None:
             return False
         verdict = profile.verdict(vector, text, False, 0)  # `show` counts only with detail
         with self._lock:
@@ -125,9 +144,9 @@ class VerdictMemo:
             ahead = self._prefetched.get(profile)
             if ahead is None:
                 ahead = self._prefetched[profile] = OrderedDict()
-            ahead[key] = verdict
-            while len(ahead) > self.prefetch_keep:
-                ahead.popitem(last=False)
+            if self._crowded(ahead):
+                return False
+            ahead[key] = (verdict, time.monotonic())
         return True
 
     def verdict(
