@@ -118,6 +118,7 @@ def test_work_is_bounded_per_call_in_the_queue_and_per_snapshot(settings, fake_e
         assert len(service.verdicts._prefetched[snapshot]) == 2  # the first two kept, the newer ones not judged
         assert (service.prefetch.computed, service.prefetch.full) == (2, 2)
         kept = service.embed(TEXTS[:2])["handles"]  # the same texts again: their verdicts are the ones kept
+        assert service.prefetch.idle(10) and service.prefetch.computed == 2  # known: not judged again
         for handle in kept:
             service.evaluate(handle=handle, profiles=["kind"])
         assert service.verdicts.prefetch_hits == 2
