@@ -4,7 +4,10 @@
 each timed in wall time (`perf_counter`: the embedding runs on ONNX Runtime's own threads, which the calling
 thread's CPU time does not see) and in CPU time of the calling thread (`thread_time`).
 
-    .venv/bin/python tools/handoff_spans.py [--n 500] [--evict-mib 32] [--json out.json]
+    .venv/bin/python tools/handoff_spans.py [--n 500] [--evict-mib 32] [--overlap-store] [--json out.json]
+
+`--overlap-store` measures a variant not in the server: the store write runs on a helper thread while the call's
+thread computes the verdicts (`overlapped_handoff` below), to see whether that overlap pays.
 
 The real model and shipped profiles, one BLAS thread as served, verdict prefetch off (the profiles a handoff names
 are judged in the call anyway). `--evict-mib` reads that much other memory before each call, as the server's other
@@ -44,7 +47,29 @@ STEPS = [
 ]
 
 
-def measure(n: int, evict_mib: int) -> dict:
+def overlapped_handoff(service_type, pool):
+    """`LatentService.handoff` with the store write beside the verdicts (text and names checked as before; the
+    verdicts are computed while a helper thread writes, and the call returns after both)."""
+    from mcp_latent.service.checks import check_text
+
+    def handoff(self, text, from_agent=None, namespace=None, parent=None, evaluate=None, meta=None, detail=False):
+        text = check_text(text, self.settings)
+        namespace = self._namespace(namespace)
+        deadline = time.monotonic() + self.settings.profile_wait_seconds
+        self.wait_ready(self.settings.profile_wait_seconds)
+        names = self._named(evaluate)
+        vector = self.embedder.embed([text])
+        store = self._store()
+        writing = pool.submit(store.add, namespace, vector, self._texts_to_store([text]), from_agent, parent, meta)
+        fitted, pending = self._fits(names, deadline)
+        shown = self._shown(self._judge(fitted, vector[0], text, detail), detail)
+        record = writing.result()[0]
+        return {"handle": record.handle, "verdicts": {name: shown.get(name) or pending[name] for name in names}}
+
+    service_type.handoff = handoff
+
+
+def measure(n: int, evict_mib: int, overlap: bool = False) -> dict:
     import mcp_latent
     from mcp_latent.embedding.base import CachedEmbedder
     from mcp_latent.judge import fitted, words
@@ -57,6 +82,10 @@ def measure(n: int, evict_mib: int) -> dict:
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="handoff-spans-")))
     if "prefetch_verdicts" in Settings.model_fields:
         settings = settings.model_copy(update={"prefetch_verdicts": False})
+    if overlap:
+        from concurrent.futures import ThreadPoolExecutor
+
+        overlapped_handoff(LatentService, ThreadPoolExecutor(1, thread_name_prefix="store-write"))
     service = LatentService(settings)
     service.start()
     service.wait_ready(900)
@@ -109,7 +138,14 @@ def measure(n: int, evict_mib: int) -> dict:
             }
 
         package = str(Path(mcp_latent.__file__).parent)
-        return {"package": package, "n": n, "evict_mib": evict_mib, "wall_ms": rows(wall), "cpu_ms": rows(cpu)}
+        return {
+            "package": package,
+            "n": n,
+            "evict_mib": evict_mib,
+            "overlap_store": overlap,
+            "wall_ms": rows(wall),
+            "cpu_ms": rows(cpu),
+        }
     finally:
         service.close()
 
@@ -134,9 +170,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=500, help="handoffs measured (after 100 warm-up calls)")
     parser.add_argument("--evict-mib", type=int, default=32, help="memory read between calls (0: none)")
+    parser.add_argument("--overlap-store", action="store_true", help="the store write beside the verdicts")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    result = measure(args.n, args.evict_mib)
+    result = measure(args.n, args.evict_mib, args.overlap_store)
     print(f"{'ms per handoff + 3 verdicts':48s} {'wall':>7s} {'thread CPU':>10s}")
     for name, value in result["wall_ms"].items():
         print(f"{name:48s} {value:7.3f} {result['cpu_ms'][name]:10.3f}")
