@@ -116,8 +116,12 @@ class VerdictPrefetch:
             with self._cond:
                 while not self._queue and not self._stopping:
                     self._cond.wait()
+            self._wait_quiet()  # a text is taken only between calls (it was stored by one that is still running)
+            with self._cond:
                 if self._stopping:
                     return
+                if not self._queue:
+                    continue
                 vector, text = self._queue.popleft()
                 self._working = True
             try:
