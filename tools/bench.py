@@ -291,8 +291,7 @@ async def run(quick: bool, paths: list[str], warm_start_count: int = 3) -> dict:
                 results["paths"][p]["tools"][name] = stats
             results["paths"][p]["memory_mib"] = serving_memory_mib(root / p)
             status = json.loads((await clients[p].read_resource("latent://status")).contents[0].text)
-            if "prefetch" in status:  # verdicts judged ahead of the calls (`service/prefetch.py`), served or not
-                results["paths"][p]["prefetch"] = status["prefetch"]
+            results["paths"][p]["prefetch"] = status.get("prefetch")  # verdicts judged ahead (`service/prefetch.py`)
 
     results["goals"] = goals(results["paths"])
     # Token economy: what the calling model reads. Latent B+C step: one handoff result carrying three
@@ -481,19 +480,11 @@ def main() -> int:
     parser.add_argument("--paths", default="torch,onnx", help="embedding paths to compare, comma-separated")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out")
     parser.add_argument("--warm-starts", type=int, help="warm starts per path, medians reported (default 3, quick 2)")
-    parser.add_argument(
-        "--server-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a setting for every server of the run, e.g. MCP_LATENT_PREFETCH_VERDICTS=false (repeatable)",
-    )
+    parser.add_argument("--server-env", action="append", default=[], help="MCP_LATENT_NAME=VALUE for every server")
     args = parser.parse_args()
-    for item in args.server_env:
-        name, _, value = item.partition("=")
-        if not name.startswith("MCP_LATENT_") or not _:
-            parser.error(f"--server-env takes MCP_LATENT_NAME=VALUE, got {item!r}")
-        SERVER_ENV[name] = value
+    if any(not item.startswith("MCP_LATENT_") or "=" not in item for item in args.server_env):
+        parser.error(f"--server-env takes MCP_LATENT_NAME=VALUE (e.g. MCP_LATENT_PREFETCH_VERDICTS=false): {args.server_env}")
+    SERVER_ENV.update(item.split("=", 1) for item in args.server_env)
     results = anyio.run(run, args.quick, args.paths.split(","), args.warm_starts or (2 if args.quick else 3))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(results, indent=2))
