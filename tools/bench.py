@@ -483,7 +483,7 @@ def main() -> int:
     parser.add_argument("--server-env", action="append", default=[], help="MCP_LATENT_NAME=VALUE for every server")
     args = parser.parse_args()
     if any(not item.startswith("MCP_LATENT_") or "=" not in item for item in args.server_env):
-        parser.error(f"--server-env takes MCP_LATENT_NAME=VALUE , got {args.server_env}")
+        parser.error(f"--server-env takes MCP_LATENT_NAME=VALUE, got {args.server_env}")
     SERVER_ENV.update(item.split("=", 1) for item in args.server_env)
     results = anyio.run(run, args.quick, args.paths.split(","), args.warm_starts or (2 if args.quick else 3))
     args.out.mkdir(parents=True, exist_ok=True)
