@@ -208,6 +208,35 @@ class Settings(BaseSettings):
         "exemplar once (built in the background the first time a set is judged, and again after a teach; about "
         "8 MB for the shipped profiles). 0: each profile reads its own",
     )
+    prefetch_verdicts: bool = Field(
+        True,
+        description="judge texts just stored (`handoff`, `embed`) in the background by the profiles callers used "
+        "recently, so the `evaluate` that follows on the handle is answered from the verdict memo (the same verdict: "
+        "same snapshot, same computation; usage stats and the stream count only verdicts served). One low-priority "
+        "thread that works between calls; needs `verdict_cache_size` > 0",
+    )
+    prefetch_texts_per_call: int = Field(
+        64, ge=0, description="most texts of one `handoff`/`embed` call judged ahead (the first ones; 0: none)"
+    )
+    prefetch_queue: int = Field(
+        1024, ge=0, description="most stored texts waiting to be judged ahead; texts stored beyond it are not"
+    )
+    prefetch_keep: int = Field(
+        1024,
+        ge=0,
+        description="verdicts judged ahead that each fitted profile snapshot keeps until a call asks for them (apart "
+        "from the `verdict_cache_size` verdicts served, which they never push out); when that many wait, newer texts "
+        "are not judged ahead. 0: off",
+    )
+    prefetch_recent_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="how long after a call named a profile texts stored are judged ahead by it, and how long a "
+        "verdict judged ahead waits for the call that asks for it",
+    )
+    prefetch_profiles: int = Field(
+        4, ge=1, le=64, description="most profiles texts are judged ahead by (those named most recently)"
+    )
     int8_neighbours: bool = Field(
         False,
         description="find one text's nearest exemplars through an int8 copy of each large profile's vectors (a "

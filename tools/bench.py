@@ -75,6 +75,9 @@ def count_tokens(text: str) -> int:
     return len(tokenizer.encode(text, add_special_tokens=False).ids)
 
 
+SERVER_ENV: dict[str, str] = {}  # `--server-env`: settings every server of this run gets (none by default)
+
+
 def server_params(data_dir: Path, path: str) -> StdioServerParameters:
     exe = ROOT / ".venv" / "bin" / "mcp-latent"
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "mcp_latent"]
@@ -82,6 +85,7 @@ def server_params(data_dir: Path, path: str) -> StdioServerParameters:
     # so a quick run measures the servers, not a first fit of the shipped profiles on a busy machine).
     kept = {"MCP_LATENT_PROFILE_CACHE_DIR"}
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_LATENT_") or k in kept} | PATHS[path]
+    env |= SERVER_ENV
     return StdioServerParameters(command=command[0], args=[*command[1:], "serve", "--data-dir", str(data_dir)], env=env)
 
 
@@ -173,7 +177,7 @@ def median_start(starts: list[dict]) -> dict:
 async def run(quick: bool, paths: list[str], warm_start_count: int = 3) -> dict:
     n = 100 if quick else 1000
     root = Path(tempfile.mkdtemp(prefix="mcp-latent-bench-"))
-    results: dict = {"quick": quick, "paths": {p: {"label": LABELS[p]} for p in paths}}
+    results: dict = {"quick": quick, "server_env": dict(SERVER_ENV), "paths": {p: {"label": LABELS[p]} for p in paths}}
     # Export the ONNX graph first (once per model install; `tools/dev.sh setup` normally did it): the cold
     # starts below measure a warm model cache, as a user's second and later sessions see it.
     embedders = in_process_embedders(paths)
@@ -286,6 +290,8 @@ async def run(quick: bool, paths: list[str], warm_start_count: int = 3) -> dict:
                     stats["server_cpu_ms_mean"] = 1000 * batch_cpu[p][name] / len(values)
                 results["paths"][p]["tools"][name] = stats
             results["paths"][p]["memory_mib"] = serving_memory_mib(root / p)
+            status = json.loads((await clients[p].read_resource("latent://status")).contents[0].text)
+            results["paths"][p]["prefetch"] = status.get("prefetch")  # verdicts judged ahead (`service/prefetch.py`)
 
     results["goals"] = goals(results["paths"])
     # Token economy: what the calling model reads. Latent B+C step: one handoff result carrying three
@@ -474,7 +480,11 @@ def main() -> int:
     parser.add_argument("--paths", default="torch,onnx", help="embedding paths to compare, comma-separated")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out")
     parser.add_argument("--warm-starts", type=int, help="warm starts per path, medians reported (default 3, quick 2)")
+    parser.add_argument("--server-env", action="append", default=[], help="MCP_LATENT_NAME=VALUE for every server")
     args = parser.parse_args()
+    if any(not item.startswith("MCP_LATENT_") or "=" not in item for item in args.server_env):
+        parser.error(f"--server-env takes MCP_LATENT_NAME=VALUE, got {args.server_env}")
+    SERVER_ENV.update(item.split("=", 1) for item in args.server_env)
     results = anyio.run(run, args.quick, args.paths.split(","), args.warm_starts or (2 if args.quick else 3))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(results, indent=2))

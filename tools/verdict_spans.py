@@ -60,6 +60,8 @@ def measure(n: int, profile: str, evict_mib: int, float32: bool = False, shared:
 
     one_blas_thread()
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="verdict-spans-")))
+    if "prefetch_verdicts" in Settings.model_fields:  # the first verdicts measured are computed, not prefetched
+        settings = settings.model_copy(update={"prefetch_verdicts": False})
     if not shared and "shared_product_sets" in Settings.model_fields:
         settings = settings.model_copy(update={"shared_product_sets": 0})
     profiles = profile.split(",")

@@ -38,6 +38,7 @@ from mcp_latent.server.models import (
     TeachOut,
 )
 from mcp_latent.server.schema import LatentTool, compact_input_schema, compact_output_schema, compact_result, minified
+from mcp_latent.service.prefetch import CALLS
 from mcp_latent.service.teachers import CURRENT_TEACHER
 from mcp_latent.settings import Settings
 
@@ -204,6 +205,7 @@ def build_server(settings: Settings | None = None, service: LatentService | Defe
         Every call runs off the event loop, reads by handle included: they reach the store (a PostgreSQL round
         trip, or SQLite's index under its lock), which may take seconds, and one such wait on the loop would stall
         every session of an HTTP server. Only the SDK's own parsing and `compact_result` run on the loop."""
+        CALLS.running += 1  # the verdict prefetch worker waits while calls run (on the loop only: no lock)
         try:
             data = await anyio.to_thread.run_sync(fn)
             return compact_result(data, settings.structured_content)
@@ -215,6 +217,8 @@ def build_server(settings: Settings | None = None, service: LatentService | Defe
                 f"internal error ({type(exc).__name__}: {exc}); nothing was changed by this call unless it said so, "
                 "the server is still up: retry, and report it if it repeats."
             ) from exc
+        finally:
+            CALLS.running -= 1
 
     @tool(WRITES)
     async def handoff(

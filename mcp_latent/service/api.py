@@ -40,6 +40,7 @@ class LatentService(ServiceRuntime):
         namespace = self._namespace(namespace)
         vectors = self.embedder.embed(texts)
         stored = self._store().add(namespace, vectors, self._texts_to_store(texts))
+        self.prefetch.stored([r.vector for r in stored], [r.text or None for r in stored])  # as `evaluate` reads them
         result: dict[str, Any] = {"handles": [r.handle for r in stored]}
         if return_vectors:
             result["dim"] = int(vectors.shape[1])
@@ -76,6 +77,8 @@ class LatentService(ServiceRuntime):
             fitted, pending = self._fits(names, deadline)
             shown = self._shown(self._judge(fitted, vector[0], text, detail), detail)
             result["verdicts"] = {name: shown.get(name) or pending[name] for name in names}
+        # After its own verdicts (so they are not computed twice): the recent profiles it did not name.
+        self.prefetch.stored([record.vector], [record.text or None])
         return result
 
     def evaluate(
@@ -308,6 +311,7 @@ class LatentService(ServiceRuntime):
         """Every named profile's verdict on one text (its words too, when known: None judges by the vector)."""
         show, memo = self.settings.detail_neighbours, self.verdicts  # memo: a snapshot's verdicts, never stale
         verdicts = memo.verdicts(fitted, vector, text, detail, show)  # several: one product over their exemplars
+        self.prefetch.used(list(verdicts))  # served: these profiles judge the next texts stored ahead of time
         for name, verdict in verdicts.items():
             self.stats.record(name, "escalated" if verdict.unsure else "answered")
             live = self.live.get(name)

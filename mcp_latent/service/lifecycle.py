@@ -26,6 +26,7 @@ from mcp_latent.profiles.report import summary as operating_summary
 from mcp_latent.service.heap_trim import fix_mmap_threshold
 from mcp_latent.service.live_profile import LiveProfile
 from mcp_latent.service.maintenance import StoreMaintenance
+from mcp_latent.service.prefetch import VerdictPrefetch
 from mcp_latent.service.teachers import follow_reverts, taught_by_teacher
 from mcp_latent.service.usage_stats import FIELDS, ProfileStats, describe
 from mcp_latent.service.user_profiles import ProfileEditor
@@ -55,8 +56,13 @@ class ServiceRuntime:
         self.stats = ProfileStats.for_settings(self.settings)
         use_int8_neighbours(self.settings.int8_neighbours)  # process-wide: the exemplar storages' search path
         self.verdicts = VerdictMemo(
-            self.settings.verdict_cache_size, self.settings.shared_product_sets
+            self.settings.verdict_cache_size,
+            self.settings.shared_product_sets,
+            self.settings.prefetch_keep,
+            self.settings.prefetch_recent_seconds,
         )  # verdicts per fitted snapshot, remembered
+        # Stored texts judged ahead by the profiles used recently (`prefetch.py`); owns one worker thread.
+        self.prefetch = VerdictPrefetch(self.settings, self.verdicts, lambda: self.live)
         self.store: LatentStore | None = None
         self.registry = ProfileRegistry(self.settings.user_profiles_dir, self.settings.builtin_profiles)
         self.started_at = time.monotonic()
@@ -189,6 +195,7 @@ class ServiceRuntime:
         """Save indexes and close the store (waits for a startup in progress, so nothing is left half-open)."""
         if self._started:
             self._ready.wait(timeout=600)
+        self.prefetch.close()
         if self.maintenance is not None:
             self.maintenance.stop()
             self.maintenance = None
@@ -258,6 +265,7 @@ class ServiceRuntime:
                 dim=self.embedder.dim,
                 handoffs=self._store().count(),
                 profiles={name: live.status() for name, live in sorted(self.live.items())},
+                prefetch=self.prefetch.status(),
                 ready_after_s=round(self.ready_after or 0.0, 3),
             )
             # Profiles a call would wait for (estimated within the wait) and that are not ready yet; a large one

@@ -13,8 +13,16 @@ The verdicts a call asks of several snapshots at once (`verdicts`) that none of 
 one similarity product over their distinct exemplar rows (`neighbour_search.SharedProducts`, setting
 `shared_product_sets`): a first verdict's cost is mostly reading the exemplars, and the shipped profiles share many.
 
-Ownership: `_lock` guards `_by_snapshot` and every table in it (`shared` has its own lock); a verdict is computed
-outside the lock (two threads asking for the same one at once both compute it, and the same verdict is kept).
+Verdicts computed ahead of any call (`service/prefetch.py`: a stored handle judged in the background by the profiles
+callers use) wait in a second table per snapshot (`prefetch`), so they never push out a verdict a call was served,
+and move into the served table when a call first asks for them. They are the same function of the same snapshot, so
+a call served one gets what it would have computed. At most `prefetch_keep` wait per snapshot, each at most
+`prefetch_recent_seconds`; a full table takes no more (the newest work is dropped, as in the prefetch queue: the
+texts stored earlier are the ones whose calls come first).
+
+Ownership: `_lock` guards `_by_snapshot`, `_prefetched` and every table in them (`shared` has its own lock); a
+verdict is computed outside the lock (two threads asking for the same one at once both compute it, and the same
+verdict is kept).
 Verdicts handed out are shared: callers read them and never modify them (`Verdict.compact` and `detailed` build new
 dicts).
 """
@@ -22,6 +30,7 @@ dicts).
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections import OrderedDict
 
@@ -35,14 +44,21 @@ from mcp_latent.judge.verdict import Verdict
 class VerdictMemo:
     """Per-snapshot bounded memo of `FittedProfile.verdict`."""
 
-    def __init__(self, size: int, shared_sets: int = 2):
+    def __init__(self, size: int, shared_sets: int = 2, prefetch_keep: int = 0, prefetch_seconds: float = 600.0):
         self.size = size
+        self.prefetch_keep = prefetch_keep if size > 0 else 0  # a prefetched verdict is served through the memo
+        self.prefetch_seconds = prefetch_seconds
         self.shared = SharedProducts(shared_sets)
         self._by_snapshot: weakref.WeakKeyDictionary[FittedProfile, OrderedDict[tuple, Verdict]] = (
             weakref.WeakKeyDictionary()
         )
+        # Prefetched verdicts with when they were computed (monotonic), oldest first.
+        self._prefetched: weakref.WeakKeyDictionary[FittedProfile, OrderedDict[tuple, tuple[Verdict, float]]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
         self.hits = 0  # verdicts served from the memo (for tests and the curious; not exported)
+        self.prefetch_hits = 0  # of those, verdicts computed ahead by `prefetch` and served for the first time
 
     def verdicts(
         self, profiles: dict[str, FittedProfile], vector: np.ndarray, text: str | None, detail: bool, show: int
@@ -58,6 +74,11 @@ class VerdictMemo:
             verdicts[name] = self.verdict(profiles[name], vector, text, detail, show, sims, key)
         return verdicts
 
+    def key(self, vector: np.ndarray, text: str | None) -> tuple:
+        """The key of a compact verdict (no detail) on these inputs: `prefetch` takes it, so the profiles judging
+        one text share its bytes."""
+        return self._key(vector, text, False, 0)
+
     @staticmethod
     def _key(vector: np.ndarray, text: str | None, detail: bool, show: int) -> tuple:
         return (vector.dtype.str, vector.shape, vector.tobytes(), text, bool(detail), show if detail else 0)
@@ -71,7 +92,62 @@ class VerdictMemo:
             if verdict is not None:
                 table.move_to_end(key)
                 self.hits += 1
+            elif self.prefetch_keep > 0:
+                ahead = self._prefetched.get(profile)
+                kept = None if ahead is None else ahead.pop(key, None)
+                if kept is not None:  # served now: it joins the served verdicts (however old: still exact)
+                    verdict = kept[0]
+                    self._keep(profile, key, verdict)
+                    self.hits += 1
+                    self.prefetch_hits += 1
         return verdict
+
+    def _keep(self, profile: FittedProfile, key: tuple, verdict: Verdict) -> None:
+        """Remember a served verdict (under `_lock`)."""
+        table = self._by_snapshot.get(profile)
+        if table is None:
+            table = self._by_snapshot[profile] = OrderedDict()
+        table[key] = verdict
+        while len(table) > self.size:
+            table.popitem(last=False)
+
+    def wanted(self, profile: FittedProfile, key: tuple) -> str | None:
+        """Whether to judge `key` ahead for this snapshot: None (yes), "known" (served or prefetched already) or
+        "full" (`prefetch_keep` verdicts wait for their calls, none older than `prefetch_seconds`). Counts nothing."""
+        if self.prefetch_keep <= 0:
+            return "full"
+        with self._lock:
+            served, ahead = self._by_snapshot.get(profile), self._prefetched.get(profile)
+            if (served is not None and key in served) or (ahead is not None and key in ahead):
+                return "known"
+            return "full" if ahead is not None and self._crowded(ahead) else None
+
+    def _crowded(self, ahead: OrderedDict[tuple, tuple[Verdict, float]]) -> bool:
+        """Drop the prefetched verdicts older than `prefetch_seconds` (oldest first); True when the table is still
+        full (under `_lock`). A full table takes no more: the newest work is what is dropped, as in the queue."""
+        expired = time.monotonic() - self.prefetch_seconds
+        while ahead and next(iter(ahead.values()))[1] < expired:
+            ahead.popitem(last=False)
+        return len(ahead) >= self.prefetch_keep
+
+    def prefetch(self, profile: FittedProfile, vector: np.ndarray, text: str | None, key: tuple) -> bool:
+        """Compute the compact verdict (no detail) a call would ask for, ahead of it, and keep it for that call;
+        False when it is not `wanted`. The same `profile.verdict` call `verdict` makes with no shared product, so
+        the verdict is the one a one-profile `evaluate` computes."""
+        if self.wanted(profile, key) is not None:
+            return False
+        verdict = profile.verdict(vector, text, False, 0)  # `show` counts only with detail
+        with self._lock:
+            served = self._by_snapshot.get(profile)
+            if served is not None and key in served:  # a call computed it meanwhile
+                return False
+            ahead = self._prefetched.get(profile)
+            if ahead is None:
+                ahead = self._prefetched[profile] = OrderedDict()
+            if self._crowded(ahead):
+                return False
+            ahead[key] = (verdict, time.monotonic())
+        return True
 
     def verdict(
         self,
@@ -94,10 +170,5 @@ class VerdictMemo:
                 return verdict
         verdict = profile.verdict(vector, text, detail, show, sims)
         with self._lock:
-            table = self._by_snapshot.get(profile)
-            if table is None:
-                table = self._by_snapshot[profile] = OrderedDict()
-            table[key] = verdict
-            while len(table) > self.size:
-                table.popitem(last=False)
+            self._keep(profile, key, verdict)
         return verdict
