@@ -26,6 +26,10 @@ read-only search aids in the background and swap them in whole (`neighbour_searc
   factor of 3; `clause_diff` reads the same amounts for its figure cue).
 - `taught_diff.py`: a text that differs decisively from its nearest taught exemplar (a negation or a figure the
   profile reads as pushing away from its label) is not answered with that label; `clause_diff.py`: the reader.
+- `pair_reader.py`: what differs between a taught text and a new one (the words either lacks, each read by the
+  profile's words expert for how far it pushes from the taught label); `memory_wide.py`: a wider band below the
+  memory's radius where another writer's restatement takes the taught label when the ensemble agrees and that
+  push is under a bound fitted on written pairs.
 - `support.py`: a profile defined over MCP abstains until its cross-validated evidence supports its target.
 - `scope_gate.py`: the optional "in scope at all?" gate (`scope_gate` in a profile file), fitted on the profile's
   answer labels against its abstain labels; a text it stops is out of scope."""

@@ -14,4 +14,5 @@
 - `namespaces.py`: namespace listing and export helpers; `handoffs.py`: forget, recent and the search filters.
 - `user_profiles.py`: profiles defined and deleted over MCP (`ProfileEditor`, copy-on-write tables).
 - `teachers.py`: who teaches (the caller of a tool call), counts per teacher, following reverts.
-- `verdict_memo.py`: verdicts a fitted snapshot already gave, kept with it (a handle judged again is not recomputed)."""
+- `verdict_memo.py`: verdicts a fitted snapshot already gave, kept with it (a handle judged again is not recomputed).
+- `prefetch.py`: texts just stored judged ahead, between calls, by the profiles used recently (into that memo)."""
