@@ -61,6 +61,28 @@ def test_a_stored_handle_is_served_its_prefetched_verdict_and_it_equals_computin
         off.close()
 
 
+def test_on_postgres_a_prefetched_verdict_equals_computing_it(
+    settings, fake_embedder, fruit_tools_profile, postgres, pg_schema
+):
+    """The worker judges the records the store hands back from `add`; on the shared store a later `evaluate` reads the
+    handle back with `get`: both must give the same verdict (vector and text as stored)."""
+    shared = {"store_url": postgres.url, "store_schema": pg_schema}
+    on = _service(settings, fake_embedder, **shared)
+    off_settings = settings.model_copy(update={"data_dir": settings.data_dir.parent / "off_pg"})
+    off = _service(off_settings, fake_embedder, prefetch_verdicts=False, **shared)
+    try:
+        on.evaluate(text="warm up", profiles=["kind"])
+        handles = on.handoff(text=TEXTS[0])["handle"], *on.embed(TEXTS[1:])["handles"]
+        assert on.prefetch.idle(10) and on.prefetch.computed == len(TEXTS)
+        for handle in handles:  # the other server computes from the row it reads back from PostgreSQL
+            expected = off.evaluate(handle=handle, profiles=["kind"])["verdicts"]["kind"]
+            assert on.evaluate(handle=handle, profiles=["kind"])["verdicts"]["kind"] == expected
+        assert on.verdicts.prefetch_hits == len(TEXTS) and off.verdicts.prefetch_hits == 0
+    finally:
+        on.close()
+        off.close()
+
+
 def test_the_detail_verdict_is_computed_at_call_time(service):
     service.evaluate(text="warm up", profiles=["kind"])
     handle = service.handoff("apple and hammer")["handle"]
