@@ -11,7 +11,7 @@ import json
 
 import pytest
 from mcp import Client
-from test_e2e_stdio import call, params
+from test_e2e_stdio import call, judged, params
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio, pytest.mark.usefixtures("warm_profile_cache")]
 
@@ -31,17 +31,13 @@ def anyio_backend():
     return "asyncio"
 
 
-async def judged(client: Client, text: str) -> dict:
-    return (await call(client, "evaluate", {"text": text, "profiles": ["roi"], "detail": True}))["verdicts"]["roi"]
-
-
 async def test_a_paraphrase_restating_figures_in_words_keeps_its_memory_answer(tmp_path):
     async with Client(params(tmp_path / "d"), mode="legacy", read_timeout_seconds=300) as client:
         await call(client, "teach", {"profile": "roi", "label": "high", "text": TAUGHT})
-        verdict = await judged(client, IN_WORDS)
+        verdict = await judged(client, "roi", IN_WORDS)
         # before (main cd467c2): escalated, reason "differs_from_taught", `differs` naming "costing $3k a month",
         # "... calls the rates API 12 times" and "costing $3,000 a month": figures as written
         assert verdict["label"] == "high" and verdict.get("memory", {}).get("taught") is True, json.dumps(verdict)
         assert "differs" not in verdict, verdict
-        cheaper = await judged(client, CHEAPER)
+        cheaper = await judged(client, "roi", CHEAPER)
         assert "memory" not in cheaper, cheaper  # a hundred times cheaper: not a copy, whatever the ensemble says

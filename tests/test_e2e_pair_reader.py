@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 from mcp import Client
-from test_e2e_stdio import call, params
+from test_e2e_stdio import call, judged, params
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio, pytest.mark.usefixtures("warm_profile_cache")]
 
@@ -35,19 +35,15 @@ def anyio_backend():
     return "asyncio"
 
 
-async def judged(client: Client, text: str) -> dict:
-    return (await call(client, "evaluate", {"text": text, "profiles": ["risk"], "detail": True}))["verdicts"]["risk"]
-
-
 async def test_a_far_paraphrase_of_a_taught_text_is_answered_as_taught_a_word_level_minimal_pair_is_not(tmp_path):
     async with Client(params(tmp_path / "d"), mode="legacy", read_timeout_seconds=300) as client:
-        before = await judged(client, FAR_PARAPHRASE)
+        before = await judged(client, "risk", FAR_PARAPHRASE)
         assert before.get("unsure") and "memory" not in before, before  # escalated: nothing taught yet
         await call(client, "teach", {"profile": "risk", "label": "low", "text": TAUGHT})
-        verdict = await judged(client, FAR_PARAPHRASE)
+        verdict = await judged(client, "risk", FAR_PARAPHRASE)
         assert verdict["nearest"] < 0.9, verdict  # not a near copy by the encoder
         assert verdict["label"] == "low" and "unsure" not in verdict, verdict
         assert verdict["memory"]["taught"] is True, verdict
         for text in WORD_LEVEL_PAIRS:
-            rewrite = await judged(client, text)
+            rewrite = await judged(client, "risk", text)
             assert rewrite["label"] != "low" and "memory" not in rewrite, rewrite

@@ -77,6 +77,11 @@ async def call(client: Client, tool: str, args: dict) -> dict:
     return result.structured_content
 
 
+async def judged(client: Client, profile: str, text: str) -> dict:
+    """One profile's detailed verdict on a text, through the server (the e2e memory tests read these)."""
+    return (await call(client, "evaluate", {"text": text, "profiles": [profile], "detail": True}))["verdicts"][profile]
+
+
 async def test_client_leaving_mid_fit_ends_the_server_cleanly(tmp_path):
     """A client that left while profiles were fitting ended the server with SIGABRT (rc 134, 'terminate called
     without an active exception'): Python's finalisation unwound the fitting threads through native frames."""

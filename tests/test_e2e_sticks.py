@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 from mcp import Client
-from test_e2e_stdio import call, params
+from test_e2e_stdio import call, judged, params
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio, pytest.mark.usefixtures("warm_profile_cache")]
 
@@ -28,24 +28,20 @@ def anyio_backend():
     return "asyncio"
 
 
-async def judged(client: Client, text: str) -> dict:
-    return (await call(client, "evaluate", {"text": text, "profiles": ["risk"], "detail": True}))["verdicts"]["risk"]
-
-
 async def test_a_taught_proposal_and_a_near_copy_are_answered_as_taught_a_minimal_pair_opposite_is_not(tmp_path):
     async with Client(params(tmp_path / "d"), mode="legacy", read_timeout_seconds=300) as client:
-        before = await judged(client, TAUGHT)
+        before = await judged(client, "risk", TAUGHT)
         assert before["threshold"][1] == "fit" and "memory" not in before
         label = "low"  # a migration with its safeguards: the profile leans to medium
         assert before["top"][0][0] != label
-        paraphrase = await judged(client, PARAPHRASE)
+        paraphrase = await judged(client, "risk", PARAPHRASE)
         assert paraphrase.get("unsure") or paraphrase["label"] != label  # the teach is what answers it
         await call(client, "teach", {"profile": "risk", "label": label, "text": TAUGHT})
         for text in (TAUGHT, NEAR_COPY, PARAPHRASE):  # the next call, no refit waited for
-            verdict = await judged(client, text)
+            verdict = await judged(client, "risk", text)
             assert verdict["label"] == label and "unsure" not in verdict, verdict
             assert verdict["memory"]["taught"] is True
-        opposite = await judged(client, OPPOSITE)
+        opposite = await judged(client, "risk", OPPOSITE)
         assert "memory" not in opposite and opposite["label"] != label, opposite
 
 
@@ -84,8 +80,8 @@ async def test_a_rewrite_that_drops_the_review_is_not_answered_with_the_taught_l
     verdict escalates and `detail` names the clause."""
     async with Client(params(tmp_path / "d"), mode="legacy", read_timeout_seconds=300) as client:
         await call(client, "teach", {"profile": "risk", "label": "low", "text": REVIEWED})
-        assert (await judged(client, REVIEWED))["label"] == "low"  # the taught text itself: from memory
-        rewrite = await judged(client, UNREVIEWED)
+        assert (await judged(client, "risk", REVIEWED))["label"] == "low"  # the taught text itself: from memory
+        rewrite = await judged(client, "risk", UNREVIEWED)
         assert rewrite["label"] != "low" and "memory" not in rewrite, rewrite
         assert rewrite["neighbours"][0][0] == REVIEWED  # the taught text is its nearest exemplar
         assert rewrite["differs"] == ["with CI red and no reviewer approving it"], rewrite
