@@ -73,6 +73,22 @@ def fit_bound(change: np.ndarray, right: np.ndarray, target: float) -> tuple[flo
     return best, taken, wrong
 
 
+def net_change(words, query: str, neighbour: str, label: int) -> float:
+    """The alternative reading (`--score mass`): the query without all its unmatched words, and the neighbour without
+    all of its, each only where it pushes away (the served reading sums each word's own push: `decision_change`)."""
+    from mcp_latent.judge.memory_evidence import log_odds_shift
+    from mcp_latent.judge.pair_reader import unmatched, without
+
+    lone_q, lone_n = unmatched(query, neighbour)
+    read = words.log_probs(
+        [without(query, []), without(query, lone_q), without(neighbour, []), without(neighbour, lone_n)]
+    )
+    labels = np.array([label])
+    away = float(log_odds_shift(read[0:1], read[1:2], labels)[0])  # the query's own words against the label
+    lost = float(log_odds_shift(read[3:4], read[2:3], labels)[0])  # the neighbour's words for it, which it lacks
+    return max(0.0, away) + max(0.0, lost)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "mcp-latent-pairs-cache")
@@ -83,7 +99,7 @@ def main() -> None:
 
     from mcp_latent.judge import memory_wide
     from mcp_latent.judge.memory_wide import WIDE_RADIUS
-    from mcp_latent.judge.pair_reader import decision_change, net_change, unmatched, word_leans
+    from mcp_latent.judge.pair_reader import decision_change, unmatched, word_leans
     from mcp_latent.service.api import LatentService  # imported late: loads the model runtime
     from mcp_latent.settings import Settings
 

@@ -66,7 +66,7 @@ def unmatched(query: str, neighbour: str) -> tuple[list[str], list[str]]:
     return [w for w in q if stem(w) not in ns], [w for w in n if stem(w) not in qs]
 
 
-def _without(text: str, words: list[str]) -> str:
+def without(text: str, words: list[str]) -> str:
     """The text's words in order, those in `words` left out (both sides of a reading are rebuilt the same way)."""
     drop = set(words)
     return " ".join(t for t in (m.group(0).lower() for m in _TOKEN.finditer(text)) if t not in drop)
@@ -78,11 +78,11 @@ def decision_change(words: WordsModel | None, query: str, neighbour: str, label:
     away; 0: none does); +inf when a negation or an amount changed (`clause_diff.differences`); for a profile without
     a words expert only the cues read (0 otherwise).
 
-    Why a sum of each word's push and not one reading without them all (`net_change`): read together, a
-    paraphrase's many reworded words push both ways and a minimal pair's few words are lost among them; one by one,
-    a neutral word pushes little either way. On the train pairs (`tools/pair_reader_fit.py`) the sum takes 98 and 83
-    of risk's and roi's 120 and 99 same-label pairs the memory leaves at the same budget of minimal pairs, the net
-    reading 96 and 71, the largest single push 93 and 55."""
+    Why a sum of each word's push and not one reading without them all (`tools/pair_reader_fit.py --score mass`):
+    read together, a paraphrase's many reworded words push both ways and a minimal pair's few words are lost among
+    them; one by one, a neutral word pushes little either way. On the train pairs (`tools/pair_reader_fit.py`) the
+    sum takes 98 and 83 of risk's and roi's 120 and 99 same-label pairs the memory leaves at the same budget of
+    minimal pairs, the net reading 96 and 71, the largest single push 93 and 55."""
     if differences(query, neighbour):
         return math.inf
     if words is None:
@@ -90,25 +90,13 @@ def decision_change(words: WordsModel | None, query: str, neighbour: str, label:
     return float(np.maximum(word_leans(words, query, neighbour, label), 0.0).sum())
 
 
-def net_change(words: WordsModel, query: str, neighbour: str, label: int) -> float:
-    """The alternative reading: the query without all its unmatched words, and the neighbour without all of its,
-    each only where it pushes away (kept for `tools/pair_reader_fit.py --score mass`)."""
-    lone_q, lone_n = unmatched(query, neighbour)
-    texts = [_without(query, []), _without(query, lone_q), _without(neighbour, []), _without(neighbour, lone_n)]
-    read = words.log_probs(texts)
-    labels = np.array([label])
-    away = float(log_odds_shift(read[0:1], read[1:2], labels)[0])  # the query's own words against the label
-    lost = float(log_odds_shift(read[3:4], read[2:3], labels)[0])  # the neighbour's words for it, which it lacks
-    return max(0.0, away) + max(0.0, lost)
-
-
 def word_leans(words: WordsModel, query: str, neighbour: str, label: int) -> np.ndarray:
     """Each unmatched word's own push away from `label`: the query read without it against the query (its words
     against the label), and the neighbour against the neighbour without it (its words for the label, which the
     query lacks); (k,) log-odds, the query's words first."""
     lone_q, lone_n = unmatched(query, neighbour)
-    texts = [_without(query, [])] + [_without(query, [w]) for w in lone_q]
-    texts += [_without(neighbour, [])] + [_without(neighbour, [w]) for w in lone_n]
+    texts = [without(query, [])] + [without(query, [w]) for w in lone_q]
+    texts += [without(neighbour, [])] + [without(neighbour, [w]) for w in lone_n]
     read = words.log_probs(texts)
     q, n = read[: len(lone_q) + 1], read[len(lone_q) + 1 :]
     away = log_odds_shift(q[:1].repeat(len(lone_q), 0), q[1:], np.full(len(lone_q), label))
