@@ -118,6 +118,36 @@ def test_a_busy_helper_means_the_call_writes_itself():
     assert writes.start(lambda: 7).result(1) == 7  # after close: on the calling thread
 
 
+@pytest.mark.usefixtures("fruit_tools_profile")
+def test_on_postgres_the_write_beside_stores_what_another_server_reads(
+    settings, fake_embedder, monkeypatch, postgres, pg_schema
+):
+    """The shared store: the helper thread writes through the PostgreSQL pool; another server reading the row back
+    computes the verdicts the handoff returned, and a failing verdict still returns a stored handle."""
+    shared = {"store_url": postgres.url, "store_schema": pg_schema, "verdict_cache_size": 0}
+    one = started(settings, fake_embedder, **shared)
+    other = started(
+        settings.model_copy(update={"data_dir": settings.data_dir.parent / "other"}), fake_embedder, **shared
+    )
+    try:
+        for text in (TEXT, "hammer wrench screwdriver for the workshop", "apple hammer"):
+            stored = one.handoff(text, evaluate=["kind"], from_agent="a", meta={"k": 1})
+            assert other.evaluate(handle=stored["handle"], profiles=["kind"])["verdicts"] == stored["verdicts"]
+            assert other.get(stored["handle"]) | {"created_at": 0} == {
+                "handle": stored["handle"],
+                "text": text,
+                "from_agent": "a",
+                "meta": {"k": 1},
+                "created_at": 0,
+            }
+        monkeypatch.setattr(FittedProfile, "verdict", lambda *a, **k: 1 / 0)
+        kept = one.handoff(TEXT, evaluate=["kind"])
+        assert "ZeroDivisionError" in kept["verdicts"]["kind"]["error"] and other.get(kept["handle"])["text"] == TEXT
+    finally:
+        one.close()
+        other.close()
+
+
 def unit(rows: int, dim: int = 16, seed: int = 0) -> np.ndarray:
     v = np.random.default_rng(seed).normal(size=(rows, dim)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
