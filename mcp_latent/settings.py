@@ -170,6 +170,12 @@ class Settings(BaseSettings):
         200, ge=16, description="HNSW build-time candidate list: better graph, slower insert"
     )
     hnsw_ef_search: int = Field(64, ge=8, description="HNSW query-time candidate list (always raised to at least k)")
+    hnsw_add_in_background: bool = Field(
+        True,
+        description="add a stored handoff to its namespace's loaded HNSW index on a background thread once its write "
+        "has committed, so `handoff` and `embed` return without waiting for the insert (a search first catches up on "
+        "every committed handoff: none is missed). false: before the call returns",
+    )
 
     # --- shared store (PostgreSQL + pgvector; many servers and hosts on one latent state) ---------------------
     store_url: str = Field(
@@ -207,6 +213,13 @@ class Settings(BaseSettings):
         "several profiles) whose distinct exemplar vectors are kept stacked, so such a call reads each shared "
         "exemplar once (built in the background the first time a set is judged, and again after a teach; about "
         "8 MB for the shipped profiles). 0: each profile reads its own",
+    )
+    handoff_write_threads: int = Field(
+        2,
+        ge=0,
+        description="helper threads that write a `handoff`'s record while the call computes the verdicts it asked "
+        "for (it still returns only once the record is committed); when all are busy the call writes first itself. "
+        "0: always write first, then judge",
     )
     prefetch_verdicts: bool = Field(
         True,

@@ -204,8 +204,12 @@ def test_schema_from_a_newer_version_is_refused(tmp_path):
         LatentStore(tmp_path, DIM, "m")
 
 
-def test_a_committed_write_is_never_reported_failed_and_the_index_repairs(store, monkeypatch, caplog):
-    """Issue #12: `add` committed, then failed in the index step: an acknowledged write reported as an error."""
+@pytest.mark.parametrize("background", [True, False], ids=["index-in-background", "index-in-call"])
+def test_a_committed_write_is_never_reported_failed_and_the_index_repairs(tmp_path, background, monkeypatch, caplog):
+    """Issue #12: `add` committed, then failed in the index step: an acknowledged write reported as an error.
+    Both ways of adding a committed row to the loaded index (`hnsw_add_in_background`): on the store's catch-up
+    thread (the default), or in the writing call."""
+    store = LatentStore(tmp_path, DIM, "m", index_in_background=background)
     first = store.add("ns", unit(5), ["x"] * 5)
     store.similar("ns", first[0].vector, 1)  # the namespace's index is loaded: the next add updates it
     real_add = VectorIndex.add
@@ -219,9 +223,11 @@ def test_a_committed_write_is_never_reported_failed_and_the_index_repairs(store,
 
     monkeypatch.setattr(VectorIndex, "add", flaky_add)
     late = store.add("ns", unit(1, 9), ["late"])[0]  # must not raise: the row is committed
+    assert store._indexes.settled(10)  # in the background: the catch-up thread has met the failure
     assert "rebuilding it on next read" in caplog.text
     assert store.similar("ns", late.vector, 1)[0][0].handle == late.handle
     assert store.count("ns") == 6
+    store.close()
 
 
 def test_write_lock_held_elsewhere_is_a_store_error_for_every_writer(store, caplog):

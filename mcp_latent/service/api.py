@@ -69,17 +69,47 @@ class LatentService(ServiceRuntime):
         self.wait_ready(self.settings.profile_wait_seconds)
         names = self._named(evaluate)  # unknown names fail now, before anything is stored
         vector = self.embedder.embed([text])
-        record = self._store().add(namespace, vector, self._texts_to_store([text]), from_agent, parent, meta)[0]
+        store, texts = self._store(), self._texts_to_store([text])
+
+        def write() -> list[Handoff]:
+            return store.add(namespace, vector, texts, from_agent, parent, meta)
+
+        if not names:
+            record = write()[0]
+        else:
+            # The write on a helper thread while this one computes the verdicts (`write_beside.py`); the call returns
+            # only once it has committed, and a write that fails fails the call (nothing stored) as before. A profile
+            # still fitting past the wait gets a note in its verdict's place, and so does one whose verdict failed:
+            # the caller keeps the handle (it used to get an error, or a client timeout, and lose it).
+            writing = self.writes.start(write)
+            judged = self._judged_beside(names, deadline, vector[0], text, detail)
+            record = writing.result()[0]
         result: dict[str, Any] = {"handle": record.handle}
         if names:
-            # Stored first, judged after: a profile still fitting past the wait gets a note in its verdict's place,
-            # and the caller keeps the handle (it used to get an error, or a client timeout, and lose it).
-            fitted, pending = self._fits(names, deadline)
-            shown = self._shown(self._judge(fitted, vector[0], text, detail), detail)
-            result["verdicts"] = {name: shown.get(name) or pending[name] for name in names}
+            self._served(judged["verdicts"], vector[0])  # counted once stored: a call that failed served nothing
+            shown = self._shown(judged["verdicts"], detail)
+            result["verdicts"] = {name: shown.get(name) or judged["notes"][name] for name in names}
         # After its own verdicts (so they are not computed twice): the recent profiles it did not name.
         self.prefetch.stored([record.vector], [record.text or None])
         return result
+
+    def _judged_beside(
+        self, names: list[str], deadline: float, vector: np.ndarray, text: str, detail: bool
+    ) -> dict[str, Any]:
+        """A handoff's verdicts, computed while its write runs: {"verdicts": {name: Verdict}, "notes": {name: what
+        to show instead}}. Nothing is counted here (`_served`, once the write has committed). Never raises: the
+        handle must reach the caller even when a verdict fails (a bug: logged, and said in its place)."""
+        try:
+            fitted, pending = self._fits(names, deadline)
+            verdicts = self.verdicts.verdicts(fitted, vector, text, detail, self.settings.detail_neighbours)
+            return {"verdicts": verdicts, "notes": pending}
+        except Exception as exc:
+            log.exception("a verdict of a handoff failed; the handoff is stored and its handle returned")
+            note = (
+                f"verdict failed ({type(exc).__name__}: {exc}); the handoff is stored: evaluate its handle again, "
+                "and report it if it repeats."
+            )
+            return {"verdicts": {}, "notes": {name: {"label": None, "unsure": True, "error": note} for name in names}}
 
     def evaluate(
         self,
@@ -311,6 +341,11 @@ class LatentService(ServiceRuntime):
         """Every named profile's verdict on one text (its words too, when known: None judges by the vector)."""
         show, memo = self.settings.detail_neighbours, self.verdicts  # memo: a snapshot's verdicts, never stale
         verdicts = memo.verdicts(fitted, vector, text, detail, show)  # several: one product over their exemplars
+        self._served(verdicts, vector)
+        return verdicts
+
+    def _served(self, verdicts: dict[str, Verdict], vector: np.ndarray) -> None:
+        """Record verdicts a call is served: usage stats, each profile's stream evidence, the prefetch's profiles."""
         self.prefetch.used(list(verdicts))  # served: these profiles judge the next texts stored ahead of time
         for name, verdict in verdicts.items():
             self.stats.record(name, "escalated" if verdict.unsure else "answered")
@@ -318,7 +353,6 @@ class LatentService(ServiceRuntime):
             if live is not None:  # the ensemble's p and best label (also where memory answered): the stream's evidence
                 p, best = verdict.model or (verdict.p, verdict.best)
                 live.stream.observe(vector, p, verdict.reason != OUT_OF_SCOPE, best)
-        return verdicts
 
     @staticmethod
     def _shown(verdicts: dict[str, Verdict], detail: bool) -> dict[str, Any]:

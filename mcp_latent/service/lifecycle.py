@@ -31,6 +31,7 @@ from mcp_latent.service.teachers import follow_reverts, taught_by_teacher
 from mcp_latent.service.usage_stats import FIELDS, ProfileStats, describe
 from mcp_latent.service.user_profiles import ProfileEditor
 from mcp_latent.service.verdict_memo import VerdictMemo
+from mcp_latent.service.write_beside import WriteBeside
 from mcp_latent.settings import Settings
 from mcp_latent.store.base import LatentStore, TaughtExemplar
 from mcp_latent.store.factory import open_store
@@ -63,6 +64,7 @@ class ServiceRuntime:
         )  # verdicts per fitted snapshot, remembered
         # Stored texts judged ahead by the profiles used recently (`prefetch.py`); owns one worker thread.
         self.prefetch = VerdictPrefetch(self.settings, self.verdicts, lambda: self.live)
+        self.writes = WriteBeside(self.settings.handoff_write_threads)  # a handoff's write beside its verdicts
         self.store: LatentStore | None = None
         self.registry = ProfileRegistry(self.settings.user_profiles_dir, self.settings.builtin_profiles)
         self.started_at = time.monotonic()
@@ -196,6 +198,7 @@ class ServiceRuntime:
         if self._started:
             self._ready.wait(timeout=600)
         self.prefetch.close()
+        self.writes.close()  # before the store closes: a write under way commits first
         if self.maintenance is not None:
             self.maintenance.stop()
             self.maintenance = None

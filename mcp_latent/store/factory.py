@@ -53,4 +53,5 @@ def open_store(settings: Settings, dim: int | None = None, model_id: str | None 
         hnsw_m=settings.hnsw_m,
         hnsw_ef_construction=settings.hnsw_ef_construction,
         hnsw_ef_search=settings.hnsw_ef_search,
+        index_in_background=settings.hnsw_add_in_background,
     )

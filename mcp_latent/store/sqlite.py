@@ -91,6 +91,7 @@ class SqliteStore(LatentStore):
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 200,
         hnsw_ef_search: int = 64,
+        index_in_background: bool = True,  # `hnsw_add_in_background`: see store/sqlite_index.py
     ):
         self.data_dir = Path(data_dir)
         self.dim = dim or 0
@@ -117,7 +118,9 @@ class SqliteStore(LatentStore):
         with self._translated("open the latent store"):
             migrate(self._writer)
             self._check_model()
-        self._indexes = NamespaceIndexes(self.index_dir, self.dim, self._hnsw, self._reader, self._generation)
+        self._indexes = NamespaceIndexes(
+            self.index_dir, self.dim, self._hnsw, self._reader, self._generation, index_in_background
+        )
 
     # --- connections and errors ----------------------------------------------------------------------------
 
@@ -200,7 +203,7 @@ class SqliteStore(LatentStore):
         with self._indexes.lock:
             if self._closed:
                 return
-            self._indexes.save_all()
+            self._indexes.close()  # stops its catch-up thread, saves every loaded index
             with self._write_lock:
                 self._closed = True
                 self._writer.close()

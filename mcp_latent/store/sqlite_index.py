@@ -3,9 +3,15 @@
 Saved on close; on open reconciled with the record (rows another process removed are dropped, rows it inserted are
 caught up by `seq`), or rebuilt when the files are unreadable or disagree with the record (a crash mid-save).
 
+A committed handoff is added to its namespace's loaded index by a background thread (`background`, setting
+`hnsw_add_in_background`), not by the call that wrote it: an HNSW insert (ef_construction 200) costs about as much
+as the SQLite commit itself, and nothing needs it before the next search, which catches up on every committed row
+first (`sync`) whether or not the thread got to it. So a search never misses an acknowledged handoff.
+
 Who owns what: `NamespaceIndexes.lock` (re-entrant) guards `entries` and every `NamespaceIndex` in it; a
-`VectorIndex` also locks itself. The record is read through the store's per-thread reader (`reader`), so this
-module never writes SQLite.
+`VectorIndex` also locks itself. `_later` (a Condition) guards `_pending`, `_working`, `_thread` and `_closing`;
+it is taken alone or inside `lock`, never the other way round. The record is read through the store's per-thread
+reader (`reader`), so this module never writes SQLite.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +60,7 @@ class NamespaceIndexes:
         hnsw: dict[str, int],
         reader: Callable[[], sqlite3.Connection],
         generation: Callable[[str], int],
+        background: bool = True,
     ):
         self.index_dir = index_dir
         self.dim = dim
@@ -61,6 +69,12 @@ class NamespaceIndexes:
         self._generation = generation  # a namespace's current generation, read from the record
         self.lock = threading.RLock()
         self.entries: dict[str, NamespaceIndex] = {}
+        self.background = background
+        self._later = threading.Condition()
+        self._pending: set[str] = set()  # namespaces with committed rows the catch-up thread has not added yet
+        self._thread: threading.Thread | None = None  # started by the first write to catch up later
+        self._closing = False
+        self._working = False  # the catch-up thread is adding rows (`settled` waits for it)
 
     def paths(self, namespace: str) -> tuple[Path, Path, Path]:
         stem = hashlib.sha256(namespace.encode()).hexdigest()[:20]
@@ -89,12 +103,58 @@ class NamespaceIndexes:
             self.entries[namespace] = entry
             return entry
 
+    def close(self) -> None:
+        """Stop the catch-up thread and save every loaded index (rows it had not added are caught up from the
+        record when the index is next opened, as another process's rows are)."""
+        with self._later:
+            self._closing = True
+            self._later.notify_all()
+        with self.lock:
+            self.save_all()
+
     def after_insert(self, namespace: str) -> None:
-        """Add newly committed rows to a loaded index. Never raises: the write is acknowledged already, so a
-        failure here only forgets the index, which is rebuilt from the record on next read."""
+        """Add newly committed rows to the namespace's loaded index: on the catch-up thread when `background` (the
+        writing call does not wait for the HNSW insert; the next search catches up anyway), else now."""
+        if not self.background:
+            self._add_committed(namespace)
+            return
+        with self._later:
+            if self._closing:
+                return
+            self._pending.add(namespace)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._catch_up_later, name="index-catch-up", daemon=True)
+                self._thread.start()
+            self._later.notify()
+
+    def settled(self, timeout: float = 10.0) -> bool:
+        """Wait until the catch-up thread has added every committed row it was handed (tests, tools): True if so."""
+        end = time.monotonic() + timeout
+        with self._later:
+            while self._pending or self._working:
+                if not self._later.wait(max(0.0, end - time.monotonic())) and time.monotonic() >= end:
+                    return False
+        return True
+
+    def _catch_up_later(self) -> None:
+        while True:
+            with self._later:
+                self._working = False
+                self._later.notify_all()  # `settled` waiters
+                while not self._pending and not self._closing:
+                    self._later.wait()
+                if self._closing:
+                    return
+                namespace = self._pending.pop()
+                self._working = True
+            self._add_committed(namespace)
+
+    def _add_committed(self, namespace: str) -> None:
+        """Never raises: the write is acknowledged already, so a failure here only forgets the index, which is
+        rebuilt from the record on next read."""
         try:
             with self.lock:
-                entry = self.entries.get(namespace)
+                entry = None if self._closing else self.entries.get(namespace)
                 if entry is not None:
                     self._catch_up(namespace, entry)  # in seq order, with any rows another process wrote meanwhile
         except Exception:
