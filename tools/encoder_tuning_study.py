@@ -246,8 +246,8 @@ def draw_arms(ax, data: str, runs: list[dict], args: dict, size: int) -> None:
     for arm in dict.fromkeys(run["arm"] for run in runs):
         seeds = tuple(sorted(run["seed"] for run in runs if run["arm"] == arm))
         for name in [arm] if arm == "frozen" else ["frozen", arm]:
-            if (name, seeds) in drawn:
-                continue
+            if (name, seeds) in drawn or not any(run["arm"] == name and run["seed"] in seeds for run in runs):
+                continue  # drawn, or an arm run without frozen (e.g. frozen+pairwise alone)
             drawn.add((name, seeds))
             curves = np.array([run["windows"] for run in runs if run["arm"] == name and run["seed"] in seeds])
             x = [(i + 1) * size for i in range(curves.shape[1])]
