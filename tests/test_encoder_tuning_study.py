@@ -136,13 +136,15 @@ def test_combine_merges_runs_into_one_table_and_plot(tmp_path):
     parts = {
         "a": [run("hwu64", 0, "frozen", 0.4), run("hwu64", 0, "mnrl", 0.3)],
         "b": [run("banking77", 1, "frozen", 0.35)],
+        "c": [run("banking77", 2, "frozen+pairwise", 0.3)],  # an arm run without frozen beside it is drawn alone
     }
     for folder, runs in parts.items():
         (tmp_path / folder).mkdir()
         summary = {"args": args, "commit": folder, "runs": runs}
         (tmp_path / folder / "summary.json").write_text(json.dumps(summary))
-    assert combine([tmp_path / "a", tmp_path / "b"], tmp_path / "out") == 0
+    assert combine([tmp_path / "a", tmp_path / "b", tmp_path / "c"], tmp_path / "out") == 0
     table = (tmp_path / "out" / "summary.md").read_text()
     assert "| hwu64 | 0 | mnrl | 30.0% | 98.0% | 98.0% | 20.0% | 12 | 87 |" in table
     assert "| banking77 | 1 | frozen | 35.0% |" in table
+    assert "| banking77 | 2 | frozen+pairwise | 30.0% |" in table
     assert (tmp_path / "out" / "escalation.png").stat().st_size > 10_000
