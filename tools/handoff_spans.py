@@ -52,7 +52,7 @@ STEPS = [
     ("store", "add", "store write"),
     ("indexes", "after_insert", "hand to the index"),
     ("indexes", "_add_committed", "index catch-up (HNSW add)"),
-    ("writes", "start", "waiting for the write"),
+    ("writes", "wait", "waiting for the write"),
     ("service", "_fits", "fits"),
     ("memo", "verdicts", "verdicts (memo, shared product, judges)"),
     ("shared", "similarities", "shared product"),
@@ -101,7 +101,7 @@ def measure(
             "fitted": fitted.FittedProfile,
             "words": words,
         }
-        if hasattr(service, "writes"):  # time what the call waits for its write (`_TimedWrites.result`)
+        if hasattr(service, "writes"):  # time what the call waits for its write (`_TimedWrites.wait`)
             service.writes = _TimedWrites(service.writes)
 
         def handoff(text: str) -> dict:  # looked up per call: the wrapped methods below are the ones timed
@@ -227,8 +227,8 @@ class _McpRunner:
 
 
 class _TimedWrites:
-    """The service's `WriteBeside`, whose futures' `result` (the call waiting for its write) is what `_wrap` times
-    under the name of `start` (wrapped below as `_TimedWrites.wait`)."""
+    """The service's `WriteBeside`, whose futures' `result` (the call waiting for its write) goes through `wait`,
+    which `_wrap` times."""
 
     def __init__(self, writes):
         self._writes = writes
@@ -239,6 +239,10 @@ class _TimedWrites:
     def close(self) -> None:
         self._writes.close()
 
+    @staticmethod
+    def wait(future, timeout=None):
+        return future.result(timeout)
+
 
 class _TimedFuture:
     def __init__(self, future):
@@ -248,16 +252,7 @@ class _TimedFuture:
         return _TimedWrites.wait(self._future, timeout)
 
 
-def _wait(future, timeout=None):
-    return future.result(timeout)
-
-
-_TimedWrites.wait = staticmethod(_wait)
-
-
 def _wrap(owner, attribute: str, name: str, wall: dict[str, float], cpu: dict[str, float]) -> None:
-    if owner is _TimedWrites:
-        attribute = "wait"
     original = getattr(owner, attribute)
 
     if inspect.iscoroutinefunction(original):
